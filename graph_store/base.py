@@ -1,0 +1,112 @@
+"""The graph store contract: one interface, two implementations (RocksDB, in-memory).
+
+Times are integer microseconds since the epoch (``schemas.timeutil``). Every read takes an
+explicit ``as_of`` and sees only events whose event time is ``<= as_of``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from schemas.events import InputEvent
+from schemas.types import EdgeType, NodeType
+
+#: (topic, partition) -> next offset to consume (Kafka's committed-offset convention)
+Positions = Mapping[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class ApplyEffect:
+    """What applying one event changed, as input to ``affected_leads``.
+
+    Args:
+        event: the event applied.
+        changed: False when the event was a duplicate (same entity id and version time
+            already applied): nothing changed and nothing needs rescoring.
+        feature_nodes: nodes whose own input attributes or per-node timelines changed.
+        edge_nodes: endpoints of edges added or removed by the event.
+    """
+    event: InputEvent
+    changed: bool
+    feature_nodes: frozenset[tuple[NodeType, str]] = frozenset()
+    edge_nodes: frozenset[tuple[NodeType, str]] = frozenset()
+
+
+@dataclass
+class Subgraph:
+    """A heterogeneous graph as of a time, in plain numpy (graph_store has no torch).
+
+    ``model`` turns it into a PyG ``HeteroData``.
+
+    Attributes:
+        as_of: the time the graph reflects (micros).
+        node_ids: per node type, the entity ids; local index = position in the list.
+        attrs: per node type, attribute dicts aligned with ``node_ids`` (the version valid
+            at ``as_of``; a stub node has ``{}``). Contacts carry ``"timeline"``: a list of
+            ``(time, activity_type, page)`` tuples of their activities with time <= as_of,
+            in time order; companies carry ``"orders"``: ``(time, amount)`` tuples of orders
+            placed by their contacts, time <= as_of.
+        edges: per edge type (base and reverse), int64 array of shape (2, E) of local indices.
+        edge_time: per edge type, int64 array (E,) of the edge's event time.
+        seeds: local contact indices of the seed contacts (empty for a full export).
+    """
+    as_of: int
+    node_ids: dict[NodeType, list[str]] = field(default_factory=dict)
+    attrs: dict[NodeType, list[dict]] = field(default_factory=dict)
+    edges: dict[EdgeType, np.ndarray] = field(default_factory=dict)
+    edge_time: dict[EdgeType, np.ndarray] = field(default_factory=dict)
+    seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+class GraphStore(ABC):
+    """A temporal heterograph of the CRM (nodes, typed timestamped edges, versions)."""
+
+    # ----------------------------------------------------------------- writes
+    @abstractmethod
+    def apply(self, events: Sequence[InputEvent], positions: Positions | None = None,
+              partition: int = 0) -> list[ApplyEffect]:
+        """Apply ``events`` and record ``positions`` in one atomic write.
+
+        Idempotent: an event whose (entity id, version time) is already applied changes
+        nothing (``ApplyEffect.changed`` is False). Events are applied at their event time,
+        whatever their arrival order.
+        """
+
+    @abstractmethod
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The source positions recorded by the last committed ``apply``."""
+
+    @abstractmethod
+    def drop_partition(self, partition: int) -> None:
+        """Forget everything applied under ``partition`` (replicated data stays)."""
+
+    # ----------------------------------------------------------------- reads
+    @abstractmethod
+    def node(self, ntype: NodeType, node_id: str, as_of: int) -> Optional[dict]:
+        """Attributes of the node version valid at ``as_of``; None if it did not exist."""
+
+    @abstractmethod
+    def node_ids(self, ntype: NodeType, as_of: int) -> list[str]:
+        """Ids of all nodes of ``ntype`` that exist at ``as_of`` (sorted)."""
+
+    @abstractmethod
+    def neighbors(self, etype: EdgeType, node_id: str, as_of: int) -> list[tuple[str, int]]:
+        """``(neighbour id, edge time)`` along ``etype`` valid at ``as_of``, sorted by (time, id)."""
+
+    @abstractmethod
+    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2) -> Subgraph:
+        """The union of the exact ``hops``-hop neighbourhoods of seed contacts (no sampling)."""
+
+    @abstractmethod
+    def snapshot(self, as_of: int) -> Subgraph:
+        """The whole graph as of ``as_of`` (training and the full-recompute reference)."""
+
+    @abstractmethod
+    def affected_leads(self, effects: Sequence[ApplyEffect], as_of: int, hops: int = 2) -> set[str]:
+        """Contacts whose ``hops``-layer GNN output can change because of ``effects``."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        """Release resources (files, handles)."""

@@ -1,0 +1,200 @@
+"""Pydantic models of the input events and the output records (shared/ARCHITECTURE.md).
+
+Input models keep unknown extra fields (``extra="allow"``): a producer adding a field
+is never an error. Timestamps must carry a zone; they are normalised to UTC.
+Categorical fields are open strings (any non-empty value is a category).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Annotated, ClassVar, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+MAX_ID = 256
+MAX_TEXT = 1024
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (RFC 3339, e.g. 2026-01-31T12:00:00Z)")
+    return value.astimezone(timezone.utc)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Category = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Amount = Annotated[float, Field(ge=0, le=1e12), AfterValidator(_finite)]
+
+
+class _Input(BaseModel):
+    # strict=False lets "12" parse as 12 for numbers; ids and categories stay str-only below.
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=True)
+
+    #: node type of the entity this event creates or versions (schemas.types)
+    kind: ClassVar[str] = ""
+
+
+class Company(_Input):
+    kind: ClassVar[str] = "company"
+    company_id: EntityId
+    updated_at: Timestamp
+    name: Optional[Text] = None
+    industry: Optional[Category] = None
+    employees: Optional[Annotated[int, Field(ge=0, le=10_000_000)]] = None
+    revenue: Optional[Amount] = None
+    tech_stack: Optional[list[Category]] = Field(default=None, max_length=200)
+    country: Optional[Category] = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+    @property
+    def entity_id(self) -> str:
+        return self.company_id
+
+
+class Contact(_Input):
+    kind: ClassVar[str] = "contact"
+    contact_id: EntityId
+    company_id: EntityId
+    updated_at: Timestamp
+    title: Optional[Text] = None
+    department: Optional[Category] = None
+    seniority: Optional[Category] = None
+    source: Optional[Category] = None
+    created_at: Optional[Timestamp] = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+    @property
+    def entity_id(self) -> str:
+        return self.contact_id
+
+
+class Activity(_Input):
+    kind: ClassVar[str] = "activity"
+    activity_id: EntityId
+    contact_id: EntityId
+    type: Category
+    timestamp: Timestamp
+    page: Optional[Category] = None
+    duration_s: Optional[Annotated[float, Field(ge=0, le=1e7), AfterValidator(_finite)]] = None
+    sentiment: Optional[Annotated[float, Field(ge=-1, le=1), AfterValidator(_finite)]] = None
+    opportunity_id: Optional[EntityId] = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.timestamp
+
+    @property
+    def entity_id(self) -> str:
+        return self.activity_id
+
+
+class Opportunity(_Input):
+    kind: ClassVar[str] = "opportunity"
+    opportunity_id: EntityId
+    company_id: EntityId
+    stage: Category
+    updated_at: Timestamp
+    contact_id: Optional[EntityId] = None
+    amount: Optional[Amount] = None
+    created_at: Optional[Timestamp] = None
+    close_date: Optional[Timestamp] = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.updated_at
+
+    @property
+    def entity_id(self) -> str:
+        return self.opportunity_id
+
+
+class Order(_Input):
+    kind: ClassVar[str] = "order"
+    order_id: EntityId
+    contact_id: EntityId
+    amount: Amount
+    timestamp: Timestamp
+    company_id: Optional[EntityId] = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.timestamp
+
+    @property
+    def entity_id(self) -> str:
+        return self.order_id
+
+
+InputEvent = Union[Company, Contact, Activity, Opportunity, Order]
+
+
+# ---------------------------------------------------------------- outputs
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Factor(_Output):
+    factor: str
+    contribution: float
+
+
+Tier = Literal["A", "B", "C", "D"]
+
+
+class LeadScore(_Output):
+    contact_id: str
+    company_id: Optional[str]
+    score: Annotated[float, Field(ge=0, le=1)]
+    tier: Tier
+    previous_score: Optional[float]
+    delta: float
+    model_version: str
+    as_of: Timestamp
+    scored_at: Timestamp
+    cause: str
+    top_factors: list[Factor]
+
+
+class LeadAlert(_Output):
+    contact_id: str
+    company_id: Optional[str]
+    kind: Literal["jump", "tier_change"]
+    score: float
+    previous_score: Optional[float]
+    delta: float
+    threshold: float
+    model_version: str
+    as_of: Timestamp
+    top_factors: list[Factor]
+
+
+class DeadLetter(_Output):
+    source_topic: str
+    partition: int
+    offset: int
+    error: str
+    raw: str  # base64 of the original bytes
+    received_at: Timestamp
+
+
+class ModelUpdate(_Output):
+    model_version: str
+    trained_at: Timestamp
+    metrics: dict[str, float]
+    promoted: bool
+    reason: str
