@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import Annotated, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, field_validator
 
 MAX_ID = 256
 MAX_TEXT = 1024
@@ -28,11 +28,32 @@ def _finite(value: float) -> float:
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+def _number_in(value: Any) -> Any:
+    # JSON true/false would otherwise pass as 1/0; "NaN"/"inf" strings would parse as floats.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, (float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # pydantic reports the parsing error with its own type
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+    return value
+
+
+def _timestamp_in(value: Any) -> Any:
+    # RFC 3339 strings only: a bare number would silently become seconds since 1970.
+    if isinstance(value, (str, datetime)):
+        return value
+    raise ValueError("must be an RFC 3339 timestamp string with a time zone")
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_in), AfterValidator(_utc)]
 EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 Category = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
-Amount = Annotated[float, Field(ge=0, le=1e12), AfterValidator(_finite)]
+Amount = Annotated[float, BeforeValidator(_number_in), Field(ge=0, le=1e12), AfterValidator(_finite)]
 
 
 class _Input(BaseModel):
@@ -49,7 +70,7 @@ class Company(_Input):
     updated_at: Timestamp
     name: Optional[Text] = None
     industry: Optional[Category] = None
-    employees: Optional[Annotated[int, Field(ge=0, le=10_000_000)]] = None
+    employees: Optional[Annotated[int, BeforeValidator(_number_in), Field(ge=0, le=10_000_000)]] = None
     revenue: Optional[Amount] = None
     tech_stack: Optional[list[Category]] = Field(default=None, max_length=200)
     country: Optional[Category] = None
@@ -90,8 +111,8 @@ class Activity(_Input):
     type: Category
     timestamp: Timestamp
     page: Optional[Category] = None
-    duration_s: Optional[Annotated[float, Field(ge=0, le=1e7), AfterValidator(_finite)]] = None
-    sentiment: Optional[Annotated[float, Field(ge=-1, le=1), AfterValidator(_finite)]] = None
+    duration_s: Optional[Annotated[float, BeforeValidator(_number_in), Field(ge=0, le=1e7), AfterValidator(_finite)]] = None
+    sentiment: Optional[Annotated[float, BeforeValidator(_number_in), Field(ge=-1, le=1), AfterValidator(_finite)]] = None
     opportunity_id: Optional[EntityId] = None
 
     @property
