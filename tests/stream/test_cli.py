@@ -1,0 +1,130 @@
+"""The ``leadpulse`` command, run as a real process."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.consume import consume
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "tables.md"
+
+
+def leadpulse(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_help() -> None:
+    out = leadpulse("--help")
+    assert out.returncode == 0
+    for command in ("broker", "simulate", "publish", "demo"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", ["broker", "simulate", "publish", "demo"])
+def test_subcommand_help(command: str) -> None:
+    out = leadpulse(command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: leadpulse " + command)
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "leadpulse"
+    if not script.exists():
+        pytest.skip("package not installed as a console script in this environment")
+    assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
+
+
+def test_bad_setting_is_a_clean_error() -> None:
+    out = leadpulse("publish", "--tables", ".", env={"LEADPULSE_PARTITIONS": "many"})
+    assert out.returncode == 2 and "LEADPULSE_PARTITIONS" in out.stderr
+
+
+def _doc_tables(path: Path) -> Path:
+    text = DOCS.read_text()
+    for name, body in re.findall(r"### (\w+\.csv)\n.*?```csv\n(.*?)```", text, re.S):
+        (path / name).write_text(body)
+    return path
+
+
+def test_publish_command(broker: str, topic_prefix: str, tmp_path: Path) -> None:
+    topic = topic_prefix + "activities"
+    out = leadpulse("publish", "--tables", str(_doc_tables(tmp_path)), "--no-progress",
+                    env={"KAFKA_BOOTSTRAP": broker, "LEADPULSE_TOPIC_ACTIVITIES": topic,
+                         "LEADPULSE_PARTITIONS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert "sent 14 events" in out.stdout and f"{topic}=4" in out.stdout
+    assert len(consume(broker, [topic], expected=4, timeout=30)) == 4
+
+
+def test_publish_without_broker_says_how_to_get_one(tmp_path: Path) -> None:
+    out = leadpulse("publish", "--tables", str(tmp_path), env={"KAFKA_BOOTSTRAP": ""})
+    assert out.returncode == 2 and "KAFKA_BOOTSTRAP" in out.stderr
+
+
+def test_demo_with_existing_tables(tmp_path: Path) -> None:
+    """The whole demo on its own embedded broker, fed the documented example tables."""
+    out = leadpulse("demo", "--tables", str(_doc_tables(tmp_path)), "--timeout", "30", "--fast",
+                    env={"KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "crm.activities=4" in out.stdout and "[demo] done" in out.stdout
+
+
+def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--no-topics"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid_line = proc.stdout.readline()
+        bootstrap = proc.stdout.readline().split("KAFKA_BOOTSTRAP=")[1].strip()
+        broker_pid = int(re.search(r"pid (\d+)", pid_line).group(1))
+        assert bootstrap.startswith("127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(broker_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"broker {broker_pid} survived the CLI")
+
+
+def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    rows = "\n".join(f"a{i},c{i % 7},page_view,2026-01-01T00:00:{i % 60:02d}Z" for i in range(2000))
+    (tmp_path / "activities.csv").write_text("activity_id,contact_id,type,timestamp\n" + rows + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--tables", str(tmp_path), "--rate", "50"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
+    try:
+        broker_pid = int(re.search(r"pid (\d+)", proc.stdout.readline()).group(1))
+        for line in proc.stdout:
+            if line.startswith("  seen:") and "crm.activities=" in line and "=0" not in line:
+                break  # events are flowing
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(broker_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"broker {broker_pid} survived the demo")
