@@ -1,0 +1,63 @@
+"""The contract every lead model passes (GNN and baselines alike).
+
+Examples are grouped by cutoff time: for cutoff t, features come from the graph as of t and
+labels from (t, t + window] (``model.task``). Models see the graph through ``graph()``, which
+builds it on demand so a long run never holds every snapshot at once.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from graph_store.base import Subgraph
+
+
+@dataclass
+class CutoffExamples:
+    """Labelled (or unlabelled) contacts at one cutoff.
+
+    Attributes:
+        as_of: the cutoff (micros); features may use only events with time <= as_of.
+        contact_ids: ids of the contacts to predict.
+        labels: float array aligned with ``contact_ids`` (NaN when unknown, e.g. live scoring).
+        build_graph: returns a Subgraph as of ``as_of`` containing every contact in
+            ``contact_ids`` and its full receptive field (a snapshot, or an exact k-hop union).
+    """
+    as_of: int
+    contact_ids: list[str]
+    labels: np.ndarray
+    build_graph: Callable[[], Subgraph] = field(repr=False)
+
+    def graph(self) -> Subgraph:
+        return self.build_graph()
+
+
+ExampleSet = Sequence[CutoffExamples]
+
+
+class LeadModel(ABC):
+    """A model that turns graph context into conversion probabilities."""
+
+    #: short stable name used in reports and the registry ("gnn", "rules", "logreg", ...)
+    name: str = ""
+
+    @abstractmethod
+    def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
+        """Train on ``train`` (``valid`` for early stopping/calibration only). Deterministic by seed."""
+
+    @abstractmethod
+    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+        """Probabilities (0..1) for ``contact_ids`` as of ``graph.as_of``."""
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write everything needed to reproduce predictions into directory ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path) -> "LeadModel":
+        """Inverse of ``save``: identical predictions after a round trip."""

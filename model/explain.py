@@ -1,0 +1,254 @@
+"""Top factors of a lead's score, in words a sales rep understands.
+
+Method: **occlusion over feature groups**, batched. For each lead we take its exact 2-hop
+neighbourhood, make one copy per evidence group with that evidence removed (columns replaced
+by the values of a blank node — "nothing known" — or edges deleted), score the original and
+all copies in one forward pass (a disjoint union), and report ``score - score_without_group``
+in calibrated probability points: positive means the evidence raises the score.
+
+Why not ``torch_geometric.explain`` (GNNExplainer, Captum): those return per-feature and
+per-edge masks that must then be summed back into business concepts, optimise per node
+(slow, seed-dependent) or give gradients that don't add up to a change in probability. Group
+occlusion is exact for what it claims ("without the pricing-then-demo evidence the score would
+be 0.12 lower"), deterministic, and costs one batched forward per lead.
+
+Groups (each only when its evidence exists): the order of key steps, the lead's own activity,
+title/seniority, lead source, colleagues' engagement, the account's own orders, orders at
+industry-peer and similar-tech companies, firmographics, and the account's opportunities.
+
+Example:
+    >>> sorted(GROUPS)[:3]
+    ['account_orders', 'colleagues', 'firmographics']
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from graph_store.base import Subgraph
+from model import temporal
+from model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
+from model.gnn import GNNLeadModel
+from schemas.timeutil import MICROS_PER_DAY
+from schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
+                           NODE_TYPES, OPPORTUNITY, OWNS, SIMILAR_TO, WORKS_AT, reverse)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Factor", "explain", "GROUPS"]
+
+_ORDER_COLS = ("order_pricing_before_demo", "order_pricing_before_demo_recent")
+_OWN_COLS = tuple(c for c in temporal.CONTACT_COLUMNS if c not in _ORDER_COLS)
+GROUPS = ("steps_order", "own_activity", "title", "source", "colleagues", "account_orders",
+          "peers", "firmographics", "opportunities")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One explanation line: ``factor`` (human text), ``group`` (stable key), ``contribution``
+    (calibrated probability points; positive raises the score)."""
+    factor: str
+    group: str
+    contribution: float
+
+    def to_dict(self) -> dict:
+        return {"factor": self.factor, "contribution": round(self.contribution, 4)}
+
+
+# ------------------------------------------------------------------ perturbations
+@dataclass
+class _Copy:
+    group: str
+    label: str
+    xs: dict
+    edges: dict
+
+
+def _cols(spec: FeatureSpec, ntype: str, names=(), prefixes=()) -> np.ndarray:
+    cols = spec.column_names(ntype)
+    return np.array([i for i, c in enumerate(cols)
+                     if c in names or any(c.startswith(p) for p in prefixes)], dtype=np.int64)
+
+
+def _blank_rows(spec: FeatureSpec, as_of: int) -> dict[str, np.ndarray]:
+    sg = Subgraph(as_of=as_of, node_ids={t: ["_"] for t in NODE_TYPES},
+                  attrs={t: [{}] for t in NODE_TYPES})
+    raw = extract(sg)
+    return {t: spec.encode_nodes(t, raw.nodes[t])[0] for t in NODE_TYPES}
+
+
+def _neighbours(sg: Subgraph, etype, src: np.ndarray) -> np.ndarray:
+    ei = sg.edges.get(etype)
+    if ei is None or not ei.size or not len(src):
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(ei[1][np.isin(ei[0], src)])
+
+
+def _days(t: int, as_of: int) -> float:
+    return (as_of - t) / MICROS_PER_DAY
+
+
+def _activity_text(row: dict) -> str:
+    hi14, n30 = int(row["n_high_intent_14d"]), int(row["n_all_30d"])
+    if hi14:
+        return f"{hi14} demo/meeting/call/trial step{'s' if hi14 > 1 else ''} in the last 14 days"
+    if not row["has_activity"]:
+        return "no recorded activity"
+    if row["days_since_last_activity"] >= 30:
+        return f"no activity for {int(row['days_since_last_activity'])} days"
+    return f"{n30} activit{'ies' if n30 != 1 else 'y'} in the last 30 days"
+
+
+def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: dict) -> list[_Copy]:
+    spec, as_of = model.spec, sub.as_of
+    c = int(sub.seeds[0])
+    attrs = sub.attrs[CONTACT][c] or {}
+    cnum = raw.nodes[CONTACT]
+    row = dict(zip(cnum.num_cols, cnum.num[c]))
+    out: list[_Copy] = []
+
+    def cols_copy(group, label, ntype, rows, cols):
+        if not len(rows) or not len(cols):
+            return
+        new = dict(xs)
+        x = xs[ntype].copy()
+        x[np.ix_(rows, cols)] = blank[ntype][cols]
+        new[ntype] = x
+        out.append(_Copy(group, label, new, sub.edges))
+
+    def edge_copy(group, label, drop: Callable[[tuple, np.ndarray], np.ndarray]):
+        edges = {}
+        for et, ei in sub.edges.items():
+            edges[et] = ei[:, ~np.broadcast_to(drop(et, ei), ei.shape[1:])] if ei.size else ei
+        out.append(_Copy(group, label, xs, edges))
+
+    order = row["order_pricing_before_demo"]
+    if order:
+        cols_copy("steps_order", "viewed pricing then requested a demo" if order > 0
+                  else "requested a demo before viewing pricing", CONTACT, [c],
+                  _cols(spec, CONTACT, _ORDER_COLS))
+    # own activity: temporal columns blanked and the activity edges removed
+    own_cols = _cols(spec, CONTACT, _OWN_COLS)
+    new = dict(xs)
+    x = xs[CONTACT].copy()
+    x[np.ix_([c], own_cols)] = blank[CONTACT][own_cols]
+    new[CONTACT] = x
+    rev = reverse(HAD_ACTIVITY)
+    edges = dict(sub.edges)
+    for et, side in ((HAD_ACTIVITY, 0), (rev, 1)):
+        ei = sub.edges.get(et)
+        if ei is not None and ei.size:
+            edges[et] = ei[:, ei[side] != c]
+    out.append(_Copy("own_activity", _activity_text(row), new, edges))
+
+    title = attrs.get("title") or attrs.get("seniority")
+    if title:
+        cols_copy("title", f"title: {title}", CONTACT, [c],
+                  _cols(spec, CONTACT, prefixes=("seniority=", "title_kw=", "department=")))
+    if attrs.get("source"):
+        cols_copy("source", f"lead source: {attrs['source']}", CONTACT, [c], _cols(spec, CONTACT, prefixes=("source=",)))
+
+    company = _neighbours(sub, WORKS_AT, np.array([c]))
+    colleagues = np.setdiff1d(_neighbours(sub, reverse(WORKS_AT), company), [c])
+    if len(colleagues):
+        n14 = sum(1 for j in colleagues if any(0 <= _days(t, as_of) <= 14
+                                               for t, *_ in (sub.attrs[CONTACT][j] or {}).get("timeline") or []))
+        label = (f"{n14} colleague{'s' if n14 != 1 else ''} engaged in the last 14 days" if n14
+                 else "no colleague activity in the last 14 days")
+        cols_copy("colleagues", label, CONTACT, colleagues, _cols(spec, CONTACT, temporal.CONTACT_COLUMNS))
+    order_cols = _cols(spec, COMPANY, temporal.ORDER_COLUMNS)
+    comp_num = raw.nodes[COMPANY]
+    oi = {n: i for i, n in enumerate(comp_num.num_cols)}
+    if len(company) and comp_num.num[company, oi["orders_ever"]].sum():
+        n90 = int(comp_num.num[company, oi["orders_90d"]].sum())
+        cols_copy("account_orders", f"account placed {n90} orders in the last 90 days" if n90
+                  else "account has bought before", COMPANY, company, order_cols)
+    peers = np.setdiff1d(np.union1d(
+        np.concatenate([_neighbours(sub, e, company) for e in (INDUSTRY_PEER, reverse(INDUSTRY_PEER))]),
+        np.concatenate([_neighbours(sub, e, company) for e in (SIMILAR_TO, reverse(SIMILAR_TO))])), company)
+    if len(peers):
+        n90 = int(comp_num.num[peers, oi["orders_90d"]].sum())
+        label = (f"industry peers bought recently ({n90} orders in 90 days)" if n90
+                 else "no recent orders at industry peers")
+        cols_copy("peers", label, COMPANY, peers, order_cols)
+    if len(company):
+        ca = sub.attrs[COMPANY][int(company[0])] or {}
+        bits = [str(ca["industry"])] if ca.get("industry") else []
+        if ca.get("employees"):
+            bits.append(f"{ca['employees']} employees")
+        if bits:
+            cols_copy("firmographics", "company: " + ", ".join(bits), COMPANY, company,
+                      _cols(spec, COMPANY, ("employees", "missing_employees", "revenue", "missing_revenue",
+                                            "tech_count"), ("industry=", "country=", "tech=")))
+    opps = _neighbours(sub, OWNS, company)
+    if len(opps):
+        stage = (sub.attrs[OPPORTUNITY][int(opps[-1])] or {}).get("stage") or "unknown"
+        label = f"account has {len(opps)} opportunit{'ies' if len(opps) > 1 else 'y'} (latest stage: {stage})"
+        edge_copy("opportunities", label,
+                  lambda et, ei: ((et[0] == OPPORTUNITY) & np.isin(ei[0], opps))
+                  | ((et[2] == OPPORTUNITY) & np.isin(ei[1], opps)))
+    return out
+
+
+def _union(parts: list[tuple[dict, dict, int]]) -> tuple[dict, dict, torch.Tensor]:
+    """Disjoint union of (xs, edges, seed) copies into one batch."""
+    offs = {t: 0 for t in NODE_TYPES}
+    xs_all = {t: [] for t in NODE_TYPES}
+    ei_all = {e: [] for e in EDGE_TYPES}
+    seeds = []
+    for xs, edges, seed in parts:
+        for et in EDGE_TYPES:
+            ei = edges.get(et)
+            if ei is not None and ei.size:
+                ei_all[et].append(ei + np.array([[offs[et[0]]], [offs[et[2]]]]))
+        seeds.append(offs[CONTACT] + seed)
+        for t in NODE_TYPES:
+            xs_all[t].append(xs[t])
+            offs[t] += xs[t].shape[0]
+    x_dict = {t: torch.from_numpy(np.concatenate(v)) for t, v in xs_all.items()}
+    e_dict = {e: torch.from_numpy(np.concatenate(v, axis=1)) for e, v in ei_all.items()
+              if v and x_dict[e[0]].shape[0]}
+    return x_dict, e_dict, torch.as_tensor(seeds, dtype=torch.long)
+
+
+def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+            min_abs: float = 1e-4) -> list[list[Factor]]:
+    """Top factors per contact, largest absolute contribution first.
+
+    Args:
+        model: a fitted ``GNNLeadModel``.
+        graph: a graph containing every contact's 2-hop neighbourhood (k-hop union or snapshot).
+        contact_ids: contacts to explain.
+        top_k: factors kept per contact. Default 5.
+        min_abs: contributions smaller than this are dropped. Default 1e-4.
+
+    Returns:
+        One list of ``Factor`` per contact, aligned with ``contact_ids``.
+    """
+    spec = model.spec
+    if spec is None:
+        raise RuntimeError("model is not fitted")
+    local = seed_index(graph, list(contact_ids))
+    blank = _blank_rows(spec, graph.as_of)
+    results = []
+    for c in local:
+        sub = khop_subgraph(graph, [int(c)], hops=model.options.layers)
+        raw = extract(sub)
+        xs = {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES}
+        copies = _copies(model, sub, raw, xs, blank)
+        seed = int(sub.seeds[0])
+        x_dict, e_dict, seeds = _union([(xs, sub.edges, seed)] + [(k.xs, k.edges, seed) for k in copies])
+        net = model.net
+        net.eval()
+        with torch.inference_mode():
+            logits = net(x_dict, e_dict, seeds).double().numpy()
+        p = model.calibration(logits)
+        factors = [Factor(k.label, k.group, float(p[0] - pk)) for k, pk in zip(copies, p[1:])]
+        factors = [f for f in factors if abs(f.contribution) >= min_abs]
+        factors.sort(key=lambda f: (-abs(f.contribution), f.group))
+        results.append(factors[:top_k])
+    return results

@@ -1,0 +1,413 @@
+"""Node features of a ``Subgraph`` as a PyG ``HeteroData``, with constants fit on training data.
+
+Two steps, so fitting never needs a second pass over the graphs:
+
+1. ``extract(subgraph)`` -> ``RawGraph``: per node type, the categorical values (strings) and
+   raw numeric columns of each node, computed only from the node's own attributes and
+   ``subgraph.as_of`` (never from other nodes in the batch).
+2. ``FeatureSpec.fit(raws)`` learns vocabularies (rare values share an "other" bucket) and
+   the mean/std of every (log-transformed) numeric column from *training* graphs;
+   ``spec.encode(raw)`` turns a raw graph into tensors with those stored constants.
+
+Because every number is a function of (node attributes, as_of, spec), a lead's features are
+identical whether its graph is a 100-node k-hop union or the full snapshot (invariant 2).
+
+Example:
+    >>> from graph_store.base import Subgraph
+    >>> sg = Subgraph(as_of=10**15, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
+    >>> spec = FeatureSpec.fit([extract(sg)], min_count=1)
+    >>> data, seeds = to_hetero_data(sg, spec, ["c1"])
+    >>> data["contact"].x.shape[0], seeds.tolist()
+    (1, [0])
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from graph_store.base import Subgraph
+from model import temporal
+from schemas.timeutil import MICROS_PER_DAY, to_micros
+from schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
+                           OPPORTUNITY, ORDER, PLACED, NodeType)
+
+__all__ = ["FeatureSpec", "RawGraph", "extract", "to_hetero_data", "khop_subgraph",
+           "CATEGORICALS", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+OTHER = "__other__"
+_TOKEN = re.compile(r"[a-z]+")
+_TITLE_STOP = {"of", "and", "the", "senior", "sr", "jr", "a", "for", "to", "in", "team"}
+
+#: categorical fields per node type: (feature name, attribute key, multi-valued)
+CATEGORICALS: dict[NodeType, tuple[tuple[str, str, bool], ...]] = {
+    CONTACT: (("seniority", "seniority", False), ("department", "department", False),
+              ("source", "source", False), ("title_kw", "title", True)),
+    COMPANY: (("industry", "industry", False), ("country", "country", False),
+              ("tech", "tech_stack", True)),
+    ACTIVITY: (("activity_type", "type", False), ("page", "page", False)),
+    OPPORTUNITY: (("stage", "stage", False),),
+    ORDER: (),
+}
+
+#: numeric columns that are not log1p-transformed before standardising (flags, signed values)
+_LINEAR = re.compile(r"^(has_|ever_|is_|order_pricing|sentiment|missing_)")
+
+
+# ------------------------------------------------------------------ time helpers
+def _micros(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, str):
+        try:
+            return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def _num(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _age_days(time: Optional[int], as_of: int) -> float:
+    if time is None:
+        return math.nan
+    return max(0.0, (as_of - time) / MICROS_PER_DAY)
+
+
+def _title_tokens(title: Any) -> list[str]:
+    if not isinstance(title, str):
+        return []
+    return sorted({t for t in _TOKEN.findall(title.lower()) if t not in _TITLE_STOP and len(t) > 1})
+
+
+# ------------------------------------------------------------------ raw extraction
+@dataclass
+class RawNodes:
+    """Per node type: categorical values (lists of tokens per field) and raw numeric columns."""
+    cats: dict[str, list[list[str]]]
+    num: np.ndarray
+    num_cols: list[str]
+
+
+@dataclass
+class RawGraph:
+    subgraph: Subgraph
+    nodes: dict[NodeType, RawNodes]
+
+
+def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
+    out = []
+    for a in attrs:
+        v = a.get(key)
+        if multi:
+            if key == "title":
+                out.append(_title_tokens(v))
+            else:
+                out.append(sorted({str(x).lower() for x in (v or []) if x}))
+        else:
+            out.append([str(v).lower()] if v not in (None, "") else [])
+    return out
+
+
+def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], list[str]]:
+    arr = np.asarray(values, dtype=np.float64)
+    miss = np.isnan(arr)
+    return [np.where(miss, 0.0, arr), miss.astype(np.float64)], [name, f"missing_{name}"]
+
+
+def _contact_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
+    X, cols = temporal.contact_features([a.get("timeline") or [] for a in attrs], as_of)
+    tenure = [_age_days(_micros(a.get("created_at")), as_of) for a in attrs]
+    extra, names = _missing_pair(tenure, "tenure_days")
+    stub = np.array([0.0 if a else 1.0 for a in attrs])
+    return np.column_stack([X, *extra, stub]), cols + names + ["is_stub"]
+
+
+def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
+    X, cols = temporal.company_order_features([a.get("orders") or [] for a in attrs], as_of)
+    parts, names = [X], list(cols)
+    for key in ("employees", "revenue"):
+        p, n = _missing_pair([_num(a.get(key)) for a in attrs], key)
+        parts += p
+        names += n
+    parts.append(np.array([float(len(a.get("tech_stack") or [])) for a in attrs]))
+    names.append("tech_count")
+    parts.append(np.array([0.0 if a else 1.0 for a in attrs]))
+    names.append("is_stub")
+    return np.column_stack(parts), names
+
+
+def _activity_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    ages = []
+    for a, t in zip(attrs, times):
+        own = _micros(a.get("timestamp"))
+        ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
+    parts, names = _missing_pair(ages, "age_days")
+    for key in ("duration_s", "sentiment"):
+        p, n = _missing_pair([_num(a.get(key)) for a in attrs], key)
+        parts += p
+        names += n
+    return np.column_stack(parts), names
+
+
+def _opportunity_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
+    amount, n1 = _missing_pair([_num(a.get("amount")) for a in attrs], "amount")
+    age, n2 = _missing_pair([_age_days(_micros(a.get("created_at") or a.get("updated_at")), as_of)
+                             for a in attrs], "age_days")
+    since, n3 = _missing_pair([_age_days(_micros(a.get("updated_at")), as_of) for a in attrs],
+                              "days_since_update")
+    return np.column_stack(amount + age + since), n1 + n2 + n3
+
+
+def _order_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    amount, n1 = _missing_pair([_num(a.get("amount")) for a in attrs], "amount")
+    ages = []
+    for a, t in zip(attrs, times):
+        own = _micros(a.get("timestamp"))
+        ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
+    age, n2 = _missing_pair(ages, "age_days")
+    return np.column_stack(amount + age), n1 + n2
+
+
+def _incoming_time(sg: Subgraph, etype, n: int) -> np.ndarray:
+    """Edge time of the (first) incoming ``etype`` edge per destination node; -1 if none."""
+    out = np.full(n, -1, dtype=np.int64)
+    ei, et = sg.edges.get(etype), sg.edge_time.get(etype)
+    if ei is not None and et is not None and ei.shape[1]:
+        out[ei[1]] = et
+    return out
+
+
+def extract(sg: Subgraph) -> RawGraph:
+    """Raw per-node values of every node type (depends only on each node's attrs and as_of)."""
+    nodes: dict[NodeType, RawNodes] = {}
+    for ntype in NODE_TYPES:
+        attrs = [a or {} for a in sg.attrs.get(ntype, [])]
+        n = len(sg.node_ids.get(ntype, []))
+        if len(attrs) < n:
+            attrs = attrs + [{}] * (n - len(attrs))
+        if ntype == CONTACT:
+            num, cols = _contact_numeric(attrs, sg.as_of)
+        elif ntype == COMPANY:
+            num, cols = _company_numeric(attrs, sg.as_of)
+        elif ntype == ACTIVITY:
+            num, cols = _activity_numeric(attrs, sg.as_of, _incoming_time(sg, HAD_ACTIVITY, n))
+        elif ntype == OPPORTUNITY:
+            num, cols = _opportunity_numeric(attrs, sg.as_of)
+        else:
+            num, cols = _order_numeric(attrs, sg.as_of, _incoming_time(sg, PLACED, n))
+        num = num.reshape(n, len(cols))
+        cats = {name: _cat_values(attrs, key, multi) for name, key, multi in CATEGORICALS[ntype]}
+        nodes[ntype] = RawNodes(cats=cats, num=num, num_cols=cols)
+    return RawGraph(subgraph=sg, nodes=nodes)
+
+
+# ------------------------------------------------------------------ the spec
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything needed to encode a graph the same way at training and scoring time.
+
+    Attributes:
+        vocab: per node type, per categorical field, the known values (index order). A value
+            outside the vocabulary goes to one shared "other" bucket; a missing value is all 0.
+        num_cols: per node type, the numeric column names.
+        log_cols: per node type, which numeric columns are log1p-transformed (by name).
+        mean, std: per node type, standardisation constants fit on training nodes.
+        format_version: bump when the encoding changes incompatibly.
+    """
+    vocab: dict[str, dict[str, tuple[str, ...]]]
+    num_cols: dict[str, tuple[str, ...]]
+    log_cols: dict[str, tuple[bool, ...]]
+    mean: dict[str, tuple[float, ...]]
+    std: dict[str, tuple[float, ...]]
+    format_version: int = FORMAT_VERSION
+
+    # -- fitting
+    @classmethod
+    def fit(cls, raws: Sequence[RawGraph], min_count: int = 5, max_vocab: int = 50) -> "FeatureSpec":
+        """Learn vocabularies and numeric constants from training graphs only.
+
+        Args:
+            raws: extracted training graphs (``extract``), one per training cutoff.
+            min_count: a categorical value seen fewer times goes to the "other" bucket. Default 5.
+            max_vocab: most frequent values kept per field. Default 50.
+        """
+        vocab, num_cols, log_cols, mean, std = {}, {}, {}, {}, {}
+        for ntype in NODE_TYPES:
+            vocab[ntype] = {}
+            for name, _key, _multi in CATEGORICALS[ntype]:
+                counts: Counter[str] = Counter()
+                for raw in raws:
+                    for vals in raw.nodes[ntype].cats[name]:
+                        counts.update(vals)
+                kept = [v for v, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                        if c >= min_count][:max_vocab]
+                vocab[ntype][name] = tuple(sorted(kept))
+            cols = raws[0].nodes[ntype].num_cols if raws else []
+            logs = tuple(not _LINEAR.match(c) for c in cols)
+            mats = [cls._transform(r.nodes[ntype].num, logs) for r in raws if len(r.nodes[ntype].num)]
+            if mats:
+                allx = np.concatenate(mats)
+                mu, sd = allx.mean(axis=0), allx.std(axis=0)
+            else:
+                mu, sd = np.zeros(len(cols)), np.ones(len(cols))
+            sd = np.where(sd < 1e-6, 1.0, sd)
+            num_cols[ntype], log_cols[ntype] = tuple(cols), logs
+            mean[ntype] = tuple(float(x) for x in mu)
+            std[ntype] = tuple(float(x) for x in sd)
+        return cls(vocab=vocab, num_cols=num_cols, log_cols=log_cols, mean=mean, std=std)
+
+    @staticmethod
+    def _transform(num: np.ndarray, logs: Sequence[bool]) -> np.ndarray:
+        out = np.array(num, dtype=np.float64, copy=True)
+        mask = np.asarray(logs, dtype=bool)
+        if mask.any():
+            out[:, mask] = np.sign(out[:, mask]) * np.log1p(np.abs(out[:, mask]))
+        return out
+
+    # -- encoding
+    def dims(self) -> dict[str, int]:
+        """Input feature width per node type."""
+        return {t: len(self.num_cols[t]) + sum(len(v) + 1 for v in self.vocab[t].values())
+                for t in NODE_TYPES}
+
+    def _fields(self, ntype: NodeType) -> list[tuple[str, tuple[str, ...]]]:
+        # CATEGORICALS order, never dict order (JSON round trips sort keys)
+        return [(name, self.vocab[ntype].get(name, ())) for name, _k, _m in CATEGORICALS[ntype]]
+
+    def column_names(self, ntype: NodeType) -> list[str]:
+        """Names of the encoded columns of ``ntype`` (numeric first, then one-hot blocks)."""
+        names = list(self.num_cols[ntype])
+        for field_name, values in self._fields(ntype):
+            names += [f"{field_name}={v}" for v in values] + [f"{field_name}={OTHER}"]
+        return names
+
+    def encode_nodes(self, ntype: NodeType, raw: RawNodes) -> np.ndarray:
+        n = raw.num.shape[0]
+        if tuple(raw.num_cols) != self.num_cols[ntype]:
+            raise ValueError(f"{ntype}: numeric columns differ from the spec (format change?)")
+        x = (self._transform(raw.num, self.log_cols[ntype]) - np.asarray(self.mean[ntype])) \
+            / np.asarray(self.std[ntype])
+        blocks = [x.reshape(n, len(self.num_cols[ntype]))]
+        for field_name, values in self._fields(ntype):
+            index = {v: i for i, v in enumerate(values)}
+            other = len(values)
+            onehot = np.zeros((n, len(values) + 1))
+            rows = [(i, index.get(v, other)) for i, vals in enumerate(raw.cats[field_name]) for v in vals]
+            if rows:
+                r = np.array(rows, dtype=np.int64)
+                onehot[r[:, 0], r[:, 1]] = 1.0
+            blocks.append(onehot)
+        return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def encode(self, raw: RawGraph, seed_ids: Optional[Sequence[str]] = None) -> tuple[HeteroData, np.ndarray]:
+        return _to_data(raw.subgraph, {t: self.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES},
+                        seed_ids)
+
+    # -- persistence
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSpec":
+        d = json.loads(text)
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"feature spec format {d.get('format_version')} != {FORMAT_VERSION}")
+        return cls(vocab={t: {k: tuple(v) for k, v in f.items()} for t, f in d["vocab"].items()},
+                   num_cols={t: tuple(v) for t, v in d["num_cols"].items()},
+                   log_cols={t: tuple(bool(x) for x in v) for t, v in d["log_cols"].items()},
+                   mean={t: tuple(v) for t, v in d["mean"].items()},
+                   std={t: tuple(v) for t, v in d["std"].items()},
+                   format_version=d["format_version"])
+
+
+def _to_data(sg: Subgraph, xs: dict[str, np.ndarray], seed_ids: Optional[Sequence[str]]) -> tuple[HeteroData, np.ndarray]:
+    data = HeteroData()
+    for ntype in NODE_TYPES:
+        data[ntype].x = torch.from_numpy(xs[ntype])
+        data[ntype].num_nodes = xs[ntype].shape[0]
+    for etype in EDGE_TYPES:
+        ei = sg.edges.get(etype)
+        if ei is None or ei.size == 0:
+            ei = np.zeros((2, 0), dtype=np.int64)
+        data[etype].edge_index = torch.from_numpy(np.ascontiguousarray(ei, dtype=np.int64))
+    data.as_of = sg.as_of
+    return data, seed_index(sg, seed_ids)
+
+
+def seed_index(sg: Subgraph, seed_ids: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Local contact indices of ``seed_ids`` (default: ``sg.seeds``); KeyError if one is absent."""
+    if seed_ids is None:
+        return np.asarray(sg.seeds, dtype=np.int64)
+    pos = {cid: i for i, cid in enumerate(sg.node_ids.get(CONTACT, []))}
+    missing = [c for c in seed_ids if c not in pos]
+    if missing:
+        raise KeyError(f"contacts not in the subgraph: {missing[:5]}")
+    return np.fromiter((pos[c] for c in seed_ids), dtype=np.int64, count=len(seed_ids))
+
+
+def to_hetero_data(sg: Subgraph, spec: FeatureSpec, seed_ids: Optional[Sequence[str]] = None) -> tuple[HeteroData, np.ndarray]:
+    """Encode ``sg`` with ``spec``: a ``HeteroData`` (every node and edge type present, maybe
+    empty) and the local contact indices of ``seed_ids`` (default ``sg.seeds``)."""
+    return spec.encode(extract(sg), seed_ids)
+
+
+# ------------------------------------------------------------------ k-hop extraction
+def khop_subgraph(sg: Subgraph, seed_idx: Iterable[int], hops: int = 2) -> Subgraph:
+    """The induced subgraph on the union of the exact ``hops``-hop neighbourhoods of contacts.
+
+    Used to train on big snapshots (a sample of seeds per cutoff) and to explain one lead at
+    a time. Every edge incident to a node within ``hops - 1`` hops is kept, so a ``hops``-layer
+    GNN gives the seeds exactly the outputs it gives them on ``sg``.
+    """
+    keep = {t: np.zeros(len(sg.node_ids.get(t, [])), dtype=bool) for t in NODE_TYPES}
+    frontier = {t: np.zeros_like(m) for t, m in keep.items()}
+    seeds = np.asarray(list(seed_idx), dtype=np.int64)
+    keep[CONTACT][seeds] = True
+    frontier[CONTACT][seeds] = True
+    for _ in range(hops):
+        nxt = {t: np.zeros_like(m) for t, m in keep.items()}
+        for (src, _rel, dst), ei in sg.edges.items():
+            if ei.size and frontier[src].any():
+                hit = frontier[src][ei[0]]
+                nxt[dst][ei[1][hit]] = True
+        for t in NODE_TYPES:
+            nxt[t] &= ~keep[t]
+            keep[t] |= nxt[t]
+        frontier = nxt
+    remap = {t: np.cumsum(keep[t]) - 1 for t in NODE_TYPES}
+    out = Subgraph(as_of=sg.as_of)
+    for t in NODE_TYPES:
+        idx = np.flatnonzero(keep[t])
+        ids, attrs = sg.node_ids.get(t, []), sg.attrs.get(t, [])
+        out.node_ids[t] = [ids[i] for i in idx]
+        out.attrs[t] = [attrs[i] if i < len(attrs) else {} for i in idx]
+    for etype, ei in sg.edges.items():
+        src, _rel, dst = etype
+        if not ei.size:
+            continue
+        m = keep[src][ei[0]] & keep[dst][ei[1]]
+        out.edges[etype] = np.stack([remap[src][ei[0][m]], remap[dst][ei[1][m]]]).astype(np.int64)
+        if etype in sg.edge_time:
+            out.edge_time[etype] = np.asarray(sg.edge_time[etype])[m]
+    out.seeds = remap[CONTACT][seeds]
+    return out

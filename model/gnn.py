@@ -1,0 +1,233 @@
+"""The heterogeneous GNN lead model: HeteroConv over SAGEConv per edge type, two layers.
+
+Architecture (``HeteroSAGE``):
+
+* a per-node-type linear input projection to ``hidden``;
+* ``layers`` rounds of message passing. Each round, per destination node type ``t``:
+  ``h_t' = relu(root_t(h_t) + sum_e SAGEConv_e(h_src(e), h_t))`` over the edge types ``e``
+  into ``t`` (base and ``rev_`` types; the reverse types are what gives contacts an
+  embedding at all). The per-edge-type SAGEConvs carry neither root weight nor bias; the
+  root term and the one bias live in ``root_t``. That is the same function class as PyG's
+  default SAGEConv-per-edge-type sum (a sum of per-type root linears is one linear), with one
+  difference that matters: an edge type with no edges in a batch contributes exactly 0, so
+  dropping it (BROKER_NOTES trap 8: edge types whose source type has no nodes) changes
+  nothing and a lead scores the same in a 2-hop subgraph as in the full snapshot.
+* the last round only updates contacts; a two-layer MLP head maps the contact embedding to
+  one logit.
+
+``GNNLeadModel`` wraps the module with its ``FeatureSpec``, Platt calibration and tier cut
+points, and implements ``LeadModel`` (training lives in ``model.train``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import HeteroConv, SAGEConv
+
+from graph_store.base import Subgraph
+from model.base import ExampleSet, LeadModel
+from model.features import FeatureSpec, to_hetero_data
+from schemas.types import CONTACT, EDGE_TYPES, NODE_TYPES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from model.train import TrainOptions
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HeteroSAGE", "GNNLeadModel", "Calibration", "TIERS", "edge_index_dict"]
+
+TIERS = ("A", "B", "C", "D")
+_WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
+
+
+class HeteroSAGE(nn.Module):
+    """Hetero GraphSAGE producing one logit per seed contact.
+
+    Args:
+        in_dims: input width per node type (``FeatureSpec.dims()``).
+        hidden: embedding width. Default 64.
+        layers: message-passing rounds (= hops of the receptive field). Default 2.
+        dropout: dropout on hidden embeddings during training. Default 0.1.
+    """
+
+    def __init__(self, in_dims: dict[str, int], hidden: int = 64, layers: int = 2, dropout: float = 0.1):
+        super().__init__()
+        self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        self.inp = nn.ModuleDict({t: nn.Linear(in_dims[t], hidden) for t in NODE_TYPES})
+        self.convs = nn.ModuleList()
+        self.roots = nn.ModuleList()
+        for layer in range(layers):
+            last = layer == layers - 1
+            etypes = [e for e in EDGE_TYPES if not last or e[2] == CONTACT]
+            with warnings.catch_warnings():  # the last round updates contacts only, on purpose
+                warnings.filterwarnings("ignore", message="There exist node types")
+                self.convs.append(HeteroConv(
+                    {e: SAGEConv(hidden, hidden, aggr="mean", root_weight=False, bias=False) for e in etypes},
+                    aggr="sum"))
+            ntypes = [CONTACT] if last else list(NODE_TYPES)
+            self.roots.append(nn.ModuleDict({t: nn.Linear(hidden, hidden) for t in ntypes}))
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def embed(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> torch.Tensor:
+        """Contact embeddings after all rounds (rows = local contact indices)."""
+        h = {t: self.inp[t](x) for t, x in x_dict.items()}
+        for conv, roots in zip(self.convs, self.roots):
+            msgs = conv(h, edge_index_dict)
+            new = {}
+            for t, root in roots.items():
+                out = root(h[t])
+                if t in msgs:
+                    out = out + msgs[t]
+                out = torch.relu(out)
+                new[t] = nn.functional.dropout(out, self.dropout, self.training)
+            h = new
+        return h[CONTACT]
+
+    def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x_dict, edge_index_dict)[seed_idx]).squeeze(-1)
+
+
+def edge_index_dict(data: HeteroData) -> dict:
+    """Edge types with at least one edge and a non-empty source type (trap 8). Dropping an
+    empty type is exact for ``HeteroSAGE`` (see module doc)."""
+    out = {}
+    for etype in data.edge_types:
+        ei = data[etype].edge_index
+        if ei.numel() and data[etype[0]].num_nodes:
+            out[etype] = ei
+    return out
+
+
+class Calibration:
+    """Platt scaling of the raw logit: ``p = sigmoid(a * logit + b)`` (fit on validation)."""
+
+    def __init__(self, a: float = 1.0, b: float = 0.0):
+        self.a, self.b = float(a), float(b)
+
+    @classmethod
+    def fit(cls, logits: np.ndarray, labels: np.ndarray) -> "Calibration":
+        from sklearn.linear_model import LogisticRegression
+        y = np.asarray(labels)
+        if len(np.unique(y)) < 2:
+            logger.warning("calibration skipped: validation has one class only")
+            return cls()
+        lr = LogisticRegression(C=1e4, max_iter=1000)
+        lr.fit(np.asarray(logits, dtype=np.float64).reshape(-1, 1), y.astype(int))
+        return cls(lr.coef_[0, 0], lr.intercept_[0])
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        z = self.a * np.asarray(logits, dtype=np.float64) + self.b
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_dict(self) -> dict:
+        return {"method": "platt", "a": self.a, "b": self.b}
+
+
+class GNNLeadModel(LeadModel):
+    """The GNN behind ``LeadModel``: fit, predict_proba, save/load.
+
+    Attributes (after fit or load):
+        spec: the ``FeatureSpec`` fit on the training graphs.
+        net: the ``HeteroSAGE`` module (eval mode).
+        calibration: Platt constants fit on the validation set.
+        tier_cuts: calibrated-probability thresholds (A, B, C): score >= cut -> tier. Chosen as
+            the 95th, 80th and 50th percentiles of the calibrated validation scores (A = top 5 %,
+            B = next 15 %, C = next 30 %, D = the rest, at validation time).
+        history: per-epoch training loss and validation AP.
+        version: set by the registry (None until registered).
+    """
+
+    name = "gnn"
+
+    def __init__(self, options: Optional["TrainOptions"] = None):
+        from model.train import TrainOptions
+        self.options = options or TrainOptions()
+        self.spec: Optional[FeatureSpec] = None
+        self.net: Optional[HeteroSAGE] = None
+        self.calibration = Calibration()
+        self.tier_cuts: tuple[float, float, float] = (1.0, 1.0, 1.0)
+        self.tier_rates: dict[str, float] = {}
+        self.history: list[dict] = []
+        self.version: Optional[str] = None
+
+    # ------------------------------------------------------------------ LeadModel
+    def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "GNNLeadModel":
+        from model.train import fit_gnn
+        return fit_gnn(self, train, valid, seed=seed)
+
+    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+        if not len(contact_ids):
+            return np.zeros(0)
+        data, seeds = to_hetero_data(graph, self._spec(), contact_ids)
+        return self.calibration(self.logits(data, seeds))
+
+    # ------------------------------------------------------------------ tensors in
+    def logits(self, data: HeteroData, seed_idx: np.ndarray) -> np.ndarray:
+        """Raw logits of ``seed_idx`` contacts of an encoded graph (eval mode, no grad)."""
+        net = self._net()
+        net.eval()
+        with torch.inference_mode():
+            out = net(data.x_dict, edge_index_dict(data), torch.as_tensor(seed_idx, dtype=torch.long))
+        return out.double().numpy()
+
+    def proba_from_data(self, data: HeteroData, seed_idx: np.ndarray) -> np.ndarray:
+        return self.calibration(self.logits(data, seed_idx))
+
+    def tiers(self, proba: np.ndarray) -> list[str]:
+        """Tier letter per calibrated probability (``tier_cuts``)."""
+        a, b, c = self.tier_cuts
+        p = np.asarray(proba)
+        idx = np.where(p >= a, 0, np.where(p >= b, 1, np.where(p >= c, 2, 3)))
+        return [TIERS[i] for i in idx]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self._net().state_dict(), path / _WEIGHTS)
+        (path / _SPEC).write_text(self._spec().to_json())
+        meta = {
+            "name": self.name, "options": asdict(self.options), "in_dims": self._spec().dims(),
+            "calibration": self.calibration.to_dict(), "tier_cuts": list(self.tier_cuts),
+            "tier_rates": self.tier_rates, "history": self.history, "version": self.version,
+        }
+        (path / _META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path) -> "GNNLeadModel":
+        from model.train import TrainOptions
+        path = Path(path)
+        meta = json.loads((path / _META).read_text())
+        model = cls(TrainOptions(**meta["options"]))
+        model.spec = FeatureSpec.from_json((path / _SPEC).read_text())
+        o = model.options
+        model.net = HeteroSAGE(model.spec.dims(), o.hidden, o.layers, o.dropout)
+        model.net.load_state_dict(torch.load(path / _WEIGHTS, weights_only=True))
+        model.net.eval()
+        cal = meta["calibration"]
+        model.calibration = Calibration(cal["a"], cal["b"])
+        model.tier_cuts = tuple(meta["tier_cuts"])
+        model.tier_rates = meta.get("tier_rates", {})
+        model.history = meta.get("history", [])
+        model.version = meta.get("version")
+        return model
+
+    # ------------------------------------------------------------------ helpers
+    def _spec(self) -> FeatureSpec:
+        if self.spec is None:
+            raise RuntimeError("model is not fitted")
+        return self.spec
+
+    def _net(self) -> HeteroSAGE:
+        if self.net is None:
+            raise RuntimeError("model is not fitted")
+        return self.net
