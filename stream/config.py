@@ -22,6 +22,16 @@ LEADPULSE_TOPIC_SCORES         leads.scores          output topic of lead scores
 LEADPULSE_TOPIC_ALERTS         leads.alerts          output topic of lead alerts
 LEADPULSE_TOPIC_DEADLETTER     crm.deadletter        rejected input events
 LEADPULSE_TOPIC_MODEL_UPDATES  models.updates        model promotions
+LEADPULSE_TOPIC_ACCOUNTS       leadpulse.accounts    internal repartition topic (key company_id)
+LEADPULSE_APP_ID               leadpulse             Faust app id (= consumer group id)
+LEADPULSE_WEB_HOST             127.0.0.1             bind address of the HTTP views
+LEADPULSE_WEB_PORT             6066                  port of the HTTP views (/leads, /metrics)
+LEADPULSE_MODEL_DIR            <data dir>/models     model registry directory
+LEADPULSE_MODEL_VERSION        champion              model version the worker scores with
+LEADPULSE_EPSILON              0.0001                publish a score only if it moved more
+LEADPULSE_JUMP_THRESHOLD       0.2                   alert when a score rises at least this much
+LEADPULSE_BATCH_SIZE           1000                  max events / leads per micro-batch
+LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
 =============================  ====================  ================================================
 
 Adding a setting: add a field with a default and ``metadata=_env("LEADPULSE_X", parser)``, and a
@@ -56,6 +66,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError("must be >= 1")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
     return value
 
 
@@ -114,6 +131,23 @@ class Settings:
     topic_alerts: str = _topic_field("leads.alerts")
     topic_deadletter: str = _topic_field("crm.deadletter")
     topic_model_updates: str = _topic_field("models.updates")
+    topic_accounts: str = field(default="leadpulse.accounts",
+                                metadata=_env("LEADPULSE_TOPIC_ACCOUNTS", _topic_name))
+
+    app_id: str = field(default="leadpulse", metadata=_env("LEADPULSE_APP_ID", _topic_name))
+    web_host: str = field(default="127.0.0.1", metadata=_env("LEADPULSE_WEB_HOST"))
+    web_port: int = field(default=6066, metadata=_env("LEADPULSE_WEB_PORT", _positive_int))
+    model_dir: Optional[Path] = field(default=None, metadata=_env("LEADPULSE_MODEL_DIR", Path))
+    model_version: str = field(default="champion", metadata=_env("LEADPULSE_MODEL_VERSION"))
+    epsilon: float = field(default=1e-4, metadata=_env("LEADPULSE_EPSILON", _non_negative_float))
+    jump_threshold: float = field(default=0.2, metadata=_env("LEADPULSE_JUMP_THRESHOLD", _non_negative_float))
+    batch_size: int = field(default=1000, metadata=_env("LEADPULSE_BATCH_SIZE", _positive_int))
+    batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
+
+    @property
+    def models_path(self) -> Path:
+        """The model registry directory (``LEADPULSE_MODEL_DIR`` or ``<data dir>/models``)."""
+        return self.model_dir or self.data_dir / "models"
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

@@ -1,0 +1,191 @@
+"""The Faust application: agents, web views and timers wired to the pure stream core.
+
+Two agents (docs/stream.md):
+    ingest   — every input topic: validate (bad -> crm.deadletter), route by account
+               (stream.router), forward to the account topic, flush, commit router state.
+    accounts — the account topic: apply to the graph store (stream.accounts), rescore the
+               affected leads as of the partition watermark, publish changes and alerts,
+               flush, commit the score book.
+
+Correctness never depends on Faust's committed offsets or tables (BROKER_NOTES traps 1 and 3):
+each stage stores the offsets it consumed in the same RocksDB write as its state, and on every
+assignment the consumer is moved to those stored positions.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+
+from schemas.tables import format_time
+from schemas.timeutil import from_micros
+from schemas.topics import INPUT_TOPICS
+from stream.accounts import AccountProcessor, Outputs
+from stream.ingest import RawRecord, validate
+from stream.metrics import Metrics
+from stream.positions import PositionGuard
+from stream.router import Router
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """Options of the Faust app (built from ``stream.config.Settings``).
+
+    Args:
+        app_id: Faust app id = consumer group id.
+        bootstrap: Kafka bootstrap servers.
+        partitions: partitions of every topic, the account topic included.
+        topics: contract topic name -> configured name.
+        account_topic: the internal repartition topic, keyed by company_id.
+        web_host, web_port: bind address of the HTTP views.
+        batch_size, batch_seconds: micro-batch bounds of both agents.
+    """
+    app_id: str
+    bootstrap: str
+    partitions: int
+    topics: dict
+    account_topic: str = "leadpulse.accounts"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_size: int = 1000
+    batch_seconds: float = 0.1
+
+
+def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
+              metrics: Metrics, on_ready: Optional[Callable[[], None]] = None) -> faust.App:
+    app = faust.App(
+        options.app_id,
+        broker=f"kafka://{options.bootstrap}",
+        store="memory://",
+        topic_partitions=options.partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # BROKER_NOTES trap 2: short timeouts from the first run make joins and failover fast.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=10.0,
+        web_bind=options.web_host,
+        web_port=options.web_port,
+        web_host=options.web_host,
+        web_enabled=True,
+    )
+    contract_of = {options.topics[s.name]: s.name for s in INPUT_TOPICS}
+    inputs = app.topic(*contract_of, key_serializer="raw", value_serializer="raw")
+    accounts = app.topic(options.account_topic, key_serializer="raw", value_serializer="raw",
+                         partitions=options.partitions)
+    deadletter = app.topic(options.topics["crm.deadletter"], key_serializer="raw", value_serializer="raw")
+    scores = app.topic(options.topics["leads.scores"], key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(options.topics["leads.alerts"], key_serializer="raw", value_serializer="raw")
+
+    ingest_guard = PositionGuard(router.state.positions())
+    account_guard = PositionGuard(processor.published_positions())
+
+    async def admit(guard: PositionGuard, m) -> bool:  # noqa: ANN001 - Faust message
+        verdict = guard.check(m.topic, m.partition, m.offset)
+        if verdict == "seek":
+            target = guard.seek_target(m.topic, m.partition)
+            logger.warning("%s[%d] resumed at %d past stored position %d: seeking back",
+                           m.topic, m.partition, m.offset, target)
+            await app.consumer.seek(TP(m.topic, m.partition), target)
+        return verdict == "process"
+
+    @app.agent(inputs)
+    async def ingest(stream):  # noqa: ANN001 - Faust stream
+        async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
+            batch, positions = [], {}
+            for ev in events:
+                m = ev.message
+                if not await admit(ingest_guard, m):
+                    continue
+                record = RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                positions[(m.topic, m.partition)] = m.offset + 1
+                metrics.consumed.labels(topic=m.topic).inc()
+                result = validate(record, contract_of[m.topic])
+                if isinstance(result, tuple):
+                    letter, kind = result
+                    metrics.rejected.labels(topic=m.topic, reason=kind).inc()
+                    await deadletter.send(key=m.key, value=letter.model_dump_json().encode())
+                else:
+                    batch.append((record, contract_of[m.topic], result))
+            forwards, change = router.route(batch)
+            change["positions"].update(positions)
+            for f in forwards:
+                await accounts.send(key=f.account.encode(), value=f.wire())
+            await app.producer.flush()
+            router.commit(change)
+
+    @app.agent(accounts)
+    async def score_accounts(stream):  # noqa: ANN001
+        async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
+            arrived = time.time()
+            by_partition: dict[int, list[RawRecord]] = {}
+            for ev in events:
+                m = ev.message
+                if not await admit(account_guard, m):
+                    continue
+                by_partition.setdefault(m.partition, []).append(
+                    RawRecord(m.topic, m.partition, m.offset, m.key, m.value))
+            for partition, records in sorted(by_partition.items()):
+                causes = processor.apply(records, partition)
+                out = processor.rescore(causes, processor.watermark(partition) or 0)
+                out.positions = {(r.topic, r.partition): r.offset + 1 for r in records}
+                await _publish(out)
+                metrics.event_to_publish_seconds.observe(time.time() - arrived)
+
+    async def _publish(out: Outputs) -> None:
+        for s in out.scores:
+            await scores.send(key=s.contact_id.encode(), value=s.model_dump_json().encode())
+        for a in out.alerts:
+            await alerts.send(key=a.contact_id.encode(), value=a.model_dump_json().encode())
+        if out.scores or out.alerts:
+            await app.producer.flush()
+        processor.commit_published(out)
+
+    @app.on_partitions_assigned.connect
+    async def resume_from_state(sender, assigned, **kwargs):  # noqa: ANN001
+        # Faust seeks to the group's committed offsets right after this signal; committing the
+        # positions stored with our state first makes it resume exactly there (after a crash,
+        # or from 0 when the data directory was deleted). The guards catch anything else.
+        stage1 = router.state.positions()
+        stage2 = processor.published_positions()
+        ingest_guard.reset(stage1)
+        account_guard.reset(stage2)
+        offsets = {}
+        for tp in assigned:
+            if tp.topic in contract_of:
+                offsets[tp] = stage1.get((tp.topic, tp.partition), 0)
+            elif tp.topic == options.account_topic:
+                offsets[tp] = stage2.get((tp.topic, tp.partition), 0)
+        if offsets:
+            await app.consumer._commit(offsets)  # faust has no public "commit these offsets"
+        logger.info("assigned %d partitions; resuming from positions stored with the state", len(assigned))
+        if on_ready is not None:
+            on_ready()
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "model_version": getattr(processor.scorer, "version", None)})
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/leads/{contact_id}")
+    class Lead(View):
+        async def get(self, request: Request, contact_id: str) -> Response:
+            last = processor.last_score(contact_id)
+            if last is None:
+                return self.json({"error": f"no score for {contact_id}"}, status=404)
+            return self.json({"contact_id": contact_id, **last,
+                              "as_of": format_time(from_micros(last["as_of"]))})
+
+    return app

@@ -1,0 +1,88 @@
+"""Small durable key-value state of the stream layer, with source offsets in the same write.
+
+The router's contact directory and held events, and the score book of last published scores,
+each live in their own RocksDB (rocksdict) directory. Every ``commit`` is one WriteBatch that
+also records the consumed (topic, partition) -> next offset, the quix-streams recipe for
+exactly-once state: after a crash the state and the offsets it reflects agree.
+
+Key layout (UTF-8 strings; ``\\x00`` separates parts so prefixes never collide):
+    ``o\\x00<topic>\\x00<partition>``  -> next offset to consume (JSON int)
+    ``<namespace>\\x00<key...>``       -> JSON value owned by the caller
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+from rocksdict import Options, Rdict, WriteBatch
+
+logger = logging.getLogger(__name__)
+SEP = "\x00"
+
+
+class StateError(RuntimeError):
+    """The stream state store failed; the message says what to do."""
+
+
+class KVState:
+    """A RocksDB-backed map of JSON values with atomic commits of data and offsets.
+
+    Args:
+        path: directory of the database (created if missing).
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        try:
+            self._db = Rdict(str(self.path), opts)
+        except Exception as exc:  # rocksdict raises bare Exceptions
+            raise StateError(f"cannot open stream state at {self.path}: {exc}. "
+                             "If it is corrupted, delete the directory: the worker rebuilds it "
+                             "from the input topics.") from exc
+
+    @staticmethod
+    def key(*parts: str) -> bytes:
+        return SEP.join(parts).encode()
+
+    def get(self, *parts: str) -> Optional[Any]:
+        raw = self._db.get(self.key(*parts))
+        return None if raw is None else json.loads(raw)
+
+    def scan(self, *prefix: str) -> Iterator[tuple[list[str], Any]]:
+        """Items whose key starts with ``prefix`` parts, in key order."""
+        start = self.key(*prefix) + SEP.encode()
+        it = self._db.iter()
+        it.seek(start)
+        while it.valid():
+            k = it.key()
+            if not k.startswith(start):
+                break
+            yield k.decode().split(SEP)[len(prefix):], json.loads(it.value())
+            it.next()
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        return {(topic, int(part)): int(v) for (topic, part), v in self.scan("o")}
+
+    def commit(self, puts: Mapping[tuple[str, ...], Any] = {},
+               deletes: tuple[tuple[str, ...], ...] | list = (),
+               positions: Mapping[tuple[str, int], int] = {}) -> None:
+        """Write ``puts``, ``deletes`` and ``positions`` in one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for parts in deletes:
+            batch.delete(self.key(*parts))
+        for parts, value in puts.items():
+            batch.put(self.key(*parts), json.dumps(value, separators=(",", ":")).encode())
+        for (topic, partition), offset in positions.items():
+            batch.put(self.key("o", topic, str(partition)), str(int(offset)).encode())
+        try:
+            self._db.write(batch)
+        except Exception as exc:
+            raise StateError(f"write to {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,112 @@
+"""``leadpulse worker``: the scoring service (Faust app over the graph store and the model).
+
+One worker per data directory: its graph store, router state and score book live under
+``$LEADPULSE_DATA_DIR/worker`` (run a second worker with another data dir and web port).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from stream.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerParts:
+    """Everything a worker holds open; ``close`` releases it."""
+    app: object
+    processor: object
+    router: object
+    metrics: object
+    stack: ExitStack
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def load_scorer(settings: Settings, version: Optional[str] = None):
+    """The scorer of the configured model version, or None when the registry has none yet."""
+    from model.registry import ModelRegistry, RegistryError
+    from model.scorer import Scorer
+
+    registry = ModelRegistry(settings.models_path)
+    try:
+        model = registry.load(version or settings.model_version)
+    except (RegistryError, FileNotFoundError, KeyError) as exc:
+        logger.warning("no model to score with (%s): ingesting only; run `leadpulse train`", exc)
+        return None
+    return Scorer(model, num_threads=1)
+
+
+def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = None) -> WorkerParts:
+    """Open the stores, load the model and build the Faust app (not started)."""
+    from graph_store.rocks import RocksDBGraphStore
+    from stream.accounts import AccountProcessor, ScoringOptions
+    from stream.app import AppOptions, build_app
+    from stream.metrics import Metrics
+    from stream.router import Router
+    from stream.state import KVState
+
+    root = Path(data_dir or settings.data_dir) / "worker"
+    stack = ExitStack()
+    store = RocksDBGraphStore(root / "graph")
+    stack.callback(store.close)
+    router_state = KVState(root / "router")
+    stack.callback(router_state.close)
+    book = KVState(root / "scores")
+    stack.callback(book.close)
+    metrics = Metrics()
+    scorer = load_scorer(settings)
+    if scorer is not None:
+        metrics.set_model(scorer.version or "unregistered", None)
+    options = ScoringOptions(epsilon=settings.epsilon, jump_threshold=settings.jump_threshold,
+                             max_batch_leads=settings.batch_size)
+    processor = AccountProcessor(store, book, scorer, options, metrics)
+    router = Router(router_state)
+    app = build_app(AppOptions(app_id=settings.app_id, bootstrap=bootstrap, partitions=settings.partitions,
+                               topics=settings.topic_map(), account_topic=settings.topic_accounts,
+                               web_host=settings.web_host, web_port=settings.web_port,
+                               batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000),
+                    router, processor, metrics)
+    return WorkerParts(app, processor, router, metrics, stack)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from stream.broker import broker_from_env
+    from stream.topics_admin import ensure_topics
+
+    with broker_from_env(settings) as bootstrap:
+        ensure_topics(bootstrap, settings.all_topics + [settings.topic_accounts],
+                      settings.partitions, settings.replication)
+        parts = build_worker(settings, bootstrap)
+        print(f"leadpulse worker: broker {bootstrap}; http://{settings.web_host}:{settings.web_port}"
+              f"/metrics  /healthz  /leads/<contact_id>", flush=True)
+        try:
+            worker = faust.Worker(parts.app, loglevel=settings.log_level.lower(), quiet=True,
+                                  override_logging=False)
+            worker.execute_from_commandline()
+        finally:
+            parts.close()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "worker", help="run the scoring service (Faust worker)",
+        description="Consume the CRM topics, apply them to the graph store, rescore affected leads "
+                    "and publish score changes and alerts. Uses KAFKA_BOOTSTRAP, or starts the "
+                    "embedded broker when it is unset.")
+    p.set_defaults(func=_run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(1)
