@@ -76,6 +76,7 @@ class AccountProcessor:
         self.scorer = scorer
         self.options = options
         self.metrics = metrics or Metrics()
+        self._cursor = ""  # where the decay sweep resumes (a contact id)
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -104,13 +105,19 @@ class AccountProcessor:
         return affected
 
     # --------------------------------------------------------------- scoring
-    def rescore(self, causes: dict[str, str], as_of: int) -> Outputs:
-        """Score ``causes``' leads as of ``as_of``; keep those that moved more than epsilon."""
+    def rescore(self, causes: dict[str, str], as_of: int, partition: int) -> Outputs:
+        """Score ``causes``' leads as of ``as_of``; keep those that moved more than epsilon.
+
+        Every scored lead's book entry records that it was checked as of ``as_of`` with this
+        model version (so the decay sweep skips it), even when its score did not move enough
+        to be published; the published score and its ``as_of`` change only when it did.
+        """
         out = Outputs()
         if self.scorer is None or not causes:
             return out
         ids = sorted(causes)
         now = datetime.now(timezone.utc)
+        version = self.scorer.version or "unregistered"
         for start in range(0, len(ids), self.options.max_batch_leads):
             chunk = ids[start:start + self.options.max_batch_leads]
             began = time.perf_counter()
@@ -123,6 +130,9 @@ class AccountProcessor:
                 prev = self.book.get("s", cid)
                 if prev is None or abs(score - prev["score"]) > self.options.epsilon:
                     moved.append((cid, score, tier, prev))
+                else:
+                    out.book[("s", cid)] = {**prev, "checked_as_of": as_of, "checked_version": version,
+                                            "partition": partition}
             if not moved:
                 continue
             # Explaining costs a forward per evidence group: only for scores we publish.
@@ -130,11 +140,45 @@ class AccountProcessor:
                 if self.options.top_factors else [[] for _ in moved]
             for (cid, score, tier, prev), fs in zip(moved, factors):
                 top = [Factor(factor=f.factor, contribution=float(f.contribution)) for f in fs]
-                self._publish(cid, score, tier, prev, top, as_of, causes[cid], now, out)
+                self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out)
+        return out
+
+    def stale_leads(self, limit: int) -> dict[int, dict[str, str]]:
+        """Up to ``limit`` leads whose score is behind: partition -> {lead: cause}.
+
+        A lead is stale when its partition's watermark moved past the time it was last checked
+        (its time-relative features decayed although no event touched it: cause ``decay``) or
+        it was scored by another model version (cause ``model_update``). The scan resumes
+        where the previous call stopped, so repeated calls sweep every lead in turn.
+        """
+        version = self.scorer.version if self.scorer else None
+        picked: dict[int, dict[str, str]] = {}
+        seen = 0
+        for key, entry in self.book.scan("s", start=self._cursor, wrap=True):
+            seen += 1
+            self._cursor = key[0]
+            part = entry.get("partition", 0)
+            mark = self.watermark(part)
+            if version and entry.get("checked_version", entry.get("model_version")) != version:
+                picked.setdefault(part, {})[key[0]] = "model_update"
+            elif mark is not None and entry.get("checked_as_of", entry["as_of"]) < mark:
+                picked.setdefault(part, {})[key[0]] = "decay"
+            if sum(len(v) for v in picked.values()) >= limit or seen >= 20 * limit:
+                break
+        return picked
+
+    def sweep(self, limit: int) -> Outputs:
+        """Rescore up to ``limit`` stale leads as of their partition watermarks."""
+        out = Outputs()
+        for part, causes in sorted(self.stale_leads(limit).items()):
+            got = self.rescore(causes, self.watermark(part) or 0, part)
+            out.scores += got.scores
+            out.alerts += got.alerts
+            out.book.update(got.book)
         return out
 
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
-                 as_of: int, cause: str, now: datetime, out: Outputs) -> None:
+                 as_of: int, partition: int, cause: str, now: datetime, out: Outputs) -> None:
         prev_score = prev["score"] if prev else None
         company = (self.store.node("contact", cid, as_of) or {}).get("company_id")
         delta = score - (prev_score or 0.0)
@@ -144,7 +188,8 @@ class AccountProcessor:
                                     as_of=from_micros(as_of), scored_at=now, cause=cause,
                                     top_factors=factors))
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
-                                "company_id": company, "top_factors": [f.model_dump() for f in factors]}
+                                "company_id": company, "top_factors": [f.model_dump() for f in factors],
+                                "partition": partition, "checked_as_of": as_of, "checked_version": version}
         if prev is None:
             return
         kinds = []

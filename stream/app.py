@@ -13,6 +13,7 @@ assignment the consumer is moved to those stored positions.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class AppOptions:
         account_topic: the internal repartition topic, keyed by company_id.
         web_host, web_port: bind address of the HTTP views.
         batch_size, batch_seconds: micro-batch bounds of both agents.
+        sweep_seconds, sweep_leads: the decay sweep rescores up to ``sweep_leads`` stale leads
+            every ``sweep_seconds`` (spread out so it never starves ingestion).
+        model_poll_seconds: how often the registry's champion is checked for a hot swap.
     """
     app_id: str
     bootstrap: str
@@ -56,10 +60,21 @@ class AppOptions:
     web_port: int = 6066
     batch_size: int = 1000
     batch_seconds: float = 0.1
+    sweep_seconds: float = 2.0
+    sweep_leads: int = 500
+    model_poll_seconds: float = 5.0
 
 
 def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
-              metrics: Metrics, on_ready: Optional[Callable[[], None]] = None) -> faust.App:
+              metrics: Metrics, on_ready: Optional[Callable[[], None]] = None,
+              champion: Optional[Callable[[], Optional[str]]] = None,
+              load_scorer: Optional[Callable[[str], object]] = None) -> faust.App:
+    """Wire the agents, timers and views.
+
+    Args:
+        champion: returns the registry's champion version (polled for hot swaps).
+        load_scorer: loads the scorer of a version.
+    """
     app = faust.App(
         options.app_id,
         broker=f"kafka://{options.bootstrap}",
@@ -84,6 +99,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     scores = app.topic(options.topics["leads.scores"], key_serializer="raw", value_serializer="raw")
     alerts = app.topic(options.topics["leads.alerts"], key_serializer="raw", value_serializer="raw")
 
+    scoring = asyncio.Lock()  # one writer of the score book at a time: agent or sweep
     ingest_guard = PositionGuard(router.state.positions())
     account_guard = PositionGuard(processor.published_positions())
 
@@ -133,11 +149,33 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                 by_partition.setdefault(m.partition, []).append(
                     RawRecord(m.topic, m.partition, m.offset, m.key, m.value))
             for partition, records in sorted(by_partition.items()):
-                causes = processor.apply(records, partition)
-                out = processor.rescore(causes, processor.watermark(partition) or 0)
-                out.positions = {(r.topic, r.partition): r.offset + 1 for r in records}
-                await _publish(out)
+                async with scoring:
+                    causes = processor.apply(records, partition)
+                    out = processor.rescore(causes, processor.watermark(partition) or 0, partition)
+                    out.positions = {(r.topic, r.partition): r.offset + 1 for r in records}
+                    await _publish(out)
                 metrics.event_to_publish_seconds.observe(time.time() - arrived)
+
+    @app.timer(options.sweep_seconds)
+    async def decay_sweep() -> None:
+        async with scoring:
+            await _publish(processor.sweep(options.sweep_leads))
+
+    @app.timer(options.model_poll_seconds)
+    async def hot_swap() -> None:
+        if champion is None or load_scorer is None:
+            return
+        version = champion()
+        current = getattr(processor.scorer, "version", None)
+        if version is None or version == current:
+            return
+        scorer = await asyncio.get_running_loop().run_in_executor(None, load_scorer, version)
+        if scorer is None:
+            return
+        async with scoring:  # the sweep then rescores every lead under the new version
+            processor.scorer = scorer
+        metrics.set_model(version, getattr(scorer, "auroc", None))
+        logger.info("hot-swapped model %s -> %s", current, version)
 
     async def _publish(out: Outputs) -> None:
         for s in out.scores:

@@ -53,16 +53,26 @@ class KVState:
         raw = self._db.get(self.key(*parts))
         return None if raw is None else json.loads(raw)
 
-    def scan(self, *prefix: str) -> Iterator[tuple[list[str], Any]]:
-        """Items whose key starts with ``prefix`` parts, in key order."""
-        start = self.key(*prefix) + SEP.encode()
+    def scan(self, *prefix: str, start: str = "", wrap: bool = False) -> Iterator[tuple[list[str], Any]]:
+        """Items whose key starts with ``prefix`` parts, in key order.
+
+        Args:
+            start: begin after this key suffix (exclusive), e.g. a cursor. Default: the start.
+            wrap: after the last item, continue from the first up to ``start``. Default False.
+        """
+        base = self.key(*prefix) + SEP.encode()
+        yield from self._scan(base, len(prefix), base + start.encode() + (b"\x00" if start else b""), None)
+        if wrap and start:
+            yield from self._scan(base, len(prefix), base, base + start.encode() + b"\x00")
+
+    def _scan(self, base: bytes, depth: int, seek: bytes, stop: Optional[bytes]) -> Iterator:
         it = self._db.iter()
-        it.seek(start)
+        it.seek(seek)
         while it.valid():
             k = it.key()
-            if not k.startswith(start):
+            if not k.startswith(base) or (stop is not None and k >= stop):
                 break
-            yield k.decode().split(SEP)[len(prefix):], json.loads(it.value())
+            yield k.decode().split(SEP)[depth:], json.loads(it.value())
             it.next()
 
     def positions(self) -> dict[tuple[str, int], int]:

@@ -31,6 +31,17 @@ class WorkerParts:
         self.stack.close()
 
 
+def _champion(settings: Settings) -> Optional[str]:
+    from model.registry import ModelRegistry
+    if settings.model_version != "champion":
+        return settings.model_version  # pinned: never swapped
+    try:
+        return ModelRegistry(settings.models_path).champion()
+    except Exception:  # a registry being written by a retrain must not stop scoring
+        logger.exception("cannot read the model registry")
+        return None
+
+
 def load_scorer(settings: Settings, version: Optional[str] = None):
     """The scorer of the configured model version, or None when the registry has none yet."""
     from model.registry import ModelRegistry, RegistryError
@@ -74,7 +85,9 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
                                topics=settings.topic_map(), account_topic=settings.topic_accounts,
                                web_host=settings.web_host, web_port=settings.web_port,
                                batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000),
-                    router, processor, metrics)
+                    router, processor, metrics,
+                    champion=lambda: _champion(settings),
+                    load_scorer=lambda version: load_scorer(settings, version))
     return WorkerParts(app, processor, router, metrics, stack)
 
 
