@@ -191,10 +191,15 @@ class ModelRegistry:
             logger.info("promotion of %s: %s (%s)", challenger, promoted, reason)
             return d
 
+        if latest is None:
+            return decide(False, "challenger was not evaluated on any held-out window")
+        if champ is None:
+            # Any evaluated model beats scoring nothing; the first one is promoted even when its window
+            # could not measure the metric (e.g. no positives), and the reason says so.
+            shown = f"{value:.4f}" if value is not None else "unmeasured"
+            return decide(True, f"no champion yet; challenger {metric}={shown} on window {window}")
         if value is None:
             return decide(False, f"challenger has no {metric} on a held-out window")
-        if champ is None:
-            return decide(True, f"no champion yet; challenger {metric}={value:.4f} on window {window}")
         if champ == challenger:
             return decide(False, "challenger is already the champion")
         champ_metrics = next((m["metrics"] for m in self.artifact(champ)["metrics"]

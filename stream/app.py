@@ -223,7 +223,11 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             last = processor.last_score(contact_id)
             if last is None:
                 return self.json({"error": f"no score for {contact_id}"}, status=404)
-            return self.json({"contact_id": contact_id, **last,
-                              "as_of": format_time(from_micros(last["as_of"]))})
+            body = {k: v for k, v in last.items() if not k.startswith("checked_")}
+            body["as_of"] = format_time(from_micros(last["as_of"]))
+            if not body.get("top_factors"):
+                async with scoring:  # explained on demand; the stream explains only a budget
+                    body["top_factors"] = processor.explain_now(contact_id) or []
+            return self.json({"contact_id": contact_id, **body})
 
     return app

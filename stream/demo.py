@@ -3,16 +3,18 @@
 The demo is a list of steps (:data:`STEPS`) run in order over one :class:`DemoContext`. A step
 is an ``async`` function of the context; it may push cleanups onto ``ctx.stack`` (an
 ``AsyncExitStack``), which unwinds on success, error and Ctrl-C alike, so everything the demo
-started is stopped. Today's steps:
+started is stopped. The steps:
 
 1. ``broker``   attach to ``KAFKA_BOOTSTRAP``, or start the embedded broker;
 2. ``topics``   create the leadpulse topics;
 3. ``simulate`` write a small simulated CRM world as CSV tables (or use ``--tables DIR``);
-4. ``stream``   publish the tables while a consumer prints live per-topic counts, until every
-                published event has been seen.
+4. ``split``    cut the events in event time: history (training) and the rest (live);
+5. ``train``    ``leadpulse train`` on the history, in its own process;
+6. ``worker``   ``leadpulse worker`` in its own process, until it answers /healthz;
+7. ``replay``   publish the history at full speed, then the rest at ``--rate`` while the live
+                view shows top leads, jumps with reasons, events/s and latency.
 
-Live scoring will add steps between ``topics`` and ``stream`` (start the worker) and after it
-(watch ``leads.scores``): insert them into :data:`STEPS`, or pass ``steps=`` to :func:`run_demo`.
+``--events-only`` runs the first three and ``stream`` (publish and count events per topic).
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ class DemoContext:
     tables_dir: Optional[Path] = None
     published: dict[str, int] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
+    split: dict[str, tuple[Path, int]] = field(default_factory=dict)
+    web: Optional[str] = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -72,7 +76,8 @@ async def step_topics(ctx: DemoContext) -> None:
     from stream.topics_admin import ensure_topics
 
     s = ctx.settings
-    counts = await asyncio.to_thread(ensure_topics, ctx.bootstrap, s.all_topics, s.partitions, s.replication)
+    counts = await asyncio.to_thread(ensure_topics, ctx.bootstrap, s.all_topics + [s.topic_accounts],
+                                     s.partitions, s.replication)
     ctx.say(f"[topics] {len(counts)} topics ready ({s.partitions} partitions for new ones)")
 
 
@@ -123,7 +128,7 @@ async def step_stream(ctx: DemoContext) -> None:
     watcher = asyncio.create_task(watch())
     ctx.stack.push_async_callback(_cancel, watcher)
     rate, speedup = ctx.args.rate, ctx.args.speedup
-    if rate is None and speedup is None and not ctx.args.fast:
+    if rate is None and speedup is None and not ctx.args.fast:  # events-only demo
         rate = DEFAULT_RATE
     pace = f"{rate:,.0f} events/s" if rate else f"{speedup:g} x event time" if speedup else "full speed"
     ctx.say(f"[stream] publishing {ctx.tables_dir} -> input topics at {pace}; messages seen per topic:")
@@ -157,13 +162,176 @@ def _print_counts(ctx: DemoContext, final: bool) -> None:
         print(line, file=ctx.out, flush=True)
 
 
+# --------------------------------------------------------------------------- live scoring
+def _state_dir(ctx: DemoContext) -> Path:
+    return ctx.settings.data_dir / "demo" / "state"
+
+
+async def step_split(ctx: DemoContext) -> None:
+    """History (the model trains on it) and the rest (replayed live), split in event time."""
+    import shutil
+
+    from schemas.tables import read_tables, write_table
+    from schemas.topics import INPUT_TOPICS
+
+    events, _ = await asyncio.to_thread(read_tables, ctx.tables_dir)
+    behaviour = [e.event_time for e in events if e.kind in ("activity", "order", "opportunity")]
+    start, end = min(behaviour), max(behaviour)
+    cut = start + (end - start) * ctx.args.history
+    state = _state_dir(ctx)
+    shutil.rmtree(state, ignore_errors=True)  # the embedded broker starts empty: so does the demo
+    for name, part in (("history", [e for e in events if e.event_time <= cut]),
+                       ("live", [e for e in events if e.event_time > cut])):
+        for spec in INPUT_TOPICS:
+            write_table(state / name, spec, [e for e in part if e.kind == spec.model.kind])
+        ctx.split[name] = (state / name, len(part))
+    ctx.say(f"[split] history until {cut:%Y-%m-%d} ({ctx.split['history'][1]:,} events) for training; "
+            f"{ctx.split['live'][1]:,} later events replayed live")
+
+
+def _env(ctx: DemoContext, **extra: str) -> dict:
+    import os
+    env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap or "", LEADPULSE_DATA_DIR=str(_state_dir(ctx)),
+               LEADPULSE_PARTITIONS=str(ctx.settings.partitions), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+async def step_train(ctx: DemoContext) -> None:
+    """Train the first model on the history in a separate process (as a retrain job would)."""
+    ctx.say(f"[train] training the first GNN on the history (max {ctx.args.epochs} epochs) ...")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stream.cli", "train", "--tables", str(ctx.split["history"][0]),
+        "--epochs", str(ctx.args.epochs), env=_env(ctx, LEADPULSE_LOG_LEVEL="WARNING"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    ctx.stack.push_async_callback(_stop_process, proc)
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        ctx.say("[train] " + line.decode(errors="replace").rstrip())
+    if await proc.wait() != 0:
+        raise DemoError("training failed (see the lines above)")
+
+
+async def step_worker(ctx: DemoContext) -> None:
+    """Start ``leadpulse worker`` and wait until it answers on /healthz."""
+    from stream.broker import free_port
+
+    port = free_port()
+    log = _state_dir(ctx) / "worker.log"
+    fh = open(log, "wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stream.cli", "worker", env=_env(ctx, LEADPULSE_WEB_PORT=str(port)),
+        stdout=fh, stderr=asyncio.subprocess.STDOUT)
+    ctx.stack.push_async_callback(_stop_process, proc)
+    ctx.stack.callback(fh.close)
+    ctx.web = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise DemoError(f"the worker exited (log: {log})")
+        if await _get(ctx.web + "/healthz") is not None:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise DemoError(f"the worker did not answer within 60 s (log: {log})")
+    ctx.say(f"[worker] pid {proc.pid}: {ctx.web}/metrics  {ctx.web}/leads/<contact_id>  (log {log})")
+
+
+async def step_replay(ctx: DemoContext) -> None:
+    """Publish the history at full speed, then the rest at ``--rate``, with the live view."""
+    from stream.consume import tail
+    from stream.liveview import LiveView, parse_metrics
+    from stream.publish import publish_async
+
+    s = ctx.settings
+    view = LiveView()
+    scores_topic, alerts_topic = s.topic("leads.scores"), s.topic("leads.alerts")
+
+    async def watch() -> None:
+        gen = tail(ctx.bootstrap, [scores_topic, alerts_topic])  # type: ignore[arg-type]
+        try:
+            async for batch in gen:
+                for record in batch:
+                    (view.add_score if record.topic == scores_topic else view.add_alert)(record.value)
+        finally:
+            await gen.aclose()
+
+    watcher = asyncio.create_task(watch())
+    ctx.stack.push_async_callback(_cancel, watcher)
+    ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
+    await publish_async(ctx.split["history"][0], ctx.bootstrap, progress=False, topics=s.topic_map(),
+                        partitions=s.partitions)
+    rate = ctx.args.rate or 300.0
+    ctx.say(f"[replay] replaying {ctx.split['live'][1]:,} later events live at {rate:,.0f} events/s")
+    live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate, progress=False,
+                                             topics=s.topic_map(), partitions=s.partitions))
+    ctx.stack.push_async_callback(_cancel, live)
+    began, last, quiet_since = time.monotonic(), None, None
+    expected = ctx.split["history"][1] + ctx.split["live"][1]
+    while True:
+        await asyncio.sleep(2.0)
+        text = await _get(ctx.web + "/metrics")
+        metrics = parse_metrics(text) if text else None
+        now = time.monotonic()
+        rate_now = None
+        if metrics and last:
+            rate_now = (metrics.consumed - last[1].consumed) / (now - last[0])
+        screen = view.render(metrics, rate_now, now - began)
+        if ctx.out.isatty():
+            ctx.out.write("\x1b[2J\x1b[H")
+        ctx.say(screen + "\n")
+        # Done when every published event was consumed and no score moved for 6 s (a busy
+        # worker may not answer /metrics in time: that never counts as quiet).
+        caught_up = metrics is not None and metrics.consumed >= expected
+        moved = metrics is None or last is None or metrics.published != last[1].published
+        last = (now, metrics) if metrics else last
+        if live.done() and caught_up:
+            quiet_since = None if moved else (quiet_since or now)
+            if quiet_since and now - quiet_since >= 6:
+                break
+        if now - began > ctx.args.timeout:
+            ctx.say("[replay] timeout reached")
+            break
+    ctx.say(f"[demo] {view.n_scores:,} score changes and {view.n_alerts:,} alerts published; "
+            f"try: curl {ctx.web}/leads/<contact_id>  (the demo stops everything when it exits)")
+
+
+async def _get(url: str) -> Optional[str]:
+    import urllib.request
+
+    def fetch() -> Optional[str]:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+    return await asyncio.to_thread(fetch)
+
+
+async def _stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=15)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 #: the demo, in order; insert new steps here (name, coroutine function)
 STEPS: list[tuple[str, Step]] = [
     ("broker", step_broker),
     ("topics", step_topics),
     ("simulate", step_simulate),
-    ("stream", step_stream),
+    ("split", step_split),
+    ("train", step_train),
+    ("worker", step_worker),
+    ("replay", step_replay),
 ]
+
+#: the first demo: events flowing, no scoring (``leadpulse demo --events-only``)
+EVENT_STEPS: list[tuple[str, Step]] = STEPS[:3] + [("stream", step_stream)]
 
 
 class DemoError(RuntimeError):
@@ -185,7 +353,7 @@ async def run_demo(settings: Settings, args: argparse.Namespace,
 # --------------------------------------------------------------------------- CLI
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        asyncio.run(run_demo(settings, args))
+        asyncio.run(run_demo(settings, args, EVENT_STEPS if args.events_only else STEPS))
     except DemoError as exc:
         print(f"leadpulse demo: {exc}", file=sys.stderr)
         return 1
@@ -195,16 +363,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from stream.cli import add_pacing_arguments
 
-    p = subparsers.add_parser("demo", help="broker + simulated CRM + live event counts, in one command",
+    p = subparsers.add_parser("demo", help="the whole story on the embedded broker, in one command",
                               description="Attach to KAFKA_BOOTSTRAP or start the embedded broker, "
-                                          "simulate a small CRM world, publish it and show the events "
-                                          "flowing. Ctrl-C stops everything the demo started.")
+                                          "simulate a small CRM world, train the first model on its "
+                                          "history, start a worker, replay the rest as a live stream "
+                                          "and show top leads, jumps with reasons, events/s and "
+                                          "latency. Ctrl-C stops everything the demo started.")
     p.add_argument("--size", choices=("tiny", "small", "large"), default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tables", default=None, help="publish this table directory instead of simulating")
     add_pacing_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help=f"publish as fast as possible (default: {DEFAULT_RATE:,.0f} events/s)")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for every published event to be seen (default 120)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="longest run of the live replay / event count in seconds (default 600)")
+    p.add_argument("--history", type=float, default=0.6,
+                   help="share of the event-time span used as training history (default 0.6)")
+    p.add_argument("--epochs", type=int, default=40, help="max training epochs of the first model (default 40)")
+    p.add_argument("--events-only", action="store_true",
+                   help="only publish and count events (no training, no worker)")
     p.set_defaults(func=_run)

@@ -98,3 +98,10 @@ def test_registry_doctest():
     import doctest
     import model.registry
     assert doctest.testmod(model.registry).failed == 0
+
+
+def test_first_model_is_promoted_even_when_its_window_has_no_positives(model, tmp_path):
+    reg = ModelRegistry(tmp_path)
+    v = reg.register(model, TASK, [1, 2], metrics=[{"window": [3, 4], "metrics": {"brier": 0.01}}])
+    d = reg.promote_if_better(v)
+    assert d.promoted and reg.champion() == v and "unmeasured" in d.reason

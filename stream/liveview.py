@@ -1,0 +1,97 @@
+"""The demo's live terminal view: top leads, latest jumps with reasons, events/s, latency.
+
+Pure formatting over what a subscriber sees (``leads.scores``, ``leads.alerts``) and what the
+worker's ``/metrics`` says, so it is testable without a terminal.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass
+class MetricsSample:
+    consumed: float = 0.0
+    published: float = 0.0
+    rejected: float = 0.0
+    latency_buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
+
+    def quantile(self, q: float) -> Optional[float]:
+        """Histogram quantile by linear interpolation inside the bucket (as PromQL does)."""
+        if not self.latency_buckets or self.latency_buckets[-1][1] <= 0:
+            return None
+        total = self.latency_buckets[-1][1]
+        rank, prev_le, prev_count = q * total, 0.0, 0.0
+        for le, count in self.latency_buckets:
+            if count >= rank:
+                if math.isinf(le):
+                    return prev_le
+                span = count - prev_count
+                return prev_le + (le - prev_le) * ((rank - prev_count) / span if span else 1.0)
+            prev_le, prev_count = le, count
+        return None
+
+
+def parse_metrics(text: str) -> MetricsSample:
+    sample = MetricsSample()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "leadpulse_events_consumed_total":
+                sample.consumed += s.value
+            elif s.name == "leadpulse_scores_published_total":
+                sample.published += s.value
+            elif s.name == "leadpulse_events_rejected_total":
+                sample.rejected += s.value
+            elif s.name == "leadpulse_event_to_publish_seconds_bucket":
+                sample.latency_buckets.append((float(s.labels["le"]), s.value))
+    sample.latency_buckets.sort()
+    return sample
+
+
+@dataclass
+class LiveView:
+    """Accumulates scores and alerts; ``render`` returns the screen as text."""
+    top_n: int = 8
+    scores: dict[str, dict] = field(default_factory=dict)
+    jumps: deque = field(default_factory=lambda: deque(maxlen=5))
+    n_scores: int = 0
+    n_alerts: int = 0
+
+    def add_score(self, raw: bytes) -> None:
+        value = json.loads(raw)
+        self.scores[value["contact_id"]] = value
+        self.n_scores += 1
+
+    def add_alert(self, raw: bytes) -> None:
+        value = json.loads(raw)
+        self.n_alerts += 1
+        if value["kind"] == "jump":
+            self.jumps.appendleft(value)
+
+    def render(self, metrics: Optional[MetricsSample], events_per_s: Optional[float], elapsed: float) -> str:
+        lines = [f"leadpulse live — {elapsed:5.0f} s   scores {self.n_scores:,}   alerts {self.n_alerts:,}"]
+        if metrics is not None:
+            p50, p99 = metrics.quantile(0.5), metrics.quantile(0.99)
+            lat = (f"event→publish p50 {p50 * 1000:,.0f} ms  p99 {p99 * 1000:,.0f} ms"
+                   if p50 is not None else "event→publish: no scores yet")
+            rate = f"{events_per_s:,.0f} events/s" if events_per_s is not None else "- events/s"
+            lines.append(f"consumed {metrics.consumed:,.0f}  ({rate})   dead letters {metrics.rejected:,.0f}   {lat}")
+        lines.append("")
+        lines.append(f"top leads (latest score)                 tier  score   as of")
+        top = sorted(self.scores.values(), key=lambda v: -v["score"])[: self.top_n]
+        for v in top:
+            lines.append(f"  {v['contact_id']:<14} {str(v.get('company_id') or '-'):<14} "
+                         f"    {v['tier']}   {v['score']:.3f}  {v['as_of'][:16]}")
+        lines.append("")
+        lines.append("latest jumps")
+        for a in self.jumps:
+            reasons = "; ".join(f["factor"] for f in a.get("top_factors", [])[:2]) or "-"
+            lines.append(f"  {a['contact_id']:<14} {a['previous_score']:.3f} → {a['score']:.3f}   {reasons}")
+        if not self.jumps:
+            lines.append("  (none yet)")
+        return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""``leadpulse evaluate | train | retrain``: the model commands of the CLI.
+
+``train`` fits a challenger on a CSV export; ``retrain`` fits one on a worker's graph store as it
+stands (opened read-only beside the running worker, so ingestion never stops). Both promote
+only when the challenger beats the champion on the newest held-out window and announce the
+decision on ``models.updates`` when a broker is configured; workers hot-swap the new champion.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from stream.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from model.evaluate import main as evaluate_main
+    argv = ["--tables", args.tables, "--task", args.task, "--seed", str(args.seed)]
+    if args.json:
+        argv += ["--json", args.json]
+    if args.models:
+        argv += ["--models", args.models]
+    return evaluate_main(argv)
+
+
+def _train_options(args: argparse.Namespace):
+    from model.train import TrainOptions
+    kw = {"seed": args.seed}
+    if args.epochs:
+        kw["epochs"] = args.epochs
+    return TrainOptions(**kw)
+
+
+def _report(result, settings: Settings) -> int:
+    d = result.decision
+    print(f"trained {result.version} in {result.seconds:.1f} s; held-out window metrics: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if isinstance(v, float)))
+    print(("PROMOTED: " if d.promoted else "not promoted: ") + d.reason)
+    if settings.kafka_bootstrap:
+        announce(settings, result)
+    return 0
+
+
+def announce(settings: Settings, result) -> None:
+    """Publish the decision on ``models.updates`` (key = model version)."""
+    from kafka import KafkaProducer
+
+    from schemas.events import ModelUpdate
+    update = ModelUpdate(model_version=result.version, trained_at=datetime.now(timezone.utc),
+                         metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
+                         promoted=result.decision.promoted, reason=result.decision.reason)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        producer.send(settings.topic("models.updates"), key=result.version.encode(),
+                      value=update.model_dump_json().encode()).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def _run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from graph_store.memory import MemoryGraphStore
+    from model.examples import data_span
+    from model.pipeline import train_challenger
+    from model.registry import ModelRegistry
+    from model.task import TaskError, parse_task
+    from schemas.tables import read_tables
+
+    try:
+        task = parse_task(args.task)
+    except TaskError as exc:
+        print(f"leadpulse train: bad --task\n{exc.pointer()}", file=sys.stderr)
+        return 2
+    events, errors = read_tables(args.tables)
+    if errors:
+        print(f"{len(errors)} bad rows skipped (first: {errors[0]})", file=sys.stderr)
+    if not events:
+        print(f"leadpulse train: no events in {args.tables}", file=sys.stderr)
+        return 2
+    store = MemoryGraphStore()
+    store.apply(events)
+    start, end = data_span(events)
+    result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
+                              _train_options(args))
+    return _report(result, settings)
+
+
+def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    from graph_store.rocks import RocksDBGraphStore
+    from model.pipeline import train_challenger
+    from model.registry import ModelRegistry
+    from model.task import parse_task
+
+    path = Path(args.data_dir or settings.data_dir) / "worker" / "graph"
+    if not path.exists():
+        print(f"leadpulse retrain: no worker graph store at {path}", file=sys.stderr)
+        return 2
+    store = RocksDBGraphStore(path, read_only=True)
+    try:
+        span = store.time_span()
+        if span is None:
+            print("leadpulse retrain: the graph store is empty", file=sys.stderr)
+            return 2
+        result = train_challenger(store, span[0], span[1], parse_task(args.task),
+                                  ModelRegistry(settings.models_path), _train_options(args))
+    finally:
+        store.close()
+    return _report(result, settings)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from model.task import DEFAULT_TASK  # light: no torch at --help time
+
+    p = subparsers.add_parser("evaluate", help="compare the GNN and every baseline on a CSV export",
+                              description="Temporal split; prints AUROC, AP, precision and lift at "
+                                          "the top decile and Brier score for every model.")
+    p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
+    p.add_argument("--task", default=DEFAULT_TASK, help=f'predictive query (default: "{DEFAULT_TASK}")')
+    p.add_argument("--json", default=None, help="also write the report as JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default=None, help="comma-separated subset of rules,logreg,lgbm_flat,lgbm_agg,gnn (default: all)")
+    p.set_defaults(func=_run_evaluate)
+
+    for name, func, help_text in (
+            ("train", _run_train, "train a GNN on a CSV export, register it, promote it if better"),
+            ("retrain", _run_retrain, "train a challenger on a worker's graph store as it stands")):
+        p = subparsers.add_parser(name, help=help_text,
+                                  description=help_text + ". The model registry is "
+                                  "$LEADPULSE_MODEL_DIR (default $LEADPULSE_DATA_DIR/models).")
+        if name == "train":
+            p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
+        else:
+            p.add_argument("--data-dir", default=None, help="the worker's data dir (default $LEADPULSE_DATA_DIR)")
+        p.add_argument("--task", default=DEFAULT_TASK, help="predictive query")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the model's)")
+        p.set_defaults(func=func)
