@@ -115,27 +115,35 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.agent(inputs)
     async def ingest(stream):  # noqa: ANN001 - Faust stream
         async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
-            batch, positions = [], {}
-            for ev in events:
-                m = ev.message
-                if not await admit(ingest_guard, m):
-                    continue
-                record = RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                positions[(m.topic, m.partition)] = m.offset + 1
-                metrics.consumed.labels(topic=m.topic).inc()
-                result = validate(record, contract_of[m.topic])
-                if isinstance(result, tuple):
-                    letter, kind = result
-                    metrics.rejected.labels(topic=m.topic, reason=kind).inc()
-                    await deadletter.send(key=m.key, value=letter.model_dump_json().encode())
-                else:
-                    batch.append((record, contract_of[m.topic], result))
-            forwards, change = router.route(batch)
-            change["positions"].update(positions)
-            for f in forwards:
-                await accounts.send(key=f.account.encode(), value=f.wire())
-            await app.producer.flush()
-            router.commit(change)
+            try:
+                await _ingest_batch(events)
+            except Exception:
+                # Faust restarts the agent; the guard must expect what the state really holds.
+                ingest_guard.reset(router.state.positions())
+                raise
+
+    async def _ingest_batch(events) -> None:  # noqa: ANN001
+        batch, positions = [], {}
+        for ev in events:
+            m = ev.message
+            if not await admit(ingest_guard, m):
+                continue
+            record = RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+            positions[(m.topic, m.partition)] = m.offset + 1
+            metrics.consumed.labels(topic=m.topic).inc()
+            result = validate(record, contract_of[m.topic])
+            if isinstance(result, tuple):
+                letter, kind = result
+                metrics.rejected.labels(topic=m.topic, reason=kind).inc()
+                await deadletter.send(key=m.key, value=letter.model_dump_json().encode())
+            else:
+                batch.append((record, contract_of[m.topic], result))
+        forwards, change = router.route(batch)
+        change["positions"].update(positions)
+        for f in forwards:
+            await accounts.send(key=f.account.encode(), value=f.wire())
+        await app.producer.flush()
+        router.commit(change)
 
     @app.agent(accounts)
     async def score_accounts(stream):  # noqa: ANN001
@@ -150,7 +158,11 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                     RawRecord(m.topic, m.partition, m.offset, m.key, m.value))
             for partition, records in sorted(by_partition.items()):
                 async with scoring:
-                    causes = processor.apply(records, partition)
+                    try:
+                        causes = processor.apply(records, partition)
+                    except Exception:
+                        account_guard.reset(processor.published_positions())
+                        raise
                     out = processor.rescore(causes, processor.watermark(partition) or 0, partition)
                     out.positions = {(r.topic, r.partition): r.offset + 1 for r in records}
                     await _publish(out)

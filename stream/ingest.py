@@ -49,13 +49,26 @@ def validate(record: RawRecord, contract_topic: str,
     return dead_letter(record, str(parsed), now), reason_kind(parsed)
 
 
+#: raw bytes kept in a dead letter; base64 grows them by a third, and the letter must stay
+#: under the broker's default 1 MB message limit whatever the producer sent
+MAX_RAW_BYTES = 512 * 1024
+
+
 def dead_letter(record: RawRecord, error: str, now: Optional[datetime] = None) -> DeadLetter:
-    """The ``crm.deadletter`` value for a rejected record (raw bytes kept, base64)."""
+    """The ``crm.deadletter`` value for a rejected record (raw bytes kept, base64).
+
+    An oversized record keeps its first ``MAX_RAW_BYTES`` and says so in ``error``; the whole
+    record stays at (``source_topic``, ``partition``, ``offset``).
+    """
+    raw = record.value or b""
+    if len(raw) > MAX_RAW_BYTES:
+        error = f"{error} [raw truncated to the first {MAX_RAW_BYTES} of {len(raw)} bytes]"
+        raw = raw[:MAX_RAW_BYTES]
     return DeadLetter(
         source_topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         error=error[:2000],
-        raw=base64.b64encode(record.value or b"").decode("ascii"),
+        raw=base64.b64encode(raw).decode("ascii"),
         received_at=now or datetime.now(timezone.utc),
     )
