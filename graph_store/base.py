@@ -28,11 +28,21 @@ class ApplyEffect:
             already applied): nothing changed and nothing needs rescoring.
         feature_nodes: nodes whose own input attributes or per-node timelines changed.
         edge_nodes: endpoints of edges added or removed by the event.
+        time: the event time (micros). Reads as of an earlier time are unchanged by the
+            event, so ``affected_leads(..., as_of)`` ignores effects with ``time > as_of``.
+            None (the default) means "unknown": never ignored.
+
+    The node sets cover every as-of time >= ``time`` (for an event applied late they may
+    over-approximate what changed at one particular as-of time). For a duplicate
+    (``changed`` False) they name the nodes the event touches directly (its entity and the
+    entities it references): ``affected_leads`` ignores them unless the caller deliberately
+    passes a copy with ``changed=True`` (e.g. to rescore after a crash replay).
     """
     event: InputEvent
     changed: bool
     feature_nodes: frozenset[tuple[NodeType, str]] = frozenset()
     edge_nodes: frozenset[tuple[NodeType, str]] = frozenset()
+    time: Optional[int] = None
 
 
 @dataclass
@@ -105,8 +115,20 @@ class GraphStore(ABC):
         """The whole graph as of ``as_of`` (training and the full-recompute reference)."""
 
     @abstractmethod
+    def timeline(self, contact_id: str, as_of: int) -> list[tuple[int, str, Optional[str]]]:
+        """``(time, activity type, page)`` of the contact's activities with time <= as_of."""
+
+    @abstractmethod
+    def company_orders(self, company_id: str, as_of: int) -> list[tuple[int, float]]:
+        """``(time, amount)`` of the orders counted for the company as of ``as_of``."""
+
+    @abstractmethod
     def affected_leads(self, effects: Sequence[ApplyEffect], as_of: int, hops: int = 2) -> set[str]:
         """Contacts whose ``hops``-layer GNN output can change because of ``effects``."""
+
+    def time_span(self) -> Optional[tuple[int, int]]:
+        """``(earliest, latest)`` version time in the store, or None when it is empty."""
+        raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - trivial default
         """Release resources (files, handles)."""

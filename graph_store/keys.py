@@ -1,0 +1,119 @@
+"""RocksDB key layout of the graph store (built here and only here).
+
+Every integer is big-endian so byte order equals numeric order; times are int micros shifted
+by 2**63 (``t8``) so negative times sort too. Ids are ``id``: a u16 length then UTF-8 bytes
+(unambiguous for any id). ``p4`` is the store partition (u32).
+
+=========================================================  ==============================
+key                                                        value
+=========================================================  ==============================
+``M`` name                                                 meta (``format`` -> b"1")
+``R`` ``V`` id(company) t8(version time)                   company version attrs (JSON);
+                                                           replicated: no partition
+``P`` p4 ``V`` kind(u8) id t8(version time)                account version attrs (JSON)
+``P`` p4 ``E`` etype(u8) id(X) t8(edge time) id(holder)  b"" (edge X -> holder, asserted
+                                                           by the holder's version)
+``P`` p4 ``O`` id(topic) u32(source partition)             next offset to consume (u64)
+=========================================================  ==============================
+
+``kind`` indexes ``records.KINDS``; ``etype`` indexes ``records.ETYPES`` (base types 0..6 and
+their reverses 7..13). Every edge is asserted by one version of its *holder* (the entity whose
+field names the other end, ``records.REFS``): the edge time is that version's time and the edge
+lasts until the holder's next version. Each direction of "neighbours of X along etype as of t"
+is one prefix scan:
+
+* X is the holder: scan ``P p4 V kind id(X)`` (its versions, time ordered) up to t; the last
+  one names the neighbour in its reference field.
+* X is the referenced end: scan ``P p4 E etype id(X)`` up to the first time > t, keeping each
+  holder's assertion that is not superseded by a later holder version <= t.
+
+So one edge costs one index key, written with the version in the same WriteBatch and never
+rewritten. Derived company edges (``industry_peer``, ``similar_to``) are a function of the
+replicated company versions and are not stored.
+"""
+from __future__ import annotations
+
+import struct
+
+SHIFT = 1 << 63
+META = b"M"
+REPL_VERSION = b"RV"
+_T = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+
+def t8(t: int) -> bytes:
+    return _T.pack(t + SHIFT)
+
+
+def un_t8(raw: bytes) -> int:
+    return _T.unpack(raw)[0] - SHIFT
+
+
+def ident(text: str) -> bytes:
+    raw = text.encode()
+    return _U16.pack(len(raw)) + raw
+
+
+def read_ident(buf: bytes, pos: int) -> tuple[str, int]:
+    n = _U16.unpack_from(buf, pos)[0]
+    end = pos + 2 + n
+    return buf[pos + 2:end].decode(), end
+
+
+def part(p: int) -> bytes:
+    return b"P" + _U32.pack(p)
+
+
+_KIND = [bytes((k,)) for k in range(256)]
+
+
+def version_prefix(p: int, kind: int, nid: str) -> bytes:
+    raw = nid.encode()
+    return b"P" + _U32.pack(p) + b"V" + _KIND[kind] + _U16.pack(len(raw)) + raw
+
+
+def version_key(p: int, kind: int, nid: str, t: int) -> bytes:
+    raw = nid.encode()
+    return b"P" + _U32.pack(p) + b"V" + _KIND[kind] + _U16.pack(len(raw)) + raw + _T.pack(t + SHIFT)
+
+
+def company_key(nid: str, t: int) -> bytes:
+    return REPL_VERSION + ident(nid) + t8(t)
+
+
+def edge_prefix(p: int, etype: int, src: str) -> bytes:
+    raw = src.encode()
+    return b"P" + _U32.pack(p) + b"E" + _KIND[etype] + _U16.pack(len(raw)) + raw
+
+
+def edge_key(p: int, etype: int, src: str, t: int, dst: str) -> bytes:
+    raw, other = src.encode(), dst.encode()
+    return (b"P" + _U32.pack(p) + b"E" + _KIND[etype] + _U16.pack(len(raw)) + raw + _T.pack(t + SHIFT)
+            + _U16.pack(len(other)) + other)
+
+
+def offset_key(p: int, topic: str, source_partition: int) -> bytes:
+    return b"P" + _U32.pack(p) + b"O" + ident(topic) + _U32.pack(source_partition)
+
+
+def encode_offset(offset: int) -> bytes:
+    return _T.pack(offset)
+
+
+def decode_offset(raw: bytes) -> int:
+    return _T.unpack(raw)[0]
+
+
+def parse_partition(key: bytes) -> int:
+    return _U32.unpack_from(key, 1)[0]
+
+
+def next_prefix(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with ``prefix``."""
+    raw = bytearray(prefix)
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    raw[-1] += 1
+    return bytes(raw)

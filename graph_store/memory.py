@@ -1,0 +1,59 @@
+"""The in-memory twin of the RocksDB store: same interface, same semantics, no durability.
+
+Use it in tests and notebooks. ``apply`` is atomic only in the sense that positions are
+recorded after the batch; nothing survives the process.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from graph_store.base import ApplyEffect, Positions
+from graph_store.options import GraphStoreOptions
+from graph_store.reads import StateBackedStore, paused_gc
+from graph_store.state import REPLICATED
+from schemas.events import InputEvent
+from schemas.types import COMPANY
+
+
+class MemoryGraphStore(StateBackedStore):
+    """A ``GraphStore`` held in a ``GraphState`` only.
+
+    Example:
+        >>> from schemas.events import Contact
+        >>> store = MemoryGraphStore()
+        >>> ev = Contact(contact_id="c1", company_id="a1", updated_at="2026-01-01T00:00:00Z")
+        >>> [e.changed for e in store.apply([ev, ev], {("crm.contacts", 0): 2})]
+        [True, False]
+        >>> store.positions()
+        {('crm.contacts', 0): 2}
+    """
+
+    def __init__(self, options: GraphStoreOptions | None = None) -> None:
+        super().__init__(options)
+        self._positions: dict[int, dict[tuple[str, int], int]] = {}
+
+    def apply(self, events: Sequence[InputEvent], positions: Positions | None = None,
+              partition: int = 0) -> list[ApplyEffect]:
+        state = self.state
+        bit = 1 << partition
+        with paused_gc():
+            changes = [state.apply(rec, REPLICATED if rec.kind == COMPANY else bit)
+                       for rec in self._records(events)]
+        if positions:
+            self._positions.setdefault(partition, {}).update(positions)
+        return self._effects(events, changes)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for per in self._positions.values():
+            for key, off in per.items():
+                out[key] = max(off, out.get(key, off))
+        return out
+
+    def drop_partition(self, partition: int) -> None:
+        with paused_gc():
+            self._state = self.state.without_partition(partition)
+        self._positions.pop(partition, None)
+
+    def close(self) -> None:
+        self._state = None

@@ -1,0 +1,109 @@
+"""The read side shared by both stores: every read is answered from a ``GraphState``."""
+from __future__ import annotations
+
+import gc
+import logging
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
+
+from graph_store import extract
+from graph_store.base import ApplyEffect, GraphStore, Subgraph
+from graph_store.errors import StoreClosed
+from graph_store.options import GraphStoreOptions
+from graph_store.records import ETYPE_CODE, Record, to_record
+from graph_store.state import NEW, Change, GraphState
+from schemas.events import InputEvent
+from schemas.types import COMPANY, CONTACT, NODE_TYPES, EdgeType, NodeType
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic GC around bulk work.
+
+    The store creates many small long-lived objects; every full collection would walk the
+    whole graph (measured: ~45 % of apply time, ~40 % of an extraction). The store makes no
+    reference cycles, so nothing is leaked; the previous GC state is restored afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class StateBackedStore(GraphStore):
+    """Implements the reads of ``GraphStore`` over ``self._state`` (set by subclasses)."""
+
+    def __init__(self, options: GraphStoreOptions | None = None) -> None:
+        self.options = options or GraphStoreOptions()
+        self._state: Optional[GraphState] = self._new_state()
+
+    def _new_state(self) -> GraphState:
+        o = self.options
+        return GraphState(o.industry_k, o.similar_k, o.ring_breakpoints)
+
+    @property
+    def state(self) -> GraphState:
+        if self._state is None:
+            raise StoreClosed("the graph store is closed")
+        return self._state
+
+    @staticmethod
+    def _effects(events: Sequence[InputEvent], changes: Sequence[Change]) -> list[ApplyEffect]:
+        return [ApplyEffect(ev, ch.status == NEW, ch.feature_nodes, ch.edge_nodes, ch.time)
+                for ev, ch in zip(events, changes)]
+
+    @staticmethod
+    def _records(events: Sequence[InputEvent]) -> list[Record]:
+        return [to_record(ev) for ev in events]
+
+    # ------------------------------------------------------------------ reads
+    def time_span(self) -> Optional[tuple[int, int]]:
+        state = self.state
+        return None if state.t_min > state.t_max else (state.t_min, state.t_max)
+
+    def node(self, ntype: NodeType, node_id: str, as_of: int) -> Optional[dict]:
+        return self.state.attrs(ntype, node_id, as_of)
+
+    def node_ids(self, ntype: NodeType, as_of: int) -> list[str]:
+        if ntype not in NODE_TYPES:
+            raise KeyError(f"unknown node type {ntype!r}")
+        return self.state.ids(ntype, as_of)
+
+    def neighbors(self, etype: EdgeType, node_id: str, as_of: int) -> list[tuple[str, int]]:
+        return self.state.neighbors(ETYPE_CODE[tuple(etype)], node_id, as_of)
+
+    def timeline(self, contact_id: str, as_of: int) -> list[tuple[int, str, Optional[str]]]:
+        node = self.state.get(CONTACT, contact_id, as_of)
+        return self.state.timeline_of(node, as_of) if node is not None else []
+
+    def company_orders(self, company_id: str, as_of: int) -> list[tuple[int, float]]:
+        node = self.state.get(COMPANY, company_id, as_of)
+        return self.state.orders_of(node, as_of) if node is not None else []
+
+    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2) -> Subgraph:
+        """Seeds that do not exist at ``as_of`` are left out; ``Subgraph.seeds`` lists the rest
+        in request order (duplicates once)."""
+        with paused_gc():
+            return extract.subgraph(self.state, seeds, as_of, hops)
+
+    def snapshot(self, as_of: int) -> Subgraph:
+        with paused_gc():
+            return extract.snapshot(self.state, as_of)
+
+    def affected_leads(self, effects: Sequence[ApplyEffect], as_of: int, hops: int = 2) -> set[str]:
+        feats: set = set()
+        edges: set = set()
+        for eff in effects:
+            if not eff.changed or (eff.time is not None and eff.time > as_of):
+                continue
+            feats |= eff.feature_nodes
+            edges |= eff.edge_nodes
+        if not feats and not edges:
+            return set()
+        with paused_gc():
+            return extract.affected(self.state, feats, edges, as_of, hops)

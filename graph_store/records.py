@@ -1,0 +1,119 @@
+"""Events as store records: ``(kind, entity id, version time, attrs)``.
+
+A record is what the store versions: the event's fields (and unknown extra fields) with
+``None`` dropped and every timestamp as int micros (``schemas.timeutil``). References to other
+entities (``REFS``) become edges; each edge is asserted by one version of its *holder* (the
+entity whose field names the other one) and lasts until the holder's next version.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, NamedTuple, Optional
+
+from schemas.events import InputEvent
+from schemas.timeutil import EPOCH, to_micros
+from schemas.types import (ACTIVITY, BASE_EDGE_TYPES, COMPANY, CONTACT, HAD_ACTIVITY, OPPORTUNITY, ORDER,
+                           OWNS, PLACED, RELATED_TO, WORKS_AT, EdgeType, reverse)
+
+KINDS: tuple[str, ...] = (COMPANY, CONTACT, ACTIVITY, OPPORTUNITY, ORDER)
+KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
+
+#: base edge types by index, then their reverses: ETYPES[i + NB] == reverse(ETYPES[i])
+NB = len(BASE_EDGE_TYPES)
+ETYPES: tuple[EdgeType, ...] = BASE_EDGE_TYPES + tuple(reverse(e) for e in BASE_EDGE_TYPES)
+ETYPE_CODE: dict[EdgeType, int] = {e: i for i, e in enumerate(ETYPES)}
+RING_KINDS: tuple[int, ...] = (ETYPE_CODE[("company", "industry_peer", "company")],
+                               ETYPE_CODE[("company", "similar_to", "company")])
+
+
+class Ref(NamedTuple):
+    """``holder.field`` names an entity of type ``target``, giving an edge of base type ``etype``."""
+    field: str
+    target: str
+    etype: int          # index into ETYPES (a base type)
+    holder_is_src: bool
+
+
+REFS: dict[str, tuple[Ref, ...]] = {
+    COMPANY: (),
+    CONTACT: (Ref("company_id", COMPANY, ETYPE_CODE[WORKS_AT], True),),
+    ACTIVITY: (Ref("contact_id", CONTACT, ETYPE_CODE[HAD_ACTIVITY], False),
+               Ref("opportunity_id", OPPORTUNITY, ETYPE_CODE[RELATED_TO], True)),
+    OPPORTUNITY: (Ref("company_id", COMPANY, ETYPE_CODE[OWNS], False),),
+    ORDER: (Ref("contact_id", CONTACT, ETYPE_CODE[PLACED], False),),
+}
+
+#: references that make the target exist without an edge (the company an order names)
+EXTRA_REFS: dict[str, tuple[tuple[str, str], ...]] = {ORDER: (("company_id", COMPANY),)}
+
+
+class Record(NamedTuple):
+    kind: str
+    id: str
+    time: int
+    attrs: dict
+
+
+def micros(value: datetime) -> int:
+    """``schemas.timeutil.to_micros`` for an aware datetime, without the division (hot path)."""
+    d = value - EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_micros(value)
+    return value
+
+
+def to_record(event: InputEvent) -> Record:
+    """The store record of a validated event (fields, then extras; ``None`` dropped)."""
+    attrs = {}
+    for k, v in event.__dict__.items():
+        if v is None:
+            continue
+        if v.__class__ is datetime:
+            v = micros(v)
+        attrs[k] = v
+    extra = event.__pydantic_extra__
+    if extra:
+        for k, v in extra.items():
+            if v is not None and k not in attrs:
+                attrs[k] = _plain(v)
+    when = attrs.get(_TIME_FIELD[event.kind])
+    if when is None:
+        when = to_micros(event.event_time)
+    return Record(event.kind, event.entity_id, when, attrs)
+
+
+_TIME_FIELD = {COMPANY: "updated_at", CONTACT: "updated_at", ACTIVITY: "timestamp", OPPORTUNITY: "updated_at",
+               ORDER: "timestamp"}
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_attrs(attrs: dict) -> bytes:
+    return _ENCODER.encode(attrs).encode()
+
+
+def decode_attrs(raw: bytes) -> dict:
+    return json.loads(raw)
+
+
+def stable_hash(text: str) -> int:
+    """A 64-bit hash that is the same in every process (unlike ``hash()``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def industry_bucket(attrs: dict) -> Optional[str]:
+    value = attrs.get("industry")
+    return value if isinstance(value, str) and value else None
+
+
+def similar_bucket(attrs: dict) -> Optional[str]:
+    """MinHash of the tech stack: the item with the smallest stable hash (P(same) = Jaccard)."""
+    stack = attrs.get("tech_stack")
+    if not stack:
+        return None
+    return min((stable_hash(str(item)), str(item)) for item in stack)[1]

@@ -1,0 +1,226 @@
+"""Derived company→company edges: ``industry_peer`` and ``similar_to`` as ring peers.
+
+Companies are put in buckets (industry; MinHash of the tech stack, so two companies share a
+``similar_to`` bucket with probability equal to the Jaccard similarity of their stacks). Within
+a bucket as of t the members are ordered by a stable hash of their id; each company's peers are
+its K/2 predecessors and K/2 successors on that ring (everyone else when the bucket has at most
+K + 1 members). The relation is symmetric, the degree is at most K, and it depends only on the
+set of members at t, never on arrival order. A company joining or leaving a bucket changes the
+peer sets of O(K) ring neighbours only.
+
+The edge time of a derived edge is the larger of the two companies' valid version times.
+Derived edges are not persisted: they are a pure function of the replicated company versions.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from typing import Iterable, Optional
+
+from graph_store.records import stable_hash
+
+INF = (1 << 63) - 1
+
+
+class Rings:
+    """Bucket membership over time plus cached rings, for the two derived edge kinds (r = 0, 1)."""
+
+    def __init__(self, companies: dict, ks: tuple[int, int], max_breakpoints: int = 32) -> None:
+        self.companies = companies          # company id -> Node (shared with the state)
+        self.ks = ks
+        self.max_breakpoints = max_breakpoints
+        self.members: tuple[dict, dict] = ({}, {})   # bucket -> ids that ever had it
+        self.changes: tuple[dict, dict] = ({}, {})   # bucket -> sorted version times of its members
+        self.latest: tuple[dict, dict] = ({}, {})    # bucket -> sorted [(hash, id)] as of +inf
+        self.cache: tuple[dict, dict] = ({}, {})     # bucket -> {interval index: ring}
+        self.pcache: tuple[dict, dict] = ({}, {})    # bucket -> {company: peers} as of +inf
+        self.ecache: tuple[dict, dict] = ({}, {})    # the same as adjacency entries
+        self.hashes: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ reads
+    def key(self, cid: str) -> tuple[int, str]:
+        h = self.hashes.get(cid)
+        if h is None:
+            h = self.hashes[cid] = stable_hash(cid)
+        return (h, cid)
+
+    def bucket_at(self, cid: str, r: int, t: int) -> Optional[str]:
+        node = self.companies.get(cid)
+        if node is None:
+            return None
+        i = node.valid(t)
+        return node.bk[i][r] if i >= 0 else None
+
+    def ring(self, r: int, bucket: str, t: int) -> list[tuple[int, str]]:
+        """Members of ``bucket`` as of ``t``, ordered by (hash, id)."""
+        changes = self.changes[r].get(bucket)
+        if not changes:
+            return []
+        idx = bisect_right(changes, t)
+        if idx == len(changes):
+            return self.latest[r].get(bucket, [])
+        per_bucket = self.cache[r].setdefault(bucket, {})
+        ring = per_bucket.get(idx)
+        if ring is None:
+            ring = sorted(self.key(c) for c in self.members[r][bucket] if self.bucket_at(c, r, t) == bucket)
+            per_bucket[idx] = ring
+        return ring
+
+    def ring_peers(self, ring: list, cid: str, k: int) -> list[str]:
+        n = len(ring)
+        if n <= k + 1:
+            return [c for _, c in ring if c != cid]
+        pos = bisect_left(ring, self.key(cid))
+        half = k // 2
+        out = []
+        for j in range(1, half + 1):
+            out.append(ring[(pos + j) % n][1])
+            out.append(ring[(pos - j) % n][1])
+        return out
+
+    def peer_entries(self, r: int, cid: str, t: int) -> list[tuple[int, int, str]]:
+        """``peers`` as adjacency entries ``(edge time, end=INF, peer)`` (do not mutate)."""
+        node = self.companies.get(cid)
+        if node is None:
+            return []
+        i = node.valid(t)
+        if i < 0 or node.bk[i][r] is None:
+            return []
+        bucket = node.bk[i][r]
+        if t >= self.changes[r][bucket][-1]:
+            per = self.ecache[r].get(bucket)
+            if per is None:
+                per = self.ecache[r][bucket] = {}
+            got = per.get(cid)
+            if got is None:
+                got = per[cid] = [(et, INF, p) for p, et in self.peers(r, cid, t)]
+            return got
+        return [(et, INF, p) for p, et in self.peers(r, cid, t)]
+
+    def peers(self, r: int, cid: str, t: int) -> list[tuple[str, int]]:
+        """``(peer id, edge time)`` of ``cid`` along derived kind ``r`` as of ``t`` (do not mutate)."""
+        node = self.companies.get(cid)
+        if node is None:
+            return []
+        i = node.valid(t)
+        if i < 0 or node.bk[i][r] is None:
+            return []
+        bucket = node.bk[i][r]
+        latest = t >= self.changes[r][bucket][-1]
+        if latest:
+            per = self.pcache[r].get(bucket)
+            if per is None:
+                per = self.pcache[r][bucket] = {}
+            got = per.get(cid)
+            if got is not None:
+                return got
+        mine = node.times[i]
+        out = []
+        for p in self.ring_peers(self.ring(r, bucket, t), cid, self.ks[r]):
+            other = self.companies[p]
+            pt = other.times[other.valid(t)]
+            out.append((p, mine if mine >= pt else pt))
+        if latest:
+            per[cid] = out
+        return out
+
+    # ----------------------------------------------------------------- writes
+    def on_version(self, cid: str, node, i: int) -> set[str]:
+        """Register version ``i`` of company ``cid`` (already inserted into ``node``).
+
+        Returns the companies whose derived peer set changes for some as-of time (the endpoints
+        of derived edges added or removed), excluding changes already implied by ``cid``'s own
+        feature change.
+        """
+        te = node.times[i]
+        tn = node.times[i + 1] if i + 1 < len(node.times) else INF
+        after = node.bk[i]
+        before = node.bk[i - 1] if i > 0 else (None, None)
+        touched: set[str] = set()
+        plans = []
+        for r in (0, 1):
+            b, a = before[r], after[r]
+            if b == a:
+                continue
+            points = {te}
+            for bucket in (b, a):
+                if bucket is not None:
+                    ch = self.changes[r].get(bucket, ())
+                    lo = bisect_right(ch, te)
+                    hi = bisect_left(ch, tn)
+                    points.update(ch[lo:hi])
+            plans.append((r, b, a, sorted(points)))
+        self._register(cid, node, i)
+        for r, b, a, points in plans:
+            if len(points) > self.max_breakpoints:
+                for bucket in (b, a):
+                    if bucket is not None:
+                        touched |= self.members[r][bucket]
+                continue
+            for t in points:
+                if b is not None:   # cid left b: before = ring + cid
+                    ring = self.ring(r, b, t)
+                    touched |= self._diff(r, self._with(ring, cid), ring, cid)
+                if a is not None:   # cid joined a: before = ring - cid
+                    ring = self.ring(r, a, t)
+                    touched |= self._diff(r, ring, [x for x in ring if x[1] != cid], cid)
+        touched.discard(cid)
+        return touched
+
+    def _with(self, ring: list, cid: str) -> list:
+        out = list(ring)
+        k = self.key(cid)
+        if k not in out:
+            insort(out, k)
+        return out
+
+    def _diff(self, r: int, with_x: list, without_x: list, cid: str) -> set[str]:
+        k = self.ks[r]
+        n = len(with_x)
+        if n <= k + 2:
+            candidates: Iterable[str] = [c for _, c in with_x]
+        else:
+            pos = bisect_left(with_x, self.key(cid))
+            half = k // 2
+            candidates = {with_x[(pos + j) % n][1] for j in range(-half - 1, half + 2)}
+        out: set[str] = set(self.ring_peers(with_x, cid, k)) if n else set()
+        for c in candidates:
+            if c == cid:
+                continue
+            p1 = set(self.ring_peers(with_x, c, k))
+            p2 = set(self.ring_peers(without_x, c, k))
+            p1.discard(cid)
+            if p1 != p2:
+                out.add(c)
+                out |= p1 ^ p2
+        return out
+
+    def _register(self, cid: str, node, i: int) -> None:
+        # Invariant: changes[r][b] holds every version time of every company that ever had b
+        # (any of them can move a member in or out of b, or change an edge time).
+        te = node.times[i]
+        for r in (0, 1):
+            older = {bk[r] for k, bk in enumerate(node.bk) if k != i and bk[r] is not None}
+            for bucket in older | ({node.bk[i][r]} - {None}):
+                ch = self.changes[r].setdefault(bucket, [])
+                if bucket in older:
+                    insort(ch, te)
+                else:   # first time cid is in this bucket: all its versions matter to it
+                    for tv in node.times:
+                        insort(ch, tv)
+                self.cache[r].pop(bucket, None)
+                self.pcache[r].pop(bucket, None)
+                self.ecache[r].pop(bucket, None)
+            new = node.bk[i][r]
+            if new is not None:
+                self.members[r].setdefault(new, set()).add(cid)
+        if i == len(node.times) - 1:   # newest version: move cid between latest rings
+            old = node.bk[i - 1] if i > 0 else (None, None)
+            for r in (0, 1):
+                if old[r] == node.bk[i][r]:
+                    continue
+                key = self.key(cid)
+                if old[r] is not None:
+                    ring = self.latest[r][old[r]]
+                    del ring[bisect_left(ring, key)]
+                if node.bk[i][r] is not None:
+                    insort(self.latest[r].setdefault(node.bk[i][r], []), key)

@@ -1,0 +1,26 @@
+"""Subprocess of test_crash.py: apply batches of a fixed event list forever-ish, resuming from
+the store's recorded position. ``python crash_worker.py PATH N BATCH SEED``"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from graph_store.rocks import RocksDBGraphStore  # noqa: E402
+from worlds import random_events  # noqa: E402
+
+TOPIC = ("crm.all", 0)
+
+
+def main() -> None:
+    path, n, batch, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    events = random_events(n, seed)
+    store = RocksDBGraphStore(path)
+    start = store.positions().get(TOPIC, 0)
+    print("ready", start, flush=True)
+    for lo in range(start, n, batch):
+        store.apply(events[lo:lo + batch], {TOPIC: min(lo + batch, n)})
+    store.close()
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
