@@ -4,16 +4,19 @@ Architecture (``HeteroSAGE``):
 
 * a per-node-type linear input projection to ``hidden``;
 * ``layers`` rounds of message passing. Each round, per destination node type ``t``:
-  ``h_t' = relu(root_t(h_t) + sum_e SAGEConv_e(h_src(e), h_t))`` over the edge types ``e``
-  into ``t`` (base and ``rev_`` types; the reverse types are what gives contacts an
-  embedding at all). The per-edge-type SAGEConvs carry neither root weight nor bias; the
+  ``h_t' = relu(root_t(h_t) + sum_e [SAGEConv_e(h_src(e), h_t) + D_e log1p(deg_e)])`` over
+  the edge types ``e`` into ``t`` (base and ``rev_`` types; the reverse types are what gives
+  contacts an embedding at all). Each SAGEConv concatenates several aggregations (default
+  mean, max and sum: "3 colleagues engaged" is a count, the champion is a max); the degree
+  term (optional, default on) is a learned vector per edge type. The per-edge-type SAGEConvs
+  and degree terms carry neither root weight nor bias; the
   root term and the one bias live in ``root_t``. That is the same function class as PyG's
   default SAGEConv-per-edge-type sum (a sum of per-type root linears is one linear), with one
   difference that matters: an edge type with no edges in a batch contributes exactly 0, so
   dropping it (BROKER_NOTES trap 8: edge types whose source type has no nodes) changes
   nothing and a lead scores the same in a 2-hop subgraph as in the full snapshot.
-* the last round only updates contacts; a two-layer MLP head maps the contact embedding to
-  one logit.
+* the last round only updates contacts; a two-layer MLP head maps the contact embedding
+  (with ``skip``, concatenated with the relu of the contact's input projection) to one logit.
 
 ``GNNLeadModel`` wraps the module with its ``FeatureSpec``, Platt calibration and tier cut
 points, and implements ``LeadModel`` (training lives in ``model.train``).
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["HeteroSAGE", "GNNLeadModel", "Calibration", "TIERS", "edge_index_dict"]
 
 TIERS = ("A", "B", "C", "D")
+#: architecture options of models saved before they existed (mean aggregation, no extras)
+_LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": ""}
 _WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
 
 
@@ -57,43 +62,90 @@ class HeteroSAGE(nn.Module):
         hidden: embedding width. Default 64.
         layers: message-passing rounds (= hops of the receptive field). Default 2.
         dropout: dropout on hidden embeddings during training. Default 0.1.
+        aggr: SAGEConv aggregation(s), comma-separated. Default "mean" (the original recipe;
+            ``TrainOptions`` defaults to "mean,max,sum").
+        degree: add ``D_e log1p(in-degree)`` per edge type. Default False.
+        skip: head input = [embedding, relu(input projection)]. Default False.
+        norm: "none" or "layer" (per-node LayerNorm, batch-independent). Default "none".
+        exclude: node types left out of message passing. Default none.
     """
 
-    def __init__(self, in_dims: dict[str, int], hidden: int = 64, layers: int = 2, dropout: float = 0.1):
+    def __init__(self, in_dims: dict[str, int], hidden: int = 64, layers: int = 2, dropout: float = 0.1,
+                 aggr: str = "mean", degree: bool = False, skip: bool = False, norm: str = "none",
+                 exclude: Sequence[str] = ()):
         super().__init__()
         self.hidden, self.layers, self.dropout = hidden, layers, dropout
+        self.skip, self.degree = skip, degree
+        self.exclude = tuple(exclude)
+        aggrs = [a.strip() for a in aggr.split(",") if a.strip()]
+        sage_aggr = aggrs[0] if len(aggrs) == 1 else aggrs
         self.inp = nn.ModuleDict({t: nn.Linear(in_dims[t], hidden) for t in NODE_TYPES})
         self.convs = nn.ModuleList()
         self.roots = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.degs = nn.ModuleList()
         for layer in range(layers):
             last = layer == layers - 1
-            etypes = [e for e in EDGE_TYPES if not last or e[2] == CONTACT]
+            etypes = [e for e in EDGE_TYPES if (not last or e[2] == CONTACT)
+                      and e[0] not in self.exclude and e[2] not in self.exclude]
             with warnings.catch_warnings():  # the last round updates contacts only, on purpose
                 warnings.filterwarnings("ignore", message="There exist node types")
                 self.convs.append(HeteroConv(
-                    {e: SAGEConv(hidden, hidden, aggr="mean", root_weight=False, bias=False) for e in etypes},
+                    {e: SAGEConv(hidden, hidden, aggr=sage_aggr, root_weight=False, bias=False)
+                     for e in etypes},
                     aggr="sum"))
-            ntypes = [CONTACT] if last else list(NODE_TYPES)
+            ntypes = [CONTACT] if last else [t for t in NODE_TYPES if t not in self.exclude]
             self.roots.append(nn.ModuleDict({t: nn.Linear(hidden, hidden) for t in ntypes}))
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+            if degree:  # log1p(in-degree) per edge type, no bias: 0 edges -> exactly 0
+                self.degs.append(nn.ModuleDict({"__".join(e): nn.Linear(1, hidden, bias=False)
+                                                for e in etypes}))
+            if norm == "layer":  # per-node LayerNorm: batch-independent in train and eval
+                self.norms.append(nn.ModuleDict({t: nn.LayerNorm(hidden) for t in ntypes}))
+            elif norm != "none":
+                raise ValueError(f"unknown norm {norm!r} (none or layer)")
+        head_in = 2 * hidden if skip else hidden
+        self.head = nn.Sequential(nn.Linear(head_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def embed(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> torch.Tensor:
-        """Contact embeddings after all rounds (rows = local contact indices)."""
-        h = {t: self.inp[t](x) for t, x in x_dict.items()}
-        for conv, roots in zip(self.convs, self.roots):
+        """Contact embeddings after all rounds (rows = local contact indices); with ``skip``,
+        concatenated with the contact's input projection."""
+        h = {t: self.inp[t](x) for t, x in x_dict.items() if t not in self.exclude}
+        h0 = h[CONTACT]
+        for layer, (conv, roots) in enumerate(zip(self.convs, self.roots)):
             msgs = conv(h, edge_index_dict)
+            if self.degree:
+                for e, lin in self.degs[layer].items():
+                    etype = tuple(e.split("__"))
+                    ei = edge_index_dict.get(etype)
+                    if ei is None or etype[2] not in roots:
+                        continue
+                    n = h[etype[2]].shape[0]
+                    deg = torch.zeros(n, dtype=h0.dtype).index_add_(
+                        0, ei[1], torch.ones(ei.shape[1], dtype=h0.dtype))
+                    term = lin(torch.log1p(deg).unsqueeze(-1))
+                    msgs[etype[2]] = msgs[etype[2]] + term if etype[2] in msgs else term
             new = {}
             for t, root in roots.items():
                 out = root(h[t])
                 if t in msgs:
                     out = out + msgs[t]
+                if len(self.norms):
+                    out = self.norms[layer][t](out)
                 out = torch.relu(out)
                 new[t] = nn.functional.dropout(out, self.dropout, self.training)
             h = new
+        if self.skip:
+            return torch.cat([h[CONTACT], torch.relu(h0)], dim=-1)
         return h[CONTACT]
 
     def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x_dict, edge_index_dict)[seed_idx]).squeeze(-1)
+
+    @classmethod
+    def from_options(cls, in_dims: dict[str, int], o: "TrainOptions") -> "HeteroSAGE":
+        return cls(in_dims, o.hidden, o.layers, o.dropout, aggr=o.aggr, degree=o.degree,
+                   skip=o.skip, norm=o.norm,
+                   exclude=tuple(t.strip() for t in o.exclude_types.split(",") if t.strip()))
 
 
 def edge_index_dict(data: HeteroData) -> dict:
@@ -207,10 +259,10 @@ class GNNLeadModel(LeadModel):
         from model.train import TrainOptions
         path = Path(path)
         meta = json.loads((path / _META).read_text())
-        model = cls(TrainOptions(**meta["options"]))
+        # models saved before the architecture options existed: the original architecture
+        model = cls(TrainOptions(**{**_LEGACY_ARCH, **meta["options"]}))
         model.spec = FeatureSpec.from_json((path / _SPEC).read_text())
-        o = model.options
-        model.net = HeteroSAGE(model.spec.dims(), o.hidden, o.layers, o.dropout)
+        model.net = HeteroSAGE.from_options(model.spec.dims(), model.options)
         model.net.load_state_dict(torch.load(path / _WEIGHTS, weights_only=True))
         model.net.eval()
         cal = meta["calibration"]

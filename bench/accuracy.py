@@ -1,0 +1,125 @@
+"""Accuracy benchmark: every lead model on simulated worlds, several seeds, mean ± spread.
+
+For each size and seed it simulates the world (cached as CSVs under ``--data``), runs
+``model.evaluate.run_evaluation`` (the fixed temporal split of ``model.examples``; the test
+cutoff is only scored, never tuned on) and collects AUROC, AP, P@10 %, lift@10 %, Brier and the
+fit time per model. It prints one table per size::
+
+    model      AUROC (mean ± sd, min–max)   AP ...   lift@10% ...   fit s
+
+and writes everything (per-seed rows too) to ``bench/results/accuracy-<size>.json``.
+It prints figures; it never asserts.
+
+Usage::
+
+    python bench/accuracy.py --sizes small --seeds 0,1,2
+    python bench/accuracy.py --sizes large --seeds 0 --models rules,lgbm_flat,lgbm_agg,gnn
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
+
+METRICS = (("AUROC", "auroc", 3), ("AP", "average_precision", 3), ("P@10%", "precision_at_top", 3),
+           ("lift@10%", "lift_at_top", 2), ("Brier", "brier", 4), ("fit s", "fit_seconds", 0))
+
+
+def world_dir(data: Path, size: str, seed: int) -> Path:
+    """Simulate ``size``/``seed`` into ``data`` unless it is already there (same bytes anyway)."""
+    out = data / f"{size}-s{seed}"
+    if not (out / "world.json").exists():
+        from simulator import simulate
+        t0 = time.perf_counter()
+        simulate(size, seed=seed, out_dir=str(out))
+        print(f"simulated {size} seed {seed} in {time.perf_counter() - t0:.0f}s", flush=True)
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per model and metric: mean, sd, min, max over the runs where the model succeeded."""
+    out: dict = {}
+    for run in runs:
+        for row in run["rows"]:
+            if row.get("status") != "ok":
+                continue
+            m = out.setdefault(row["model"], {})
+            for _label, key, _d in METRICS:
+                if row.get(key) is not None:
+                    m.setdefault(key, []).append(float(row[key]))
+    return {model: {key: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "min": float(np.min(v)),
+                          "max": float(np.max(v)), "n": len(v)} for key, v in metrics.items()}
+            for model, metrics in out.items()}
+
+
+def format_summary(summary: dict, models) -> str:
+    head = ["model"] + [label for label, _k, _d in METRICS]
+    lines = [head]
+    for model in models:
+        if model not in summary:
+            lines.append([model] + ["n/a"] * len(METRICS))
+            continue
+        cells = [model]
+        for _label, key, d in METRICS:
+            s = summary[model].get(key)
+            if s is None:
+                cells.append("n/a")
+            elif s["n"] == 1:
+                cells.append(f"{s['mean']:.{d}f}")
+            else:
+                cells.append(f"{s['mean']:.{d}f} ± {s['sd']:.{d}f} [{s['min']:.{d}f}–{s['max']:.{d}f}]")
+        lines.append(cells)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="small", help="comma-separated: tiny, small, large")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated world (and model) seeds")
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--data", default="/tmp/leadpulse-bench", help="where simulated worlds are cached")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        runs = []
+        t_size = time.perf_counter()
+        for seed in seeds:
+            tables = world_dir(Path(args.data), size, seed)
+            t0 = time.perf_counter()
+            buf = io.StringIO()
+            report = run_evaluation(tables, models=models, seed=seed, out=buf)
+            wall = time.perf_counter() - t0
+            print(f"--- {size} seed {seed} ({wall:.0f}s)\n{buf.getvalue()}", flush=True)
+            runs.append({"seed": seed, "wall_seconds": round(wall, 1), **report.to_dict()})
+        summary = summarise(runs)
+        print(f"=== {size}, seeds {seeds}: mean ± sd [min–max] over seeds "
+              f"({time.perf_counter() - t_size:.0f}s)")
+        print(format_summary(summary, models), flush=True)
+        out = Path(args.out) / f"accuracy-{size}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"size": size, "seeds": seeds, "models": models, "summary": summary,
+                                   "runs": runs}, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
