@@ -26,7 +26,6 @@ import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -36,8 +35,9 @@ from sklearn.linear_model import LogisticRegression
 
 from graph_store.base import Subgraph
 from model import temporal
+from model.values import as_micros, as_number
 from model.base import ExampleSet, LeadModel
-from schemas.timeutil import MICROS_PER_DAY, to_micros
+from schemas.timeutil import MICROS_PER_DAY
 from schemas.types import (COMPANY, CONTACT, INDUSTRY_PEER, OPPORTUNITY, OWNS, PLACED,
                            SIMILAR_TO, WORKS_AT, EdgeType)
 
@@ -56,27 +56,6 @@ _TITLE_SENIORITY = ((re.compile(r"\b(chief|ceo|cto|cfo|cio|coo|founder|head of)\
 
 
 # ------------------------------------------------------------------ small helpers
-def _micros(value: Any) -> Optional[int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return to_micros(value)
-    if isinstance(value, str):
-        try:
-            return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def _num(value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out if math.isfinite(out) else math.nan
-
-
 def _seniority(attrs: dict) -> str:
     """The seniority field, or one guessed from the title, or "" when neither says."""
     value = str(attrs.get("seniority") or "").lower()
@@ -165,9 +144,9 @@ def _own_fields(view: _View, rows: np.ndarray) -> _Raw:
     contacts, comps = view.attrs_of(rows)
     cols = ["tenure_days", "employees_log", "revenue_log", "tech_count", "has_company", "is_stub"]
     num = np.array([[
-        (t - c_at) / MICROS_PER_DAY if (c_at := _micros(c.get("created_at"))) is not None else math.nan,
-        math.log1p(e) if (e := _num(k.get("employees"))) >= 0 else math.nan,
-        math.log1p(r) if (r := _num(k.get("revenue"))) >= 0 else math.nan,
+        (t - c_at) / MICROS_PER_DAY if (c_at := as_micros(c.get("created_at"))) is not None else math.nan,
+        math.log1p(e) if (e := as_number(k.get("employees"))) >= 0 else math.nan,
+        math.log1p(r) if (r := as_number(k.get("revenue"))) >= 0 else math.nan,
         float(len(k.get("tech_stack") or [])) if k else math.nan,
         float(bool(k)), float(not c),
     ] for c, k in zip(contacts, comps)], dtype=np.float64).reshape(len(rows), len(cols))
@@ -268,10 +247,10 @@ def _opportunity_table(view: _View, t: int) -> tuple[np.ndarray, list[str]]:
             out[k, STAGES.index(stage) if stage in STAGES else len(STAGES)] += 1
             if not stage.startswith("closed"):
                 out[k, -4] += 1
-                out[k, -3] += _num(a.get("amount")) if _num(a.get("amount")) >= 0 else 0.0
+                out[k, -3] += as_number(a.get("amount")) if as_number(a.get("amount")) >= 0 else 0.0
                 rank = STAGES.index(stage) + 1 if stage in STAGES else 0.5
                 out[k, -2] = max(out[k, -2], rank)
-            upd = _micros(a.get("updated_at"))
+            upd = as_micros(a.get("updated_at"))
             if upd is not None and upd <= t:
                 out[k, -1] = min(out[k, -1], (t - upd) / MICROS_PER_DAY)
     return out, names
@@ -570,7 +549,7 @@ class RulesModel(LeadModel):
         for i, (c, k) in enumerate(zip(contacts, comps)):
             fit = r.seniority.get(_seniority(c), 0) + r.department.get(str(c.get("department") or "").lower(), 0)
             fit += r.industry.get(str(k.get("industry") or "").lower(), 0)
-            emp = _num(k.get("employees"))
+            emp = as_number(k.get("employees"))
             fit += next((p for lo, hi, p in r.size_points if lo <= emp <= hi), 0)
             eng = 0.0
             for event in c.get("timeline") or []:

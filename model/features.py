@@ -27,7 +27,6 @@ import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -36,7 +35,8 @@ from torch_geometric.data import HeteroData
 
 from graph_store.base import Subgraph
 from model import temporal
-from schemas.timeutil import MICROS_PER_DAY, to_micros
+from model.values import as_micros, as_number
+from schemas.timeutil import MICROS_PER_DAY
 from schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
                            OPPORTUNITY, ORDER, PLACED, NodeType)
 
@@ -64,29 +64,6 @@ _LINEAR = re.compile(r"^(has_|ever_|is_|order_pricing|sentiment|missing_)")
 
 
 # ------------------------------------------------------------------ time helpers
-def _micros(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, datetime):
-        return to_micros(value)
-    if isinstance(value, str):
-        try:
-            return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def _num(value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out if math.isfinite(out) else math.nan
-
-
 def _age_days(time: Optional[int], as_of: int) -> float:
     if time is None:
         return math.nan
@@ -136,7 +113,7 @@ def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], lis
 
 def _contact_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
     X, cols = temporal.contact_features([a.get("timeline") or [] for a in attrs], as_of)
-    tenure = [_age_days(_micros(a.get("created_at")), as_of) for a in attrs]
+    tenure = [_age_days(as_micros(a.get("created_at")), as_of) for a in attrs]
     extra, names = _missing_pair(tenure, "tenure_days")
     stub = np.array([0.0 if a else 1.0 for a in attrs])
     return np.column_stack([X, *extra, stub]), cols + names + ["is_stub"]
@@ -146,7 +123,7 @@ def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[st
     X, cols = temporal.company_order_features([a.get("orders") or [] for a in attrs], as_of)
     parts, names = [X], list(cols)
     for key in ("employees", "revenue"):
-        p, n = _missing_pair([_num(a.get(key)) for a in attrs], key)
+        p, n = _missing_pair([as_number(a.get(key)) for a in attrs], key)
         parts += p
         names += n
     parts.append(np.array([float(len(a.get("tech_stack") or [])) for a in attrs]))
@@ -159,30 +136,30 @@ def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[st
 def _activity_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
     ages = []
     for a, t in zip(attrs, times):
-        own = _micros(a.get("timestamp"))
+        own = as_micros(a.get("timestamp"))
         ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
     parts, names = _missing_pair(ages, "age_days")
     for key in ("duration_s", "sentiment"):
-        p, n = _missing_pair([_num(a.get(key)) for a in attrs], key)
+        p, n = _missing_pair([as_number(a.get(key)) for a in attrs], key)
         parts += p
         names += n
     return np.column_stack(parts), names
 
 
 def _opportunity_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
-    amount, n1 = _missing_pair([_num(a.get("amount")) for a in attrs], "amount")
-    age, n2 = _missing_pair([_age_days(_micros(a.get("created_at") or a.get("updated_at")), as_of)
+    amount, n1 = _missing_pair([as_number(a.get("amount")) for a in attrs], "amount")
+    age, n2 = _missing_pair([_age_days(as_micros(a.get("created_at") or a.get("updated_at")), as_of)
                              for a in attrs], "age_days")
-    since, n3 = _missing_pair([_age_days(_micros(a.get("updated_at")), as_of) for a in attrs],
+    since, n3 = _missing_pair([_age_days(as_micros(a.get("updated_at")), as_of) for a in attrs],
                               "days_since_update")
     return np.column_stack(amount + age + since), n1 + n2 + n3
 
 
 def _order_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    amount, n1 = _missing_pair([_num(a.get("amount")) for a in attrs], "amount")
+    amount, n1 = _missing_pair([as_number(a.get("amount")) for a in attrs], "amount")
     ages = []
     for a, t in zip(attrs, times):
-        own = _micros(a.get("timestamp"))
+        own = as_micros(a.get("timestamp"))
         ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
     age, n2 = _missing_pair(ages, "age_days")
     return np.column_stack(amount + age), n1 + n2

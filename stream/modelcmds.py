@@ -66,7 +66,7 @@ def announce(settings: Settings, result) -> None:
 
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     from graph_store.memory import MemoryGraphStore
-    from model.examples import data_span
+    from model.examples import SplitError, data_span
     from model.pipeline import train_challenger
     from model.registry import ModelRegistry
     from model.task import TaskError, parse_task
@@ -86,13 +86,18 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     store = MemoryGraphStore()
     store.apply(events)
     start, end = data_span(events)
-    result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
-                              _train_options(args))
+    try:
+        result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
+                                  _train_options(args))
+    except SplitError as exc:
+        print(f"leadpulse train: {exc}", file=sys.stderr)
+        return 2
     return _report(result, settings)
 
 
 def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from graph_store.rocks import RocksDBGraphStore
+    from model.examples import SplitError
     from model.pipeline import train_challenger
     from model.registry import ModelRegistry
     from model.task import parse_task
@@ -109,6 +114,9 @@ def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         result = train_challenger(store, span[0], span[1], parse_task(args.task),
                                   ModelRegistry(settings.models_path), _train_options(args))
+    except SplitError as exc:
+        print(f"leadpulse retrain: {exc}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     return _report(result, settings)

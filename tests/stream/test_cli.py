@@ -25,11 +25,11 @@ def leadpulse(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 def test_help() -> None:
     out = leadpulse("--help")
     assert out.returncode == 0
-    for command in ("broker", "simulate", "publish", "demo"):
+    for command in ("broker", "simulate", "publish", "demo", "worker", "train", "retrain", "evaluate"):
         assert command in out.stdout
 
 
-@pytest.mark.parametrize("command", ["broker", "simulate", "publish", "demo"])
+@pytest.mark.parametrize("command", ["broker", "simulate", "publish", "demo", "worker", "train", "retrain", "evaluate"])
 def test_subcommand_help(command: str) -> None:
     out = leadpulse(command, "--help")
     assert out.returncode == 0, out.stderr
@@ -72,8 +72,8 @@ def test_publish_without_broker_says_how_to_get_one(tmp_path: Path) -> None:
 
 def test_demo_with_existing_tables(tmp_path: Path) -> None:
     """The whole demo on its own embedded broker, fed the documented example tables."""
-    out = leadpulse("demo", "--tables", str(_doc_tables(tmp_path)), "--timeout", "30", "--fast",
-                    env={"KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
+    out = leadpulse("demo", "--events-only", "--tables", str(_doc_tables(tmp_path)), "--timeout", "30",
+                    "--fast", env={"KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert "crm.activities=4" in out.stdout and "[demo] done" in out.stdout
 
@@ -106,7 +106,8 @@ def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
     rows = "\n".join(f"a{i},c{i % 7},page_view,2026-01-01T00:00:{i % 60:02d}Z" for i in range(2000))
     (tmp_path / "activities.csv").write_text("activity_id,contact_id,type,timestamp\n" + rows + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--tables", str(tmp_path), "--rate", "50"],
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--events-only", "--tables", str(tmp_path),
+                             "--rate", "50"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
     try:
@@ -128,3 +129,16 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"broker {broker_pid} survived the demo")
+
+
+def test_full_demo_trains_streams_and_scores_the_tiny_world(tmp_path: Path) -> None:
+    """The README's main command, on the tiny world: train, worker, live replay, scores out."""
+    # the tiny world spans 90 days: train on 95 % of it (a split needs 14 + 2 x 30 days)
+    out = leadpulse("demo", "--size", "tiny", "--history", "0.95", "--epochs", "5", "--rate", "400",
+                    "--timeout", "240",
+                    env={"KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)}, timeout=420)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "[train] PROMOTED" in out.stdout
+    published = re.search(r"\[demo\] ([\d,]+) score changes", out.stdout)
+    assert published and int(published.group(1).replace(",", "")) > 0, out.stdout[-3000:]
+    assert "top leads" in out.stdout

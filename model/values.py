@@ -1,0 +1,40 @@
+"""Coercion of raw attribute values (as stored in the graph) into numbers, in one place.
+
+Attributes keep what the event carried: times may be micros, datetimes or RFC 3339 strings,
+numbers may be missing or non-finite. Features and baselines read them through these.
+
+>>> as_micros("1970-01-01T00:00:01Z"), as_micros(True), as_number("x")
+(1000000, None, nan)
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Optional
+
+import numpy as np
+
+from schemas.timeutil import to_micros
+
+
+def as_micros(value: Any) -> Optional[int]:
+    """A time attribute as micros since the epoch, or None when absent or unparsable."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return to_micros(value)
+    if isinstance(value, str):
+        try:
+            return to_micros(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def as_number(value: Any) -> float:
+    """A numeric attribute as a finite float, or NaN."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
