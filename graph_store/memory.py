@@ -30,7 +30,6 @@ class MemoryGraphStore(StateBackedStore):
 
     def __init__(self, options: GraphStoreOptions | None = None) -> None:
         super().__init__(options)
-        self._positions: dict[int, dict[tuple[str, int], int]] = {}
 
     def apply(self, events: Sequence[InputEvent], positions: Positions | None = None,
               partition: int = 0) -> list[ApplyEffect]:
@@ -42,13 +41,6 @@ class MemoryGraphStore(StateBackedStore):
         if positions:
             self._positions.setdefault(partition, {}).update(positions)
         return self._effects(events, changes)
-
-    def positions(self) -> dict[tuple[str, int], int]:
-        out: dict[tuple[str, int], int] = {}
-        for per in self._positions.values():
-            for key, off in per.items():
-                out[key] = max(off, out.get(key, off))
-        return out
 
     def drop_partition(self, partition: int) -> None:
         with paused_gc():

@@ -41,6 +41,15 @@ class StateBackedStore(GraphStore):
     def __init__(self, options: GraphStoreOptions | None = None) -> None:
         self.options = options or GraphStoreOptions()
         self._state: Optional[GraphState] = self._new_state()
+        #: partition -> (topic, partition) -> next offset, as committed with that partition's data
+        self._positions: dict[int, dict[tuple[str, int], int]] = {}
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for per in self._positions.values():
+            for key, off in per.items():
+                out[key] = max(off, out.get(key, off))
+        return out
 
     def _new_state(self) -> GraphState:
         o = self.options

@@ -75,7 +75,6 @@ class RocksDBGraphStore(StateBackedStore):
                                  "aside and restart to rebuild it from the source topics.") from exc
         self._wopt = WriteOptions()
         self._wopt.sync = self.options.sync_writes
-        self._positions: dict[int, dict[tuple[str, int], int]] = {}
         self._partitions: set[int] = set()
         with paused_gc():
             self._load()
@@ -198,13 +197,6 @@ class RocksDBGraphStore(StateBackedStore):
                 continue
             # indexed from the referenced end: its edge type towards the holder
             wb.put(K.edge_key(p, ref.etype + NB if ref.holder_is_src else ref.etype, other, t, nid), b"")
-
-    def positions(self) -> dict[tuple[str, int], int]:
-        out: dict[tuple[str, int], int] = {}
-        for per in self._positions.values():
-            for key, off in per.items():
-                out[key] = max(off, out.get(key, off))
-        return out
 
     def _writable(self) -> Rdict:
         if self.read_only:
