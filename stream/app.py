@@ -50,6 +50,7 @@ class AppOptions:
         sweep_seconds, sweep_leads: the decay sweep rescores up to ``sweep_leads`` stale leads
             every ``sweep_seconds`` (spread out so it never starves ingestion).
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
+        retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
     """
     app_id: str
     bootstrap: str
@@ -63,17 +64,20 @@ class AppOptions:
     sweep_seconds: float = 2.0
     sweep_leads: int = 500
     model_poll_seconds: float = 5.0
+    retrain_seconds: float = 0.0
 
 
 def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
               metrics: Metrics, on_ready: Optional[Callable[[], None]] = None,
               champion: Optional[Callable[[], Optional[str]]] = None,
-              load_scorer: Optional[Callable[[str], object]] = None) -> faust.App:
+              load_scorer: Optional[Callable[[str], object]] = None,
+              retrain: Optional[Callable[[], "asyncio.Future[int]"]] = None) -> faust.App:
     """Wire the agents, timers and views.
 
     Args:
         champion: returns the registry's champion version (polled for hot swaps).
         load_scorer: loads the scorer of a version.
+        retrain: starts a retraining process and returns its exit code (awaitable).
     """
     app = faust.App(
         options.app_id,
@@ -218,6 +222,16 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         logger.info("assigned %d partitions; resuming from positions stored with the state", len(assigned))
         if on_ready is not None:
             on_ready()
+
+    if retrain is not None and options.retrain_seconds > 0:
+        @app.timer(options.retrain_seconds, on_leader=False)
+        async def periodic_retrain() -> None:
+            # Its own process: training never blocks ingestion; a promotion reaches this
+            # worker through the champion poll above, like any other.
+            code = await retrain()
+            outcome = {0: "ok", 2: "skipped"}.get(code, "failed")
+            metrics.retrains.labels(outcome=outcome).inc()
+            logger.info("periodic retrain finished: exit %s (%s)", code, outcome)
 
     @app.page("/healthz")
     class Health(View):

@@ -56,6 +56,20 @@ def load_scorer(settings: Settings, version: Optional[str] = None):
     return Scorer(model, num_threads=1)
 
 
+async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> int:
+    """Run ``leadpulse retrain`` on this worker's store in a child process; its exit code."""
+    import asyncio
+    import os
+
+    argv = [sys.executable, "-m", "stream.cli", "retrain", "--data-dir", str(root.parent)]
+    if settings.retrain_epochs:
+        argv += ["--epochs", str(settings.retrain_epochs)]
+    env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, LEADPULSE_MODEL_DIR=str(settings.models_path))
+    with open(root / "retrain.log", "ab") as log:
+        proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)
+        return await proc.wait()
+
+
 def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = None) -> WorkerParts:
     """Open the stores, load the model and build the Faust app (not started)."""
     from graph_store.rocks import RocksDBGraphStore
@@ -84,10 +98,12 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     app = build_app(AppOptions(app_id=settings.app_id, bootstrap=bootstrap, partitions=settings.partitions,
                                topics=settings.topic_map(), account_topic=settings.topic_accounts,
                                web_host=settings.web_host, web_port=settings.web_port,
-                               batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000),
+                               batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000,
+                               retrain_seconds=settings.retrain_seconds),
                     router, processor, metrics,
                     champion=lambda: _champion(settings),
-                    load_scorer=lambda version: load_scorer(settings, version))
+                    load_scorer=lambda version: load_scorer(settings, version),
+                    retrain=lambda: _retrain_process(settings, bootstrap, root))
     return WorkerParts(app, processor, router, metrics, stack)
 
 

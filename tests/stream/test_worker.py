@@ -215,3 +215,20 @@ def test_model_swap_mid_stream_names_the_new_version(worker_factory, tiny_world,
         assert run.metric("leadpulse_scores_published_total", ) > 0
     finally:
         registry.set_champion(v1, "test: restore")
+
+
+def test_periodic_retrain_runs_beside_the_worker_and_announces(worker_factory, tiny_world, trained_registry,
+                                                               tmp_path):
+    import shutil
+    models = tmp_path / "models"  # a promotion here must not change the other tests' champion
+    shutil.copytree(trained_registry[0], models)
+    run = worker_factory("w1", LEADPULSE_RETRAIN_SECONDS="8", LEADPULSE_RETRAIN_EPOCHS="3",
+                         LEADPULSE_MODEL_DIR=str(models)).start()
+    sent = _publish(run, tiny_world)
+    _settle(run, sent)
+    wait_for(lambda: run.metric("leadpulse_retrain_runs_total") >= 1, 240, "a periodic retrain\n" + run.log())
+    ok = run.get("/metrics") or ""
+    assert 'leadpulse_retrain_runs_total{outcome="ok"}' in ok, (run.data_dir / "worker" / "retrain.log").read_text()
+    update = json.loads(_consume(run, "models.updates", 1)[0].value)
+    assert update["model_version"].startswith("gnn-v") and isinstance(update["promoted"], bool)
+    assert update["reason"]
