@@ -22,6 +22,24 @@ def leadpulse(*args: str, env: dict[str, str] | None = None, timeout: float = 60
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _assert_gone(pid: int, owner: str, timeout: float = 10) -> None:
+    """The process ``pid`` exits within ``timeout`` seconds (a broker must die with its owner)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"broker {pid} survived {owner}")
+
+
 def test_help() -> None:
     out = leadpulse("--help")
     assert out.returncode == 0
@@ -89,18 +107,8 @@ def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(broker_pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"broker {broker_pid} survived the CLI")
+        _reap(proc)
+    _assert_gone(broker_pid, "the CLI")
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -118,17 +126,8 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(broker_pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"broker {broker_pid} survived the demo")
+        _reap(proc)
+    _assert_gone(broker_pid, "the demo")
 
 
 def test_full_demo_trains_streams_and_scores_the_tiny_world(tmp_path: Path) -> None:
