@@ -8,7 +8,6 @@ attributes. Missing files are empty tables.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,8 +113,7 @@ def format_time(value: datetime) -> str:
 
 def event_json(event: InputEvent) -> bytes:
     """The wire form of an input event: UTF-8 JSON, missing optionals left out."""
-    data = event.model_dump(mode="json", exclude_none=True)
-    return json.dumps(data, separators=(",", ":")).encode()
+    return event.model_dump_json(exclude_none=True).encode()  # compact, as json.dumps(separators)
 
 
 def event_key(event: InputEvent) -> bytes:
