@@ -79,13 +79,9 @@ class Rings:
 
     def peer_entries(self, r: int, cid: str, t: int) -> list[tuple[int, int, str]]:
         """``peers`` as adjacency entries ``(edge time, end=INF, peer)`` (do not mutate)."""
-        node = self.companies.get(cid)
-        if node is None:
+        bucket = self.bucket_at(cid, r, t)
+        if bucket is None:
             return []
-        i = node.valid(t)
-        if i < 0 or node.bk[i][r] is None:
-            return []
-        bucket = node.bk[i][r]
         if t >= self.changes[r][bucket][-1]:
             per = self.ecache[r].get(bucket)
             if per is None:
