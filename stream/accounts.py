@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 
@@ -257,6 +257,4 @@ def _rescore_effect(effect: ApplyEffect) -> ApplyEffect:
     # A duplicate is usually a replay after a crash, between our apply and the publication of
     # the scores it caused: rescoring its leads again is how those scores are not lost (a
     # score that was already published does not move, so nothing is sent twice).
-    if effect.changed:
-        return effect
-    return ApplyEffect(effect.event, True, effect.feature_nodes, effect.edge_nodes)
+    return effect if effect.changed else replace(effect, changed=True)

@@ -8,12 +8,10 @@ decision on ``models.updates`` when a broker is configured; workers hot-swap the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 from stream.config import Settings
 
@@ -64,18 +62,38 @@ def announce(settings: Settings, result) -> None:
         producer.close()
 
 
-def _run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from graph_store.memory import MemoryGraphStore
-    from model.examples import SplitError, data_span
+def _parse_task(name: str, args: argparse.Namespace):
+    """The ``--task`` query, or None after printing where it is wrong."""
+    from model.task import TaskError, parse_task
+    try:
+        return parse_task(args.task)
+    except TaskError as exc:
+        print(f"leadpulse {name}: bad --task\n{exc.pointer()}", file=sys.stderr)
+        return None
+
+
+def _train_on(name: str, store, start: int, end: int, task, args: argparse.Namespace,
+              settings: Settings) -> int:
+    """Train, register and decide promotion on ``store``'s data in ``[start, end]``."""
+    from model.examples import SplitError
     from model.pipeline import train_challenger
     from model.registry import ModelRegistry
-    from model.task import TaskError, parse_task
+    try:
+        result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
+                                  _train_options(args))
+    except SplitError as exc:
+        print(f"leadpulse {name}: {exc}", file=sys.stderr)
+        return 2
+    return _report(result, settings)
+
+
+def _run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from graph_store.memory import MemoryGraphStore
+    from model.examples import data_span
     from schemas.tables import read_tables
 
-    try:
-        task = parse_task(args.task)
-    except TaskError as exc:
-        print(f"leadpulse train: bad --task\n{exc.pointer()}", file=sys.stderr)
+    task = _parse_task("train", args)
+    if task is None:
         return 2
     events, errors = read_tables(args.tables)
     if errors:
@@ -85,23 +103,15 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = MemoryGraphStore()
     store.apply(events)
-    start, end = data_span(events)
-    try:
-        result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
-                                  _train_options(args))
-    except SplitError as exc:
-        print(f"leadpulse train: {exc}", file=sys.stderr)
-        return 2
-    return _report(result, settings)
+    return _train_on("train", store, *data_span(events), task, args, settings)
 
 
 def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
     from graph_store.rocks import RocksDBGraphStore
-    from model.examples import SplitError
-    from model.pipeline import train_challenger
-    from model.registry import ModelRegistry
-    from model.task import parse_task
 
+    task = _parse_task("retrain", args)
+    if task is None:
+        return 2
     path = Path(args.data_dir or settings.data_dir) / "worker" / "graph"
     if not path.exists():
         print(f"leadpulse retrain: no worker graph store at {path}", file=sys.stderr)
@@ -112,14 +122,9 @@ def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
         if span is None:
             print("leadpulse retrain: the graph store is empty", file=sys.stderr)
             return 2
-        result = train_challenger(store, span[0], span[1], parse_task(args.task),
-                                  ModelRegistry(settings.models_path), _train_options(args))
-    except SplitError as exc:
-        print(f"leadpulse retrain: {exc}", file=sys.stderr)
-        return 2
+        return _train_on("retrain", store, span[0], span[1], task, args, settings)
     finally:
         store.close()
-    return _report(result, settings)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -84,9 +84,7 @@ class Router:
 
         for record, topic, event in batch:
             positions[(record.topic, record.partition)] = record.offset + 1
-            if isinstance(event, (Company,)):
-                forwards.append(Forward(event.company_id, topic, event))
-            elif isinstance(event, Opportunity):
+            if isinstance(event, (Company, Opportunity)):  # both name their account
                 forwards.append(Forward(event.company_id, topic, event))
             elif isinstance(event, Contact):
                 forwards.append(Forward(event.company_id, topic, event))

@@ -136,6 +136,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "embedded broker when it is unset.")
     p.set_defaults(func=_run)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)
