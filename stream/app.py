@@ -51,12 +51,14 @@ class AppOptions:
             every ``sweep_seconds`` (spread out so it never starves ingestion).
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
+        datadir: Faust's own directory; its default is ``<app_id>-data`` in the working directory.
     """
     app_id: str
     bootstrap: str
     partitions: int
     topics: dict
     account_topic: str = "leadpulse.accounts"
+    datadir: Optional[str] = None
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_size: int = 1000
@@ -83,6 +85,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         options.app_id,
         broker=f"kafka://{options.bootstrap}",
         store="memory://",
+        **({"datadir": options.datadir} if options.datadir else {}),
         topic_partitions=options.partitions,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",

@@ -99,7 +99,7 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
                                topics=settings.topic_map(), account_topic=settings.topic_accounts,
                                web_host=settings.web_host, web_port=settings.web_port,
                                batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000,
-                               retrain_seconds=settings.retrain_seconds),
+                               retrain_seconds=settings.retrain_seconds, datadir=str(root / "faust")),
                     router, processor, metrics,
                     champion=lambda: _champion(settings),
                     load_scorer=lambda version: load_scorer(settings, version),
