@@ -6,14 +6,18 @@ crash or a deleted data directory, so every record is checked against the stored
 
 * offset <  expected: already reflected in the state -> skip (a replay);
 * offset == expected: process, and expect the next one;
-* offset >  expected: a gap (the group committed past what the state holds) -> ask the caller
-  to seek back to ``expected`` and skip until that offset arrives.
+* offset >  expected: a gap (the group committed past what the state holds, e.g. the group
+  commit of our stored positions failed during a rebalance) -> ask the caller to seek back to
+  ``expected``, and again for every later record that still arrives before it. Faust drops
+  any record below the highest offset it has delivered (its "read offset"), so records that
+  were already fetched past the gap would otherwise raise it again and the partition would
+  stall; each seek resets it to ``expected``.
 
 >>> g = PositionGuard({("t", 0): 5})
 >>> [g.check("t", 0, o) for o in (3, 5, 7)]
 ['skip', 'process', 'seek']
->>> g.seek_target("t", 0), g.check("t", 0, 8), g.check("t", 0, 6)
-(6, 'skip', 'process')
+>>> g.seek_target("t", 0), g.check("t", 0, 8), g.check("t", 0, 6), g.check("t", 0, 8)
+(6, 'seek', 'process', 'seek')
 """
 from __future__ import annotations
 
@@ -31,12 +35,10 @@ class PositionGuard:
 
     def __init__(self, positions: Mapping[tuple[str, int], int] = {}):
         self._expected: dict[tuple[str, int], int] = dict(positions)
-        self._rewinding: set[tuple[str, int]] = set()
 
     def reset(self, positions: Mapping[tuple[str, int], int]) -> None:
-        """New stored positions (on assignment); forget any rewind in progress."""
+        """New stored positions (on assignment, or after a failed batch)."""
         self._expected = dict(positions)
-        self._rewinding.clear()
 
     def check(self, topic: str, partition: int, offset: int) -> Verdict:
         tp = (topic, partition)
@@ -44,12 +46,8 @@ class PositionGuard:
         if offset < expected:
             return "skip"
         if offset == expected:
-            self._rewinding.discard(tp)
             self._expected[tp] = offset + 1
             return "process"
-        if tp in self._rewinding:
-            return "skip"
-        self._rewinding.add(tp)
         return "seek"
 
     def seek_target(self, topic: str, partition: int) -> int:
