@@ -5,6 +5,11 @@ score and alert records to publish; the Faust agent sends them, flushes, then ca
 ``commit_published``. Scores are computed as of the partition's *watermark* — the newest event
 time applied in that partition — so a lead's score reflects everything up to then and nothing
 after (see docs/stream.md for why scores are published only when they move more than epsilon).
+
+Score book (``stream.state.KVState``; its ``o`` namespace holds the consumed positions):
+    ``s\x00<contact_id>``   -> last published score, tier, as_of, factors, owner partition
+    ``w\x00<partition>``    -> watermark: newest event time applied in that account partition
+    ``own\x00<contact_id>`` -> [account partition of its newest version, that version's time]
 """
 from __future__ import annotations
 
@@ -17,12 +22,12 @@ from typing import Optional, Sequence
 from graph_store.base import ApplyEffect, GraphStore, Subgraph
 from model.explain import explain
 from model.scorer import Scorer
-from schemas.events import Factor, InputEvent, LeadAlert, LeadScore
+from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from schemas.timeutil import from_micros, to_micros
 from schemas.topics import input_spec_for_topic
 from stream.ingest import RawRecord
 from stream.metrics import Metrics
-from stream.router import decode_forward
+from stream.router import decode_forward, forward_kind
 from stream.state import KVState
 
 logger = logging.getLogger(__name__)
@@ -51,12 +56,25 @@ class ScoringOptions:
     explain_budget: int = 16
 
 
+#: Contract topics a worker replicates from every account partition (see ``process``).
+REPLICATED_TOPICS = frozenset({"crm.companies", "crm.contacts", "crm.orders"})
+REPLICA_SUFFIX = "#replica"
+
+
 @dataclass
 class Outputs:
     scores: list[LeadScore] = field(default_factory=list)
     alerts: list[LeadAlert] = field(default_factory=list)
     book: dict = field(default_factory=dict)  # pending score-book writes, committed after publish
     positions: dict = field(default_factory=dict)  # account-topic positions these outputs complete
+    tiers: list = field(default_factory=list)  # (previous tier or None, tier) of each published score
+    produced_at: list = field(default_factory=list)  # input record times of the events processed
+
+    def merge(self, other: "Outputs") -> None:
+        self.scores += other.scores
+        self.alerts += other.alerts
+        self.book.update(other.book)
+        self.tiers += other.tiers
 
 
 def cause_of(topic: str, event: InputEvent) -> str:
@@ -82,32 +100,82 @@ class AccountProcessor:
         self.options = options
         self.metrics = metrics or Metrics()
         self._cursor = ""  # where the decay sweep resumes (a contact id)
+        #: account partitions this worker owns (None: all, e.g. a single in-process worker)
+        self.local: Optional[set[int]] = None
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
         return self.book.get("w", str(partition))
 
-    def apply(self, records: Sequence[RawRecord], partition: int) -> dict[str, str]:
-        """Apply a batch of account-topic records; return affected lead -> cause."""
-        decoded = [(r, *decode_forward(r.value)) for r in records if r.value is not None]
-        events = [e for _, _, e in decoded]
-        positions = {(r.topic, r.partition): r.offset + 1 for r in records}
+    def owns(self, partition: int) -> bool:
+        return self.local is None or partition in self.local
+
+    def process(self, records: Sequence[RawRecord], partition: int, replica: bool = False) -> Outputs:
+        """Apply a batch of one account-topic partition and rescore the leads it affects.
+
+        Args:
+            records: consumed account-topic records, in offset order.
+            partition: their partition (= the store partition they are applied under).
+            replica: the batch comes from the replication reader, not from this worker's
+                share of the consumer group: only companies, contacts and orders are applied
+                (what a lead of another account can see within 2 hops: its company's industry
+                peers and their orders), the partition's watermark does not move, and only
+                leads owned by this worker are rescored.
+
+        Returns:
+            What to publish; its ``book`` holds the pending owner and score writes and its
+            ``positions`` the consumed offsets (replica positions under ``<topic>#replica``).
+        """
+        wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
+        decoded = [(r, *decode_forward(r.value)) for r in records if r.value is not None and wanted(r)]
+        events = [e for _, _, e, _ in decoded]
+        topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
+        out = Outputs(positions={(topic_of(r.topic), r.partition): r.offset + 1 for r in records},
+                      produced_at=[ts for _, _, _, ts in decoded if ts is not None])
         started = time.perf_counter()
-        effects = self.store.apply(events, positions, partition=partition)
-        self.metrics.apply_seconds.observe(time.perf_counter() - started)
+        effects = self.store.apply(events, None if replica else out.positions, partition=partition)
+        if not replica:
+            self.metrics.apply_seconds.observe(time.perf_counter() - started)
         if not events:
-            return {}
-        mark = max([to_micros(e.event_time) for e in events] + [self.watermark(partition) or 0])
-        self.book.commit({("w", str(partition)): mark})
-        affected: dict[str, str] = {}
-        for (_, topic, event), effect in zip(decoded, effects):
-            kind = event.kind
-            (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=kind).inc()
-            leads = self.store.affected_leads([_rescore_effect(effect)], mark, hops=self.options.hops)
-            self.metrics.affected.labels(kind=kind).observe(len(leads))
+            return out
+        owners = self._owners(events, partition)
+        out.book.update({("own", cid): owner for cid, owner in owners.items()})
+        if not replica:
+            mark = max([to_micros(e.event_time) for e in events] + [self.watermark(partition) or 0])
+            self.book.commit({("w", str(partition)): mark})
+        # Leads are scored as of their owner partition's watermark, which may be later than
+        # this batch's events: look for affected leads as far as the newest watermark.
+        horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
+        causes: dict[str, str] = {}
+        for (_, topic, event, _), effect in zip(decoded, effects):
+            if replica and not effect.changed:
+                continue  # applied before, by this worker's own agent or an earlier replica read
+            if not replica:
+                (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
+            leads = self.store.affected_leads([_rescore_effect(effect)], horizon, hops=self.options.hops)
+            if not replica:
+                self.metrics.affected.labels(kind=event.kind).observe(len(leads))
             for lead in leads:
-                affected[lead] = cause_of(topic, event)
-        return affected
+                causes[lead] = cause_of(topic, event)
+        by_owner: dict[int, dict[str, str]] = {}
+        for lead, cause in causes.items():
+            owner = owners.get(lead) or self.book.get("own", lead)
+            if owner is not None and self.owns(owner[0]):
+                by_owner.setdefault(owner[0], {})[lead] = cause
+        for part, part_causes in sorted(by_owner.items()):
+            out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
+        return out
+
+    def _owners(self, events: Sequence[InputEvent], partition: int) -> dict[str, list]:
+        """Contacts whose newest version is in this batch: contact id -> [partition, time]."""
+        owners: dict[str, list] = {}
+        for e in events:
+            if isinstance(e, Contact):
+                t = to_micros(e.updated_at)
+                known = owners.get(e.contact_id) or self.book.get("own", e.contact_id)
+                if known is None or t >= known[1]:
+                    owners[e.contact_id] = [partition, t]
+        return owners
 
     # --------------------------------------------------------------- scoring
     def rescore(self, causes: dict[str, str], as_of: int, partition: int) -> Outputs:
@@ -127,6 +195,12 @@ class AccountProcessor:
             chunk = ids[start:start + self.options.max_batch_leads]
             began = time.perf_counter()
             graph = self.store.subgraph(chunk, as_of, hops=self.options.hops)
+            present = set(graph.node_ids.get("contact", ()))
+            # A lead replicated ahead of its partition's watermark does not exist as of it yet;
+            # its own partition's apply rescores it once the watermark passes it.
+            chunk = [cid for cid in chunk if cid in present]
+            if not chunk:
+                continue
             batch = self.scorer.score(graph, chunk)
             self.metrics.score_seconds.observe(time.perf_counter() - began)
             self.metrics.batch_size.observe(len(chunk))
@@ -194,16 +268,13 @@ class AccountProcessor:
                 picked.setdefault(part, {})[key[0]] = "decay"
             if sum(len(v) for v in picked.values()) >= limit or seen >= 20 * limit:
                 break
-        return picked
+        return {p: leads for p, leads in picked.items() if self.owns(p)}
 
     def sweep(self, limit: int) -> Outputs:
         """Rescore up to ``limit`` stale leads as of their partition watermarks."""
         out = Outputs()
         for part, causes in sorted(self.stale_leads(limit).items()):
-            got = self.rescore(causes, self.watermark(part) or 0, part)
-            out.scores += got.scores
-            out.alerts += got.alerts
-            out.book.update(got.book)
+            out.merge(self.rescore(causes, self.watermark(part) or 0, part))
         return out
 
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
@@ -219,6 +290,7 @@ class AccountProcessor:
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
                                 "company_id": company, "top_factors": [f.model_dump() for f in factors],
                                 "partition": partition, "checked_as_of": as_of, "checked_version": version}
+        out.tiers.append((prev["tier"] if prev else None, tier))
         if prev is None:
             return
         kinds = []
@@ -248,6 +320,28 @@ class AccountProcessor:
             self.metrics.scores_published.labels(cause=s.cause.split(":", 1)[0]).inc()
         for a in out.alerts:
             self.metrics.alerts.labels(kind=a.kind).inc()
+        for before, after in out.tiers:
+            if before is not None:
+                self.metrics.leads_by_tier.labels(tier=before).dec()
+            self.metrics.leads_by_tier.labels(tier=after).inc()
+
+    def count_tiers(self) -> None:
+        """Set the tier gauge from the score book (at start and after a rebalance)."""
+        counts: dict[str, int] = {}
+        for _, entry in self.book.scan("s"):
+            if self.owns(entry.get("partition", 0)):
+                counts[entry["tier"]] = counts.get(entry["tier"], 0) + 1
+        self.metrics.leads_by_tier.clear()
+        for tier, n in counts.items():
+            self.metrics.leads_by_tier.labels(tier=tier).set(n)
+
+    def company_of(self, contact_id: str) -> Optional[str]:
+        """The contact's newest company (it names the account partition that owns the lead)."""
+        owner = self.book.get("own", contact_id)
+        if owner is None:
+            return None
+        node = self.store.node("contact", contact_id, owner[1])
+        return node.get("company_id") if node else None
 
     def last_score(self, contact_id: str) -> Optional[dict]:
         return self.book.get("s", contact_id)

@@ -20,16 +20,19 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import faust
+from faust.exceptions import SameNode
 from faust.types import TP
 from faust.web import Request, Response, View
 
 from schemas.tables import format_time
 from schemas.timeutil import from_micros
 from schemas.topics import INPUT_TOPICS
+from schemas.types import NODE_TYPES
 from stream.accounts import AccountProcessor, Outputs
 from stream.ingest import RawRecord, validate
 from stream.metrics import Metrics
 from stream.positions import PositionGuard
+from stream.replica import replicate
 from stream.router import Router
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,11 @@ class AppOptions:
             every ``sweep_seconds`` (spread out so it never starves ingestion).
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
+        replicate: run the replication reader (``stream.replica``); off only in unit tests.
+        lag_seconds: how often the consumer-lag gauge is refreshed; 0 = never (on Tansu the
+            high watermark is wrong when producers batch: BROKER_NOTES trap 1).
+        web_url: the URL other workers reach this one at (Faust's canonical URL; default
+            ``http://<web_host>:<web_port>``), for routing ``/leads`` to the owner.
         datadir: Faust's own directory; its default is ``<app_id>-data`` in the working directory.
     """
     app_id: str
@@ -67,6 +75,9 @@ class AppOptions:
     sweep_leads: int = 500
     model_poll_seconds: float = 5.0
     retrain_seconds: float = 0.0
+    replicate: bool = True
+    lag_seconds: float = 0.0
+    web_url: Optional[str] = None
 
 
 def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
@@ -96,6 +107,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         web_bind=options.web_host,
         web_port=options.web_port,
         web_host=options.web_host,
+        **({"canonical_url": options.web_url} if options.web_url else {}),
         web_enabled=True,
     )
     contract_of = {options.topics[s.name]: s.name for s in INPUT_TOPICS}
@@ -110,12 +122,16 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     ingest_guard = PositionGuard(router.state.positions())
     account_guard = PositionGuard(processor.published_positions())
 
+    warned: dict = {}  # (topic, partition) -> the seek target we last warned about
+
     async def admit(guard: PositionGuard, m) -> bool:  # noqa: ANN001 - Faust message
         verdict = guard.check(m.topic, m.partition, m.offset)
         if verdict == "seek":
             target = guard.seek_target(m.topic, m.partition)
-            logger.warning("%s[%d] resumed at %d past stored position %d: seeking back",
-                           m.topic, m.partition, m.offset, target)
+            if warned.get((m.topic, m.partition)) != target:
+                warned[(m.topic, m.partition)] = target
+                logger.warning("%s[%d] resumed at %d past stored position %d: seeking back",
+                               m.topic, m.partition, m.offset, target)
             await app.consumer.seek(TP(m.topic, m.partition), target)
         return verdict == "process"
 
@@ -155,25 +171,28 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.agent(accounts)
     async def score_accounts(stream):  # noqa: ANN001
         async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
-            arrived = time.time()
             by_partition: dict[int, list[RawRecord]] = {}
             for ev in events:
                 m = ev.message
                 if not await admit(account_guard, m):
                     continue
                 by_partition.setdefault(m.partition, []).append(
-                    RawRecord(m.topic, m.partition, m.offset, m.key, m.value))
+                    RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
             for partition, records in sorted(by_partition.items()):
                 async with scoring:
                     try:
-                        causes = processor.apply(records, partition)
+                        out = processor.process(records, partition)
                     except Exception:
                         account_guard.reset(processor.published_positions())
                         raise
-                    out = processor.rescore(causes, processor.watermark(partition) or 0, partition)
-                    out.positions = {(r.topic, r.partition): r.offset + 1 for r in records}
                     await _publish(out)
-                metrics.event_to_publish_seconds.observe(time.time() - arrived)
+
+    if options.replicate:
+        @app.task
+        async def replica_reader() -> None:
+            # Plain aiokafka outside the group: every worker needs every partition (invariant 4).
+            await replicate(options.bootstrap, options.account_topic, processor, _publish, scoring,
+                            options.batch_size, options.batch_seconds)
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:
@@ -204,12 +223,17 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         if out.scores or out.alerts:
             await app.producer.flush()
         processor.commit_published(out)
+        done = time.time()
+        for produced in out.produced_at:
+            metrics.event_to_publish_seconds.observe(max(0.0, done - produced))
 
     @app.on_partitions_assigned.connect
     async def resume_from_state(sender, assigned, **kwargs):  # noqa: ANN001
         # Faust seeks to the group's committed offsets right after this signal; committing the
         # positions stored with our state first makes it resume exactly there (after a crash,
         # or from 0 when the data directory was deleted). The guards catch anything else.
+        processor.local = {tp.partition for tp in assigned if tp.topic == options.account_topic}
+        processor.count_tiers()
         stage1 = router.state.positions()
         stage2 = processor.published_positions()
         ingest_guard.reset(stage1)
@@ -236,10 +260,34 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             metrics.retrains.labels(outcome=outcome).inc()
             logger.info("periodic retrain finished: exit %s (%s)", code, outcome)
 
+    @app.timer(60.0)
+    async def graph_size() -> None:
+        # as of the newest watermark: every node this worker holds, replicated ones included
+        marks = [w for _, w in processor.book.scan("w")]
+        if marks:
+            for ntype in NODE_TYPES:
+                metrics.graph_nodes.labels(type=ntype).set(len(processor.store.node_ids(ntype, max(marks))))
+
+    if options.lag_seconds > 0:
+        @app.timer(options.lag_seconds)
+        async def consumer_lag() -> None:
+            # End offsets from the broker against the positions stored with our state (what is
+            # really done), not Faust's committed offsets.
+            tps = app.consumer.assignment()
+            if not tps:
+                return
+            ends = await app.consumer.highwaters(*tps)
+            done = {**router.state.positions(), **processor.published_positions()}
+            metrics.consumer_lag.clear()
+            for tp, end in ends.items():
+                behind = max(0, end - done.get((tp.topic, tp.partition), 0))
+                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(behind)
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "model_version": getattr(processor.scorer, "version", None)})
+            return self.json({"status": "ok", "model_version": getattr(processor.scorer, "version", None),
+                              "account_partitions": sorted(processor.local or [])})
 
     @app.page("/metrics")
     class MetricsView(View):
@@ -249,6 +297,12 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.page("/leads/{contact_id}")
     class Lead(View):
         async def get(self, request: Request, contact_id: str) -> Response:
+            company = processor.company_of(contact_id)  # every worker knows every contact (replica)
+            if company is not None:
+                try:  # Faust's router: forward to the worker that owns the account's partition
+                    return await app.router.route_topic_req(accounts, company.encode(), self.web, request)
+                except (SameNode, KeyError):
+                    pass  # ours, or no assignment yet: answer from the local book
             last = processor.last_score(contact_id)
             if last is None:
                 return self.json({"error": f"no score for {contact_id}"}, status=404)

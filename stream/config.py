@@ -26,6 +26,8 @@ LEADPULSE_TOPIC_ACCOUNTS       leadpulse.accounts    internal repartition topic 
 LEADPULSE_APP_ID               leadpulse             Faust app id (= consumer group id)
 LEADPULSE_WEB_HOST             127.0.0.1             bind address of the HTTP views
 LEADPULSE_WEB_PORT             6066                  port of the HTTP views (/leads, /metrics)
+LEADPULSE_WEB_URL              http://<host>:<port>  URL other workers reach this one at (for
+                                                     routing ``/leads`` to the owning worker)
 LEADPULSE_MODEL_DIR            <data dir>/models     model registry directory
 LEADPULSE_MODEL_VERSION        champion              model version the worker scores with
 LEADPULSE_EPSILON              0.0001                publish a score only if it moved more
@@ -34,6 +36,9 @@ LEADPULSE_BATCH_SIZE           1000                  max events / leads per micr
 LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
 LEADPULSE_RETRAIN_SECONDS      0                     run ``leadpulse retrain`` this often (0 = never)
 LEADPULSE_RETRAIN_EPOCHS       (the model's)         max epochs of a periodic retrain
+LEADPULSE_LAG_SECONDS          15                    refresh the consumer-lag gauge this often
+                                                     (0 = never; the demo's embedded broker
+                                                     reports a wrong high watermark, so it is 0)
 =============================  ====================  ================================================
 
 Adding a setting: add a field with a default and ``metadata=_env("LEADPULSE_X", parser)``, and a
@@ -139,6 +144,7 @@ class Settings:
     app_id: str = field(default="leadpulse", metadata=_env("LEADPULSE_APP_ID", _topic_name))
     web_host: str = field(default="127.0.0.1", metadata=_env("LEADPULSE_WEB_HOST"))
     web_port: int = field(default=6066, metadata=_env("LEADPULSE_WEB_PORT", _positive_int))
+    web_url: Optional[str] = field(default=None, metadata=_env("LEADPULSE_WEB_URL", _optional_str))
     model_dir: Optional[Path] = field(default=None, metadata=_env("LEADPULSE_MODEL_DIR", Path))
     model_version: str = field(default="champion", metadata=_env("LEADPULSE_MODEL_VERSION"))
     epsilon: float = field(default=1e-4, metadata=_env("LEADPULSE_EPSILON", _non_negative_float))
@@ -147,6 +153,7 @@ class Settings:
     batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
     retrain_seconds: float = field(default=0.0, metadata=_env("LEADPULSE_RETRAIN_SECONDS", _non_negative_float))
     retrain_epochs: Optional[int] = field(default=None, metadata=_env("LEADPULSE_RETRAIN_EPOCHS", _positive_int))
+    lag_seconds: float = field(default=15.0, metadata=_env("LEADPULSE_LAG_SECONDS", _non_negative_float))
 
     @property
     def models_path(self) -> Path:

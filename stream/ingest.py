@@ -24,12 +24,14 @@ class RawRecord:
         offset: its offset in that partition.
         key: raw key bytes (None if the producer sent none).
         value: raw value bytes (None for a tombstone).
+        timestamp: the record's Kafka timestamp (epoch seconds), when the broker gave one.
     """
     topic: str
     partition: int
     offset: int
     key: Optional[bytes]
     value: Optional[bytes]
+    timestamp: Optional[float] = None
 
 
 def reason_kind(error: ParseError) -> str:

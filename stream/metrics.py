@@ -47,6 +47,10 @@ class Metrics:
                                 ["model_version"], registry=r)
         self.model_auroc = Gauge("leadpulse_model_auroc", "Held-out AUROC of the model in use", registry=r)
         self.retrains = Counter("leadpulse_retrain_runs", "Retraining runs by outcome", ["outcome"], registry=r)
+        for outcome in ("ok", "skipped", "failed"):  # present at 0, so increase() sees the first failure
+            self.retrains.labels(outcome=outcome)
+        self.leads_by_tier = Gauge("leadpulse_leads_by_tier", "Leads of this worker per current tier",
+                                   ["tier"], registry=r)
         self.consumer_lag = Gauge("leadpulse_consumer_lag", "Records behind the partition end",
                                   ["topic", "partition"], registry=r)
 

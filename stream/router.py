@@ -34,24 +34,47 @@ class Forward:
         account: the company_id that owns the event (the message key downstream).
         contract_topic: the default input topic name of its contract.
         event: the validated event.
+        produced_at: when the input record was written to Kafka (epoch seconds), carried so
+            the account stage can measure input→publish latency across both stages.
     """
     account: str
     contract_topic: str
     event: InputEvent
+    produced_at: Optional[float] = None
 
     def wire(self) -> bytes:
-        return json.dumps({"topic": self.contract_topic,
-                           "event": json.loads(event_json(self.event))},
-                          separators=(",", ":")).encode()
+        return _wire(self.contract_topic, json.loads(event_json(self.event)), self.produced_at)
 
 
-def decode_forward(raw: bytes) -> tuple[str, InputEvent]:
-    """Inverse of ``Forward.wire`` (the account topic carries only events we validated)."""
+def _wire(topic: str, event: dict, produced_at: Optional[float]) -> bytes:
+    data = {"topic": topic, "event": event}
+    if produced_at is not None:
+        data["ts"] = produced_at
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def decode_forward(raw: bytes) -> tuple[str, InputEvent, Optional[float]]:
+    """Inverse of ``Forward.wire``: (contract topic, event, input record time).
+
+    The account topic carries only events we validated, so a parse error here means a foreign
+    producer wrote to our internal topic.
+    """
     data = json.loads(raw)
     event = parse_record(data["topic"], data["event"])
-    if isinstance(event, ParseError):  # only a foreign producer on our internal topic can cause this
+    if isinstance(event, ParseError):
         raise ValueError(f"invalid account-topic record: {event}")
-    return data["topic"], event
+    return data["topic"], event, data.get("ts")
+
+
+def forward_kind(raw: bytes) -> Optional[str]:
+    """The contract topic of an account-topic record, read without parsing the event."""
+    head = raw[:64]
+    start = head.find(b'"topic":"')
+    if start < 0:
+        return None
+    start += 9
+    end = head.find(b'"', start)
+    return head[start:end].decode() if end > 0 else None
 
 
 class Router:
@@ -84,10 +107,11 @@ class Router:
 
         for record, topic, event in batch:
             positions[(record.topic, record.partition)] = record.offset + 1
+            ts = record.timestamp
             if isinstance(event, (Company, Opportunity)):  # both name their account
-                forwards.append(Forward(event.company_id, topic, event))
+                forwards.append(Forward(event.company_id, topic, event, ts))
             elif isinstance(event, Contact):
-                forwards.append(Forward(event.company_id, topic, event))
+                forwards.append(Forward(event.company_id, topic, event, ts))
                 current = lookup(event.contact_id)
                 t = to_micros(event.updated_at)
                 if current is None or t >= current[1]:
@@ -99,10 +123,10 @@ class Router:
                 known = lookup(event.contact_id)
                 account = known[0] if known else getattr(event, "company_id", None)
                 if account:
-                    forwards.append(Forward(account, topic, event))
+                    forwards.append(Forward(account, topic, event, ts))
                 else:
                     held_key = ("h", event.contact_id, f"{record.topic}:{record.partition}:{record.offset}")
-                    puts[held_key] = {"topic": topic, "event": json.loads(event_json(event))}
+                    puts[held_key] = {"topic": topic, "event": json.loads(event_json(event)), "ts": ts}
         return forwards, {"puts": puts, "deletes": deletes, "positions": positions}
 
     def _release(self, contact_id: str, account: str, puts: dict, deletes: list) -> list[Forward]:
@@ -112,7 +136,7 @@ class Router:
         for key, value in held:
             event = parse_record(value["topic"], value["event"])
             if not isinstance(event, ParseError):
-                released.append(Forward(account, value["topic"], event))
+                released.append(Forward(account, value["topic"], event, value.get("ts")))
             puts.pop(key, None)
             deletes.append(key)
         return released

@@ -6,6 +6,7 @@ One worker per data directory: its graph store, router state and score book live
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from contextlib import ExitStack
@@ -53,7 +54,12 @@ def load_scorer(settings: Settings, version: Optional[str] = None):
     except (RegistryError, FileNotFoundError, KeyError) as exc:
         logger.warning("no model to score with (%s): ingesting only; run `leadpulse train`", exc)
         return None
-    return Scorer(model, num_threads=1)
+    scorer = Scorer(model, num_threads=1)
+    # the newest held-out AUROC recorded in the registry: the figure dashboards show beside the version
+    windows = sorted(registry.artifact(model.version)["metrics"], key=lambda m: tuple(m["window"])) \
+        if model.version else []
+    scorer.auroc = windows[-1]["metrics"].get("auroc") if windows else None
+    return scorer
 
 
 async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> int:
@@ -90,7 +96,7 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     metrics = Metrics()
     scorer = load_scorer(settings)
     if scorer is not None:
-        metrics.set_model(scorer.version or "unregistered", None)
+        metrics.set_model(scorer.version or "unregistered", scorer.auroc)
     options = ScoringOptions(epsilon=settings.epsilon, jump_threshold=settings.jump_threshold,
                              max_batch_leads=settings.batch_size)
     processor = AccountProcessor(store, book, scorer, options, metrics)
@@ -99,7 +105,8 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
                                topics=settings.topic_map(), account_topic=settings.topic_accounts,
                                web_host=settings.web_host, web_port=settings.web_port,
                                batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000,
-                               retrain_seconds=settings.retrain_seconds, datadir=str(root / "faust")),
+                               retrain_seconds=settings.retrain_seconds, datadir=str(root / "faust"),
+                               lag_seconds=settings.lag_seconds, web_url=settings.web_url),
                     router, processor, metrics,
                     champion=lambda: _champion(settings),
                     load_scorer=lambda version: load_scorer(settings, version),
@@ -113,6 +120,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from stream.broker import broker_from_env
     from stream.topics_admin import ensure_topics
 
+    if settings.kafka_bootstrap is None:  # our embedded Tansu: its end offsets are wrong (trap 1)
+        settings = dataclasses.replace(settings, lag_seconds=0.0)
     with broker_from_env(settings) as bootstrap:
         ensure_topics(bootstrap, settings.all_topics + [settings.topic_accounts],
                       settings.partitions, settings.replication)

@@ -19,7 +19,8 @@ from kafka import KafkaProducer
 
 import sys
 sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from tests_support import graph_signature, last_scores, wait_for  # noqa: E402
+from tests_support import (caught_up, consume, full_recompute, graph_signature, last_scores,  # noqa: E402
+                           open_state, publish, settle, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -44,51 +45,6 @@ UNKNOWN = ("crm.activities", json.dumps({"activity_id": "orphan1", "contact_id":
                                          "type": "page_view", "timestamp": "2026-01-06T00:00:00Z"}).encode())
 
 
-def _publish(run, tables: Path, rate=None) -> int:
-    from stream.publish import publish
-    report = publish(tables, run.bootstrap, rate=rate, progress=False, topics=run.topics, partitions=2)
-    return sum(report.counts.values())
-
-
-def _consume(run, default_topic: str, expected: int, timeout: float = 60):
-    from stream.consume import consume
-    return consume(run.bootstrap, [run.topics[default_topic]], expected, timeout=timeout)
-
-
-def _settle(run, consumed: int, timeout: float = 240) -> None:
-    """Wait until ``consumed`` input events were consumed and no score moved for 6 s."""
-    wait_for(lambda: run.metric("leadpulse_events_consumed_total") >= consumed, timeout,
-             f"{consumed} events consumed\n{run.log()}")
-    last, since = None, time.monotonic()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = run.metric("leadpulse_scores_published_total")
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= 6:
-            return
-        time.sleep(1)
-    raise AssertionError("scores never settled\n" + run.log())
-
-
-def _open_state(run):
-    from graph_store.rocks import RocksDBGraphStore
-    from stream.state import KVState
-    return RocksDBGraphStore(run.data_dir / "worker" / "graph"), KVState(run.data_dir / "worker" / "scores")
-
-
-def _full_recompute(store, model, leads: dict[str, int]) -> dict[str, float]:
-    """contact -> score on the full snapshot as of the given time (the reference)."""
-    by_time: dict[int, list[str]] = {}
-    for cid, t in leads.items():
-        by_time.setdefault(t, []).append(cid)
-    out = {}
-    for t, ids in by_time.items():
-        proba = model.predict_proba(store.snapshot(t), ids)
-        out.update(dict(zip(ids, proba.tolist())))
-    return out
-
-
 def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny_world, trained_registry):
     from model.registry import ModelRegistry
 
@@ -98,11 +54,11 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
         producer.send(run.topics[topic], key=b"k", value=raw)
     producer.flush()
     producer.close()
-    sent = _publish(run, tiny_world) + len(BAD) + 1
-    _settle(run, sent)
+    sent = publish(run, tiny_world) + len(BAD) + 1
+    settle(run, sent)
 
     assert run.metric("leadpulse_events_rejected_total") == len(BAD)
-    letters = [json.loads(r.value) for r in _consume(run, "crm.deadletter", len(BAD))]
+    letters = [json.loads(r.value) for r in consume(run, "crm.deadletter", len(BAD))]
     assert len(letters) == len(BAD)
     for topic, raw, field in BAD:  # raw kept (an oversized one truncated, and the error says so)
         match = [d for d in letters if d["source_topic"] == run.topics[topic]
@@ -110,8 +66,8 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
         assert len(match) == 1, f"{field}: {[d['error'][:200] for d in letters]}"
         assert match[0]["offset"] >= 0 and (len(raw) < 600_000 or "truncated" in match[0]["error"])
 
-    scores = _consume(run, "leads.scores", 1, timeout=30)
-    published = last_scores(_consume(run, "leads.scores", len(scores), timeout=30))
+    scores = consume(run, "leads.scores", 1, timeout=30)
+    published = last_scores(consume(run, "leads.scores", len(scores), timeout=30))
     run.kill()
 
     from schemas.tables import read_tables
@@ -120,7 +76,7 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
     assert contacts <= set(published), "every contact of the world got a score"
     assert "ct_never" not in published
 
-    store, book = _open_state(run)
+    store, book = open_state(run)
     try:
         model = ModelRegistry(trained_registry[0]).load(trained_registry[1][0])
         for cid, value in published.items():
@@ -131,7 +87,7 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
         from datetime import datetime
         times = {cid: to_micros(datetime.fromisoformat(v["as_of"].replace("Z", "+00:00")))
                  for cid, v in published.items()}
-        reference = _full_recompute(store, model, times)
+        reference = full_recompute(store, model, times)
         diffs = np.array([abs(reference[c] - published[c]["score"]) for c in published])
         assert diffs.max() <= 1e-5, f"max |incremental - full| = {diffs.max():.2e}"
     finally:
@@ -158,13 +114,13 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
         run.kill()
         run.start()
     publisher.join()
-    _settle(run, 1)
-    wait_for(lambda: _caught_up(run, len(events)), 240, "all events applied\n" + run.log())
-    _settle(run, 1)
+    settle(run, 1)
+    wait_for(lambda: caught_up(run, len(events)), 240, "all events applied\n" + run.log())
+    settle(run, 1)
     run.kill()
 
     def check() -> None:
-        store, book = _open_state(run)
+        store, book = open_state(run)
         try:
             assert graph_signature(store, end) == graph_signature(reference, end)
             model = ModelRegistry(trained_registry[0]).load(trained_registry[1][0])
@@ -172,7 +128,7 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
             entries = dict((k[0], v) for k, v in book.scan("s"))
             # after the decay sweep every lead was checked as of its partition watermark
             assert all(e["checked_as_of"] == marks[e["partition"]] for e in entries.values())
-            want = _full_recompute(reference, model, {c: marks[e["partition"]] for c, e in entries.items()})
+            want = full_recompute(reference, model, {c: marks[e["partition"]] for c, e in entries.items()})
             diffs = np.array([abs(want[c] - e["score"]) for c, e in entries.items()])
             assert diffs.max() <= 1e-5, f"max |resumed - uninterrupted| = {diffs.max():.2e}"
         finally:
@@ -184,15 +140,10 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
     import shutil
     shutil.rmtree(run.data_dir / "worker")
     run.start()
-    wait_for(lambda: _caught_up(run, len(events)), 240, "rebuild applied every event\n" + run.log())
-    _settle(run, 1)
+    wait_for(lambda: caught_up(run, len(events)), 240, "rebuild applied every event\n" + run.log())
+    settle(run, 1)
     run.kill()
     check()
-
-
-def _caught_up(run, n_events: int) -> bool:
-    applied = run.metric("leadpulse_events_applied_total") + run.metric("leadpulse_events_duplicate_total")
-    return applied >= n_events
 
 
 def test_model_swap_mid_stream_names_the_new_version(worker_factory, tiny_world, trained_registry):
@@ -203,14 +154,14 @@ def test_model_swap_mid_stream_names_the_new_version(worker_factory, tiny_world,
     registry.set_champion(v1, "test")
     try:
         run = worker_factory("w1").start()
-        sent = _publish(run, tiny_world)
-        _settle(run, sent)
+        sent = publish(run, tiny_world)
+        settle(run, sent)
         registry.set_champion(v2, "test: swap mid-stream")
         wait_for(lambda: json.loads(run.get("/healthz") or "{}").get("model_version") == v2, 60,
                  "hot swap\n" + run.log())
-        _settle(run, sent)
+        settle(run, sent)
         total = int(run.metric("leadpulse_scores_published_total"))
-        published = last_scores(_consume(run, "leads.scores", total))
+        published = last_scores(consume(run, "leads.scores", total))
         assert {v["model_version"] for v in published.values()} == {v2}
         assert run.metric("leadpulse_scores_published_total", ) > 0
     finally:
@@ -224,11 +175,11 @@ def test_periodic_retrain_runs_beside_the_worker_and_announces(worker_factory, t
     shutil.copytree(trained_registry[0], models)
     run = worker_factory("w1", LEADPULSE_RETRAIN_SECONDS="8", LEADPULSE_RETRAIN_EPOCHS="3",
                          LEADPULSE_MODEL_DIR=str(models)).start()
-    sent = _publish(run, tiny_world)
-    _settle(run, sent)
+    sent = publish(run, tiny_world)
+    settle(run, sent)
     wait_for(lambda: run.metric("leadpulse_retrain_runs_total") >= 1, 240, "a periodic retrain\n" + run.log())
     ok = run.get("/metrics") or ""
     assert 'leadpulse_retrain_runs_total{outcome="ok"}' in ok, (run.data_dir / "worker" / "retrain.log").read_text()
-    update = json.loads(_consume(run, "models.updates", 1)[0].value)
+    update = json.loads(consume(run, "models.updates", 1)[0].value)
     assert update["model_version"].startswith("gnn-v") and isinstance(update["promoted"], bool)
     assert update["reason"]

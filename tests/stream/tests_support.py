@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -38,3 +39,58 @@ def graph_signature(store, as_of: int) -> tuple:
                            g.edge_time[et].tolist()))
         edges.append((et, tuple(pairs)))
     return nodes, attrs, tuple(sorted(edges))
+
+
+def publish(run, tables: Path, rate=None) -> int:
+    from stream.publish import publish
+    report = publish(tables, run.bootstrap, rate=rate, progress=False, topics=run.topics, partitions=2)
+    return sum(report.counts.values())
+
+
+
+def consume(run, default_topic: str, expected: int, timeout: float = 60):
+    from stream.consume import consume
+    return consume(run.bootstrap, [run.topics[default_topic]], expected, timeout=timeout)
+
+
+
+def settle(run, consumed: int, timeout: float = 240) -> None:
+    """Wait until ``consumed`` input events were consumed and no score moved for 6 s."""
+    wait_for(lambda: run.metric("leadpulse_events_consumed_total") >= consumed, timeout,
+             f"{consumed} events consumed\n{run.log()}")
+    last, since = None, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = run.metric("leadpulse_scores_published_total")
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 6:
+            return
+        time.sleep(1)
+    raise AssertionError("scores never settled\n" + run.log())
+
+
+
+def open_state(run):
+    from graph_store.rocks import RocksDBGraphStore
+    from stream.state import KVState
+    return RocksDBGraphStore(run.data_dir / "worker" / "graph"), KVState(run.data_dir / "worker" / "scores")
+
+
+
+def full_recompute(store, model, leads: dict[str, int]) -> dict[str, float]:
+    """contact -> score on the full snapshot as of the given time (the reference)."""
+    by_time: dict[int, list[str]] = {}
+    for cid, t in leads.items():
+        by_time.setdefault(t, []).append(cid)
+    out = {}
+    for t, ids in by_time.items():
+        proba = model.predict_proba(store.snapshot(t), ids)
+        out.update(dict(zip(ids, proba.tolist())))
+    return out
+
+
+
+def caught_up(run, n_events: int) -> bool:
+    applied = run.metric("leadpulse_events_applied_total") + run.metric("leadpulse_events_duplicate_total")
+    return applied >= n_events

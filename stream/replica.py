@@ -1,0 +1,56 @@
+"""Replication reader: every worker reads what leads of other accounts can see.
+
+A lead's 2-hop neighbourhood reaches its company's industry peers and similar companies,
+whose attributes and orders (by their contacts) feed the peer's features. Those accounts may
+belong to another worker, so each worker also reads *every* partition of the account topic,
+outside the consumer group, and applies the companies, contacts and orders it finds (under
+their own store partition; activities and opportunities stay with the owner). That is what
+makes N workers score exactly like one (shared/ARCHITECTURE.md invariant 4).
+
+The reader's positions live in the score book under ``<account topic>#replica`` and are
+committed with the scores they caused, like the account agent's: after a crash it re-reads,
+and re-applying is a no-op in the graph store.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.accounts import REPLICA_SUFFIX, AccountProcessor, Outputs
+from stream.ingest import RawRecord
+
+logger = logging.getLogger(__name__)
+
+
+async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
+                    publish: Callable[[Outputs], Awaitable[None]], lock: asyncio.Lock,
+                    batch_size: int = 1000, batch_seconds: float = 0.1) -> None:
+    """Follow every partition of ``topic`` forever (run it as a task; cancel to stop)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = None
+        while not partitions:  # the account topic appears when the first worker declares it
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await asyncio.sleep(0.5)
+                await consumer._client.force_metadata_update()  # aiokafka has no public refresh
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        stored = processor.published_positions()
+        for tp in tps:
+            consumer.seek(tp, stored.get((topic + REPLICA_SUFFIX, tp.partition), 0))
+        logger.info("replicating companies, contacts and orders of %d account partitions", len(tps))
+        while True:
+            got = await consumer.getmany(timeout_ms=int(batch_seconds * 1000), max_records=batch_size)
+            for tp, messages in sorted(got.items()):
+                records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp / 1000)
+                           for m in messages]
+                async with lock:
+                    await publish(processor.process(records, tp.partition, replica=True))
+    finally:
+        await consumer.stop()
