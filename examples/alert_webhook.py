@@ -98,10 +98,14 @@ def run(bootstrap: str, topic: str, url: Optional[str], group: str, kinds: set,
                              client_id="leadpulse-alert-webhook")
     delivered, last_record = 0, time.monotonic()
     try:
-        while idle_exit is None or time.monotonic() - last_record < idle_exit:
+        while True:
             batches = consumer.poll(timeout_ms=1000, max_records=200)
             records = [r for batch in batches.values() for r in batch]
             if not records:
+                if not consumer.assignment():  # still joining the group: not idle yet
+                    last_record = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - last_record >= idle_exit:
+                    break
                 continue
             for r in records:
                 try:

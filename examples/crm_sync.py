@@ -118,10 +118,14 @@ def run(bootstrap: str, topic: str, db: str, group: str, idle_exit: Optional[flo
                              client_id="leadpulse-crm-sync")
     applied, last_record = 0, time.monotonic()
     try:
-        while idle_exit is None or time.monotonic() - last_record < idle_exit:
+        while True:
             batches = consumer.poll(timeout_ms=1000, max_records=1000)
             records = [r for batch in batches.values() for r in batch]
             if not records:
+                if not consumer.assignment():  # still joining the group: not idle yet
+                    last_record = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - last_record >= idle_exit:
+                    break
                 continue
             applied += upsert(conn, (r.value for r in records))
             consumer.commit()  # only after the SQLite commit: a crash in between re-delivers
