@@ -18,7 +18,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-RUN pip install --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}"
+# --no-deps: torch's own dependencies come from the registry below, at the pinned versions.
+RUN pip install --no-deps --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}"
 
 # Dependencies first (cached while only the code changes): the same pins as ./scripts/*.sh.
 COPY pyproject.toml constraints.txt README.md ./

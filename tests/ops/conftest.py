@@ -29,7 +29,7 @@ trained_registry = _stream.trained_registry
 WorkerRun = _stream.WorkerRun
 
 #: alert threshold of the live worker: low, so the tiny world surely raises jump alerts
-JUMP_THRESHOLD = "0.05"
+JUMP_THRESHOLD = "0.001"
 
 
 def _settle(run, consumed: int, timeout: float = 240) -> None:

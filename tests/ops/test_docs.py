@@ -45,11 +45,21 @@ def test_operating_guide_covers_the_operations_issue_6_names():
         assert topic in text, topic
 
 
-def test_relative_links_in_the_new_docs_resolve():
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)}
+
+
+def test_relative_links_and_anchors_in_the_new_docs_resolve():
     for name in NEW_DOCS:
         path = DOCS / name
-        for target in re.findall(r"\]\((?!https?://|#|mailto:)([^)#\s]+)", path.read_text()):
-            assert (path.parent / target).exists(), f"{name}: broken link {target}"
+        text = path.read_text()
+        for target, anchor in re.findall(r"\]\((?!https?://|mailto:)([^)#\s]*)(?:#([^)\s]+))?\)", text):
+            linked = (path.parent / target) if target else path
+            assert linked.exists(), f"{name}: broken link {target}"
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked.read_text()), f"{name}: no section #{anchor} in {target or name}"
 
 
 def test_getting_started_uses_only_commands_that_exist():
