@@ -87,6 +87,7 @@ def run(bootstrap: str, topic: str, url: Optional[str], group: str, kinds: set,
     Returns the number of alerts delivered (accepted by the webhook, or logged without one).
     """
     from kafka import KafkaConsumer
+    from kafka.errors import CommitFailedError
 
     def log_only(alert: dict) -> None:
         logger.info("would post: %s", payload(alert)["text"])
@@ -116,7 +117,10 @@ def run(bootstrap: str, topic: str, url: Optional[str], group: str, kinds: set,
                     continue
                 if kind in kinds and deliver(send, alert):
                     delivered += 1
-            consumer.commit()  # every alert of the batch is delivered (or refused for good)
+            try:
+                consumer.commit()  # every alert of the batch is delivered (or refused for good)
+            except CommitFailedError:  # a rebalance moved the partitions: the new owner re-reads them
+                logger.warning("offsets not committed (rebalance); the batch will be re-delivered")
             last_record = time.monotonic()
     finally:
         consumer.close(autocommit=False)

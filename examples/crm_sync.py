@@ -110,6 +110,7 @@ def run(bootstrap: str, topic: str, db: str, group: str, idle_exit: Optional[flo
     Returns the number of records applied (duplicates and older scores included).
     """
     from kafka import KafkaConsumer
+    from kafka.errors import CommitFailedError
 
     conn = open_db(db)
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
@@ -128,7 +129,10 @@ def run(bootstrap: str, topic: str, db: str, group: str, idle_exit: Optional[flo
                     break
                 continue
             applied += upsert(conn, (r.value for r in records))
-            consumer.commit()  # only after the SQLite commit: a crash in between re-delivers
+            try:
+                consumer.commit()  # only after the SQLite commit: a crash in between re-delivers
+            except CommitFailedError:  # a rebalance moved the partitions: the new owner re-reads them
+                logger.warning("offsets not committed (rebalance); the batch will be re-delivered")
             last_record = time.monotonic()
             logger.info("synced %d records (%d so far)", len(records), applied)
     finally:
