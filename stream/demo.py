@@ -294,8 +294,13 @@ async def step_replay(ctx: DemoContext) -> None:
         if now - began > ctx.args.timeout:
             ctx.say("[replay] timeout reached")
             break
-    ctx.say(f"[demo] {view.n_scores:,} score changes and {view.n_alerts:,} alerts published; "
-            f"try: curl {ctx.web}/leads/<contact_id>  (the demo stops everything when it exits)")
+    ctx.say(f"[demo] {view.n_scores:,} score changes and {view.n_alerts:,} alerts published")
+    keep = ctx.args.keep_running if ctx.args.keep_running is not None else ctx.out.isatty()
+    if keep:
+        ctx.say(f"[demo] the worker keeps serving until Ctrl-C: curl {ctx.web}/leads/<contact_id>  "
+                f"(e.g. {view.top_contact() or 'ct_000001'}), {ctx.web}/metrics")
+        while True:  # Ctrl-C cancels this; the exit stack then stops the worker and the broker
+            await asyncio.sleep(3600)
 
 
 async def _get(url: str) -> Optional[str]:
@@ -382,6 +387,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--history", type=float, default=0.6,
                    help="share of the event-time span used as training history (default 0.6)")
     p.add_argument("--epochs", type=int, default=40, help="max training epochs of the first model (default 40)")
+    p.add_argument("--keep-running", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the replay, keep the worker serving /leads and /metrics until Ctrl-C "
+                        "(default: yes on a terminal, no otherwise)")
     p.add_argument("--events-only", action="store_true",
                    help="only publish and count events (no training, no worker)")
     p.set_defaults(func=_run)

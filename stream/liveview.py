@@ -73,6 +73,10 @@ class LiveView:
         if value["kind"] == "jump":
             self.jumps.appendleft(value)
 
+    def top_contact(self) -> Optional[str]:
+        """The highest-scored lead seen so far (a contact id worth looking up)."""
+        return max(self.scores.values(), key=lambda v: v["score"])["contact_id"] if self.scores else None
+
     def render(self, metrics: Optional[MetricsSample], events_per_s: Optional[float], elapsed: float) -> str:
         lines = [f"leadpulse live — {elapsed:5.0f} s   scores {self.n_scores:,}   alerts {self.n_alerts:,}"]
         if metrics is not None:

@@ -107,7 +107,7 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
 
     rng = random.Random(7)
     run = worker_factory("w1").start()
-    publisher = threading.Thread(target=_publish, args=(run, tiny_world, 150.0))
+    publisher = threading.Thread(target=publish, args=(run, tiny_world, 150.0))
     publisher.start()
     for _ in range(3):  # SIGKILL at random moments mid-stream, restart each time
         time.sleep(rng.uniform(1.0, 3.0))
