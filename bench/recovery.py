@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         svc.ensure_topics()
         svc.start()
         stack.callback(svc.kill)
-        collector = Collector(bootstrap, svc.topic("leads.scores"))
+        collector = Collector(bootstrap, svc.topic("leads.scores"), keep=lambda v: None)
         stack.callback(collector.stop)
         pub = Publisher(bootstrap, svc.prefix, [Phase("preload", None, preload), Phase("live", args.rate, pool)])
         wait_for(lambda: (svc.metric("leadpulse_events_consumed_total") or 0) >= len(preload), args.timeout)

@@ -228,6 +228,9 @@ def stream_section(stream: Optional[dict], out: Path) -> list[str]:
              f"events preloaded, then phases of {f(s['duration_s'])} s per fixed rate and {s['max_events']:,} "
              f"events as fast as possible; {s['partitions']} partitions. Latency: {s['latency']}.", ""]
     for app in ("worker", "passthrough"):
+        if stream["apps"].get(app, {}).get("error"):
+            lines += [f"**{app}** failed: `{stream['apps'][app]['error'].splitlines()[-1][:300]}`", ""]
+            continue
         phases = stream["apps"].get(app, {}).get("phases", [])
         rows = [[p["name"], f(p["events"]), f(p["offered_rate"]), f(p["achieved_rate"]),
                  f(p["latency_ms"]["p50"], 0), f(p["latency_ms"]["p95"], 0), f(p["latency_ms"]["p99"], 0),
@@ -271,6 +274,8 @@ def accuracy_section(data: dict, out: Path) -> list[str]:
             rows.append([m, cell("auroc"), cell("average_precision"), cell("lift_at_top", 2)])
         lines += [f"**{size}** world, seeds {a.get('seeds')}", "",
                   table(["model", "AUROC", "average precision", "lift at top decile"], rows), ""]
+        if all(r[1] == "n/a" for r in rows):
+            lines += ["AUROC is undefined here: the test window of this world holds a single class.", ""]
     lines += [f"![AUROC]({plot_auroc(acc, out)})", ""]
     return lines
 
@@ -326,7 +331,8 @@ def write_report(results: Path) -> Path:
     lines = ["# leadpulse benchmark report", "",
              "Every figure below is read from the JSON files in this directory, written by the "
              "benchmarks; the machine is described at the end.", "",
-             f"Command: `{run.get('command', 'leadpulse bench')}`"
+             "Command" + ("s" if len(run.get("commands", [])) > 1 else "") + ": "
+             + ", then ".join(f"`{c}`" for c in run.get("commands") or [run.get("command", "leadpulse bench")])
              + (f" ({f(run.get('wall_seconds') / 60, 0)} min, finished {run.get('finished_at')})"
                 if run.get("wall_seconds") else ""), ""]
     if run.get("runs"):

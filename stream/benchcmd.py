@@ -81,6 +81,19 @@ def run_suite(names: list[str], quick: bool, out: Path, cache: Optional[Path] = 
     return {"quick": quick, "runs": runs}
 
 
+def _merge_earlier(path: Path, suite: dict) -> None:
+    """Keep the earlier runs of benchmarks not rerun now (``--only`` refreshes part of a report)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    names = {r["name"] for r in suite["runs"]}
+    kept = [r for r in earlier.get("runs", []) if r["name"] not in names]
+    suite["runs"] = kept + suite["runs"]
+    commands = earlier.get("commands", [earlier["command"]] if earlier.get("command") else []) if kept else []
+    suite["commands"] = commands + [suite["command"]]
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     names = args.only or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -94,6 +107,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         "leadpulse bench" + (" --quick" if args.quick else "") + (f" --only {' '.join(names)}" if args.only else "")
     suite["wall_seconds"] = round(time.perf_counter() - t0, 1)
     suite["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _merge_earlier(out / "run.json", suite)
     (out / "run.json").write_text(json.dumps(suite, indent=2) + "\n")
     # its own process too: matplotlib stays out of the CLI process
     code = subprocess.call([sys.executable, "-m", "bench.report", "--results", str(out)], cwd=bench_dir().parent)
