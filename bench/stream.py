@@ -104,6 +104,7 @@ class Collector:
 
     def __init__(self, bootstrap: str, topic: str, keep=lambda value: value):
         self.records: list[tuple[int, object]] = []
+        self.kept = 0  # records whose ``keep`` is not None (for the worker: caused by an event)
         self._keep = keep
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run(bootstrap, topic)), daemon=True)
@@ -114,7 +115,9 @@ class Collector:
         gen = tail(bootstrap, [topic], poll_ms=100, metadata_timeout=30)
         try:
             async for batch in gen:
-                self.records.extend((r.timestamp, self._keep(r.value)) for r in batch)
+                got = [(r.timestamp, self._keep(r.value)) for r in batch]
+                self.records.extend(got)
+                self.kept += sum(1 for _, v in got if v is not None)
                 if self._stop.is_set():
                     return
         finally:
@@ -191,6 +194,7 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
                 wait_for, lambda: (processed(kind, svc, collector) or 0) >= sent,
                 args.drain_timeout if phase is not pre else args.drain_timeout * 2, 0.25)
             if kind == "worker":  # stage 2 lags stage 1: wait until caused scores stop arriving
+                # (decay-sweep scores may go on for a while: they are not caused by the phase)
                 await asyncio.to_thread(_settle, collector, args.settle, args.drain_timeout)
             phase.drain_seconds = time.perf_counter() - t0
             print(f"  {kind} {phase.name}: {len(phase.msgs)} events sent in {phase.send_seconds:.1f} s, "
@@ -207,7 +211,7 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
 def _settle(collector: Collector, quiet: float, timeout: float) -> None:
     deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
     while time.monotonic() < deadline:
-        n = len(collector.records)
+        n = collector.kept
         if n != last:
             last, since = n, time.monotonic()
         elif time.monotonic() - since >= quiet:
