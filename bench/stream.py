@@ -193,7 +193,7 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
             phase.drained = await asyncio.to_thread(
                 wait_for, lambda: (processed(kind, svc, collector) or 0) >= sent,
                 args.drain_timeout if phase is not pre else args.drain_timeout * 2, 0.25)
-            if kind == "worker":  # stage 2 lags stage 1: wait until caused scores stop arriving
+            if kind == "worker" and phase.drained:  # stage 2 lags stage 1: wait until caused scores stop arriving
                 # (decay-sweep scores may go on for a while: they are not caused by the phase)
                 await asyncio.to_thread(_settle, collector, args.settle, args.drain_timeout)
             phase.drain_seconds = time.perf_counter() - t0
