@@ -116,7 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     q = args.quick
     for k, v in {"worlds": "tiny" if q else "10k,100k", "events": 5 if q else 20, "events_100k": 5,
-                 "model_world": "tiny" if q else "small", "epochs": 2 if q else 20}.items():
+                 "model_world": "tiny", "epochs": 2 if q else 10}.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     return args

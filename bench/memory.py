@@ -161,8 +161,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for k, v in {"world": "tiny" if q else "10k", "store_world": "tiny" if q else "100k",
                  "worker_events": 10 ** 9 if q else 200_000, "step": 300 if q else 20_000,
                  "budget": 120.0 if q else 600.0, "store_events": 10 ** 9 if q else TARGET,
-                 "store_step": 300 if q else 100_000, "model_world": "tiny" if q else "small",
-                 "epochs": 2 if q else 20}.items():
+                 "store_step": 300 if q else 100_000, "model_world": "tiny",
+                 "epochs": 2 if q else 10}.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     return args

@@ -163,8 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     q = args.quick
     for k, v in {"world": "tiny" if q else "10k", "rate": 100.0 if q else 300.0, "kills": 1 if q else 3,
-                 "warm": 2.0 if q else 20.0, "model_world": "tiny" if q else "small",
-                 "epochs": 2 if q else 20}.items():
+                 "warm": 2.0 if q else 20.0, "model_world": "tiny",
+                 "epochs": 2 if q else 10}.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     return args

@@ -313,15 +313,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--apps", default="worker,passthrough")
     ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
-    ap.add_argument("--model-world", default=None, help="world the model is trained on (default small; quick tiny)")
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 20; quick 2)")
+    ap.add_argument("--model-world", default=None, help="world the model is trained on (default tiny: speed does not depend on its accuracy)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 10; quick 2)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated worlds cache")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     q = args.quick
     defaults = {"world": "tiny" if q else "10k", "duration": 1.0 if q else 60.0,
                 "max_events": 500 if q else 60_000, "drain_timeout": 60.0 if q else 300.0,
-                "settle": 1.5 if q else 3.0, "model_world": "tiny" if q else "small", "epochs": 2 if q else 20}
+                "settle": 1.5 if q else 3.0, "model_world": "tiny", "epochs": 2 if q else 10}
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
