@@ -13,7 +13,7 @@ per-event ratios and ratio of the medians), affected leads per event and the lar
 difference between the incremental and the full score of the same lead (invariant 2 says
 ≤ 1e-5). Both use one torch thread, as the worker does.
 
-    python bench/incremental.py                       # 10k and 100k worlds (~10 min)
+    python bench/incremental.py                       # 10k and 100k worlds (~20-30 min)
     python bench/incremental.py --quick               # tiny world
 """
 from __future__ import annotations
@@ -104,8 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, 5 events")
     ap.add_argument("--worlds", default=None, help="comma-separated: tiny, small, 10k, 100k (default 10k,100k)")
-    ap.add_argument("--events", type=int, default=None, help="held-out events measured per world (default 20)")
-    ap.add_argument("--events-100k", type=int, default=None, help="the same on the 100k world (default 5)")
+    ap.add_argument("--events", type=int, default=None, help="held-out events measured per world (default 10)")
+    ap.add_argument("--events-100k", type=int, default=None, help="the same on the 100k world (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
     ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
@@ -115,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     q = args.quick
-    for k, v in {"worlds": "tiny" if q else "10k,100k", "events": 5 if q else 20, "events_100k": 5,
+    for k, v in {"worlds": "tiny" if q else "10k,100k", "events": 5 if q else 10, "events_100k": 3,
                  "model_world": "tiny", "epochs": 2 if q else 10}.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -130,13 +130,16 @@ def main(argv=None) -> int:
         args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
     scorer = load_scorer(ensure_model(args.models, args.model_world, args.epochs, cache=args.cache))
     t0 = time.perf_counter()
-    worlds = [measure_world(w.strip(), args, scorer) for w in args.worlds.split(",") if w.strip()]
-    for w in worlds:
+    worlds = []
+    for name in [w.strip() for w in args.worlds.split(",") if w.strip()]:
+        w = measure_world(name, args, scorer)
+        worlds.append(w)
         print(f"{w['world']}: {w['contacts']:,} contacts; incremental {w['incremental_ms_median']} ms, "
               f"full {w['full_ms_median']} ms per event; speedup x{w['speedup_median_of_ratios']}; "
               f"max |incremental - full| {w['max_abs_diff']:.2e}", flush=True)
-    write_json(args.out / "incremental.json", {"threads": args.threads, "model_version": scorer.version,
-                                               "worlds": worlds, "wall_seconds": round(time.perf_counter() - t0, 1)})
+        # after every world: a long run stopped midway still leaves what it measured
+        write_json(args.out / "incremental.json", {"threads": args.threads, "model_version": scorer.version,
+                                                   "worlds": worlds, "wall_seconds": round(time.perf_counter() - t0, 1)})
     return 0
 
 
