@@ -203,11 +203,21 @@ class Service:
 
     def metric(self, name: str) -> Optional[float]:
         """Sum of the samples of ``name`` on /metrics (None when the worker did not answer)."""
+        got = self.metrics([name])
+        return None if got is None else got[name]
+
+    def metrics(self, names: list[str]) -> Optional[dict[str, float]]:
+        """Sum of the samples of each of ``names`` from one /metrics read (None: no answer)."""
         from prometheus_client.parser import text_string_to_metric_families
         text = self.get("/metrics")
         if text is None:
             return None
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+        out = dict.fromkeys(names, 0.0)
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in out:
+                    out[s.name] += s.value
+        return out
 
     def log(self, tail: int = 3000) -> str:
         path = self.data_dir / "service.log"
