@@ -28,7 +28,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.common import DEFAULT_OUT  # noqa: E402
+from bench.common import DEFAULT_OUT, ROOT  # noqa: E402
 
 
 def load(results: Path) -> dict:
@@ -353,8 +353,15 @@ def write_report(results: Path) -> Path:
     if run.get("runs"):
         lines += [table(["benchmark", "exit", "minutes", "command"],
                         [[r["name"], r["exit_code"], f(r["wall_seconds"] / 60), "`" + " ".join(
-                            Path(a).name if i < 2 and "/" in a else a for i, a in enumerate(r["argv"])) + "`"]
+                            Path(a).name if i == 0 else a.replace(str(ROOT) + "/", "")
+                            for i, a in enumerate(r["argv"])) + "`"]
                          for r in run["runs"]]), ""]
+    ran = {r["name"] for r in run.get("runs", [])}
+    alone = [(k, d["command"]) for k, d in sorted(data.items())
+             if isinstance(d, dict) and d.get("command") and k not in ran]
+    if alone:
+        lines += ["Run alone (not by the command above): "
+                  + "; ".join(f"{k}: `{c}`" for k, c in alone) + ".", ""]
     lines += headline_section(data)
     lines += stream_section(data.get("stream"), results)
     lines += incremental_section(data.get("incremental"), results)
