@@ -26,7 +26,7 @@ from stream.config import Settings, SettingsError
 logger = logging.getLogger(__name__)
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
-COMMAND_MODULES: list[str] = ["stream.cli", "stream.demo", "stream.worker", "stream.modelcmds"]
+COMMAND_MODULES: list[str] = ["stream.cli", "stream.demo", "stream.worker", "stream.modelcmds", "stream.benchcmd"]
 
 
 # --------------------------------------------------------------------------- broker

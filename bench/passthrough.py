@@ -1,0 +1,84 @@
+"""The pass-through baseline of the stream benchmark: a minimal Faust app.
+
+It consumes the same five input topics as the worker and sends every record unchanged to one
+output topic, with the worker's Faust settings (broker timeouts, partitions, ``take_events``
+batch bounds, flush per batch). What the worker does beyond this is the cost of leadpulse;
+the ratio worker / pass-through is the figure that travels to other machines.
+
+Configured like the worker, from the environment (``stream.config.Settings``); the output
+topic is ``<LEADPULSE_TOPIC_SCORES>.passthrough``::
+
+    python -m bench.passthrough
+"""
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:  # python bench/passthrough.py: stream = the package
+    import os
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import faust  # noqa: E402
+from faust.web import Request, Response, View  # noqa: E402
+
+from stream.config import Settings  # noqa: E402
+
+
+def output_topic(settings: Settings) -> str:
+    """Where the pass-through writes (beside the worker's score topic)."""
+    return settings.topic_scores + ".passthrough"
+
+
+def build_app(settings: Settings, bootstrap: str) -> faust.App:
+    """The pass-through app; same Faust settings as ``stream.app.build_app``."""
+    app = faust.App(
+        settings.app_id + "-passthrough",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=10.0,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_enabled=True,
+    )
+    inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
+    out = app.topic(output_topic(settings), key_serializer="raw", value_serializer="raw",
+                    partitions=settings.partitions)
+    batch_seconds = settings.batch_ms / 1000
+
+    @app.agent(inputs)
+    async def passthrough(stream):  # noqa: ANN001 - Faust stream
+        async for events in stream.take_events(settings.batch_size, within=batch_seconds):
+            for ev in events:
+                await out.send(key=ev.message.key, value=ev.message.value)
+            await app.producer.flush()
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    return app
+
+
+def main() -> int:
+    """Run the pass-through app until killed."""
+    settings = Settings.from_env()
+    if not settings.kafka_bootstrap:
+        print("bench.passthrough: set KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    app = build_app(settings, settings.kafka_bootstrap)
+    faust.Worker(app, loglevel="warning", quiet=True, override_logging=False).execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""The benchmark report: every ``*.json`` of a results directory into ``REPORT.md`` and PNG plots.
+
+Every figure in the report is read from the JSON the benchmarks wrote (nothing is typed in
+by hand); a benchmark without JSON is listed as not measured. Plots: latency CDF,
+throughput vs offered rate, AUROC bars with their spread over seeds, incremental speedup vs
+graph size, memory vs events.
+
+    python bench/report.py [--results bench/results]
+"""
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:  # python bench/report.py
+    import os
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # files only, never a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.common import DEFAULT_OUT, ROOT  # noqa: E402
+
+
+def load(results: Path) -> dict:
+    """name (file stem) -> parsed JSON, for every readable JSON file in ``results``."""
+    out = {}
+    for path in sorted(results.glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"report: skipping {path} ({exc})", file=sys.stderr)
+    return out
+
+
+def f(value, digits: int = 1, unit: str = "") -> str:
+    """A number for a table cell (``n/a`` when missing)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    if isinstance(value, (int, float)) and abs(value) >= 1000:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+# --------------------------------------------------------------------------- plots
+def plot_latency_cdf(stream: dict, out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for app, style in (("worker", "-"), ("passthrough", "--")):
+        for ph in stream["apps"].get(app, {}).get("phases", []):
+            cdf = ph.get("cdf_ms") or []
+            if cdf:
+                ys = [i / (len(cdf) - 1) for i in range(len(cdf))] if len(cdf) > 1 else [1.0]
+                ax.plot([max(x, 0.5) for x in cdf], ys, style, label=f"{app} @ {ph['name']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("event → publish latency (ms, log)")
+    ax.set_ylabel("share of events")
+    ax.set_title("Latency CDF per offered rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out / "latency_cdf.png")
+
+
+def plot_throughput(stream: dict, out: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    top = 1.0
+    for app, marker in (("worker", "o"), ("passthrough", "s")):
+        pts = [(p["offered_rate"], p["achieved_rate"] if p["drained"] else p.get("drain_rate"))
+               for p in stream["apps"].get(app, {}).get("phases", [])]
+        pts = [pt for pt in pts if pt[0] and pt[1]]
+        if pts:
+            ax.plot(*zip(*pts), marker=marker, label=app)
+            top = max(top, max(max(p) for p in pts))
+    ax.plot([1, top], [1, top], ":", color="grey", label="achieved = offered")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (events/s, log)")
+    ax.set_ylabel("achieved rate (events/s, log; while behind if not drained)")
+    ax.set_title("Throughput vs offered rate")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "throughput_vs_rate.png")
+
+
+def plot_auroc(accuracy: dict[str, dict], out: Path) -> str:
+    sizes = sorted(accuracy)
+    models = list(dict.fromkeys(m for a in accuracy.values() for m in a.get("models", a.get("summary", {}))))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(1, len(sizes))), 4.2))
+    width = 0.8 / max(1, len(sizes))
+    for k, size in enumerate(sizes):
+        summ = accuracy[size].get("summary", {})
+        xs, means, err_lo, err_hi = [], [], [], []
+        for i, m in enumerate(models):
+            s = summ.get(m, {}).get("auroc")
+            if s:
+                xs.append(i + k * width)
+                means.append(s["mean"])
+                err_lo.append(s["mean"] - s["min"])
+                err_hi.append(s["max"] - s["mean"])
+        seeds = accuracy[size].get("seeds", [])
+        ax.bar(xs, means, width, yerr=[err_lo, err_hi], capsize=4, label=f"{size} ({len(seeds)} seeds)")
+    ax.set_xticks([i + width * (len(sizes) - 1) / 2 for i in range(len(models))], models)
+    ax.set_ylim(0.4, 1.0)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_ylabel("test AUROC (mean; whiskers min–max over seeds)")
+    ax.set_title("Accuracy of every model")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "auroc.png")
+
+
+def plot_speedup(incremental: dict, out: Path) -> str:
+    worlds = sorted(incremental.get("worlds", []), key=lambda w: w["contacts"])
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    xs = [w["contacts"] for w in worlds]
+    ax.plot(xs, [w["speedup_median_of_ratios"] for w in worlds], "o-", label="full / incremental (median per event)")
+    for w in worlds:
+        ax.annotate(w["world"], (w["contacts"], w["speedup_median_of_ratios"]), fontsize=8,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("contacts in the graph (log)")
+    ax.set_ylabel("speedup (log)")
+    ax.set_title("Incremental vs full recompute per event")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "speedup_vs_size.png")
+
+
+def plot_memory(memory: dict, out: Path) -> str:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "rss_bytes", "RSS (MB)"), (axes[1], "store_bytes", "bytes on disk (MB)")):
+        for name in ("worker", "store"):
+            s = memory.get(name, {}).get("samples", [])
+            if s:
+                ax.plot([x["events"] for x in s], [x[key] / 1e6 for x in s], "o-", ms=3,
+                        label=name + (" (growth over baseline)" if name == "store" and key == "rss_bytes" else ""))
+        ax.set_xlabel("events applied")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Memory and store size vs events")
+    return _save(fig, out / "memory.png")
+
+
+# --------------------------------------------------------------------------- sections
+def machine_section(data: dict) -> list[str]:
+    m = next((d["machine"] for d in data.values() if isinstance(d, dict) and d.get("machine")), None)
+    if m is None:
+        return ["## Machine", "", "not recorded", ""]
+    lscpu = m.get("lscpu") or ""
+    model = re.search(r"Model name:\s*(.+)", lscpu)
+    mem = (m.get("meminfo") or {}).get("MemTotal")
+    lines = ["## Machine", "", table(["what", "value"], [
+        ["CPU", model.group(1).strip() if model else "n/a"], ["CPUs", m.get("cpus")], ["memory", mem or "n/a"],
+        ["platform", m.get("platform")], ["python", m.get("python")], ["torch", m.get("torch")],
+        ["torch_geometric", m.get("torch_geometric")], ["faust", m.get("faust")],
+        ["aiokafka", m.get("aiokafka")], ["rocksdict", m.get("rocksdict")]]), ""]
+    loads = [(k, d["machine"].get("loadavg", [None])[0]) for k, d in data.items()
+             if isinstance(d, dict) and d.get("machine")]
+    lines += ["Load average (1 min) when each benchmark finished: "
+              + ", ".join(f"{k} {f(v, 2)}" for k, v in loads)
+              + f". Above {m.get('cpus')} the machine was shared while measuring: timings are noisy.", ""]
+    if lscpu:
+        lines += ["<details><summary>lscpu</summary>", "", "```", lscpu.strip(), "```", "", "</details>", ""]
+    return lines
+
+
+def max_rate(stream: dict, app: str) -> tuple[Optional[float], str]:
+    """The app's sustained rate: end to end when its max phase was processed, else its rate
+    while behind (events through its last stage per second), and which one it is."""
+    ph = next((p for p in stream["apps"].get(app, {}).get("phases", []) if p["name"] == "max"), {})
+    if ph.get("drained"):
+        return ph.get("achieved_rate"), "end to end"
+    return ph.get("drain_rate"), "while behind"
+
+
+def headline_section(data: dict) -> list[str]:
+    rows = []
+    h = data.get("stream", {}).get("headline", {})
+    if h:
+        (w, wk), (p, pk) = max_rate(data["stream"], "worker"), max_rate(data["stream"], "passthrough")
+        rows += [[f"worker, as fast as possible (events/s, {wk})", f(w)],
+                 [f"Faust pass-through, same run (events/s, {pk})", f(p)],
+                 ["worker / pass-through", f(w / p, 3) if w and p else "n/a"],
+                 ["worker p50 / p99 event→publish at 1,000 events/s (ms)",
+                  f"{f(h.get('worker_p50_ms_at_1000'), 0)} / {f(h.get('worker_p99_ms_at_1000'), 0)}"],
+                 ["pass-through p50 / p99 at 1,000 events/s (ms)",
+                  f"{f(h.get('passthrough_p50_ms_at_1000'), 0)} / {f(h.get('passthrough_p99_ms_at_1000'), 0)}"]]
+    for w in data.get("incremental", {}).get("worlds", []):
+        rows.append([f"incremental vs full per event, {w['world']} world ({w['contacts']:,} contacts)",
+                     f"x{f(w['speedup_median_of_ratios'])}; max abs score difference {w['max_abs_diff']:.1e}"])
+    for size, acc in sorted(accuracy_files(data).items()):
+        gnn = acc.get("summary", {}).get("gnn", {}).get("auroc")
+        if gnn:
+            rows.append([f"GNN test AUROC, {size} world, {len(acc.get('seeds', []))} seed(s)",
+                         f"{gnn['mean']:.3f} ± {gnn['sd']:.3f}"])
+    rec = data.get("recovery", {}).get("summary", {})
+    if rec:
+        rows += [["SIGKILL → first new score (s, median)", f(rec.get("kill_to_first_score_s_median"))],
+                 ["catch-up rate after restart (events/s, median)", f(rec.get("catch_up_events_per_s_median"))]]
+    for name in ("worker", "store"):
+        s = data.get("memory", {}).get(name)
+        if s and s["rss"]["per_100k"] is not None:
+            ext = " (extrapolated)" if s["rss"]["at_1m_extrapolated"] else ""
+            rows.append([f"{name}: RSS growth per 100k events / RSS at 1M{ext} (MB)",
+                         f"{f(s['rss']['per_100k'] / 1e6)} / {f(s['rss']['at_1m'] / 1e6, 0)}"])
+            rows.append([f"{name}: store growth per 100k events / at 1M{ext} (MB)",
+                         f"{f(s['store']['per_100k'] / 1e6)} / {f(s['store']['at_1m'] / 1e6, 0)}"])
+    return ["## Headline figures", "", table(["what", "measured"], rows) if rows else "nothing measured yet", ""]
+
+
+def stream_section(stream: Optional[dict], out: Path) -> list[str]:
+    if not stream:
+        return ["## Throughput and latency", "", "not measured (`leadpulse bench --only stream`)", ""]
+    s = stream["settings"]
+    lines = ["## Throughput and latency", "",
+             f"World `{stream['world']}` (seed {stream['seed']}): {stream['events']['preload']:,} pre-history "
+             f"events preloaded, then phases of {f(s['duration_s'])} s per fixed rate and {s['max_events']:,} "
+             f"events as fast as possible; {s['partitions']} partitions. Latency: {s['latency']}. "
+             "achieved/s: end to end, for a phase processed within the drain timeout (else *behind*: "
+             "the next phase started with a backlog and its latencies include it); draining/s: events "
+             "through the last stage per second after the phase's last send.", ""]
+    for app in ("worker", "passthrough"):
+        if stream["apps"].get(app, {}).get("error"):
+            lines += [f"**{app}** failed: `{stream['apps'][app]['error'].splitlines()[-1][:300]}`", ""]
+            continue
+        phases = stream["apps"].get(app, {}).get("phases", [])
+        rows = [[p["name"], f(p["events"]), f(p["offered_rate"]),
+                 f(p["achieved_rate"]) if p["drained"] else "behind", f(p.get("drain_rate")),
+                 f(p["latency_ms"]["p50"], 0), f(p["latency_ms"]["p95"], 0), f(p["latency_ms"]["p99"], 0),
+                 f"{p['latency_samples']:,}", "yes" if p["drained"] else "**no**"] for p in phases]
+        lines += [f"**{app}**", "", table(["phase", "events", "offered/s", "achieved/s", "draining/s", "p50 ms", "p95 ms",
+                                           "p99 ms", "latency samples", "processed"], rows), ""]
+    lines += [f"![latency CDF]({plot_latency_cdf(stream, out)})", "",
+              f"![throughput vs rate]({plot_throughput(stream, out)})", ""]
+    return lines
+
+
+def incremental_section(inc: Optional[dict], out: Path) -> list[str]:
+    if not inc:
+        return ["## Incremental vs full recompute", "", "not measured (`--only incremental`)", ""]
+    rows = [[w["world"], f"{w['contacts']:,}", w["events_measured"], f(w["affected_median"]),
+             f(w["incremental_ms_median"]), f(w["full_ms_median"]), f"x{f(w['speedup_median_of_ratios'])}",
+             f"x{f(w['speedup_ratio_of_medians'])}", f"{w['max_abs_diff']:.1e}"] for w in inc["worlds"]]
+    return ["## Incremental vs full recompute", "",
+            f"Per event, {inc['threads']} torch thread(s); incremental = affected leads' exact 2-hop "
+            "subgraph and score, full = snapshot and score of every lead, both as of the watermark.", "",
+            table(["world", "contacts", "events", "affected (median)", "incremental ms", "full ms",
+                   "speedup (median of ratios)", "speedup (ratio of medians)", "max abs diff"], rows), "",
+            f"![speedup vs size]({plot_speedup(inc, out)})", ""]
+
+
+def accuracy_files(data: dict) -> dict[str, dict]:
+    return {k.split("-", 1)[1]: v for k, v in data.items() if k.startswith("accuracy-")}
+
+
+def accuracy_section(data: dict, out: Path) -> list[str]:
+    acc = accuracy_files(data)
+    if not acc:
+        return ["## Accuracy", "", "not measured (`--only accuracy`)", ""]
+    lines = ["## Accuracy", "", "Test window of the temporal split; mean ± sd [min–max] over seeds.", ""]
+    for size, a in sorted(acc.items()):
+        rows = []
+        for m in a.get("models", a.get("summary", {})):
+            s = a.get("summary", {}).get(m, {})
+            cell = lambda k, d=3: (f"{s[k]['mean']:.{d}f} ± {s[k]['sd']:.{d}f} [{s[k]['min']:.{d}f}–{s[k]['max']:.{d}f}]"  # noqa: E731
+                                   if k in s else "n/a")
+            rows.append([m, cell("auroc"), cell("average_precision"), cell("lift_at_top", 2)])
+        lines += [f"**{size}** world, seeds {a.get('seeds')}", "",
+                  table(["model", "AUROC", "average precision", "lift at top decile"], rows), ""]
+        if all(r[1] == "n/a" for r in rows):
+            lines += ["AUROC is undefined here: the test window of this world holds a single class.", ""]
+    lines += [f"![AUROC]({plot_auroc(acc, out)})", ""]
+    return lines
+
+
+def recovery_section(rec: Optional[dict]) -> list[str]:
+    if not rec:
+        return ["## Recovery", "", "not measured (`--only recovery`)", ""]
+    rows = [[i + 1, f(k["kill_to_http_s"]), f(k["kill_to_first_consumed_s"]), f(k["kill_to_first_score_s"]),
+             f(k["kill_to_caught_up_s"]), f(k["catch_up_events_per_s"])] for i, k in enumerate(rec["kills"])]
+    return ["## Recovery", "", f"World `{rec['world']}` replayed at {f(rec['rate'])} events/s; the worker is "
+            "SIGKILLed and restarted at once on its data directory.", "",
+            table(["kill", "→ HTTP up (s)", "→ first consumed (s)", "→ first new score (s)", "→ caught up (s)",
+                   "catch-up events/s"], rows), ""]
+
+
+def memory_section(mem: Optional[dict], out: Path) -> list[str]:
+    if not mem:
+        return ["## Memory", "", "not measured (`--only memory`)", ""]
+    rows = []
+    for name in ("worker", "store"):
+        s = mem.get(name)
+        if s:
+            last = s["samples"][-1]
+            rows.append([name, s["world"], f"{s['events_reached']:,}", f(last["rss_bytes"] / 1e6, 0),
+                         f(last["store_bytes"] / 1e6), f((s["rss"]["per_100k"] or 0) / 1e6),
+                         f((s["store"]["per_100k"] or 0) / 1e6),
+                         "extrapolated" if s["rss"]["at_1m_extrapolated"] else "measured"])
+    return ["## Memory", "", "worker = a `leadpulse worker` process (RSS of the process); store = the RocksDB "
+            "graph store alone in the benchmark process (RSS growth over the loaded events).", "",
+            table(["series", "world", "events", "RSS MB", "store MB", "RSS MB / 100k", "store MB / 100k",
+                   "1M figure"], rows), "", f"![memory]({plot_memory(mem, out)})", ""]
+
+
+def graph_store_section(gs: Optional[dict]) -> list[str]:
+    if not gs:
+        return []
+    ap = gs.get("apply_rocksdb", {})
+    ex = gs.get("extract_2hop", {})
+    rows = [["apply (events/s, overall / median batch)",
+             f"{f(ap.get('events_per_s_overall'))} / {f(ap.get('events_per_s_median_batch'))}"]]
+    rows += [[f"exact 2-hop extraction, {k} seed(s), p50 ms", f(v.get("p50_ms"), 2)] for k, v in ex.items()]
+    rows += [["on disk (MB)", f((gs.get("disk_bytes") or 0) / 1e6)]]
+    w = gs.get("world", {})
+    return ["## Graph store", "", f"`bench/graph_store.py`, {w.get('source')} world at scale {w.get('scale')}.", "",
+            table(["what", "measured"], rows), ""]
+
+
+def write_report(results: Path) -> Path:
+    """Write ``results/REPORT.md`` (and its PNGs) from the JSON files in ``results``."""
+    results = Path(results)
+    data = load(results)
+    run = data.pop("run", {})
+    lines = ["# leadpulse benchmark report", "",
+             "Every figure below is read from the JSON files in this directory, written by the "
+             "benchmarks; the machine is described at the end.", "",
+             "Command" + ("s" if len(run.get("commands", [])) > 1 else "") + ": "
+             + ", then ".join(f"`{c}`" for c in run.get("commands") or [run.get("command", "leadpulse bench")])
+             + (f" ({f(run.get('wall_seconds') / 60, 0)} min, finished {run.get('finished_at')})"
+                if run.get("wall_seconds") else ""), ""]
+    if run.get("runs"):
+        lines += [table(["benchmark", "exit", "minutes", "command"],
+                        [[r["name"], r["exit_code"], f(r["wall_seconds"] / 60), "`" + " ".join(
+                            Path(a).name if i == 0 else a.replace(str(ROOT) + "/", "")
+                            for i, a in enumerate(r["argv"])) + "`"]
+                         for r in run["runs"]]), ""]
+    ran = {r["name"] for r in run.get("runs", [])}
+    alone = [(k, d["command"]) for k, d in sorted(data.items())
+             if isinstance(d, dict) and d.get("command") and k not in ran]
+    if alone:
+        lines += ["Run alone (not by the command above): "
+                  + "; ".join(f"{k}: `{c}`" for k, c in alone) + ".", ""]
+    lines += headline_section(data)
+    lines += stream_section(data.get("stream"), results)
+    lines += incremental_section(data.get("incremental"), results)
+    lines += accuracy_section(data, results)
+    lines += recovery_section(data.get("recovery"))
+    lines += memory_section(data.get("memory"), results)
+    lines += graph_store_section(data.get("graph_store"))
+    lines += machine_section(data)
+    path = results / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", type=Path, default=DEFAULT_OUT)
+    write_report(ap.parse_args(argv).results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
