@@ -151,7 +151,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             m = ev.message
             if not await admit(ingest_guard, m):
                 continue
-            record = RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+            record = RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
             positions[(m.topic, m.partition)] = m.offset + 1
             metrics.consumed.labels(topic=m.topic).inc()
             result = validate(record, contract_of[m.topic])
