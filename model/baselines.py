@@ -49,25 +49,27 @@ FORMAT_VERSION = 1
 class _Tabular(LeadModel):
     """A model on a flat feature matrix built from ``feature_sets``."""
     feature_sets: tuple[str, ...] = ()
+    #: whether ``_fit_matrix`` looks at the validation set (else its graphs are never built)
+    uses_valid: bool = True
 
     def __init__(self) -> None:
         self.encoder: Optional[Encoder] = None
         self.constant: Optional[float] = None  # set when training had a single class
 
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
-        raw, y = examples_table(train, self.feature_sets)
+        raw, y, w = examples_table(train, self.feature_sets)
         self.encoder = Encoder.fit(raw)
         if y.min() == y.max():
             logger.warning("%s: training labels have a single class; predicting the base rate", self.name)
-            self.constant = float(y.mean())
+            self.constant = float(y.mean())  # one class: weights cannot move the mean
             return self
         self.constant = None
         valid_xy = None
-        if valid:
-            vraw, vy = examples_table(valid, self.feature_sets)
+        if valid and self.uses_valid:
+            vraw, vy, vw = examples_table(valid, self.feature_sets)
             if vy.size and 0 < vy.sum() < vy.size:
-                valid_xy = (self.encoder.transform(vraw), vy)
-        self._fit_matrix(self.encoder.transform(raw), y, valid_xy, seed)
+                valid_xy = (self.encoder.transform(vraw), vy, vw)
+        self._fit_matrix(self.encoder.transform(raw), y, w, valid_xy, seed)
         return self
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
@@ -81,7 +83,8 @@ class _Tabular(LeadModel):
         return np.clip(self._predict_matrix(X), 0.0, 1.0)
 
     # subclasses
-    def _fit_matrix(self, X, y, valid_xy, seed) -> None: ...
+    def _fit_matrix(self, X, y, w, valid_xy, seed) -> None:
+        """Fit on ``X, y`` with example weights ``w`` (None = 1); ``valid_xy`` = (X, y, w) or None."""
     def _predict_matrix(self, X) -> np.ndarray: ...
     def _state(self) -> dict: return {}
     def _load_state(self, state: dict, path: Path) -> None: ...
@@ -117,6 +120,7 @@ class LogRegModel(_Tabular):
     """L2 logistic regression on the lead's own fields (standardised; missing = train mean)."""
     name = "logreg"
     feature_sets = ("own",)
+    uses_valid = False
 
     def __init__(self, C: float = 1.0) -> None:
         super().__init__()
@@ -124,13 +128,13 @@ class LogRegModel(_Tabular):
         self.mean = self.scale = self.coef = None
         self.intercept = 0.0
 
-    def _fit_matrix(self, X, y, valid_xy, seed) -> None:
+    def _fit_matrix(self, X, y, w, valid_xy, seed) -> None:
         seen = ~np.isnan(X)
         sums = np.where(seen, X, 0.0).sum(axis=0)
         self.mean = np.where(seen.any(axis=0), sums / np.maximum(seen.sum(axis=0), 1), 0.0)
         Z = np.where(np.isnan(X), self.mean, X) - self.mean
         self.scale = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-        clf = LogisticRegression(C=self.C, max_iter=2000, random_state=seed).fit(Z / self.scale, y)
+        clf = LogisticRegression(C=self.C, max_iter=2000, random_state=seed).fit(Z / self.scale, y, sample_weight=w)
         self.coef, self.intercept = clf.coef_[0], float(clf.intercept_[0])
 
     def _predict_matrix(self, X) -> np.ndarray:
@@ -179,12 +183,13 @@ class _LGBM(_Tabular):
                 "lambda_l2": o.lambda_l2, "num_threads": o.num_threads, "seed": seed,
                 "deterministic": True, "force_row_wise": True, "verbosity": -1}
 
-    def _fit_matrix(self, X, y, valid_xy, seed) -> None:
+    def _fit_matrix(self, X, y, w, valid_xy, seed) -> None:
         names = [f"f{i}_" + re.sub(r"[^0-9A-Za-z_]", "_", c) for i, c in enumerate(self.encoder.columns)]
-        train = lgb.Dataset(X, y, feature_name=names, free_raw_data=True)
+        train = lgb.Dataset(X, y, weight=w, feature_name=names, free_raw_data=True)
         kwargs: dict = {}
         if valid_xy is not None:
-            kwargs["valid_sets"] = [lgb.Dataset(*valid_xy, reference=train)]
+            vx, vy, vw = valid_xy
+            kwargs["valid_sets"] = [lgb.Dataset(vx, vy, weight=vw, reference=train)]
             kwargs["callbacks"] = [lgb.early_stopping(self.options.early_stopping_rounds, verbose=False)]
         booster = lgb.train(self._params(seed), train, num_boost_round=self.options.num_boost_round, **kwargs)
         best = booster.best_iteration if booster.best_iteration > 0 else None

@@ -38,7 +38,7 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 
 from graph_store.base import Subgraph
 from model.base import ExampleSet, LeadModel
-from model.features import FeatureSpec, to_hetero_data
+from model.features import FeatureSpec, khop_subgraph, seed_index, to_hetero_data
 from schemas.types import CONTACT, EDGE_TYPES, NODE_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +52,8 @@ TIERS = ("A", "B", "C", "D")
 #: architecture options of models saved before they existed (mean aggregation, no extras)
 _LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": ""}
 _WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
+#: leads per forward when ``predict_proba`` splits a graph above ``max_full_nodes``
+PREDICT_CHUNK = 10_000
 
 
 class HeteroSAGE(nn.Module):
@@ -219,6 +221,17 @@ class GNNLeadModel(LeadModel):
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         if not len(contact_ids):
             return np.zeros(0)
+        n_nodes = sum(len(v) for v in graph.node_ids.values())
+        if n_nodes > self.options.max_full_nodes and len(contact_ids) > PREDICT_CHUNK:
+            # a big snapshot: score chunks of leads on their exact k-hop subgraphs, which give
+            # the same logits (module doc) at a fraction of the memory of one full forward
+            local = seed_index(graph, contact_ids)
+            logits = []
+            for lo in range(0, len(local), PREDICT_CHUNK):
+                sub = khop_subgraph(graph, local[lo:lo + PREDICT_CHUNK], hops=self.options.layers)
+                data, seeds = to_hetero_data(sub, self._spec())
+                logits.append(self.logits(data, seeds))
+            return self.calibration(np.concatenate(logits))
         data, seeds = to_hetero_data(graph, self._spec(), contact_ids)
         return self.calibration(self.logits(data, seeds))
 

@@ -90,15 +90,19 @@ class RulesModel(LeadModel):
         pts = [self.points(ex.graph(), ex.contact_ids) for ex in train if ex.contact_ids]
         x = np.concatenate(pts) if pts else np.zeros(0)
         y = np.concatenate([np.asarray(ex.labels, float) for ex in train if ex.contact_ids]) if pts else x
+        w = np.concatenate([ex.example_weights() for ex in train if ex.contact_ids]) if pts else x
         keep = ~np.isnan(y)
-        x, y = x[keep], y[keep]
+        x, y, w = x[keep], y[keep], w[keep]
         if y.size and 0 < y.sum() < y.size:
-            clf = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(x[:, None] / 100.0, y)
+            # weights undo a subsampling of negatives, so the map sees the true base rate
+            clf = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(
+                x[:, None] / 100.0, y, sample_weight=None if np.all(w == 1.0) else w)
             a = float(clf.coef_[0, 0]) / 100.0
             if a > 0:  # keep the map monotone increasing; otherwise keep the default
                 self.a, self.b = a, float(clf.intercept_[0])
         elif y.size:
-            self.a, self.b = 0.0, float(np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6)))
+            rate = float(np.average(y, weights=w))
+            self.a, self.b = 0.0, float(np.log(max(rate, 1e-6) / max(1 - rate, 1e-6)))
         return self
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -266,20 +266,25 @@ def feature_table(g: Subgraph, contact_ids: Sequence[str], sets: Sequence[str]) 
     return RawTable(np.hstack([p.num for p in parts]), [c for p in parts for c in p.num_cols], cats)
 
 
-def examples_table(examples: ExampleSet, sets: Sequence[str]) -> tuple[RawTable, np.ndarray]:
-    raws, labels = [], []
+def examples_table(examples: ExampleSet, sets: Sequence[str]) -> tuple[RawTable, np.ndarray, Optional[np.ndarray]]:
+    """The stacked feature table of every labelled example, its labels and its weights (None
+    when every example weighs 1, i.e. no cutoff was subsampled)."""
+    raws, labels, weights = [], [], []
     for ex in examples:
         if not ex.contact_ids:
             continue
         raws.append(feature_table(ex.graph(), ex.contact_ids, sets))
         labels.append(np.asarray(ex.labels, dtype=np.float64))
+        weights.append(ex.example_weights())
     if not raws:
         raise ValueError("no training examples")
-    y = np.concatenate(labels)
+    y, w = np.concatenate(labels), np.concatenate(weights)
     raw = RawTable.concat(raws)
     keep = ~np.isnan(y)
-    return RawTable(raw.num[keep], raw.num_cols, {k: [v for v, m in zip(vs, keep) if m]
-                                               for k, vs in raw.cats.items()}), y[keep]
+    table = RawTable(raw.num[keep], raw.num_cols, {k: [v for v, m in zip(vs, keep) if m]
+                                                   for k, vs in raw.cats.items()})
+    w = w[keep]
+    return table, y[keep], (None if np.all(w == 1.0) else w)
 
 
 @dataclass

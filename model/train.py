@@ -94,13 +94,16 @@ class _Prepared:
     raw: Optional[RawGraph]
     seeds: np.ndarray  # local contact indices of the labelled contacts
     labels: np.ndarray
+    weights: np.ndarray  # importance weights (1 unless negatives were subsampled)
     data: object = None
     seed_t: Optional[torch.Tensor] = None
     label_t: Optional[torch.Tensor] = None
+    weight_t: Optional[torch.Tensor] = None
 
 
 def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, training: bool) -> Optional[_Prepared]:
     labels = np.asarray(ex.labels, dtype=np.float64)
+    weights = ex.example_weights()
     ok = ~np.isnan(labels)
     sg = ex.graph()
     pos = {cid: i for i, cid in enumerate(sg.node_ids.get(CONTACT, []))}
@@ -110,7 +113,7 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
                        ex.as_of, int((~present).sum()))
     ok &= present
     ids = [c for c, k in zip(ex.contact_ids, ok) if k]
-    labels = labels[ok]
+    labels, weights = labels[ok], weights[ok]
     if not ids:
         return None
     local = seed_index(sg, ids)
@@ -121,6 +124,8 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
             neg_i = np.flatnonzero(labels <= 0.5)
             k = min(len(neg_i), max(opts.min_negatives, opts.neg_per_pos * len(pos_i)))
             pick = np.sort(np.concatenate([pos_i, rng.choice(neg_i, size=k, replace=False)]))
+            weights = weights.copy()
+            weights[neg_i] *= len(neg_i) / max(k, 1)  # the kept negatives stand for all of them
         else:
             k = min(len(ids), opts.max_valid_seeds)
             pick = np.sort(rng.choice(len(ids), size=k, replace=False))
@@ -128,28 +133,35 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
         logger.info("cutoff %s: %d nodes > %d, using the 2-hop subgraph of %d seeds (%d nodes)",
                     ex.as_of, n_nodes, opts.max_full_nodes, len(pick),
                     sum(len(v) for v in sub.node_ids.values()))
-        return _Prepared(raw=extract(sub), seeds=np.asarray(sub.seeds), labels=labels[pick])
-    return _Prepared(raw=extract(sg), seeds=local, labels=labels)
+        return _Prepared(raw=extract(sub), seeds=np.asarray(sub.seeds), labels=labels[pick],
+                         weights=weights[pick])
+    return _Prepared(raw=extract(sg), seeds=local, labels=labels, weights=weights)
 
 
 def _encode(p: _Prepared, spec: FeatureSpec) -> None:
     p.data, _ = spec.encode(p.raw)
     p.seed_t = torch.as_tensor(p.seeds, dtype=torch.long)
     p.label_t = torch.as_tensor(p.labels, dtype=torch.float32)
+    # None when every weight is 1: the unweighted mean, bit for bit
+    p.weight_t = None if np.all(p.weights == 1.0) else torch.as_tensor(p.weights, dtype=torch.float32)
     p.raw = None  # free the attribute dicts; tensors are all we need from here
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, opts: TrainOptions, pos_weight: float) -> torch.Tensor:
+def _loss(logits: torch.Tensor, y: torch.Tensor, opts: TrainOptions, pos_weight: float,
+          w: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-example loss, averaged with the importance weights ``w`` (None = plain mean)."""
     if opts.loss == "weighted":
-        return torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, y, pos_weight=torch.tensor(pos_weight))
-    if opts.loss != "focal":
+        per = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, y, pos_weight=torch.tensor(pos_weight), reduction="none")
+    elif opts.loss == "focal":
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        p = torch.sigmoid(logits)
+        p_t = p * y + (1 - p) * (1 - y)
+        alpha_t = opts.focal_alpha * y + (1 - opts.focal_alpha) * (1 - y)
+        per = alpha_t * (1 - p_t) ** opts.focal_gamma * bce
+    else:
         raise ValueError(f"unknown loss {opts.loss!r} (focal or weighted)")
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-    p = torch.sigmoid(logits)
-    p_t = p * y + (1 - p) * (1 - y)
-    alpha_t = opts.focal_alpha * y + (1 - opts.focal_alpha) * (1 - y)
-    return (alpha_t * (1 - p_t) ** opts.focal_gamma * bce).mean()
+    return per.mean() if w is None else (per * w).sum() / w.sum()
 
 
 def _predict(net: HeteroSAGE, p: _Prepared) -> np.ndarray:
@@ -177,7 +189,8 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
     for p in tr + va:
         _encode(p, spec)
     y_tr = np.concatenate([p.labels for p in tr])
-    pos_weight = float((len(y_tr) - y_tr.sum()) / max(y_tr.sum(), 1.0))
+    w_tr = np.concatenate([p.weights for p in tr])
+    pos_weight = float((w_tr * (1 - y_tr)).sum() / max((w_tr * y_tr).sum(), 1.0))
     logger.info("prepared %d train / %d valid cutoffs in %.1fs (%d labelled, %.2f%% positive)",
                 len(tr), len(va), time.perf_counter() - t0, len(y_tr), 100 * y_tr.mean())
 
@@ -197,7 +210,7 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
             p = tr[i]
             optim.zero_grad()
             out = net(p.data.x_dict, edge_index_dict(p.data), p.seed_t)
-            loss = _loss(out, p.label_t, opts, pos_weight)
+            loss = _loss(out, p.label_t, opts, pos_weight, p.weight_t)
             loss.backward()
             optim.step()
             losses.append(loss.item())
