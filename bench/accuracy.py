@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-train-examples", type=int, default=SplitOptions().max_train_examples,
                     help="per training cutoff: all positives + sampled negatives up to N "
                          "(validation and test are never sampled)")
+    ap.add_argument("--valid-cutoffs", type=int, default=SplitOptions().valid_cutoffs)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (LightGBM uses 1); 1 is fastest on a shared 2-core machine")
     ap.add_argument("--merge", action="store_true",
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
     except ImportError:  # the gnn row will say it is unavailable
         pass
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    split_kw = {"max_train_cutoffs": args.max_train_cutoffs, "max_train_examples": args.max_train_examples}
+    split_kw = {"max_train_cutoffs": args.max_train_cutoffs, "max_train_examples": args.max_train_examples,
+                "valid_cutoffs": args.valid_cutoffs}
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         runs = []
         t_size = time.perf_counter()

@@ -184,7 +184,8 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
         cache_graphs: keep every cutoff's graph once built, so the models after the first do
             not rebuild it. Default None: only when the export has at most
             ``CACHE_MAX_CONTACTS`` contacts (the cached snapshots of a 100k-contact export
-            would take more memory than the store itself).
+            would take more memory than the store itself); the training cutoffs, bounded by
+            ``options.max_train_examples``, are cached either way.
 
     Raises:
         TaskError: the task is not in the supported query subset.
@@ -204,9 +205,13 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
     store.apply(sorted(events, key=lambda e: e.event_time))
     start, end = data_span(events)
     events = None  # the store has them; on a large export the event objects alone are GBs
+    cache_train = None
     if cache_graphs is None:
         cache_graphs = len(store.node_ids("contact", end)) <= CACHE_MAX_CONTACTS
-    split = build_split(store, parsed, start, end, options, cache_graphs=cache_graphs)
+        # sampled training cutoffs are bounded subgraphs: cheap to keep, costly to rebuild
+        cache_train = cache_graphs or options.max_train_examples is not None
+    split = build_split(store, parsed, start, end, options, cache_graphs=cache_graphs,
+                        cache_train=cache_train)
     counts = split.counts()
     split_info = {**split.plan.describe(), "counts": counts}
     if split.plan.gap == "relaxed":

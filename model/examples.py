@@ -259,12 +259,19 @@ def _graph_builder(store: GraphStore, t: int, cache: bool,
 
 
 def build_split(store: GraphStore, task: Task, start: int, end: int,
-                options: SplitOptions = SplitOptions(), *, cache_graphs: bool = False) -> TemporalSplit:
-    """Plan the split for data in ``[start, end]`` and build the examples of every split."""
+                options: SplitOptions = SplitOptions(), *, cache_graphs: bool = False,
+                cache_train: Optional[bool] = None) -> TemporalSplit:
+    """Plan the split for data in ``[start, end]`` and build the examples of every split.
+
+    ``cache_graphs`` keeps every cutoff's graph once built; ``cache_train`` (default: the same)
+    does so for the training cutoffs only, e.g. when they are bounded 2-hop subgraphs while
+    the validation and test snapshots are too big to keep.
+    """
     plan = plan_split(start, end, task, options)
     return TemporalSplit(
         plan=plan,
-        train=build_examples(store, task, plan.train, cache_graphs=cache_graphs,
+        train=build_examples(store, task, plan.train,
+                             cache_graphs=cache_graphs if cache_train is None else cache_train,
                              max_examples=options.max_train_examples, sample_seed=options.sample_seed),
         valid=build_examples(store, task, plan.valid, cache_graphs=cache_graphs),
         test=build_examples(store, task, plan.test, cache_graphs=cache_graphs),

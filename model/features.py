@@ -91,17 +91,31 @@ class RawGraph:
     nodes: dict[NodeType, RawNodes]
 
 
+def _cat_one(v: Any, key: str, multi: bool) -> list[str]:
+    if multi:
+        if key == "title":
+            return _title_tokens(v)
+        return sorted({str(x).lower() for x in (v or []) if x})
+    return [str(v).lower()] if v not in (None, "") else []
+
+
 def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
+    # Values repeat a lot (activity types, pages, industries): compute each distinct one once.
+    # The returned lists may be shared between nodes; nothing downstream mutates them.
+    cache: dict = {}
     out = []
+    append = out.append
     for a in attrs:
         v = a.get(key)
-        if multi:
-            if key == "title":
-                out.append(_title_tokens(v))
-            else:
-                out.append(sorted({str(x).lower() for x in (v or []) if x}))
-        else:
-            out.append([str(v).lower()] if v not in (None, "") else [])
+        try:
+            ck = (type(v), v)  # type too: 1 and True are equal keys but print differently
+            hit = cache.get(ck)
+        except TypeError:  # unhashable (a list): no memo
+            append(_cat_one(v, key, multi))
+            continue
+        if hit is None:
+            hit = cache[ck] = _cat_one(v, key, multi)
+        append(hit)
     return out
 
 

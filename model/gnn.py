@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HeteroSAGE", "GNNLeadModel", "Calibration", "TIERS", "edge_index_dict"]
+__all__ = ["HeteroSAGE", "EnsembleSAGE", "build_net", "GNNLeadModel", "Calibration", "TIERS",
+           "edge_index_dict"]
 
 TIERS = ("A", "B", "C", "D")
 #: architecture options of models saved before they existed (mean aggregation, no extras)
@@ -148,6 +149,26 @@ class HeteroSAGE(nn.Module):
         return cls(in_dims, o.hidden, o.layers, o.dropout, aggr=o.aggr, degree=o.degree,
                    skip=o.skip, norm=o.norm,
                    exclude=tuple(t.strip() for t in o.exclude_types.split(",") if t.strip()))
+
+
+class EnsembleSAGE(nn.Module):
+    """Several ``HeteroSAGE`` networks (different seeds) whose logits are averaged: the same
+    inputs and receptive field, less variance than one early-stopped network."""
+
+    def __init__(self, members: Sequence[HeteroSAGE]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x_dict, edge_index_dict, seed_idx) for m in self.members]).mean(0)
+
+
+def build_net(in_dims: dict[str, int], o: "TrainOptions") -> nn.Module:
+    """The network ``o`` describes: one ``HeteroSAGE``, or an ``EnsembleSAGE`` of ``o.ensemble``."""
+    k = getattr(o, "ensemble", 1)
+    if k > 1:
+        return EnsembleSAGE([HeteroSAGE.from_options(in_dims, o) for _ in range(k)])
+    return HeteroSAGE.from_options(in_dims, o)
 
 
 def edge_index_dict(data: HeteroData) -> dict:
@@ -275,7 +296,7 @@ class GNNLeadModel(LeadModel):
         # models saved before the architecture options existed: the original architecture
         model = cls(TrainOptions(**{**_LEGACY_ARCH, **meta["options"]}))
         model.spec = FeatureSpec.from_json((path / _SPEC).read_text())
-        model.net = HeteroSAGE.from_options(model.spec.dims(), model.options)
+        model.net = build_net(model.spec.dims(), model.options)
         model.net.load_state_dict(torch.load(path / _WEIGHTS, weights_only=True))
         model.net.eval()
         cal = meta["calibration"]

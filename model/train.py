@@ -20,11 +20,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from model.base import CutoffExamples, ExampleSet
 from model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
-from model.gnn import Calibration, GNNLeadModel, HeteroSAGE, edge_index_dict
+from model.gnn import Calibration, EnsembleSAGE, GNNLeadModel, HeteroSAGE, edge_index_dict
 from schemas.types import CONTACT, NODE_TYPES
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class TrainOptions:
             Default "none" (LayerNorm lowered validation AP on small seed 0).
         exclude_types: comma-separated node types left out of message passing (e.g.
             "activity": faster, but lowered validation AUROC on small). Default "".
+        ensemble: networks trained with seeds ``seed + 1000 i`` whose logits are averaged
+            (each early-stopped on validation). Default 1.
+        monitor: early-stopping metric on validation, "ap" or "auroc". Default "ap".
     """
     hidden: int = 64
     layers: int = 2
@@ -87,6 +90,8 @@ class TrainOptions:
     skip: bool = True
     norm: str = "none"
     exclude_types: str = ""
+    ensemble: int = 1
+    monitor: str = "ap"
 
 
 @dataclass
@@ -174,6 +179,10 @@ def _ap(y: np.ndarray, s: np.ndarray) -> float:
     return float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+
+
 def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] = None,
             seed: Optional[int] = None) -> GNNLeadModel:
     """Train ``model`` in place (see ``train_gnn``) and return it."""
@@ -194,15 +203,41 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
     logger.info("prepared %d train / %d valid cutoffs in %.1fs (%d labelled, %.2f%% positive)",
                 len(tr), len(va), time.perf_counter() - t0, len(y_tr), 100 * y_tr.mean())
 
-    torch.manual_seed(opts.seed)
-    net = HeteroSAGE.from_options(spec.dims(), opts)
-    optim = torch.optim.Adam(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     y_va = np.concatenate([p.labels for p in va]) if va else np.zeros(0)
     monitor = va if va and 0 < y_va.sum() < len(y_va) else tr  # no usable valid: monitor train
-    y_mon = np.concatenate([p.labels for p in monitor])
-    best = (-np.inf, None, -1)
     model.history = []
-    order_rng = np.random.default_rng(opts.seed + 1)
+    members = []
+    for i in range(max(1, opts.ensemble)):
+        # member 0 uses the model seed itself, so ensemble=1 is exactly the single-net recipe
+        net, history = _train_member(spec, tr, monitor, opts, opts.seed + 1000 * i, pos_weight)
+        members.append(net)
+        model.history += [{**h, "member": i} for h in history] if opts.ensemble > 1 else history
+    net = members[0] if len(members) == 1 else EnsembleSAGE(members)
+    net.eval()
+    model.net = net
+
+    cal_set = va if va else tr
+    logits = np.concatenate([_predict(net, p) for p in cal_set])
+    y_cal = np.concatenate([p.labels for p in cal_set])
+    model.calibration = Calibration.fit(logits, y_cal)
+    _set_tiers(model, model.calibration(logits), y_cal)
+    logger.info("trained gnn: %d member(s), %d epochs in all, %.1fs", len(members),
+                len(model.history), time.perf_counter() - t0)
+    return model
+
+
+def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepared], opts: TrainOptions,
+                  seed: int, pos_weight: float) -> tuple[HeteroSAGE, list[dict]]:
+    """One network: Adam, one full-batch step per training cutoff per epoch (shuffled), early
+    stopping on the monitor set (validation; never the test cutoff); the best state is kept."""
+    torch.manual_seed(seed)
+    net = HeteroSAGE.from_options(spec.dims(), opts)
+    optim = torch.optim.Adam(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    y_mon = np.concatenate([p.labels for p in monitor])
+    metric = _auroc if opts.monitor == "auroc" else _ap
+    best = (-np.inf, None, -1)
+    history = []
+    order_rng = np.random.default_rng(seed + 1)
     for epoch in range(opts.epochs):
         net.train()
         losses = []
@@ -215,25 +250,18 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
             optim.step()
             losses.append(loss.item())
         s_mon = np.concatenate([_predict(net, p) for p in monitor])
-        ap = _ap(y_mon, s_mon)
-        score = ap if np.isfinite(ap) else -float(np.mean(losses))
-        model.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "monitor_ap": ap})
+        value = metric(y_mon, s_mon)
+        score = value if np.isfinite(value) else -float(np.mean(losses))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), f"monitor_{opts.monitor}": value})
         if score > best[0] + 1e-6:
             best = (score, copy.deepcopy(net.state_dict()), epoch)
         elif epoch - best[2] >= opts.patience:
             break
     net.load_state_dict(best[1])
     net.eval()
-    model.net = net
-
-    cal_set = va if va else tr
-    logits = np.concatenate([_predict(net, p) for p in cal_set])
-    y_cal = np.concatenate([p.labels for p in cal_set])
-    model.calibration = Calibration.fit(logits, y_cal)
-    _set_tiers(model, model.calibration(logits), y_cal)
-    logger.info("trained gnn: best epoch %d (monitor AP %.4f), %d epochs, %.1fs", best[2], best[0],
-                len(model.history), time.perf_counter() - t0)
-    return model
+    logger.info("gnn member (seed %d): best epoch %d (monitor %s %.4f), %d epochs", seed, best[2],
+                opts.monitor, best[0], len(history))
+    return net, history
 
 
 def _set_tiers(model: GNNLeadModel, proba: np.ndarray, y: np.ndarray) -> None:
