@@ -100,22 +100,17 @@ def _cat_one(v: Any, key: str, multi: bool) -> list[str]:
 
 
 def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
-    # Values repeat a lot (activity types, pages, industries): compute each distinct one once.
-    # The returned lists may be shared between nodes; nothing downstream mutates them.
+    # values repeat (types, pages, industries): one computation per distinct value; the lists
+    # may be shared between nodes (nothing downstream mutates them)
     cache: dict = {}
     out = []
-    append = out.append
     for a in attrs:
         v = a.get(key)
-        try:
-            ck = (type(v), v)  # type too: 1 and True are equal keys but print differently
-            hit = cache.get(ck)
+        try:  # keyed with the type too: 1 and True are equal keys but print differently
+            hit = cache.get((type(v), v)) or cache.setdefault((type(v), v), _cat_one(v, key, multi))
         except TypeError:  # unhashable (a list): no memo
-            append(_cat_one(v, key, multi))
-            continue
-        if hit is None:
-            hit = cache[ck] = _cat_one(v, key, multi)
-        append(hit)
+            hit = _cat_one(v, key, multi)
+        out.append(hit)
     return out
 
 
