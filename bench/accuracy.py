@@ -13,7 +13,7 @@ It prints figures; it never asserts.
 Usage::
 
     python bench/accuracy.py --sizes small --seeds 0,1,2
-    python bench/accuracy.py --sizes large --seeds 0 --models rules,lgbm_flat,lgbm_agg,gnn
+    python bench/accuracy.py --sizes large --seeds 0 --max-train-cutoffs 8 --max-train-examples 10000
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import logging
+import resource
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
+from model.examples import SplitOptions  # noqa: E402
 
 METRICS = (("AUROC", "auroc", 3), ("AP", "average_precision", 3), ("P@10%", "precision_at_top", 3),
            ("lift@10%", "lift_at_top", 2), ("Brier", "brier", 4), ("fit s", "fit_seconds", 0))
@@ -45,6 +47,28 @@ def world_dir(data: Path, size: str, seed: int) -> Path:
         simulate(size, seed=seed, out_dir=str(out))
         print(f"simulated {size} seed {seed} in {time.perf_counter() - t0:.0f}s", flush=True)
     return out
+
+
+def peak_rss_mb() -> int:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def merge_runs(old: dict, new_runs: list[dict], models: list[str]) -> tuple[list[dict], list[str]]:
+    """New rows of ``models`` replace the same models' rows in the old runs of the same seed;
+    every other old row is kept (each row records the split it was measured on)."""
+    by_seed = {r["seed"]: r for r in old.get("runs", [])}
+    for run in new_runs:
+        prev = by_seed.get(run["seed"])
+        if prev is not None:
+            kept = [row for row in prev["rows"] if row["model"] not in models]
+            run = {**run, "rows": kept + run["rows"],
+                   "merged_from": {"wall_seconds": prev.get("wall_seconds"),
+                                   "peak_rss_mb": prev.get("peak_rss_mb"),
+                                   "models": [row["model"] for row in kept]}}
+        by_seed[run["seed"]] = run
+    order = list(old.get("models", [])) + [m for m in models if m not in old.get("models", [])]
+    return [by_seed[s] for s in sorted(by_seed)], order
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -92,12 +116,29 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
     ap.add_argument("--data", default="/tmp/leadpulse-bench", help="where simulated worlds are cached")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--max-train-cutoffs", type=int, default=None,
+                    help="keep only the latest N training cutoffs (default: all)")
+    ap.add_argument("--max-train-examples", type=int, default=SplitOptions().max_train_examples,
+                    help="per training cutoff: all positives + sampled negatives up to N "
+                         "(validation and test are never sampled)")
+    ap.add_argument("--valid-cutoffs", type=int, default=SplitOptions().valid_cutoffs)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (LightGBM uses 1); 1 is fastest on a shared 2-core machine")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other models' rows of an existing result file (same seeds)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:  # the gnn row will say it is unavailable
+        pass
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    split_kw = {"max_train_cutoffs": args.max_train_cutoffs, "max_train_examples": args.max_train_examples,
+                "valid_cutoffs": args.valid_cutoffs}
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         runs = []
         t_size = time.perf_counter()
@@ -105,18 +146,24 @@ def main(argv=None) -> int:
             tables = world_dir(Path(args.data), size, seed)
             t0 = time.perf_counter()
             buf = io.StringIO()
-            report = run_evaluation(tables, models=models, seed=seed, out=buf)
+            options = SplitOptions(**split_kw, sample_seed=seed)
+            report = run_evaluation(tables, models=models, seed=seed, out=buf, options=options)
             wall = time.perf_counter() - t0
             print(f"--- {size} seed {seed} ({wall:.0f}s)\n{buf.getvalue()}", flush=True)
-            runs.append({"seed": seed, "wall_seconds": round(wall, 1), **report.to_dict()})
+            runs.append({"seed": seed, "wall_seconds": round(wall, 1), "peak_rss_mb": peak_rss_mb(),
+                         **report.to_dict()})
+        out = Path(args.out) / f"accuracy-{size}.json"
+        all_models = models
+        if args.merge and out.exists():
+            runs, all_models = merge_runs(json.loads(out.read_text()), runs, models)
         summary = summarise(runs)
         print(f"=== {size}, seeds {seeds}: mean ± sd [min–max] over seeds "
-              f"({time.perf_counter() - t_size:.0f}s)")
-        print(format_summary(summary, models), flush=True)
-        out = Path(args.out) / f"accuracy-{size}.json"
+              f"({time.perf_counter() - t_size:.0f}s, peak RSS {peak_rss_mb()} MB)")
+        print(format_summary(summary, all_models), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"size": size, "seeds": seeds, "models": models, "summary": summary,
-                                   "runs": runs}, indent=2))
+        out.write_text(json.dumps({"size": size, "seeds": seeds, "models": all_models, "split_options": split_kw,
+                                   "command": " ".join(["python", "bench/accuracy.py", *(argv or sys.argv[1:])]),
+                                   "summary": summary, "runs": runs}, indent=2))
         print(f"wrote {out}")
     return 0
 

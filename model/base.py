@@ -26,11 +26,21 @@ class CutoffExamples:
         labels: float array aligned with ``contact_ids`` (NaN when unknown, e.g. live scoring).
         build_graph: returns a Subgraph as of ``as_of`` containing every contact in
             ``contact_ids`` and its full receptive field (a snapshot, or an exact k-hop union).
+        weights: optional importance weight per example (None = all 1). A training cutoff
+            whose negatives were subsampled with probability p carries 1/p on them, so
+            weighted statistics (base rate, loss) are those of the full cutoff.
     """
     as_of: int
     contact_ids: list[str]
     labels: np.ndarray
     build_graph: Callable[[], Subgraph] = field(repr=False)
+    weights: Optional[np.ndarray] = None
+
+    def example_weights(self) -> np.ndarray:
+        """``weights`` as float64, or ones when there are none."""
+        if self.weights is None:
+            return np.ones(len(self.contact_ids))
+        return np.asarray(self.weights, dtype=np.float64)
 
     def graph(self) -> Subgraph:
         return self.build_graph()

@@ -44,6 +44,8 @@ __all__ = ["DEFAULT_MODELS", "EvaluationReport", "run_evaluation", "evaluate_spl
 
 #: the models of a default run, in report order ("gnn" is skipped with a note when missing)
 DEFAULT_MODELS: tuple[str, ...] = ("rules", "logreg", "lgbm_flat", "lgbm_agg", "gnn")
+#: above this many contacts ``run_evaluation`` rebuilds graphs per model instead of caching them
+CACHE_MAX_CONTACTS = 30_000
 COLUMNS = ("model", "AUROC", "AP", "P@10%", "lift@10%", "Brier", "n_test", "positives")
 
 
@@ -165,7 +167,8 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
                    models: Optional[Sequence[Union[str, LeadModel]]] = None, seed: int = 0,
                    json_out: Optional[Union[str, Path]] = None,
                    options: SplitOptions = SplitOptions(), out: Optional[TextIO] = None,
-                   events: Optional[Sequence[InputEvent]] = None) -> EvaluationReport:
+                   events: Optional[Sequence[InputEvent]] = None,
+                   cache_graphs: Optional[bool] = None) -> EvaluationReport:
     """Evaluate ``models`` on the tables in ``tables_dir`` and print one table.
 
     Args:
@@ -178,6 +181,11 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
         options: cutoff spacing and split rule. Default ``SplitOptions()``.
         out: where the table is printed. Default ``sys.stdout``.
         events: use these events instead of reading ``tables_dir`` (e.g. a simulated world).
+        cache_graphs: keep every cutoff's graph once built, so the models after the first do
+            not rebuild it. Default None: only when the export has at most
+            ``CACHE_MAX_CONTACTS`` contacts (the cached snapshots of a 100k-contact export
+            would take more memory than the store itself); the training cutoffs, bounded by
+            ``options.max_train_examples``, are cached either way.
 
     Raises:
         TaskError: the task is not in the supported query subset.
@@ -196,7 +204,14 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
     store = MemoryGraphStore()
     store.apply(sorted(events, key=lambda e: e.event_time))
     start, end = data_span(events)
-    split = build_split(store, parsed, start, end, options, cache_graphs=True)
+    events = None  # the store has them; on a large export the event objects alone are GBs
+    cache_train = None
+    if cache_graphs is None:
+        cache_graphs = len(store.node_ids("contact", end)) <= CACHE_MAX_CONTACTS
+        # sampled training cutoffs are bounded subgraphs: cheap to keep, costly to rebuild
+        cache_train = cache_graphs or options.max_train_examples is not None
+    split = build_split(store, parsed, start, end, options, cache_graphs=cache_graphs,
+                        cache_train=cache_train)
     counts = split.counts()
     split_info = {**split.plan.describe(), "counts": counts}
     if split.plan.gap == "relaxed":

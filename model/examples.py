@@ -49,7 +49,7 @@ from schemas.timeutil import MICROS_PER_DAY, from_micros, to_micros
 logger = logging.getLogger(__name__)
 
 __all__ = ["SplitOptions", "SplitPlan", "TemporalSplit", "SplitError", "data_span", "plan_split",
-           "contacts_at", "build_examples", "build_split"]
+           "contacts_at", "sample_examples", "build_examples", "build_split", "SAMPLE_HOPS"]
 
 
 class SplitError(ValueError):
@@ -68,12 +68,22 @@ class SplitOptions:
         gap: ``"strict"`` (raise when the strict rule leaves no training cutoff) or ``"auto"``
             (relax the train/valid gap then; the test gap is always strict). Default ``"auto"``.
         max_train_cutoffs: keep only the latest this many training cutoffs (None = all).
+        max_train_examples: per *training* cutoff, keep every positive and a seeded uniform
+            sample of the negatives so that at most this many examples remain (None = all).
+            Kept negatives carry the weight 1/p (p = their sampling rate). A sampled cutoff's
+            graph is the exact 2-hop subgraph of its examples, not the whole snapshot.
+            Validation and test cutoffs are never sampled. Default 20_000 (a no-op on
+            exports with fewer contacts; it bounds time and memory on large ones).
+        sample_seed: seed of that sampling (one generator per cutoff, so a cutoff's sample
+            does not depend on which other cutoffs are built). Default 0.
     """
     step_days: int = 7
     min_history_days: int = 14
     valid_cutoffs: int = 2
     gap: Literal["strict", "auto"] = "auto"
     max_train_cutoffs: Optional[int] = None
+    max_train_examples: Optional[int] = 20_000
+    sample_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,41 +189,90 @@ def contacts_at(store: GraphStore, as_of: int) -> list[str]:
     return [c for c in store.node_ids("contact", as_of) if store.node("contact", c, as_of)]
 
 
+#: hops of the subgraph that replaces a sampled cutoff's snapshot: the receptive field of every
+#: model here (2 GNN layers; the baselines' colleague and peer-company aggregates are 2 hops)
+SAMPLE_HOPS = 2
+
+
+def sample_examples(labels: np.ndarray, max_examples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices to keep (sorted) and their weights: every positive (and unlabelled example) plus
+    a uniform sample of negatives, at most ``max_examples`` in all (never fewer negatives than
+    positives while there are negatives to draw). Negatives weigh ``n_negatives / n_kept``.
+
+    Example:
+        >>> keep, w = sample_examples(np.array([1., 0, 0, 0, 0, 0]), 3, np.random.default_rng(0))
+        >>> len(keep), sorted(w.tolist())
+        (3, [1.0, 2.5, 2.5])
+    """
+    neg = np.flatnonzero(labels == 0)
+    other = np.flatnonzero(labels != 0)  # positives (and NaN: never dropped)
+    k = min(len(neg), max(max_examples - len(other), len(other)))
+    picked = rng.choice(neg, size=k, replace=False) if k < len(neg) else neg
+    keep = np.sort(np.concatenate([other, picked]))
+    weights = np.ones(len(keep))
+    if k:
+        weights[labels[keep] == 0] = len(neg) / k
+    return keep, weights
+
+
 def build_examples(store: GraphStore, task: Task, cutoffs: Sequence[int], *,
                    cache_graphs: bool = False,
-                   labels_from: Optional[Sequence[InputEvent]] = None) -> list[CutoffExamples]:
+                   labels_from: Optional[Sequence[InputEvent]] = None,
+                   max_examples: Optional[int] = None, sample_seed: int = 0) -> list[CutoffExamples]:
     """One ``CutoffExamples`` per cutoff: contacts existing at t, labels from the task.
 
     Args:
         store: the graph store holding every event (labels read it as of t + end).
         task: the prediction task.
         cutoffs: cutoff times in micros.
-        cache_graphs: keep each snapshot after its first build (faster when several models
+        cache_graphs: keep each graph after its first build (faster when several models
             read the same cutoffs; costs memory). Default False.
         labels_from: compute labels from these raw events instead of the store (reference).
+        max_examples: subsample negatives of cutoffs with more examples (``sample_examples``);
+            such a cutoff's graph is the exact ``SAMPLE_HOPS``-hop subgraph of its examples.
+            Only for training cutoffs. Default None (every contact, the whole snapshot).
+        sample_seed: seed of the sampling. Default 0.
     """
     out = []
     for t in cutoffs:
         ids = contacts_at(store, t)
         labels = task.label(labels_from if labels_from is not None else store, ids, t)
+        weights = None
+        if max_examples is not None and len(ids) > max_examples:
+            rng = np.random.default_rng([sample_seed, t // MICROS_PER_DAY])
+            keep, weights = sample_examples(labels, max_examples, rng)
+            ids, labels = [ids[i] for i in keep], labels[keep]
+            logger.info("cutoff %s: %d examples sampled (all %d positives)", format_time(from_micros(t)),
+                        len(ids), int(np.nansum(labels)))
         out.append(CutoffExamples(as_of=t, contact_ids=ids, labels=labels,
-                                  build_graph=_graph_builder(store, t, cache_graphs)))
+                                  build_graph=_graph_builder(store, t, cache_graphs,
+                                                             ids if weights is not None else None),
+                                  weights=weights))
     return out
 
 
-def _graph_builder(store: GraphStore, t: int, cache: bool) -> Callable[[], Subgraph]:
+def _graph_builder(store: GraphStore, t: int, cache: bool,
+                   seeds: Optional[list[str]] = None) -> Callable[[], Subgraph]:
     def build() -> Subgraph:
-        return store.snapshot(t)
+        return store.snapshot(t) if seeds is None else store.subgraph(seeds, t, hops=SAMPLE_HOPS)
     return lru_cache(maxsize=1)(build) if cache else build
 
 
 def build_split(store: GraphStore, task: Task, start: int, end: int,
-                options: SplitOptions = SplitOptions(), *, cache_graphs: bool = False) -> TemporalSplit:
-    """Plan the split for data in ``[start, end]`` and build the examples of every split."""
+                options: SplitOptions = SplitOptions(), *, cache_graphs: bool = False,
+                cache_train: Optional[bool] = None) -> TemporalSplit:
+    """Plan the split for data in ``[start, end]`` and build the examples of every split.
+
+    ``cache_graphs`` keeps every cutoff's graph once built; ``cache_train`` (default: the same)
+    does so for the training cutoffs only, e.g. when they are bounded 2-hop subgraphs while
+    the validation and test snapshots are too big to keep.
+    """
     plan = plan_split(start, end, task, options)
     return TemporalSplit(
         plan=plan,
-        train=build_examples(store, task, plan.train, cache_graphs=cache_graphs),
+        train=build_examples(store, task, plan.train,
+                             cache_graphs=cache_graphs if cache_train is None else cache_train,
+                             max_examples=options.max_train_examples, sample_seed=options.sample_seed),
         valid=build_examples(store, task, plan.valid, cache_graphs=cache_graphs),
         test=build_examples(store, task, plan.test, cache_graphs=cache_graphs),
     )

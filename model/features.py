@@ -91,17 +91,26 @@ class RawGraph:
     nodes: dict[NodeType, RawNodes]
 
 
+def _cat_one(v: Any, key: str, multi: bool) -> list[str]:
+    if multi:
+        if key == "title":
+            return _title_tokens(v)
+        return sorted({str(x).lower() for x in (v or []) if x})
+    return [str(v).lower()] if v not in (None, "") else []
+
+
 def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
+    # values repeat (types, pages, industries): one computation per distinct value; the lists
+    # may be shared between nodes (nothing downstream mutates them)
+    cache: dict = {}
     out = []
     for a in attrs:
         v = a.get(key)
-        if multi:
-            if key == "title":
-                out.append(_title_tokens(v))
-            else:
-                out.append(sorted({str(x).lower() for x in (v or []) if x}))
-        else:
-            out.append([str(v).lower()] if v not in (None, "") else [])
+        try:  # keyed with the type too: 1 and True are equal keys but print differently
+            hit = cache.get((type(v), v)) or cache.setdefault((type(v), v), _cat_one(v, key, multi))
+        except TypeError:  # unhashable (a list): no memo
+            hit = _cat_one(v, key, multi)
+        out.append(hit)
     return out
 
 

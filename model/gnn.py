@@ -38,7 +38,7 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 
 from graph_store.base import Subgraph
 from model.base import ExampleSet, LeadModel
-from model.features import FeatureSpec, to_hetero_data
+from model.features import FeatureSpec, khop_subgraph, seed_index, to_hetero_data
 from schemas.types import CONTACT, EDGE_TYPES, NODE_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,12 +46,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HeteroSAGE", "GNNLeadModel", "Calibration", "TIERS", "edge_index_dict"]
+__all__ = ["HeteroSAGE", "EnsembleSAGE", "build_net", "GNNLeadModel", "Calibration", "TIERS",
+           "edge_index_dict"]
 
 TIERS = ("A", "B", "C", "D")
 #: architecture options of models saved before they existed (mean aggregation, no extras)
 _LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": ""}
 _WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
+#: leads per forward when ``predict_proba`` splits a graph above ``max_full_nodes``
+PREDICT_CHUNK = 10_000
 
 
 class HeteroSAGE(nn.Module):
@@ -148,6 +151,26 @@ class HeteroSAGE(nn.Module):
                    exclude=tuple(t.strip() for t in o.exclude_types.split(",") if t.strip()))
 
 
+class EnsembleSAGE(nn.Module):
+    """Several ``HeteroSAGE`` networks (different seeds) whose logits are averaged: the same
+    inputs and receptive field, less variance than one early-stopped network."""
+
+    def __init__(self, members: Sequence[HeteroSAGE]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x_dict, edge_index_dict, seed_idx) for m in self.members]).mean(0)
+
+
+def build_net(in_dims: dict[str, int], o: "TrainOptions") -> nn.Module:
+    """The network ``o`` describes: one ``HeteroSAGE``, or an ``EnsembleSAGE`` of ``o.ensemble``."""
+    k = getattr(o, "ensemble", 1)
+    if k > 1:
+        return EnsembleSAGE([HeteroSAGE.from_options(in_dims, o) for _ in range(k)])
+    return HeteroSAGE.from_options(in_dims, o)
+
+
 def edge_index_dict(data: HeteroData) -> dict:
     """Edge types with at least one edge and a non-empty source type (trap 8). Dropping an
     empty type is exact for ``HeteroSAGE`` (see module doc)."""
@@ -219,6 +242,17 @@ class GNNLeadModel(LeadModel):
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         if not len(contact_ids):
             return np.zeros(0)
+        n_nodes = sum(len(v) for v in graph.node_ids.values())
+        if n_nodes > self.options.max_full_nodes and len(contact_ids) > PREDICT_CHUNK:
+            # a big snapshot: score chunks of leads on their exact k-hop subgraphs, which give
+            # the same logits (module doc) at a fraction of the memory of one full forward
+            local = seed_index(graph, contact_ids)
+            logits = []
+            for lo in range(0, len(local), PREDICT_CHUNK):
+                sub = khop_subgraph(graph, local[lo:lo + PREDICT_CHUNK], hops=self.options.layers)
+                data, seeds = to_hetero_data(sub, self._spec())
+                logits.append(self.logits(data, seeds))
+            return self.calibration(np.concatenate(logits))
         data, seeds = to_hetero_data(graph, self._spec(), contact_ids)
         return self.calibration(self.logits(data, seeds))
 
@@ -262,7 +296,7 @@ class GNNLeadModel(LeadModel):
         # models saved before the architecture options existed: the original architecture
         model = cls(TrainOptions(**{**_LEGACY_ARCH, **meta["options"]}))
         model.spec = FeatureSpec.from_json((path / _SPEC).read_text())
-        model.net = HeteroSAGE.from_options(model.spec.dims(), model.options)
+        model.net = build_net(model.spec.dims(), model.options)
         model.net.load_state_dict(torch.load(path / _WEIGHTS, weights_only=True))
         model.net.eval()
         cal = meta["calibration"]

@@ -20,11 +20,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from model.base import CutoffExamples, ExampleSet
 from model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
-from model.gnn import Calibration, GNNLeadModel, HeteroSAGE, edge_index_dict
+from model.gnn import Calibration, EnsembleSAGE, GNNLeadModel, HeteroSAGE, edge_index_dict
 from schemas.types import CONTACT, NODE_TYPES
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class TrainOptions:
             Default "none" (LayerNorm lowered validation AP on small seed 0).
         exclude_types: comma-separated node types left out of message passing (e.g.
             "activity": faster, but lowered validation AUROC on small). Default "".
+        ensemble: networks trained with seeds ``seed + 1000 i`` whose logits are averaged
+            (each early-stopped on validation). Default 1.
+        monitor: early-stopping metric on validation, "ap" or "auroc". Default "ap".
     """
     hidden: int = 64
     layers: int = 2
@@ -87,6 +90,8 @@ class TrainOptions:
     skip: bool = True
     norm: str = "none"
     exclude_types: str = ""
+    ensemble: int = 1
+    monitor: str = "ap"
 
 
 @dataclass
@@ -94,13 +99,16 @@ class _Prepared:
     raw: Optional[RawGraph]
     seeds: np.ndarray  # local contact indices of the labelled contacts
     labels: np.ndarray
+    weights: np.ndarray  # importance weights (1 unless negatives were subsampled)
     data: object = None
     seed_t: Optional[torch.Tensor] = None
     label_t: Optional[torch.Tensor] = None
+    weight_t: Optional[torch.Tensor] = None
 
 
 def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, training: bool) -> Optional[_Prepared]:
     labels = np.asarray(ex.labels, dtype=np.float64)
+    weights = ex.example_weights()
     ok = ~np.isnan(labels)
     sg = ex.graph()
     pos = {cid: i for i, cid in enumerate(sg.node_ids.get(CONTACT, []))}
@@ -110,7 +118,7 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
                        ex.as_of, int((~present).sum()))
     ok &= present
     ids = [c for c, k in zip(ex.contact_ids, ok) if k]
-    labels = labels[ok]
+    labels, weights = labels[ok], weights[ok]
     if not ids:
         return None
     local = seed_index(sg, ids)
@@ -121,6 +129,8 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
             neg_i = np.flatnonzero(labels <= 0.5)
             k = min(len(neg_i), max(opts.min_negatives, opts.neg_per_pos * len(pos_i)))
             pick = np.sort(np.concatenate([pos_i, rng.choice(neg_i, size=k, replace=False)]))
+            weights = weights.copy()
+            weights[neg_i] *= len(neg_i) / max(k, 1)  # the kept negatives stand for all of them
         else:
             k = min(len(ids), opts.max_valid_seeds)
             pick = np.sort(rng.choice(len(ids), size=k, replace=False))
@@ -128,28 +138,35 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
         logger.info("cutoff %s: %d nodes > %d, using the 2-hop subgraph of %d seeds (%d nodes)",
                     ex.as_of, n_nodes, opts.max_full_nodes, len(pick),
                     sum(len(v) for v in sub.node_ids.values()))
-        return _Prepared(raw=extract(sub), seeds=np.asarray(sub.seeds), labels=labels[pick])
-    return _Prepared(raw=extract(sg), seeds=local, labels=labels)
+        return _Prepared(raw=extract(sub), seeds=np.asarray(sub.seeds), labels=labels[pick],
+                         weights=weights[pick])
+    return _Prepared(raw=extract(sg), seeds=local, labels=labels, weights=weights)
 
 
 def _encode(p: _Prepared, spec: FeatureSpec) -> None:
     p.data, _ = spec.encode(p.raw)
     p.seed_t = torch.as_tensor(p.seeds, dtype=torch.long)
     p.label_t = torch.as_tensor(p.labels, dtype=torch.float32)
+    # None when every weight is 1: the unweighted mean, bit for bit
+    p.weight_t = None if np.all(p.weights == 1.0) else torch.as_tensor(p.weights, dtype=torch.float32)
     p.raw = None  # free the attribute dicts; tensors are all we need from here
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, opts: TrainOptions, pos_weight: float) -> torch.Tensor:
+def _loss(logits: torch.Tensor, y: torch.Tensor, opts: TrainOptions, pos_weight: float,
+          w: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-example loss, averaged with the importance weights ``w`` (None = plain mean)."""
     if opts.loss == "weighted":
-        return torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, y, pos_weight=torch.tensor(pos_weight))
-    if opts.loss != "focal":
+        per = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, y, pos_weight=torch.tensor(pos_weight), reduction="none")
+    elif opts.loss == "focal":
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        p = torch.sigmoid(logits)
+        p_t = p * y + (1 - p) * (1 - y)
+        alpha_t = opts.focal_alpha * y + (1 - opts.focal_alpha) * (1 - y)
+        per = alpha_t * (1 - p_t) ** opts.focal_gamma * bce
+    else:
         raise ValueError(f"unknown loss {opts.loss!r} (focal or weighted)")
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-    p = torch.sigmoid(logits)
-    p_t = p * y + (1 - p) * (1 - y)
-    alpha_t = opts.focal_alpha * y + (1 - opts.focal_alpha) * (1 - y)
-    return (alpha_t * (1 - p_t) ** opts.focal_gamma * bce).mean()
+    return per.mean() if w is None else (per * w).sum() / w.sum()
 
 
 def _predict(net: HeteroSAGE, p: _Prepared) -> np.ndarray:
@@ -160,6 +177,10 @@ def _predict(net: HeteroSAGE, p: _Prepared) -> np.ndarray:
 
 def _ap(y: np.ndarray, s: np.ndarray) -> float:
     return float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] = None,
@@ -177,39 +198,21 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
     for p in tr + va:
         _encode(p, spec)
     y_tr = np.concatenate([p.labels for p in tr])
-    pos_weight = float((len(y_tr) - y_tr.sum()) / max(y_tr.sum(), 1.0))
+    w_tr = np.concatenate([p.weights for p in tr])
+    pos_weight = float((w_tr * (1 - y_tr)).sum() / max((w_tr * y_tr).sum(), 1.0))
     logger.info("prepared %d train / %d valid cutoffs in %.1fs (%d labelled, %.2f%% positive)",
                 len(tr), len(va), time.perf_counter() - t0, len(y_tr), 100 * y_tr.mean())
 
-    torch.manual_seed(opts.seed)
-    net = HeteroSAGE.from_options(spec.dims(), opts)
-    optim = torch.optim.Adam(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     y_va = np.concatenate([p.labels for p in va]) if va else np.zeros(0)
     monitor = va if va and 0 < y_va.sum() < len(y_va) else tr  # no usable valid: monitor train
-    y_mon = np.concatenate([p.labels for p in monitor])
-    best = (-np.inf, None, -1)
     model.history = []
-    order_rng = np.random.default_rng(opts.seed + 1)
-    for epoch in range(opts.epochs):
-        net.train()
-        losses = []
-        for i in order_rng.permutation(len(tr)):
-            p = tr[i]
-            optim.zero_grad()
-            out = net(p.data.x_dict, edge_index_dict(p.data), p.seed_t)
-            loss = _loss(out, p.label_t, opts, pos_weight)
-            loss.backward()
-            optim.step()
-            losses.append(loss.item())
-        s_mon = np.concatenate([_predict(net, p) for p in monitor])
-        ap = _ap(y_mon, s_mon)
-        score = ap if np.isfinite(ap) else -float(np.mean(losses))
-        model.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "monitor_ap": ap})
-        if score > best[0] + 1e-6:
-            best = (score, copy.deepcopy(net.state_dict()), epoch)
-        elif epoch - best[2] >= opts.patience:
-            break
-    net.load_state_dict(best[1])
+    members = []
+    for i in range(max(1, opts.ensemble)):
+        # member 0 uses the model seed itself, so ensemble=1 is exactly the single-net recipe
+        net, history = _train_member(spec, tr, monitor, opts, opts.seed + 1000 * i, pos_weight)
+        members.append(net)
+        model.history += [{**h, "member": i} for h in history] if opts.ensemble > 1 else history
+    net = members[0] if len(members) == 1 else EnsembleSAGE(members)
     net.eval()
     model.net = net
 
@@ -218,9 +221,47 @@ def fit_gnn(model: GNNLeadModel, train: ExampleSet, valid: Optional[ExampleSet] 
     y_cal = np.concatenate([p.labels for p in cal_set])
     model.calibration = Calibration.fit(logits, y_cal)
     _set_tiers(model, model.calibration(logits), y_cal)
-    logger.info("trained gnn: best epoch %d (monitor AP %.4f), %d epochs, %.1fs", best[2], best[0],
+    logger.info("trained gnn: %d member(s), %d epochs in all, %.1fs", len(members),
                 len(model.history), time.perf_counter() - t0)
     return model
+
+
+def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepared], opts: TrainOptions,
+                  seed: int, pos_weight: float) -> tuple[HeteroSAGE, list[dict]]:
+    """One network: Adam, one full-batch step per training cutoff per epoch (shuffled), early
+    stopping on the monitor set (validation; never the test cutoff); the best state is kept."""
+    torch.manual_seed(seed)
+    net = HeteroSAGE.from_options(spec.dims(), opts)
+    optim = torch.optim.Adam(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    y_mon = np.concatenate([p.labels for p in monitor])
+    metric = _auroc if opts.monitor == "auroc" else _ap
+    best = (-np.inf, None, -1)
+    history = []
+    order_rng = np.random.default_rng(seed + 1)
+    for epoch in range(opts.epochs):
+        net.train()
+        losses = []
+        for i in order_rng.permutation(len(tr)):
+            p = tr[i]
+            optim.zero_grad()
+            out = net(p.data.x_dict, edge_index_dict(p.data), p.seed_t)
+            loss = _loss(out, p.label_t, opts, pos_weight, p.weight_t)
+            loss.backward()
+            optim.step()
+            losses.append(loss.item())
+        s_mon = np.concatenate([_predict(net, p) for p in monitor])
+        value = metric(y_mon, s_mon)
+        score = value if np.isfinite(value) else -float(np.mean(losses))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), f"monitor_{opts.monitor}": value})
+        if score > best[0] + 1e-6:
+            best = (score, copy.deepcopy(net.state_dict()), epoch)
+        elif epoch - best[2] >= opts.patience:
+            break
+    net.load_state_dict(best[1])
+    net.eval()
+    logger.info("gnn member (seed %d): best epoch %d (monitor %s %.4f), %d epochs", seed, best[2],
+                opts.monitor, best[0], len(history))
+    return net, history
 
 
 def _set_tiers(model: GNNLeadModel, proba: np.ndarray, y: np.ndarray) -> None:

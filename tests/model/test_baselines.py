@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import model.baselines
+import model.rules
+import model.tabular
 from graph_store.base import Subgraph
 from model.base import CutoffExamples
 from model.baselines import (BASELINES, LGBMAggModel, LGBMOptions, feature_table, LGBMFlatModel, LogRegModel,
@@ -52,8 +54,9 @@ def _examples(g: Subgraph, labels: np.ndarray) -> list[CutoffExamples]:
     return [CutoffExamples(g.as_of, list(g.node_ids["contact"]), labels, lambda: g)]
 
 
-def test_doctests():
-    result = doctest.testmod(model.baselines)
+@pytest.mark.parametrize("module", [model.baselines, model.rules, model.tabular])
+def test_doctests(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 

@@ -20,11 +20,12 @@ from schemas.events import Activity, Company, Contact
 from schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
 
 
-def _gnn_factory():
+def _gnn_factory(**extra):
     """The GNN with a short schedule: the contract checks properties, not accuracy."""
     try:
         gnn = importlib.import_module("model.gnn")
-        options = importlib.import_module("model.train").TrainOptions(epochs=12, patience=4, hidden=32)
+        options = importlib.import_module("model.train").TrainOptions(
+            **{"epochs": 12, "patience": 4, "hidden": 32, **extra})
     except ImportError as exc:  # pragma: no cover - reported as a skip, not a pass
         return exc
     return _Factory(gnn.GNNLeadModel, lambda: gnn.GNNLeadModel(options))
@@ -43,7 +44,8 @@ class _Factory:
         return self.cls.load(path)
 
 
-_FACTORIES = {**{name: _Factory(cls) for name, cls in BASELINES.items()}, "gnn": _gnn_factory()}
+_FACTORIES = {**{name: _Factory(cls) for name, cls in BASELINES.items()}, "gnn": _gnn_factory(),
+              "gnn_ensemble": _gnn_factory(epochs=6, patience=3, hidden=16, ensemble=2)}
 
 
 @pytest.fixture(params=list(_FACTORIES), scope="module")
@@ -91,7 +93,8 @@ def _check_proba(p: np.ndarray, n: int) -> None:
 
 
 def test_is_a_lead_model_with_a_name(fitted, factory):
-    assert isinstance(fitted, LeadModel) and fitted.name == [k for k, v in _FACTORIES.items() if v is factory][0]
+    key = [k for k, v in _FACTORIES.items() if v is factory][0]
+    assert isinstance(fitted, LeadModel) and fitted.name == key.split("_ensemble")[0]
 
 
 def test_probabilities_in_unit_interval(fitted, split):

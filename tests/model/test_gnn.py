@@ -64,6 +64,19 @@ def test_subgraph_equals_snapshot(model):
         np.testing.assert_array_equal(x_sub.numpy(), x_full.numpy())
 
 
+def test_big_graph_is_scored_in_chunks_with_the_same_scores(model, monkeypatch):
+    """Above ``max_full_nodes``, predict_proba scores chunks of leads on their k-hop subgraphs."""
+    import model.gnn as gnn
+    g, _ = make_graph(15, companies=50)
+    ids = list(reversed(g.node_ids["contact"]))  # any order, not the graph's
+    whole = model.predict_proba(g, ids)
+    chunked = copy.copy(model)
+    chunked.options = TrainOptions(**{**OPTS.__dict__, "max_full_nodes": 10})
+    monkeypatch.setattr(gnn, "PREDICT_CHUNK", 7)
+    assert len(ids) > 7 and sum(map(len, g.node_ids.values())) > 10
+    np.testing.assert_allclose(chunked.predict_proba(g, ids), whole, atol=1e-5, rtol=0)
+
+
 def test_future_event_does_not_move_scores(model):
     """A graph as of t whose timelines contain a future, huge signal scores as without it."""
     g, _ = make_graph(15)

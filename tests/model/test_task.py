@@ -256,3 +256,31 @@ def test_future_events_move_labels_only_inside_the_window(tiny_world, store_fact
 
 def _order_at(oid, cid, micros):
     return Order(order_id=oid, contact_id=cid, amount=1e6, timestamp=from_micros(micros))
+
+
+def test_sampled_training_cutoff_keeps_positives_weights_negatives_and_exact_features(tiny_world, tiny_store):
+    """A training cutoff bounded by ``max_examples``: every positive stays, negatives are a seeded
+    sample weighing n_neg / n_kept, and its 2-hop subgraph gives the snapshot's features."""
+    from model.tabular import feature_table
+    task = parse_task(DEFAULT_TASK)
+    t = to_micros(tiny_world.start) + 40 * DAY
+    [full] = build_examples(tiny_store, task, [t])
+    [small] = build_examples(tiny_store, task, [t], max_examples=60, sample_seed=3)
+    [again] = build_examples(tiny_store, task, [t], max_examples=60, sample_seed=3)
+    n_pos = int(full.labels.sum())
+    assert 0 < n_pos < 60 < len(full.contact_ids)
+    assert len(small.contact_ids) == 60 and small.contact_ids == again.contact_ids
+    assert set(small.contact_ids) <= set(full.contact_ids)
+    assert int(small.labels.sum()) == n_pos
+    w = small.example_weights()
+    assert np.all(w[small.labels == 1] == 1.0)
+    assert w[small.labels == 0].sum() == pytest.approx(len(full.contact_ids) - n_pos)
+    sets = ["own", "activity", "account"]
+    sub, snap = small.graph(), full.graph()
+    assert sum(map(len, sub.node_ids.values())) < sum(map(len, snap.node_ids.values()))
+    a = feature_table(sub, small.contact_ids, sets)
+    b = feature_table(snap, small.contact_ids, sets)
+    np.testing.assert_allclose(a.num, b.num, rtol=1e-12, atol=0)  # sums in another order
+    assert a.cats == b.cats
+    assert all(e[0] <= t for attrs in sub.attrs["contact"] for e in attrs.get("timeline", []))
+    assert full.weights is None and np.all(full.example_weights() == 1.0)

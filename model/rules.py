@@ -1,0 +1,128 @@
+"""The rule baseline: a points-based BANT-style lead score (``RulePoints``, ``RulesModel``).
+
+Fit points come from persona and account fit, engagement points from decayed activity; ``fit``
+only learns a monotone (Platt) map from points to probability, so the ranking is the rule
+score's ranking.
+
+Example:
+    >>> from graph_store.base import Subgraph
+    >>> g = Subgraph(as_of=0, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
+    >>> RulesModel().points(g, ["c1"]).tolist()
+    [20.0]
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from graph_store.base import Subgraph
+from model.base import ExampleSet, LeadModel
+from model.tabular import View, seniority
+from model.values import as_number
+from schemas.timeutil import MICROS_PER_DAY
+
+__all__ = ["RulePoints", "RulesModel"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RulePoints:
+    """Points of the rule score (a generic data-infrastructure SaaS ideal customer profile).
+
+    Fit points come from the contact's seniority (or its title), department, the company's
+    industry and head count; engagement points from each activity (and each pricing page view),
+    halved every ``half_life_days`` and capped at ``engagement_cap``.
+    """
+    seniority: dict = field(default_factory=lambda: {
+        "c_level": 20, "vp": 20, "director": 15, "manager": 8, "ic": 0})
+    department: dict = field(default_factory=lambda: {
+        "data": 10, "engineering": 10, "it": 8, "product": 5})
+    industry: dict = field(default_factory=lambda: {
+        "software": 15, "fintech": 12, "insurance": 6, "healthcare": 6, "telecom": 5,
+        "biotech": 5, "education": -5, "government": -5})
+    size_points: tuple = ((200, 5000, 10), (50, 20000, 5))  # (low, high, points), first match
+    activity: dict = field(default_factory=lambda: {
+        "page_view": 1, "email_open": 0.5, "email_click": 2, "form_fill": 8, "content_download": 5,
+        "webinar_attended": 6, "demo_request": 25, "meeting": 15, "call": 10, "trial_signup": 20,
+        "product_usage": 2, "invite_teammate": 10})
+    pricing_page: float = 8.0
+    half_life_days: float = 30.0
+    engagement_cap: float = 100.0
+
+
+class RulesModel(LeadModel):
+    """Points-based lead score; ``fit`` only learns a monotone (Platt) map points -> probability."""
+    name = "rules"
+
+    def __init__(self, points: RulePoints = RulePoints()) -> None:
+        self.rules = points
+        self.a, self.b = 0.05, -4.0  # uncalibrated default: 0 points ~ 2 %, 80 points ~ 50 %
+
+    def points(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+        """The rule score of each contact (fit + decayed engagement points)."""
+        r, t = self.rules, graph.as_of
+        view = View(graph)
+        rows = view.rows(contact_ids)
+        contacts, comps = view.attrs_of(rows)
+        out = np.zeros(len(contact_ids))
+        for i, (c, k) in enumerate(zip(contacts, comps)):
+            fit = r.seniority.get(seniority(c), 0) + r.department.get(str(c.get("department") or "").lower(), 0)
+            fit += r.industry.get(str(k.get("industry") or "").lower(), 0)
+            emp = as_number(k.get("employees"))
+            fit += next((p for lo, hi, p in r.size_points if lo <= emp <= hi), 0)
+            eng = 0.0
+            for event in c.get("timeline") or []:
+                when, kind = event[0], event[1]
+                if when > t:
+                    continue
+                pts = r.activity.get(kind, 0.0) + (r.pricing_page if len(event) > 2 and event[2] == "pricing" else 0.0)
+                eng += pts * 0.5 ** ((t - when) / MICROS_PER_DAY / r.half_life_days)
+            out[i] = fit + min(eng, r.engagement_cap)
+        return out
+
+    def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
+        pts = [self.points(ex.graph(), ex.contact_ids) for ex in train if ex.contact_ids]
+        x = np.concatenate(pts) if pts else np.zeros(0)
+        y = np.concatenate([np.asarray(ex.labels, float) for ex in train if ex.contact_ids]) if pts else x
+        w = np.concatenate([ex.example_weights() for ex in train if ex.contact_ids]) if pts else x
+        keep = ~np.isnan(y)
+        x, y, w = x[keep], y[keep], w[keep]
+        if y.size and 0 < y.sum() < y.size:
+            # weights undo a subsampling of negatives, so the map sees the true base rate
+            clf = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(
+                x[:, None] / 100.0, y, sample_weight=None if np.all(w == 1.0) else w)
+            a = float(clf.coef_[0, 0]) / 100.0
+            if a > 0:  # keep the map monotone increasing; otherwise keep the default
+                self.a, self.b = a, float(clf.intercept_[0])
+        elif y.size:
+            rate = float(np.average(y, weights=w))
+            self.a, self.b = 0.0, float(np.log(max(rate, 1e-6) / max(1 - rate, 1e-6)))
+        return self
+
+    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+        z = self.a * self.points(graph, contact_ids) + self.b
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {"format_version": FORMAT_VERSION, "name": self.name, "a": self.a, "b": self.b,
+                 "points": asdict(self.rules)}
+        (path / "model.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "LeadModel":
+        state = json.loads((Path(path) / "model.json").read_text())
+        if state.get("name") != cls.name:
+            raise ValueError(f"{path} holds {state.get('name')!r}, not {cls.name!r}")
+        pts = state["points"]
+        pts["size_points"] = tuple(tuple(x) for x in pts["size_points"])
+        model = cls(RulePoints(**pts))
+        model.a, model.b = state["a"], state["b"]
+        return model
