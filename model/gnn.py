@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
@@ -201,7 +202,7 @@ class Calibration:
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         z = self.a * np.asarray(logits, dtype=np.float64) + self.b
-        return 1.0 / (1.0 + np.exp(-z))
+        return expit(z)  # no overflow for very negative z, unlike 1 / (1 + exp(-z))
 
     def to_dict(self) -> dict:
         return {"method": "platt", "a": self.a, "b": self.b}
