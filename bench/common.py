@@ -240,3 +240,18 @@ def script_setup() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def fill_defaults(args, defaults: dict):
+    """Set every option still None to its default (``--quick`` picks the defaults)."""
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return args
+
+
+def benchmark_model(args) -> Path:
+    """The registry the speed benchmarks score with (``--models``, or one trained and cached)."""
+    if args.models is None:
+        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
+    return ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)

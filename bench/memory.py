@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 
 import psutil  # noqa: E402
 
-from bench.common import (DEFAULT_CACHE, DEFAULT_OUT, Service, du, ensure_model, ensure_world,  # noqa: E402
+from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, du, ensure_world,  # noqa: E402
                           start_broker, wait_for, write_json)
 from bench.stream import Phase, load_stream, send  # noqa: E402
 
@@ -158,21 +158,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     q = args.quick
-    for k, v in {"world": "tiny" if q else "10k", "store_world": "tiny" if q else "100k",
+    return fill_defaults(args, {"world": "tiny" if q else "10k", "store_world": "tiny" if q else "100k",
                  "worker_events": 10 ** 9 if q else 200_000, "step": 300 if q else 20_000,
                  "budget": 120.0 if q else 600.0, "store_events": 10 ** 9 if q else TARGET,
                  "store_step": 300 if q else 100_000, "model_world": "tiny",
-                 "epochs": 2 if q else 10}.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    return args
+                 "epochs": 2 if q else 10})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.models is None:
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
-    ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)
+    benchmark_model(args)
     t0 = time.perf_counter()
     series = [s.strip() for s in args.series.split(",") if s.strip()]
     result = {"target_events": TARGET}

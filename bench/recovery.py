@@ -33,7 +33,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_model, ensure_world, start_broker,  # noqa: E402
+from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_world, start_broker,  # noqa: E402
                           wait_for, write_json)
 from bench.stream import Collector, Phase, load_stream, send  # noqa: E402
 
@@ -162,19 +162,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     q = args.quick
-    for k, v in {"world": "tiny" if q else "10k", "rate": 100.0 if q else 300.0, "kills": 1 if q else 3,
+    return fill_defaults(args, {"world": "tiny" if q else "10k", "rate": 100.0 if q else 300.0, "kills": 1 if q else 3,
                  "warm": 2.0 if q else 20.0, "model_world": "tiny",
-                 "epochs": 2 if q else 10}.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    return args
+                 "epochs": 2 if q else 10})
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.models is None:
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
-    ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)
+    benchmark_model(args)
     t0 = time.perf_counter()
     result = run(args)
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from bench.common import (DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_model, ensure_world,  # noqa: E402
+from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_world,  # noqa: E402
                           percentiles, start_broker, write_json)
 
 CDF_POINTS = 200
@@ -350,17 +350,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = {"world": "tiny" if q else "10k", "duration": 1.0 if q else 60.0,
                 "max_events": 500 if q else 60_000, "drain_timeout": 60.0 if q else 300.0,
                 "settle": 1.5 if q else 3.0, "model_world": "tiny", "epochs": 2 if q else 10}
-    for k, v in defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    return args
+    return fill_defaults(args, defaults)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.models is None:
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
-    ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)
+    benchmark_model(args)
     t0 = time.perf_counter()
     result = asyncio.run(run(args))
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
