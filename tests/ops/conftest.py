@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -27,24 +26,11 @@ _spec.loader.exec_module(_stream)
 tiny_world = _stream.tiny_world
 trained_registry = _stream.trained_registry
 WorkerRun = _stream.WorkerRun
+sys.path.insert(0, str(ROOT / "tests" / "stream"))
+from tests_support import settle  # noqa: E402
 
 #: alert threshold of the live worker: low, so the tiny world surely raises jump alerts
 JUMP_THRESHOLD = "0.001"
-
-
-def _settle(run, consumed: int, timeout: float = 240) -> None:
-    """Wait until ``consumed`` input events were consumed and no score moved for 6 s."""
-    wait_for(lambda: run.metric("leadpulse_events_consumed_total") >= consumed, timeout,
-             f"{consumed} events consumed\n{run.log()}")
-    last, since, deadline = None, time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = run.metric("leadpulse_scores_published_total")
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= 6:
-            return
-        time.sleep(1)
-    raise AssertionError("scores never settled\n" + run.log())
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +49,7 @@ def live_worker(broker, tmp_path_factory, tiny_world, trained_registry) -> Itera
     try:
         run.start()
         report = publish(tiny_world, broker, progress=False, topics=run.topics, partitions=2)
-        _settle(run, sum(report.counts.values()))
+        settle(run, sum(report.counts.values()))
         yield run
     finally:
         run.kill()

@@ -12,35 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from tests_support import consume, full_recompute, open_state, publish, settle, wait_for  # noqa: E402
+from tests_support import book_matches_reference, publish, settle, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-def _book_matches_reference(run, owned: list[int], reference, model) -> dict[str, dict]:
-    """Check every lead of the account partitions ``owned`` against the reference; return them.
-
-    The book may also hold leads of partitions the worker owned before a rebalance: those
-    are frozen at the handover, the new owner carries them on.
-    """
-    store, book = open_state(run)
-    try:
-        marks = {int(k[0]): v for k, v in book.scan("w")}
-        entries = {k[0]: v for k, v in book.scan("s") if v["partition"] in owned}
-        assert entries, "the worker scored no lead"
-        assert all(e["checked_as_of"] == marks[e["partition"]] for e in entries.values())
-        want = full_recompute(reference, model, {c: marks[e["partition"]] for c, e in entries.items()})
-        diffs = np.array([abs(want[c] - e["score"]) for c, e in entries.items()])
-        assert diffs.max() <= 1e-5, f"max |scaled-out - reference| = {diffs.max():.2e}"
-        return entries
-    finally:
-        store.close()
-        book.close()
 
 
 def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, tiny_world, trained_registry):
@@ -78,7 +56,7 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     assert sorted(partitions[0] + partitions[1]) == [0, 1], partitions
     a.kill()
     b.kill()
-    owned = [_book_matches_reference(w, parts, reference, model) for w, parts in zip((a, b), partitions)]
+    owned = [book_matches_reference(w, reference, model, parts) for w, parts in zip((a, b), partitions)]
     assert not set(owned[0]) & set(owned[1]), "a lead is owned by one worker"
     assert set(owned[0]) | set(owned[1]) == contacts, "every contact scored by exactly one worker"
 
@@ -100,7 +78,7 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     settle(a, 1)
     a.kill()
     reference.apply(fresh)
-    entries = _book_matches_reference(a, [0, 1], reference, model)
+    entries = book_matches_reference(a, reference, model)
     assert set(entries) == contacts
 
 

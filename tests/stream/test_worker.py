@@ -19,8 +19,8 @@ from kafka import KafkaProducer
 
 import sys
 sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from tests_support import (caught_up, consume, full_recompute, graph_signature, last_scores,  # noqa: E402
-                           open_state, publish, settle, wait_for)
+from tests_support import (book_matches_reference, caught_up, consume, full_recompute,  # noqa: E402
+                           graph_signature, last_scores, open_state, publish, settle, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -123,17 +123,10 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
         store, book = open_state(run)
         try:
             assert graph_signature(store, end) == graph_signature(reference, end)
-            model = ModelRegistry(trained_registry[0]).load(trained_registry[1][0])
-            marks = {int(k[0]): v for k, v in book.scan("w")}
-            entries = dict((k[0], v) for k, v in book.scan("s"))
-            # after the decay sweep every lead was checked as of its partition watermark
-            assert all(e["checked_as_of"] == marks[e["partition"]] for e in entries.values())
-            want = full_recompute(reference, model, {c: marks[e["partition"]] for c, e in entries.items()})
-            diffs = np.array([abs(want[c] - e["score"]) for c, e in entries.items()])
-            assert diffs.max() <= 1e-5, f"max |resumed - uninterrupted| = {diffs.max():.2e}"
         finally:
             store.close()
             book.close()
+        book_matches_reference(run, reference, ModelRegistry(trained_registry[0]).load(trained_registry[1][0]))
 
     check()
     # a deleted data directory rebuilds from the topics with the same result

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
+
+import numpy as np
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.5) -> None:
@@ -94,3 +96,26 @@ def full_recompute(store, model, leads: dict[str, int]) -> dict[str, float]:
 def caught_up(run, n_events: int) -> bool:
     applied = run.metric("leadpulse_events_applied_total") + run.metric("leadpulse_events_duplicate_total")
     return applied >= n_events
+
+
+def book_matches_reference(run, reference, model, owned: Optional[list[int]] = None) -> dict[str, dict]:
+    """Check every lead of the account partitions ``owned`` (default: all) against the full
+    recompute on ``reference`` as of its partition's watermark; return their book entries.
+
+    The book may also hold leads of partitions the worker owned before a rebalance: those
+    are frozen at the handover, the new owner carries them on.
+    """
+    store, book = open_state(run)
+    try:
+        marks = {int(k[0]): v for k, v in book.scan("w")}
+        entries = {k[0]: v for k, v in book.scan("s") if owned is None or v["partition"] in owned}
+        assert entries, "the worker scored no lead"
+        # after the decay sweep every lead was checked as of its partition watermark
+        assert all(e["checked_as_of"] == marks[e["partition"]] for e in entries.values())
+        want = full_recompute(reference, model, {c: marks[e["partition"]] for c, e in entries.items()})
+        diffs = np.array([abs(want[c] - e["score"]) for c, e in entries.items()])
+        assert diffs.max() <= 1e-5, f"max |incremental - reference| = {diffs.max():.2e}"
+        return entries
+    finally:
+        store.close()
+        book.close()
