@@ -22,6 +22,12 @@ def leadpulse(*args: str, env: dict[str, str] | None = None, timeout: float = 60
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def _ctrl_c_reaches_it() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored: give the child the default, as a terminal's foreground job has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _reap(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -98,7 +104,8 @@ def test_demo_with_existing_tables(tmp_path: Path) -> None:
 
 def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--no-topics"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
     try:
         pid_line = proc.stdout.readline()
         bootstrap = proc.stdout.readline().split("KAFKA_BOOTSTRAP=")[1].strip()
@@ -117,7 +124,8 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--events-only", "--tables", str(tmp_path),
                              "--rate", "50"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)})
+                            env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)},
+                            preexec_fn=_ctrl_c_reaches_it)
     try:
         broker_pid = int(re.search(r"pid (\d+)", proc.stdout.readline()).group(1))
         for line in proc.stdout:
