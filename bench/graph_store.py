@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -228,6 +229,7 @@ def main() -> None:
         res["apply_memory"] = apply_all(MemoryGraphStore(), events, args.batch)
         print("apply (memory):", res["apply_memory"], flush=True)
     res["machine"]["loadavg_at_end"] = os.getloadavg()
+    res["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)   # events list included
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     print("wrote", args.out)

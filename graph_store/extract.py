@@ -22,11 +22,13 @@ import numpy as np
 
 from graph_store.base import Subgraph
 from graph_store.records import ETYPES, NB, REFS, RING_KINDS
+from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
 from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState
 from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_PEERS = (_EMPTY, _EMPTY)
 
 
 class _Cols:
@@ -83,14 +85,49 @@ def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _attrs(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> list[dict]:
     """Attribute dicts (plus timeline / orders) of ``nodes``, all known to exist at ``t``."""
     stored = state.tables[kind].attrs
-    rows = _rows_at(cols, kind, nodes, t).tolist() if len(nodes) else []
-    out = [dict(stored[r]) if r >= 0 else {} for r in rows]
+    at = _rows_at(cols, kind, nodes, t) if len(nodes) else _EMPTY
+    rows = at.tolist()
+    if kind == ACTIVITY:
+        out = _activity_attrs(state, cols, nodes, at, rows)
+    else:
+        out = [dict(stored[r]) if r >= 0 else {} for r in rows]
     if kind == CONTACT:
         _timelines(state, cols, nodes, t, out)
     elif kind == COMPANY:
-        orders = state.orders
+        orders, counted = state.orders, state.corders
         for a, i in zip(out, nodes.tolist()):
-            a["orders"] = orders(i, t)
+            a["orders"] = orders(i, t) if i in counted else []
+    return out
+
+
+def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.ndarray, rows: list[int]) -> list[dict]:
+    """``_attrs`` of activities: rows kept as columns only (``GraphState.row_attrs``) are rebuilt
+    from column gathers, the others copied."""
+    tab = state.tables[ACTIVITY]
+    stored = tab.attrs
+    if all(r < 0 or stored[r] is not None for r in rows):
+        return [dict(stored[r]) if r >= 0 else {} for r in rows]
+    safe = np.maximum(at, 0)
+    strings = state.string_array()
+    cnames = state.tables[CONTACT].names
+    contacts = [cnames[c] for c in cols(ACTIVITY, "refs", _CONTACT_J)[safe].tolist()]
+    types = strings[cols(ACTIVITY, "ttype")[safe]].tolist()
+    pages = strings[cols(ACTIVITY, "tpage")[safe]].tolist()
+    times = cols(ACTIVITY, "vt")[safe].tolist()
+    names = tab.names
+    out = []
+    for k, (g, r) in enumerate(zip(nodes.tolist(), rows)):
+        if r < 0:
+            out.append({})
+            continue
+        a = stored[r]
+        if a is not None:
+            out.append(dict(a))
+            continue
+        a = {"activity_id": names[g], "contact_id": contacts[k], "type": types[k], "timestamp": times[k]}
+        if pages[k] is not None:
+            a["page"] = pages[k]
+        out.append(a)
     return out
 
 
@@ -225,26 +262,20 @@ class _Bfs:
 
     def scan_rings(self, tab, frontier: np.ndarray, mine: np.ndarray) -> None:
         state, t = self.state, self.t
-        names, ids, cnodes, peers = tab.names, tab.ids, state.cnodes, state.rings.peers
+        names, cnodes, peers = tab.names, state.cnodes, state.rings.peer_arrays
+        nids = [names[g] for g in frontier.tolist()]
         for r, code in enumerate(RING_KINDS):
-            me, other, times = [], [], []
-            for local, g in zip(mine.tolist(), frontier.tolist()):
-                nid = names[g]
-                if nid not in cnodes:
-                    continue
-                for peer, et in peers(r, nid, t):
-                    me.append(local)
-                    other.append(ids[peer])
-                    times.append(et)
-            if not me:
+            found = [peers(r, nid, t) if nid in cnodes else _NO_PEERS for nid in nids]
+            lens = np.fromiter([len(p[0]) for p in found], dtype=np.int64, count=len(found))
+            if not lens.any():
                 continue
-            me_a = np.array(me, dtype=np.int64)
-            times_a = np.array(times, dtype=np.int64)
-            other_l = self.discover(COMPANY, np.array(other, dtype=np.int64))
-            self.emit(code, me_a, other_l, times_a)
+            me = np.repeat(mine, lens)
+            times = np.concatenate([p[1] for p in found])
+            other = self.discover(COMPANY, np.concatenate([p[0] for p in found]))
+            self.emit(code, me, other, times)
             if self.last:
-                keep = self.unscanned(COMPANY, other_l)
-                self.emit(code, other_l[keep], me_a[keep], times_a[keep])
+                keep = self.unscanned(COMPANY, other)
+                self.emit(code, other[keep], me[keep], times[keep])
 
     def run(self, frontier: dict[str, np.ndarray]) -> None:
         for d in range(self.hops):

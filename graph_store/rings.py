@@ -16,16 +16,21 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from typing import Iterable, Optional
 
+import numpy as np
+
 from graph_store.records import stable_hash
 
 INF = (1 << 63) - 1
+_NONE = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 class Rings:
     """Bucket membership over time plus cached rings, for the two derived edge kinds (r = 0, 1)."""
 
-    def __init__(self, companies: dict, ks: tuple[int, int], max_breakpoints: int = 32) -> None:
+    def __init__(self, companies: dict, ks: tuple[int, int], max_breakpoints: int = 32,
+                 index: Optional[dict] = None) -> None:
         self.companies = companies          # company id -> Node (shared with the state)
+        self.index = index if index is not None else {}   # company id -> node int (``peer_arrays``)
         self.ks = ks
         self.max_breakpoints = max_breakpoints
         self.members: tuple[dict, dict] = ({}, {})   # bucket -> ids that ever had it
@@ -33,7 +38,7 @@ class Rings:
         self.latest: tuple[dict, dict] = ({}, {})    # bucket -> sorted [(hash, id)] as of +inf
         self.cache: tuple[dict, dict] = ({}, {})     # bucket -> {interval index: ring}
         self.pcache: tuple[dict, dict] = ({}, {})    # bucket -> {company: peers} as of +inf
-        self.lcache: tuple[dict, dict] = ({}, {})    # bucket -> _latest_index (as of +inf)
+        self.lcache: tuple[dict, dict] = ({}, {})    # bucket -> _latest(r, bucket) (as of +inf)
         self.hashes: dict[str, int] = {}
         #: bucket -> sorted [(hash, id, start, end)]: one per version of a member that has the bucket
         self.stints: tuple[dict, dict] = ({}, {})
@@ -79,6 +84,23 @@ class Rings:
             out.append(ring[(pos - j) % n][1])
         return out
 
+    def peer_arrays(self, r: int, cid: str, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """``peers`` as (peer company node ints, edge times) arrays (do not mutate). At the
+        bucket's latest times they are rows of matrices computed for the whole ring at once."""
+        node = self.companies.get(cid)
+        i = node.valid(t) if node is not None else -1
+        bucket = node.bk[i][r] if i >= 0 else None
+        if bucket is None:
+            return _NONE
+        if t >= self.changes[r][bucket][-1]:
+            pos, _, _, idx, times = self._latest(r, bucket)
+            p = pos[cid]
+            return idx[p], times[p]
+        pairs = self.peers(r, cid, t)
+        index = self.index
+        return (np.array([index[p] for p, _ in pairs], dtype=np.int64),
+                np.array([et for _, et in pairs], dtype=np.int64))
+
     def peers(self, r: int, cid: str, t: int) -> list[tuple[str, int]]:
         """``(peer id, edge time)`` of ``cid`` along derived kind ``r`` as of ``t`` (do not mutate)."""
         node = self.companies.get(cid)
@@ -98,16 +120,9 @@ class Rings:
                 return got
         mine = node.times[i]
         if latest:   # every member's newest version is valid (changes[r][b] holds all their times)
-            index = self.lcache[r].get(bucket)
-            if index is None:
-                index = self.lcache[r][bucket] = self._latest_index(r, bucket)
-            pos, ids, times = index
+            pos, ids, times, _, _ = self._latest(r, bucket)
             n, k, p = len(ids), self.ks[r], pos[cid]
-            if n <= k + 1:
-                qs: Iterable[int] = [q for q in range(n) if q != p]
-            else:
-                qs = [(p + s * j) % n for j in range(1, k // 2 + 1) for s in (1, -1)]
-            out = [(ids[q], mine if mine >= times[q] else times[q]) for q in qs]
+            out = [(ids[q], mine if mine >= times[q] else times[q]) for q in _positions(n, k, p)]
             per[cid] = out
             return out
         out = []
@@ -118,10 +133,27 @@ class Rings:
             out.append((p, mine if mine >= pt else pt))
         return out
 
-    def _latest_index(self, r: int, bucket: str) -> tuple[dict, list, list]:
-        """The bucket's latest ring as (id -> position, ids, newest version times)."""
+    def _latest(self, r: int, bucket: str) -> tuple:
+        """The bucket's latest ring: (id -> position, ids, newest version times, and per position
+        the peers' node ints and edge times as matrices), cached until the bucket changes."""
+        got = self.lcache[r].get(bucket)
+        if got is not None:
+            return got
         ids = [c for _, c in self.latest[r].get(bucket, [])]
-        return {c: q for q, c in enumerate(ids)}, ids, [self.companies[c].times[-1] for c in ids]
+        times = [self.companies[c].times[-1] for c in ids]
+        n, k = len(ids), self.ks[r]
+        base = np.arange(n)
+        if n <= k + 1:   # everyone else, in ring order
+            others = np.arange(max(n - 1, 0))
+            q = others[None, :] + (others[None, :] >= base[:, None])
+        else:            # successor 1, predecessor 1, successor 2, ...
+            offsets = np.array([s * j for j in range(1, k // 2 + 1) for s in (1, -1)])
+            q = (base[:, None] + offsets[None, :]) % n
+        idx = np.array([self.index[c] for c in ids], dtype=np.int64)
+        tarr = np.array(times, dtype=np.int64)
+        got = self.lcache[r][bucket] = ({c: p for p, c in enumerate(ids)}, ids, times,
+                                        idx[q], np.maximum(tarr[q], tarr[:, None]))
+        return got
 
     # ----------------------------------------------------------------- writes
     def on_version(self, cid: str, node, i: int) -> set[str]:
@@ -249,3 +281,10 @@ class Rings:
                 lo = bisect_left(lst, (h, cid))
                 hi = bisect_left(lst, (h, cid, INF + 1))
                 lst[lo:hi] = new
+
+
+def _positions(n: int, k: int, p: int) -> list[int]:
+    """Ring positions of the peers of position ``p`` (the order of ``Rings.ring_peers``)."""
+    if n <= k + 1:
+        return [q for q in range(n) if q != p]
+    return [(p + s * j) % n for j in range(1, k // 2 + 1) for s in (1, -1)]

@@ -70,6 +70,9 @@ HOLDER_OF: dict[int, tuple[str, int, Ref]] = {
 TARGET_CODES: dict[str, tuple[int, ...]] = {
     kind: tuple(code for code, (_, _, ref) in sorted(HOLDER_OF.items()) if ref.target == kind) for kind in KINDS}
 _ACTIVITY_CONTACT_J = [j for j, r in enumerate(REFS[ACTIVITY]) if r.field == "contact_id"][0]
+#: key sequences of the activity attributes kept as columns only (``GraphState.row_attrs``)
+_ACTIVITY_TEMPLATES = frozenset({("activity_id", "contact_id", "type", "timestamp"),
+                                 ("activity_id", "contact_id", "type", "timestamp", "page")})
 
 
 class Table:
@@ -88,7 +91,7 @@ class Table:
         self.vp: list[int] = []
         self.vn: list[int] = []
         self.parts: list[int] = []
-        self.attrs: list[dict] = []
+        self.attrs: list[Optional[dict]] = []   # None: rebuilt from the columns (row_attrs)
         self.refs: tuple[list[int], ...] = tuple([] for _ in REFS[kind])
         #: per base edge type naming this type: per node, the holder rows (``array('q')``) or None
         self.rev: dict[int, list[Optional[array]]] = {code: [] for code in TARGET_CODES[kind]}
@@ -197,7 +200,7 @@ class GraphState:
     def __init__(self, industry_k: int = 8, similar_k: int = 4, ring_breakpoints: int = 32) -> None:
         self.tables: dict[str, Table] = {k: Table(k) for k in KINDS}
         self.cnodes: dict[str, CNode] = {}
-        self.rings = Rings(self.cnodes, (industry_k, similar_k), ring_breakpoints)
+        self.rings = Rings(self.cnodes, (industry_k, similar_k), ring_breakpoints, self.tables[COMPANY].ids)
         self.options = (industry_k, similar_k, ring_breakpoints)
         self.t_min, self.t_max = INF, -INF   # earliest and latest version time
         self.oattr: dict[int, list] = {}     # order node -> [(company id, (time, order id, end, amount))]
@@ -261,13 +264,15 @@ class GraphState:
             a_ve.append(INF)
             a_vp.append(-1)
             a_parts.append(mask)
-            a_attrs.append(attrs)
             v = attrs.get("type")
             c = codes.get(v)
             a_ttype.append(code(v) if c is None else c)
-            v = attrs.get("page")
-            c = codes.get(v)
-            a_tpage.append(code(v) if c is None else c)
+            page = attrs.get("page")
+            c = codes.get(page)
+            a_tpage.append(code(page) if c is None else c)
+            # the common attributes are the columns: keep no dict (row_attrs rebuilds it)
+            a_attrs.append(None if (tuple(attrs) in _ACTIVITY_TEMPLATES and v.__class__ is str
+                                    and (page is None or page.__class__ is str)) else attrs)
             if t < self.t_min:
                 self.t_min = t
             if t > self.t_max:
@@ -315,7 +320,7 @@ class GraphState:
                 nxt = prev
                 prev = vp[prev]
             if prev >= 0 and vt[prev] == t:
-                stored = tab.attrs[prev]
+                stored = self.row_attrs(tab, prev)
                 nominal = self._nominal(kind, nid, stored)
                 if tab.parts[prev] & mask == mask:
                     return Change(DUPLICATE, t, nominal, nominal)
@@ -342,7 +347,7 @@ class GraphState:
         if prev >= 0:
             tab.ve[prev] = t   # the previous version (and its edges) now ends at t
             tab.dirty_rows.append(prev)
-            prev_attrs = tab.attrs[prev]
+            prev_attrs = self.row_attrs(tab, prev)
         if t < self.t_min:
             self.t_min = t
         if t > self.t_max:
@@ -419,6 +424,24 @@ class GraphState:
             if held is not None and len(held) > 1:
                 held[:] = array("q", sorted(held, key=key))
         self.loading = False
+
+    def row_attrs(self, tab: Table, row: int) -> dict:
+        """The stored attributes of a version row (do not mutate).
+
+        A new activity whose attributes are exactly ``activity_id, contact_id, type, timestamp[,
+        page]`` (strings, the id and time of the row) keeps no dict: they are its columns.
+        """
+        attrs = tab.attrs[row]
+        if attrs is not None:
+            return attrs
+        strings = self.strings
+        out = {"activity_id": tab.names[tab.vn[row]],
+               "contact_id": self.tables[CONTACT].names[tab.refs[_ACTIVITY_CONTACT_J][row]],
+               "type": strings[tab.ttype[row]], "timestamp": tab.vt[row]}
+        page = tab.tpage[row]
+        if page:
+            out["page"] = strings[page]
+        return out
 
     def _tl_key(self, row: int) -> tuple[int, str]:
         tab = self.tables[ACTIVITY]
@@ -498,7 +521,7 @@ class GraphState:
             return None
         tab = self.tables[ntype]
         r = tab.row_at(idx, t)
-        out = dict(tab.attrs[r]) if r >= 0 else {}
+        out = dict(self.row_attrs(tab, r)) if r >= 0 else {}
         if ntype == CONTACT:
             out["timeline"] = self.timeline(idx, t)
         elif ntype == COMPANY:
@@ -580,7 +603,7 @@ class GraphState:
         for kind, tab in self.tables.items():
             names, vn, vt = tab.names, tab.vn, tab.vt
             for r in range(len(vt)):
-                yield Record(kind, names[vn[r]], vt[r], tab.attrs[r]), tab.parts[r]
+                yield Record(kind, names[vn[r]], vt[r], self.row_attrs(tab, r)), tab.parts[r]
 
     def without_partition(self, partition: int) -> "GraphState":
         bit = 1 << partition
