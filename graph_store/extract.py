@@ -74,9 +74,9 @@ def _marks(state: GraphState, kind: str) -> np.ndarray:
 
 
 def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate ``lists[i]`` (``array('q')`` of rows, or None) for each node: (rows, lengths)."""
+    """Concatenate ``lists[i]`` (rows as int64 bytes, or None) for each node: (rows, lengths)."""
     sel = [lists[i] for i in nodes.tolist()]
-    lens = np.fromiter([len(x) if x else 0 for x in sel], dtype=np.int64, count=len(sel))
+    lens = np.fromiter([len(x) >> 3 if x else 0 for x in sel], dtype=np.int64, count=len(sel))
     if not lens.any():
         return _EMPTY, lens
     return np.frombuffer(b"".join([x for x in sel if x]), dtype=np.int64), lens

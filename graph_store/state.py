@@ -34,8 +34,9 @@ in ``extract.py``, updated in bulk from what was appended or changed since the l
   (no step at all for reads at the newest times).
 * A holder's row *is* its reference edges: the edge to ``refs[j][row]`` is valid exactly while
   the row is, and its time is ``vt[row]``. Each target node keeps, per base edge type, the list
-  of holder rows that ever named it (``rev[etype][node]``: an ``array('q')``, so a read gathers
-  many of them with one ``bytes.join``; None when empty); nothing is ever
+  of holder rows that ever named it (``rev[etype][node]``: native int64s in a ``bytes``, which
+  the cyclic GC never scans and a read gathers with one ``bytes.join``; None when empty; an
+  append makes a new ``bytes``, cheaper than ``array.append``); nothing is ever
   removed from it (a superseded row's interval simply ends). ``had_activity`` lists are kept
   sorted by (time, activity id), the timeline order; activity rows carry the type and page of
   their timeline entry as codes (``ttype``, ``tpage``) into the state's interned ``strings``.
@@ -47,8 +48,9 @@ in ``extract.py``, updated in bulk from what was appended or changed since the l
 from __future__ import annotations
 
 from array import array
+import struct
 from bisect import bisect_left, bisect_right, insort
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -69,6 +71,15 @@ HOLDER_OF: dict[int, tuple[str, int, Ref]] = {
 #: node type -> base edge type codes of the references that point at it
 TARGET_CODES: dict[str, tuple[int, ...]] = {
     kind: tuple(code for code, (_, _, ref) in sorted(HOLDER_OF.items()) if ref.target == kind) for kind in KINDS}
+_ROW = struct.Struct("q")
+pack_row, last_row = _ROW.pack, _ROW.unpack_from
+
+
+def rows_of(held: Optional[bytes]) -> Sequence[int]:
+    """The rows of a ``rev`` entry as a sequence of ints."""
+    return memoryview(held).cast("q") if held else ()
+
+
 _ACTIVITY_CONTACT_J = [j for j, r in enumerate(REFS[ACTIVITY]) if r.field == "contact_id"][0]
 #: key sequences of the activity attributes kept as columns only (``GraphState.row_attrs``)
 _ACTIVITY_TEMPLATES = frozenset({("activity_id", "contact_id", "type", "timestamp"),
@@ -93,8 +104,8 @@ class Table:
         self.parts: list[int] = []
         self.attrs: list[Optional[dict]] = []   # None: rebuilt from the columns (row_attrs)
         self.refs: tuple[list[int], ...] = tuple([] for _ in REFS[kind])
-        #: per base edge type naming this type: per node, the holder rows (``array('q')``) or None
-        self.rev: dict[int, list[Optional[array]]] = {code: [] for code in TARGET_CODES[kind]}
+        #: per base edge type naming this type: per node, the holder rows (native int64 bytes) or None
+        self.rev: dict[int, list[Optional[bytes]]] = {code: [] for code in TARGET_CODES[kind]}
         #: activity rows: the timeline entry's type and page, as codes into ``GraphState.strings``
         self.ttype: Optional[list[int]] = [] if kind == ACTIVITY else None
         self.tpage: Optional[list[int]] = [] if kind == ACTIVITY else None
@@ -287,16 +298,16 @@ class GraphState:
             a_opp.append(-1)
             held = had[c]
             if held is None:
-                had[c] = array("q", (row,))
+                had[c] = pack_row(row)
             elif loading:
-                held.append(row)
+                had[c] = held + pack_row(row)
             else:
-                last = held[-1]
+                last = last_row(held, len(held) - 8)[0]
                 lt = a_vt[last]
                 if t > lt or (t == lt and nid > a_names[a_vn[last]]):
-                    held.append(row)
+                    had[c] = held + pack_row(row)
                 else:
-                    insort(held, row, key=self._tl_key)
+                    had[c] = self._insert_row(held, row)
             if loading:
                 append(_LOADED)
             else:   # feature and edge nodes are both {activity, contact}
@@ -370,15 +381,15 @@ class GraphState:
                 lst = self.tables[ref.target].rev[ref.etype]
                 held = lst[target]
                 if held is None:
-                    lst[target] = array("q", (row,))
+                    lst[target] = pack_row(row)
                 elif ref.etype == HAD_ACTIVITY_CODE and not loading:
-                    last = held[-1]
+                    last = last_row(held, len(held) - 8)[0]
                     if t > vt[last] or (t == vt[last] and nid > tab.names[tab.vn[last]]):
-                        held.append(row)
+                        lst[target] = held + pack_row(row)
                     else:
-                        insort(held, row, key=self._tl_key)
+                        lst[target] = self._insert_row(held, row)
                 else:
-                    held.append(row)
+                    lst[target] = held + pack_row(row)
                 edges.add((ref.target, new_v))
             if kind == ACTIVITY:
                 tab.ttype.append(self._code(attrs.get("type")))
@@ -399,7 +410,7 @@ class GraphState:
             held = self.tables[CONTACT].rev[PLACED_CODE][idx]
             if held:
                 ovn = self.tables[ORDER].vn
-                for oidx in sorted({ovn[r] for r in held}):
+                for oidx in sorted({ovn[r] for r in rows_of(held)}):
                     self._attribute(oidx, feats)
         elif kind == COMPANY:
             node = self.cnodes.get(nid)
@@ -420,9 +431,10 @@ class GraphState:
     def finish_load(self) -> None:
         """End a bulk load: sort the ``had_activity`` lists into timeline order."""
         key = self._tl_key
-        for held in self.tables[CONTACT].rev[HAD_ACTIVITY_CODE]:
-            if held is not None and len(held) > 1:
-                held[:] = array("q", sorted(held, key=key))
+        lists = self.tables[CONTACT].rev[HAD_ACTIVITY_CODE]
+        for i, held in enumerate(lists):
+            if held is not None and len(held) > 8:
+                lists[i] = array("q", sorted(rows_of(held), key=key)).tobytes()
         self.loading = False
 
     def row_attrs(self, tab: Table, row: int) -> dict:
@@ -442,6 +454,12 @@ class GraphState:
         if page:
             out["page"] = strings[page]
         return out
+
+    def _insert_row(self, held: bytes, row: int) -> bytes:
+        """``held`` with ``row`` inserted in timeline order (a late activity)."""
+        key = self._tl_key
+        i = bisect_right(rows_of(held), key(row), key=key)
+        return held[:8 * i] + pack_row(row) + held[8 * i:]
 
     def _tl_key(self, row: int) -> tuple[int, str]:
         tab = self.tables[ACTIVITY]
@@ -535,7 +553,7 @@ class GraphState:
             return []
         tab = self.tables[ACTIVITY]
         vt, ve, ttype, tpage, strings = tab.vt, tab.ve, tab.ttype, tab.tpage, self.strings
-        return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in held if vt[r] <= t < ve[r]]
+        return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in rows_of(held) if vt[r] <= t < ve[r]]
 
     def orders(self, coidx: int, t: int) -> list:
         entries = self.corders.get(coidx)
@@ -560,7 +578,7 @@ class GraphState:
                 htab = tables[hk]
                 code = base + NB if ref.holder_is_src else base
                 vt, ve, vn = htab.vt, htab.ve, htab.vn
-                for h in held:
+                for h in rows_of(held):
                     if vt[h] <= t < ve[h]:
                         yield code, hk, vn[h], vt[h]
         if ntype == COMPANY:
@@ -588,9 +606,9 @@ class GraphState:
                 other = htab.refs[j][r] if r >= 0 else -1
                 out = [] if other < 0 else [(self.tables[ref.target].names[other], htab.vt[r])]
             else:
-                held = self.tables[src_type].rev[base][idx] or ()
+                held = self.tables[src_type].rev[base][idx]
                 vt, ve, vn, names = htab.vt, htab.ve, htab.vn, htab.names
-                out = [(names[vn[h]], vt[h]) for h in held if vt[h] <= t < ve[h]]
+                out = [(names[vn[h]], vt[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
         return sorted(out, key=lambda x: (x[1], x[0]))
 
     def ids(self, ntype: str, t: int) -> list[str]:
