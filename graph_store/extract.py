@@ -7,33 +7,165 @@ every edge of the full graph that has an endpoint within ``hops - 1`` of a seed:
 neighbourhood of each node whose state feeds a seed. (Edges between two nodes at exactly
 ``hops`` are left out: they only feed states the seeds never read.) Seeds' outputs on the
 subgraph equal their outputs on the snapshot.
+
+Vectorised over the state's columns: each BFS level gathers, per node type, the version rows
+valid at t of the frontier (holder side) and the holder rows listed under the frontier
+(``rev``), filters them by ``vt <= t < ve`` with numpy, and assigns local indices with a
+per-type scratch array of marks (reset before returning). Only the attribute dicts and the
+timelines are built per node in Python.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from graph_store.base import Subgraph
-from graph_store.records import ETYPES, NB, RING_KINDS
-from graph_store.state import GraphState
-from schemas.types import COMPANY, CONTACT, NODE_TYPES
+from graph_store.records import ETYPES, NB, REFS, RING_KINDS
+from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
+from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState
+from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
+_EMPTY = np.zeros(0, dtype=np.int64)
+_NO_PEERS = (_EMPTY, _EMPTY)
 
 
-def _assemble(state: GraphState, t: int, ids: dict[str, list[str]], per: list[tuple[list, list, list]],
-              seeds: Sequence[int]) -> Subgraph:
+class _Cols:
+    """int64 numpy columns of the state's tables for one read (``Table.columns``, synced once)."""
+
+    def __init__(self, state: GraphState) -> None:
+        self.state = state
+        self.tables: dict = {}
+
+    def __call__(self, kind: str, name: str, j: int = -1) -> np.ndarray:
+        cols = self.tables.get(kind)
+        if cols is None:
+            cols = self.tables[kind] = self.state.tables[kind].columns()
+        return cols[f"ref{j}" if name == "refs" else name]
+
+    def close(self) -> None:
+        self.tables.clear()
+
+
+def _rows_at(cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> np.ndarray:
+    """Row of each node's version valid at ``t`` (-1: none): walk ``vp`` back from ``latest``."""
+    rows = cols(kind, "latest")[nodes]
+    vt = cols(kind, "vt")
+    if not len(vt):
+        return rows
+    vp = cols(kind, "vp")
+    while True:
+        bad = rows >= 0
+        bad[bad] = vt[rows[bad]] > t
+        if not bad.any():
+            return rows
+        rows[bad] = vp[rows[bad]]
+
+
+def _marks(state: GraphState, kind: str) -> np.ndarray:
+    """Scratch array of local index + 1 per node (all zero between reads)."""
+    n = len(state.tables[kind].names)
+    m = state.marks.get(kind)
+    if m is None or len(m) < n:
+        m = np.zeros(max(n + 1024, 2 * (0 if m is None else len(m))), dtype=np.int64)
+        state.marks[kind] = m
+    return m
+
+
+def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate ``lists[i]`` (rows as int64 bytes, or None) for each node: (rows, lengths)."""
+    sel = [lists[i] for i in nodes.tolist()]
+    lens = np.fromiter([len(x) >> 3 if x else 0 for x in sel], dtype=np.int64, count=len(sel))
+    if not lens.any():
+        return _EMPTY, lens
+    return np.frombuffer(b"".join([x for x in sel if x]), dtype=np.int64), lens
+
+
+def _attrs(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> list[dict]:
+    """Attribute dicts (plus timeline / orders) of ``nodes``, all known to exist at ``t``."""
+    stored = state.tables[kind].attrs
+    at = _rows_at(cols, kind, nodes, t) if len(nodes) else _EMPTY
+    rows = at.tolist()
+    if kind == ACTIVITY:
+        out = _activity_attrs(state, cols, nodes, at, rows)
+    else:
+        out = [dict(stored[r]) if r >= 0 else {} for r in rows]
+    if kind == CONTACT:
+        _timelines(state, cols, nodes, t, out)
+    elif kind == COMPANY:
+        orders, counted = state.orders, state.corders
+        for a, i in zip(out, nodes.tolist()):
+            a["orders"] = orders(i, t) if i in counted else []
+    return out
+
+
+def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.ndarray, rows: list[int]) -> list[dict]:
+    """``_attrs`` of activities: rows kept as columns only (``GraphState.row_attrs``) are rebuilt
+    from column gathers, the others copied."""
+    tab = state.tables[ACTIVITY]
+    stored = tab.attrs
+    if all(r < 0 or stored[r] is not None for r in rows):
+        return [dict(stored[r]) if r >= 0 else {} for r in rows]
+    safe = np.maximum(at, 0)
+    strings = state.string_array()
+    cnames = state.tables[CONTACT].names
+    contacts = [cnames[c] for c in cols(ACTIVITY, "refs", _CONTACT_J)[safe].tolist()]
+    types = strings[cols(ACTIVITY, "ttype")[safe]].tolist()
+    pages = strings[cols(ACTIVITY, "tpage")[safe]].tolist()
+    times = cols(ACTIVITY, "vt")[safe].tolist()
+    names = tab.names
+    out = []
+    for k, (g, r) in enumerate(zip(nodes.tolist(), rows)):
+        if r < 0:
+            out.append({})
+            continue
+        a = stored[r]
+        if a is not None:
+            out.append(dict(a))
+            continue
+        a = {"activity_id": names[g], "contact_id": contacts[k], "type": types[k], "timestamp": times[k]}
+        if pages[k] is not None:
+            a["page"] = pages[k]
+        out.append(a)
+    return out
+
+
+def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int, out: list[dict]) -> None:
+    rows, lens = _gather(state.tables[CONTACT].rev[HAD_ACTIVITY_CODE], contacts)
+    if not len(rows):
+        for a in out:
+            a["timeline"] = []
+        return
+    ok = (cols(ACTIVITY, "vt")[rows] <= t) & (cols(ACTIVITY, "ve")[rows] > t)
+    if not ok.all():
+        owner = np.repeat(np.arange(len(contacts)), lens)[ok]
+        rows = rows[ok]
+        lens = np.bincount(owner, minlength=len(contacts))
+    strings = state.string_array()   # fresh tuples from the columns (each list in timeline order)
+    entries = list(zip(cols(ACTIVITY, "vt")[rows].tolist(), strings[cols(ACTIVITY, "ttype")[rows]].tolist(),
+                       strings[cols(ACTIVITY, "tpage")[rows]].tolist()))
+    start = 0
+    for a, end in zip(out, np.cumsum(lens).tolist()):
+        a["timeline"] = entries[start:end]
+        start = end
+
+
+def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarray],
+              per: list[tuple[list, list, list]], n_seeds: int) -> Subgraph:
     """``per[code]`` = (source local indices, destination local indices, times) of base type ``code``."""
-    g = Subgraph(as_of=t, seeds=np.asarray(seeds, dtype=np.int64))
+    g = Subgraph(as_of=t, seeds=np.arange(n_seeds, dtype=np.int64))
     for nt in NODE_TYPES:
-        g.node_ids[nt] = ids[nt]
-        g.attrs[nt] = _attrs(state, nt, ids[nt], t)
+        names = state.tables[nt].names
+        g.node_ids[nt] = [names[i] for i in nodes[nt].tolist()]
+        g.attrs[nt] = _attrs(state, cols, nt, nodes[nt], t)
     for code in range(NB):
         src, dst, tim = per[code]
-        arr = np.array([src, dst], dtype=np.int64).reshape(2, len(src))
-        times = np.array(tim, dtype=np.int64)
+        if src:
+            arr = np.stack([np.concatenate(src), np.concatenate(dst)]).astype(np.int64, copy=False)
+            times = np.concatenate(tim).astype(np.int64, copy=False)
+        else:
+            arr, times = np.zeros((2, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
         g.edges[ETYPES[code]] = arr
         g.edge_time[ETYPES[code]] = times
         g.edges[ETYPES[code + NB]] = arr[::-1].copy()
@@ -41,122 +173,202 @@ def _assemble(state: GraphState, t: int, ids: dict[str, list[str]], per: list[tu
     return g
 
 
-def _attrs(state: GraphState, nt: str, ids: list[str], t: int) -> list[dict]:
-    """``GraphState.attrs`` for many nodes known to exist at ``t`` (the hot loop, inlined)."""
-    nodes = state.nodes[nt]
-    out = []
-    append = out.append
-    timeline, orders = state.timeline_of, state.orders_of
-    for nid in ids:
-        node = nodes[nid]
-        times = node.times
-        if len(times) == 1:
-            a = dict(node.vals[0]) if times[0] <= t else {}
-        elif times:
-            i = bisect_right(times, t) - 1
-            a = dict(node.vals[i]) if i >= 0 else {}
-        else:
-            a = {}
-        if nt == CONTACT:
-            a["timeline"] = timeline(node, t)
-        elif nt == COMPANY:
-            a["orders"] = orders(node, t)
-        append(a)
-    return out
+class _Bfs:
+    """One extraction: local numbering, BFS levels and the emitted edges."""
 
+    def __init__(self, state: GraphState, cols: _Cols, t: int, hops: int) -> None:
+        self.state, self.cols, self.t, self.hops = state, cols, t, hops
+        self.marks = {k: _marks(state, k) for k in NODE_TYPES}
+        self.found: dict[str, list[np.ndarray]] = {k: [] for k in NODE_TYPES}
+        self.count = {k: 0 for k in NODE_TYPES}
+        self.per: list[tuple[list, list, list]] = [([], [], []) for _ in range(NB)]
+        self.next: dict[str, list[np.ndarray]] = {}
+        self.expand = False
+        self.last = False
+        self.start: dict[str, int] = {}
 
-def _by_index(ids: dict[str, list[str]], edges: Iterable[tuple]) -> list[tuple[list, list, list]]:
-    index = {nt: {nid: i for i, nid in enumerate(lst)} for nt, lst in ids.items()}
-    per: list[tuple[list, list, list]] = [([], [], []) for _ in range(NB)]
-    for code, src, dst, et in edges:
-        s, d, tm = per[code]
-        s.append(index[ETYPES[code][0]][src])
-        d.append(index[ETYPES[code][2]][dst])
-        tm.append(et)
-    return per
+    def reset(self) -> None:
+        for k, arrays in self.found.items():
+            if arrays:
+                self.marks[k][np.concatenate(arrays)] = 0
+
+    def discover(self, kind: str, nodes: np.ndarray) -> np.ndarray:
+        """Local indices of ``nodes``, numbering the new ones (they form the next frontier)."""
+        m = self.marks[kind]
+        loc = m[nodes]
+        fresh = loc == 0
+        if fresh.any():
+            new = np.unique(nodes[fresh])
+            c = self.count[kind]
+            m[new] = np.arange(c + 1, c + 1 + len(new))
+            self.count[kind] = c + len(new)
+            self.found[kind].append(new)
+            if self.expand:
+                self.next.setdefault(kind, []).append(new)
+            loc = m[nodes]
+        return loc - 1
+
+    def emit(self, code: int, src: np.ndarray, dst: np.ndarray, times: np.ndarray) -> None:
+        if len(src):
+            s, d, tm = self.per[code]
+            s.append(src)
+            d.append(dst)
+            tm.append(times)
+
+    def unscanned(self, kind: str, local: np.ndarray) -> np.ndarray:
+        """Mask of nodes at distance ``hops`` (found in the last level, never scanned)."""
+        return local >= self.start[kind]
+
+    def scan(self, kind: str, frontier: np.ndarray) -> None:
+        """Emit the edges of ``frontier`` nodes (edges to scanned nodes once, from the base source)."""
+        state, cols, t, last = self.state, self.cols, self.t, self.last
+        tab = state.tables[kind]
+        mine = self.marks[kind][frontier] - 1
+        refs = REFS[kind]
+        if refs:   # holder side: the valid version names its targets
+            rows = _rows_at(cols, kind, frontier, t)
+            ok = rows >= 0
+            if ok.any():
+                rows, me = rows[ok], mine[ok]
+                times = cols(kind, "vt")[rows]
+                for j, ref in enumerate(refs):
+                    target = cols(kind, "refs", j)[rows]
+                    has = target >= 0
+                    if not has.any():
+                        continue
+                    other = self.discover(ref.target, target[has])
+                    if ref.holder_is_src:
+                        self.emit(ref.etype, me[has], other, times[has])
+                    elif last:
+                        keep = self.unscanned(ref.target, other)
+                        self.emit(ref.etype, other[keep], me[has][keep], times[has][keep])
+        for base, lists in tab.rev.items():   # target side: the holder rows that name the node
+            rows, lens = _gather(lists, frontier)
+            if not len(rows):
+                continue
+            hk, _, ref = HOLDER_OF[base]
+            vt = cols(hk, "vt")[rows]
+            ok = (vt <= t) & (cols(hk, "ve")[rows] > t)
+            me = np.repeat(mine, lens)[ok]
+            times = vt[ok]
+            other = self.discover(hk, cols(hk, "vn")[rows[ok]])
+            if not ref.holder_is_src:
+                self.emit(base, me, other, times)
+            elif last:
+                keep = self.unscanned(hk, other)
+                self.emit(base, other[keep], me[keep], times[keep])
+        if kind == COMPANY:
+            self.scan_rings(tab, frontier, mine)
+
+    def scan_rings(self, tab, frontier: np.ndarray, mine: np.ndarray) -> None:
+        state, t = self.state, self.t
+        names, cnodes, peers = tab.names, state.cnodes, state.rings.peer_arrays
+        nids = [names[g] for g in frontier.tolist()]
+        for r, code in enumerate(RING_KINDS):
+            found = [peers(r, nid, t) if nid in cnodes else _NO_PEERS for nid in nids]
+            lens = np.fromiter([len(p[0]) for p in found], dtype=np.int64, count=len(found))
+            if not lens.any():
+                continue
+            me = np.repeat(mine, lens)
+            times = np.concatenate([p[1] for p in found])
+            other = self.discover(COMPANY, np.concatenate([p[0] for p in found]))
+            self.emit(code, me, other, times)
+            if self.last:
+                keep = self.unscanned(COMPANY, other)
+                self.emit(code, other[keep], me[keep], times[keep])
+
+    def run(self, frontier: dict[str, np.ndarray]) -> None:
+        for d in range(self.hops):
+            self.last = d == self.hops - 1
+            self.expand = not self.last
+            self.start = dict(self.count)
+            self.next = {}
+            for kind in NODE_TYPES:
+                nodes = frontier.get(kind)
+                if nodes is not None and len(nodes):
+                    self.scan(kind, nodes)
+            frontier = {k: np.concatenate(v) for k, v in self.next.items()}
+
+    def nodes(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) if v else _EMPTY for k, v in self.found.items()}
 
 
 def subgraph(state: GraphState, seeds: Sequence[str], t: int, hops: int = 2) -> Subgraph:
     """Union of exact ``hops``-hop neighbourhoods of the seed contacts that exist at ``t``.
 
-    Each edge is emitted once: by the first of its endpoints whose edges are scanned (the
-    nodes within ``hops - 1``); a scanned node skips edges to nodes already scanned.
+    Every edge with an endpoint within ``hops - 1`` is emitted once: by its base source when
+    that is scanned (within ``hops - 1``), else by its destination.
     """
-    ids: dict[str, list[str]] = {nt: [] for nt in NODE_TYPES}
-    local: dict[str, dict[str, int]] = {nt: {} for nt in NODE_TYPES}
-    per: list[tuple[list, list, list]] = [([], [], []) for _ in range(NB)]
-    scanned: dict[str, set] = {nt: set() for nt in NODE_TYPES}
-    frontier = []
-    seed_idx = []
-    nodes = state.nodes
-    contacts, clocal, cids = nodes[CONTACT], local[CONTACT], ids[CONTACT]
+    ctab = state.tables[CONTACT]
+    seed_ids: list[int] = []
+    seen: set[int] = set()
     for s in seeds:
-        node = contacts.get(s)
-        if node is None or node.first > t or s in clocal:
+        i = ctab.ids.get(s)
+        if i is None or ctab.first[i] > t or i in seen:
             continue
-        seed_idx.append(len(cids))
-        clocal[s] = len(cids)
-        cids.append(s)
-        frontier.append((CONTACT, s, node))
-    peers = state.rings.peer_entries
-    for d in range(hops):
-        nxt = []
-        expand = d + 1 < hops
-        for ntype, nid, node in frontier:
-            scanned[ntype].add(nid)
-            me = local[ntype][nid]
-            lists = []
-            if node.adj:
-                lists = [(code, entries) for code, entries in node.adj.items()]
-            if ntype == COMPANY and node.bk:
-                for r in (0, 1):
-                    pl = peers(r, nid, t)
-                    if pl:
-                        code = RING_KINDS[r]
-                        lists.append((code, pl))
-                        lists.append((code + NB, pl))
-            for code, entries in lists:
-                otype = _DST[code]
-                oloc, oids, osc = local[otype], ids[otype], scanned[otype]
-                if code < NB:
-                    src_l, dst_l, tim_l = per[code]
-                    fwd = True
-                else:
-                    src_l, dst_l, tim_l = per[code - NB]
-                    fwd = False
-                for s, e, other in entries:
-                    if s > t or e <= t:
-                        continue
-                    j = oloc.get(other)
-                    if j is None:
-                        j = oloc[other] = len(oids)
-                        oids.append(other)
-                        if expand:
-                            nxt.append((otype, other, nodes[otype][other]))
-                    elif other in osc:
-                        continue
-                    if fwd:
-                        src_l.append(me)
-                        dst_l.append(j)
-                    else:
-                        src_l.append(j)
-                        dst_l.append(me)
-                    tim_l.append(s)
-        frontier = nxt
-    return _assemble(state, t, ids, per, seed_idx)
+        seen.add(i)
+        seed_ids.append(i)
+    cols = _Cols(state)
+    bfs = _Bfs(state, cols, t, hops)
+    try:
+        frontier = {}
+        if seed_ids:
+            g = np.array(seed_ids, dtype=np.int64)
+            bfs.marks[CONTACT][g] = np.arange(1, len(g) + 1)
+            bfs.found[CONTACT].append(g)
+            bfs.count[CONTACT] = len(g)
+            frontier[CONTACT] = g
+        bfs.run(frontier)
+        return _assemble(state, cols, t, bfs.nodes(), bfs.per, len(seed_ids))
+    finally:
+        bfs.reset()
+        cols.close()
 
 
 def snapshot(state: GraphState, t: int) -> Subgraph:
-    """Every node and edge as of ``t`` (edges collected from their source side)."""
-    ids = {nt: state.ids(nt, t) for nt in NODE_TYPES}
-    edges = []
-    nodes = state.nodes
-    for nt in NODE_TYPES:
-        for nid in ids[nt]:
-            for code, other, et in state.edges_at(nt, nid, nodes[nt][nid], t):
-                if code < NB:
-                    edges.append((code, nid, other, et))
-    return _assemble(state, t, ids, _by_index(ids, edges), [])
+    """Every node and edge as of ``t`` (node ids sorted per type; edges from their holder rows)."""
+    cols = _Cols(state)
+    try:
+        nodes: dict[str, np.ndarray] = {}
+        local: dict[str, np.ndarray] = {}
+        for nt in NODE_TYPES:
+            names = state.tables[nt].names
+            present = np.nonzero(cols(nt, "first") <= t)[0].tolist()
+            order = np.array(sorted(present, key=names.__getitem__), dtype=np.int64)
+            nodes[nt] = order
+            loc = np.full(len(names), -1, dtype=np.int64)
+            loc[order] = np.arange(len(order))
+            local[nt] = loc
+        per: list[tuple[list, list, list]] = [([], [], []) for _ in range(NB)]
+        for code, (hk, j, ref) in HOLDER_OF.items():
+            vt = cols(hk, "vt")
+            target = cols(hk, "refs", j)
+            ok = (vt <= t) & (cols(hk, "ve") > t) & (target >= 0)
+            holder = local[hk][cols(hk, "vn")[ok]]
+            other = local[ref.target][target[ok]]
+            src, dst = (holder, other) if ref.holder_is_src else (other, holder)
+            per[code][0].append(src)
+            per[code][1].append(dst)
+            per[code][2].append(vt[ok])
+        ctab = state.tables[COMPANY]
+        for r, code in enumerate(RING_KINDS):   # each company's peers: both directions overall
+            src, dst, tim = [], [], []
+            loc = local[COMPANY]
+            for g in nodes[COMPANY].tolist():
+                nid = ctab.names[g]
+                if nid not in state.cnodes:
+                    continue
+                for peer, et in state.rings.peers(r, nid, t):
+                    src.append(loc[g])
+                    dst.append(loc[ctab.ids[peer]])
+                    tim.append(et)
+            if src:
+                per[code][0].append(np.array(src, dtype=np.int64))
+                per[code][1].append(np.array(dst, dtype=np.int64))
+                per[code][2].append(np.array(tim, dtype=np.int64))
+        return _assemble(state, cols, t, nodes, per, 0)
+    finally:
+        cols.close()
 
 
 def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t: int,
@@ -164,21 +376,23 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
     """Contacts within ``hops`` of a feature change or within ``hops - 1`` of an edge change."""
     dist: dict = {}
     levels: list[list] = [[] for _ in range(hops + 1)]
-    for key in feature_nodes:
-        if key not in dist and state.get(key[0], key[1], t) is not None:
-            dist[key] = 0
-            levels[0].append(key)
+    for ntype, nid in feature_nodes:
+        idx = state.get(ntype, nid, t)
+        if idx is not None and (ntype, idx) not in dist:
+            dist[(ntype, idx)] = 0
+            levels[0].append((ntype, idx))
     if hops >= 1:
-        for key in edge_nodes:
-            if key not in dist and state.get(key[0], key[1], t) is not None:
-                dist[key] = 1
-                levels[1].append(key)
-    nodes = state.nodes
+        for ntype, nid in edge_nodes:
+            idx = state.get(ntype, nid, t)
+            if idx is not None and (ntype, idx) not in dist:
+                dist[(ntype, idx)] = 1
+                levels[1].append((ntype, idx))
     for d in range(hops):
-        for ntype, nid in levels[d]:
-            for code, other, _ in state.edges_at(ntype, nid, nodes[ntype][nid], t):
-                key = (_DST[code], other)
+        for ntype, idx in levels[d]:
+            for _, otype, other, _ in state.edges_at(ntype, idx, t):
+                key = (otype, other)
                 if key not in dist:
                     dist[key] = d + 1
                     levels[d + 1].append(key)
-    return {nid for (ntype, nid) in dist if ntype == CONTACT}
+    names = state.tables[CONTACT].names
+    return {names[i] for (ntype, i) in dist if ntype == CONTACT}

@@ -7,10 +7,10 @@ by 2**63 (``t8``) so negative times sort too. Ids are ``id``: a u16 length then 
 =========================================================  ==============================
 key                                                        value
 =========================================================  ==============================
-``M`` name                                                 meta (``format`` -> b"1")
-``R`` ``V`` id(company) t8(version time)                   company version attrs (JSON);
+``M`` name                                                 meta (``format`` -> b"2")
+``R`` ``V`` id(company) t8(version time)                   company version attrs (attrs);
                                                            replicated: no partition
-``P`` p4 ``V`` kind(u8) id t8(version time)                account version attrs (JSON)
+``P`` p4 ``V`` kind(u8) id t8(version time)                account version attrs (attrs)
 ``P`` p4 ``E`` etype(u8) id(X) t8(edge time) id(holder)  b"" (edge X -> holder, asserted
                                                            by the holder's version)
 ``P`` p4 ``O`` id(topic) u32(source partition)             next offset to consume (u64)
@@ -30,6 +30,10 @@ is one prefix scan:
 So one edge costs one index key, written with the version in the same WriteBatch and never
 rewritten. Derived company edges (``industry_peer``, ``similar_to``) are a function of the
 replicated company versions and are not stored.
+
+(attrs) is ``records.encode_attrs``: a pickle (protocol 5) of the record's attribute dict in
+format 2; format-1 stores hold compact UTF-8 JSON objects, still read (``records.decode_attrs``
+tells them apart by the first byte). ``BatchKeys`` builds the same keys for bulk writes.
 """
 from __future__ import annotations
 
@@ -92,6 +96,59 @@ def edge_key(p: int, etype: int, src: str, t: int, dst: str) -> bytes:
     raw, other = src.encode(), dst.encode()
     return (b"P" + _U32.pack(p) + b"E" + _KIND[etype] + _U16.pack(len(raw)) + raw + _T.pack(t + SHIFT)
             + _U16.pack(len(other)) + other)
+
+
+_LEN = [_U16.pack(n) for n in range(4096)]
+
+
+def ident_raw(raw: bytes) -> bytes:
+    """``ident`` of an already encoded id."""
+    n = len(raw)
+    return (_LEN[n] if n < 4096 else _U16.pack(n)) + raw
+
+
+def pack_t8(t: int) -> bytes:
+    return _T.pack(t + SHIFT)
+
+
+class BatchKeys:
+    """The version and edge keys of one partition, built with fewer calls (bulk apply).
+
+    Same bytes as ``version_key`` / ``edge_key`` / ``company_key``; the heads ``P p4 V kind`` and
+    ``P p4 E etype`` are built once per partition.
+
+    Example:
+        >>> b = BatchKeys(3)
+        >>> b.version(1, "c1", 5) == version_key(3, 1, "c1", 5)
+        True
+        >>> b.edge(8, "a1", 5, "c1") == edge_key(3, 8, "a1", 5, "c1")
+        True
+        >>> b.company("a1", -5) == company_key("a1", -5)
+        True
+    """
+    __slots__ = ("vheads", "eheads")
+
+    def __init__(self, p: int) -> None:
+        head = part(p)
+        self.vheads = [head + b"V" + _KIND[k] for k in range(16)]
+        self.eheads = [head + b"E" + _KIND[k] for k in range(32)]
+
+    def version(self, kind: int, nid: str, t: int) -> bytes:
+        return self.vheads[kind] + ident_raw(nid.encode()) + _T.pack(t + SHIFT)
+
+    def edge(self, etype: int, src: str, t: int, dst: str) -> bytes:
+        return self.eheads[etype] + ident_raw(src.encode()) + _T.pack(t + SHIFT) + ident_raw(dst.encode())
+
+    @staticmethod
+    def company(nid: str, t: int) -> bytes:
+        return REPL_VERSION + ident_raw(nid.encode()) + _T.pack(t + SHIFT)
+
+
+def parse_version(key: bytes, pos: int) -> tuple[str, int]:
+    """``(id, time)`` of a version key whose ``id`` starts at ``pos`` (7 for ``P``, 2 for ``RV``)."""
+    n = _U16.unpack_from(key, pos)[0]
+    end = pos + 2 + n
+    return key[pos + 2:end].decode(), _T.unpack_from(key, end)[0] - SHIFT
 
 
 def offset_key(p: int, topic: str, source_partition: int) -> bytes:

@@ -10,9 +10,7 @@ from typing import Sequence
 from graph_store.base import ApplyEffect, Positions
 from graph_store.options import GraphStoreOptions
 from graph_store.reads import StateBackedStore, paused_gc
-from graph_store.state import REPLICATED
 from schemas.events import InputEvent
-from schemas.types import COMPANY
 
 
 class MemoryGraphStore(StateBackedStore):
@@ -36,8 +34,7 @@ class MemoryGraphStore(StateBackedStore):
         state = self.state
         bit = 1 << partition
         with paused_gc():
-            changes = [state.apply(rec, REPLICATED if rec.kind == COMPANY else bit)
-                       for rec in self._records(events)]
+            changes = state.apply_batch(self._records(events), bit)
         if positions:
             self._positions.setdefault(partition, {}).update(positions)
         return self._effects(events, changes)

@@ -16,16 +16,21 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from typing import Iterable, Optional
 
+import numpy as np
+
 from graph_store.records import stable_hash
 
 INF = (1 << 63) - 1
+_NONE = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 class Rings:
     """Bucket membership over time plus cached rings, for the two derived edge kinds (r = 0, 1)."""
 
-    def __init__(self, companies: dict, ks: tuple[int, int], max_breakpoints: int = 32) -> None:
+    def __init__(self, companies: dict, ks: tuple[int, int], max_breakpoints: int = 32,
+                 index: Optional[dict] = None) -> None:
         self.companies = companies          # company id -> Node (shared with the state)
+        self.index = index if index is not None else {}   # company id -> node int (``peer_arrays``)
         self.ks = ks
         self.max_breakpoints = max_breakpoints
         self.members: tuple[dict, dict] = ({}, {})   # bucket -> ids that ever had it
@@ -33,8 +38,10 @@ class Rings:
         self.latest: tuple[dict, dict] = ({}, {})    # bucket -> sorted [(hash, id)] as of +inf
         self.cache: tuple[dict, dict] = ({}, {})     # bucket -> {interval index: ring}
         self.pcache: tuple[dict, dict] = ({}, {})    # bucket -> {company: peers} as of +inf
-        self.ecache: tuple[dict, dict] = ({}, {})    # the same as adjacency entries
+        self.lcache: tuple[dict, dict] = ({}, {})    # bucket -> _latest(r, bucket) (as of +inf)
         self.hashes: dict[str, int] = {}
+        #: bucket -> sorted [(hash, id, start, end)]: one per version of a member that has the bucket
+        self.stints: tuple[dict, dict] = ({}, {})
 
     # ------------------------------------------------------------------ reads
     def key(self, cid: str) -> tuple[int, str]:
@@ -60,8 +67,8 @@ class Rings:
             return self.latest[r].get(bucket, [])
         per_bucket = self.cache[r].setdefault(bucket, {})
         ring = per_bucket.get(idx)
-        if ring is None:
-            ring = sorted(self.key(c) for c in self.members[r][bucket] if self.bucket_at(c, r, t) == bucket)
+        if ring is None:   # stints are sorted by (hash, id): the filtered list is the ring
+            ring = [(h, c) for h, c, s, e in self.stints[r].get(bucket, ()) if s <= t < e]
             per_bucket[idx] = ring
         return ring
 
@@ -77,20 +84,22 @@ class Rings:
             out.append(ring[(pos - j) % n][1])
         return out
 
-    def peer_entries(self, r: int, cid: str, t: int) -> list[tuple[int, int, str]]:
-        """``peers`` as adjacency entries ``(edge time, end=INF, peer)`` (do not mutate)."""
-        bucket = self.bucket_at(cid, r, t)
+    def peer_arrays(self, r: int, cid: str, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """``peers`` as (peer company node ints, edge times) arrays (do not mutate). At the
+        bucket's latest times they are rows of matrices computed for the whole ring at once."""
+        node = self.companies.get(cid)
+        i = node.valid(t) if node is not None else -1
+        bucket = node.bk[i][r] if i >= 0 else None
         if bucket is None:
-            return []
+            return _NONE
         if t >= self.changes[r][bucket][-1]:
-            per = self.ecache[r].get(bucket)
-            if per is None:
-                per = self.ecache[r][bucket] = {}
-            got = per.get(cid)
-            if got is None:
-                got = per[cid] = [(et, INF, p) for p, et in self.peers(r, cid, t)]
-            return got
-        return [(et, INF, p) for p, et in self.peers(r, cid, t)]
+            pos, _, _, idx, times = self._latest(r, bucket)
+            p = pos[cid]
+            return idx[p], times[p]
+        pairs = self.peers(r, cid, t)
+        index = self.index
+        return (np.array([index[p] for p, _ in pairs], dtype=np.int64),
+                np.array([et for _, et in pairs], dtype=np.int64))
 
     def peers(self, r: int, cid: str, t: int) -> list[tuple[str, int]]:
         """``(peer id, edge time)`` of ``cid`` along derived kind ``r`` as of ``t`` (do not mutate)."""
@@ -110,14 +119,41 @@ class Rings:
             if got is not None:
                 return got
         mine = node.times[i]
-        out = []
-        for p in self.ring_peers(self.ring(r, bucket, t), cid, self.ks[r]):
-            other = self.companies[p]
-            pt = other.times[other.valid(t)]
-            out.append((p, mine if mine >= pt else pt))
-        if latest:
+        if latest:   # every member's newest version is valid (changes[r][b] holds all their times)
+            pos, ids, times, _, _ = self._latest(r, bucket)
+            n, k, p = len(ids), self.ks[r], pos[cid]
+            out = [(ids[q], mine if mine >= times[q] else times[q]) for q in _positions(n, k, p)]
             per[cid] = out
+            return out
+        out = []
+        companies = self.companies
+        for p in self.ring_peers(self.ring(r, bucket, t), cid, self.ks[r]):
+            times = companies[p].times
+            pt = times[companies[p].valid(t)]
+            out.append((p, mine if mine >= pt else pt))
         return out
+
+    def _latest(self, r: int, bucket: str) -> tuple:
+        """The bucket's latest ring: (id -> position, ids, newest version times, and per position
+        the peers' node ints and edge times as matrices), cached until the bucket changes."""
+        got = self.lcache[r].get(bucket)
+        if got is not None:
+            return got
+        ids = [c for _, c in self.latest[r].get(bucket, [])]
+        times = [self.companies[c].times[-1] for c in ids]
+        n, k = len(ids), self.ks[r]
+        base = np.arange(n)
+        if n <= k + 1:   # everyone else, in ring order
+            others = np.arange(max(n - 1, 0))
+            q = others[None, :] + (others[None, :] >= base[:, None])
+        else:            # successor 1, predecessor 1, successor 2, ...
+            offsets = np.array([s * j for j in range(1, k // 2 + 1) for s in (1, -1)])
+            q = (base[:, None] + offsets[None, :]) % n
+        idx = np.array([self.index[c] for c in ids], dtype=np.int64)
+        tarr = np.array(times, dtype=np.int64)
+        got = self.lcache[r][bucket] = ({c: p for p, c in enumerate(ids)}, ids, times,
+                                        idx[q], np.maximum(tarr[q], tarr[:, None]))
+        return got
 
     # ----------------------------------------------------------------- writes
     def on_version(self, cid: str, node, i: int) -> set[str]:
@@ -170,15 +206,20 @@ class Rings:
         return out
 
     def _diff(self, r: int, with_x: list, without_x: list, cid: str) -> set[str]:
+        """Companies whose peer set differs between ``with_x`` and ``without_x`` (plus x's peers).
+
+        When both rings are in the windowed regime (``len(with_x) > k + 2``) that is exactly x's
+        peers in ``with_x``: a company's window changes iff x is in it, i.e. iff it is within k/2
+        of x, and the member it pushes out (or takes back) is at distance <= k/2 from x on the
+        other side, another of x's peers (checked exhaustively against the explicit comparison
+        below in tests/graph_store/test_index.py).
+        """
         k = self.ks[r]
         n = len(with_x)
-        if n <= k + 2:
-            candidates: Iterable[str] = [c for _, c in with_x]
-        else:
-            pos = bisect_left(with_x, self.key(cid))
-            half = k // 2
-            candidates = {with_x[(pos + j) % n][1] for j in range(-half - 1, half + 2)}
         out: set[str] = set(self.ring_peers(with_x, cid, k)) if n else set()
+        if n > k + 2:
+            return out
+        candidates: Iterable[str] = [c for _, c in with_x]
         for c in candidates:
             if c == cid:
                 continue
@@ -190,10 +231,15 @@ class Rings:
                 out |= p1 ^ p2
         return out
 
+    def register(self, cid: str, node, i: int) -> None:
+        """Register version ``i`` without computing which peer sets changed (bulk load)."""
+        self._register(cid, node, i)
+
     def _register(self, cid: str, node, i: int) -> None:
         # Invariant: changes[r][b] holds every version time of every company that ever had b
         # (any of them can move a member in or out of b, or change an edge time).
         te = node.times[i]
+        self._stints(cid, node)
         for r in (0, 1):
             older = {bk[r] for k, bk in enumerate(node.bk) if k != i and bk[r] is not None}
             for bucket in older | ({node.bk[i][r]} - {None}):
@@ -205,7 +251,7 @@ class Rings:
                         insort(ch, tv)
                 self.cache[r].pop(bucket, None)
                 self.pcache[r].pop(bucket, None)
-                self.ecache[r].pop(bucket, None)
+                self.lcache[r].pop(bucket, None)
             new = node.bk[i][r]
             if new is not None:
                 self.members[r].setdefault(new, set()).add(cid)
@@ -220,3 +266,25 @@ class Rings:
                     del ring[bisect_left(ring, key)]
                 if node.bk[i][r] is not None:
                     insort(self.latest[r].setdefault(node.bk[i][r], []), key)
+
+    def _stints(self, cid: str, node) -> None:
+        """Rewrite ``cid``'s stints in every bucket it ever had (its versions just changed)."""
+        h, _ = self.key(cid)
+        times, n = node.times, len(node.times)
+        for r in (0, 1):
+            mine: dict[str, list] = {}
+            for k, bk in enumerate(node.bk):
+                if bk[r] is not None:
+                    mine.setdefault(bk[r], []).append((h, cid, times[k], times[k + 1] if k + 1 < n else INF))
+            for bucket, new in mine.items():
+                lst = self.stints[r].setdefault(bucket, [])
+                lo = bisect_left(lst, (h, cid))
+                hi = bisect_left(lst, (h, cid, INF + 1))
+                lst[lo:hi] = new
+
+
+def _positions(n: int, k: int, p: int) -> list[int]:
+    """Ring positions of the peers of position ``p`` (the order of ``Rings.ring_peers``)."""
+    if n <= k + 1:
+        return [q for q in range(n) if q != p]
+    return [(p + s * j) % n for j in range(1, k // 2 + 1) for s in (1, -1)]

@@ -1,6 +1,6 @@
-"""The in-memory temporal heterograph both stores read from.
+"""The in-memory temporal heterograph both stores read from: a compact, columnar index.
 
-``GraphState`` holds every node version and every edge interval, keyed for the reads the
+``GraphState`` holds every node version and every edge interval, laid out for the reads the
 model needs (as-of attributes, typed neighbours, per-contact timelines, per-company orders).
 The RocksDB store keeps it as a write-through cache of its durable keys and rebuilds it at
 open; the in-memory store is nothing else.
@@ -18,38 +18,174 @@ Semantics (the brute-force reference in ``tests/graph_store/reference.py`` spell
 * A contact's timeline as of t: ``(time, type, page)`` of the activities linked to it as of t.
 * A company's orders as of t: ``(time, amount)`` of the orders whose valid version names the
   company (``company_id``) or, without one, whose contact worked there at the order's time.
+
+Layout (one ``Table`` per node type; columns are Python lists, cheap to append to one event at a
+time; ``Table.columns()`` keeps int64 numpy copies of the integer columns for the vectorised reads
+in ``extract.py``, updated in bulk from what was appended or changed since the last read):
+
+* Nodes are interned to dense ints: ``ids`` (id -> int), ``names`` (int -> id), and per node
+  ``first`` (existence time) and ``latest`` (row of its newest version; -1 for a stub).
+* Every version is a *row*: ``vt`` (version time), ``ve`` (the node's next version time, or INF:
+  the row is valid during ``[vt, ve)``), ``vp`` (the node's previous version row, -1 for the
+  first), ``vn`` (its node), ``parts`` (partition mask), ``attrs`` (the attribute dict), and per
+  reference field of the type (``records.REFS[kind][j]``) ``refs[j]``: the target node or -1.
+  A version arriving late is linked into its node's chain; only its neighbours' ``ve``/``vp``
+  change. "Version of node i valid at t" walks ``vp`` back from ``latest[i]`` while ``vt > t``
+  (no step at all for reads at the newest times).
+* A holder's row *is* its reference edges: the edge to ``refs[j][row]`` is valid exactly while
+  the row is, and its time is ``vt[row]``. Each target node keeps, per base edge type, the list
+  of holder rows that ever named it (``rev[etype][node]``: native int64s in a ``bytes``, which
+  the cyclic GC never scans and a read gathers with one ``bytes.join``; None when empty; an
+  append makes a new ``bytes``, cheaper than ``array.append``); nothing is ever
+  removed from it (a superseded row's interval simply ends). ``had_activity`` lists are kept
+  sorted by (time, activity id), the timeline order; activity rows carry the type and page of
+  their timeline entry as codes (``ttype``, ``tpage``) into the state's interned ``strings``.
+* Order attribution (rare: orders are few) stays in dicts: ``oattr`` (order -> the companies its
+  versions count for) and ``corders`` (company -> sorted ``(time, order id, end, amount)``).
+* Companies also get a small ``CNode`` (version times and buckets) for the derived ring edges
+  (``rings.py``).
 """
 from __future__ import annotations
 
+from array import array
+import struct
 from bisect import bisect_left, bisect_right, insort
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Sequence
 
-from graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record,
+import numpy as np
+
+from graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record, Ref,
                                  industry_bucket, similar_bucket)
 from graph_store.rings import INF, Rings
-from schemas.types import COMPANY, CONTACT, ORDER
+from schemas.types import ACTIVITY, COMPANY, CONTACT, ORDER
 
-HAD_ACTIVITY_CODE = [r for r in REFS["activity"] if r.field == "contact_id"][0].etype
+HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
 PLACED_CODE = REFS[ORDER][0].etype
 REPLICATED = -1   # partition mask of replicated versions (company attributes)
 
 NEW, NEW_IN_PARTITION, DUPLICATE = 0, 1, 2
 
+#: base edge type code -> (holder kind, position of the reference in REFS[holder], Ref)
+HOLDER_OF: dict[int, tuple[str, int, Ref]] = {
+    ref.etype: (kind, j, ref) for kind, refs in REFS.items() for j, ref in enumerate(refs)}
+#: node type -> base edge type codes of the references that point at it
+TARGET_CODES: dict[str, tuple[int, ...]] = {
+    kind: tuple(code for code, (_, _, ref) in sorted(HOLDER_OF.items()) if ref.target == kind) for kind in KINDS}
+_ROW = struct.Struct("q")
+pack_row, last_row = _ROW.pack, _ROW.unpack_from
 
-class Node:
-    """One entity: its existence time, versions, adjacency and derived per-node lists."""
-    __slots__ = ("first", "times", "vals", "parts", "adj", "aux", "bk", "tl", "tlc")
 
-    def __init__(self, first: int) -> None:
-        self.first = first
-        self.times: list[int] = []
-        self.vals: list[dict] = []
+def rows_of(held: Optional[bytes]) -> Sequence[int]:
+    """The rows of a ``rev`` entry as a sequence of ints."""
+    return memoryview(held).cast("q") if held else ()
+
+
+_ACTIVITY_CONTACT_J = [j for j, r in enumerate(REFS[ACTIVITY]) if r.field == "contact_id"][0]
+#: key sequences of the activity attributes kept as columns only (``GraphState.row_attrs``)
+_ACTIVITY_TEMPLATES = frozenset({("activity_id", "contact_id", "type", "timestamp"),
+                                 ("activity_id", "contact_id", "type", "timestamp", "page")})
+
+
+class Table:
+    """One node type: its nodes (dense ints) and its version rows (columns)."""
+    __slots__ = ("kind", "ids", "names", "first", "latest", "vt", "ve", "vp", "vn", "parts", "attrs",
+                 "refs", "rev", "ttype", "tpage", "dirty_rows", "dirty_nodes", "mirror", "synced")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.ids: dict[str, int] = {}
+        self.names: list[str] = []
+        self.first: list[int] = []
+        self.latest: list[int] = []
+        self.vt: list[int] = []
+        self.ve: list[int] = []
+        self.vp: list[int] = []
+        self.vn: list[int] = []
         self.parts: list[int] = []
-        self.adj: Optional[dict[int, list[tuple[int, int, str]]]] = None
-        self.aux: Optional[list] = None   # order: attribution; company: attributed orders
-        self.bk: Optional[list] = None    # company: (industry bucket, similar bucket) per version
-        self.tl: Optional[list] = None    # contact: sorted (time, activity id, end, type, page)
-        self.tlc: Optional[tuple] = None  # contact: (from time, timeline) valid for every t >= from
+        self.attrs: list[Optional[dict]] = []   # None: rebuilt from the columns (row_attrs)
+        self.refs: tuple[list[int], ...] = tuple([] for _ in REFS[kind])
+        #: per base edge type naming this type: per node, the holder rows (native int64 bytes) or None
+        self.rev: dict[int, list[Optional[bytes]]] = {code: [] for code in TARGET_CODES[kind]}
+        #: activity rows: the timeline entry's type and page, as codes into ``GraphState.strings``
+        self.ttype: Optional[list[int]] = [] if kind == ACTIVITY else None
+        self.tpage: Optional[list[int]] = [] if kind == ACTIVITY else None
+        #: rows whose ``ve``/``vp`` and nodes whose ``first``/``latest`` changed in place since ``sync``
+        self.dirty_rows: list[int] = []
+        self.dirty_nodes: list[int] = []
+        self.mirror: dict[str, np.ndarray] = {}
+        self.synced = [0, 0]   # rows, nodes copied into ``mirror``
+
+    def add(self, nid: str, first: int) -> int:
+        idx = len(self.names)
+        self.ids[nid] = idx
+        self.names.append(nid)
+        self.first.append(first)
+        self.latest.append(-1)
+        for lst in self.rev.values():
+            lst.append(None)
+        return idx
+
+    def row_at(self, idx: int, t: int) -> int:
+        """Row of node ``idx``'s version valid at ``t`` (-1: none yet)."""
+        r = self.latest[idx]
+        vt, vp = self.vt, self.vp
+        while r >= 0 and vt[r] > t:
+            r = vp[r]
+        return r
+
+    def rows(self, idx: int) -> list[int]:
+        """Rows of node ``idx``'s versions, oldest first."""
+        out = []
+        r = self.latest[idx]
+        vp = self.vp
+        while r >= 0:
+            out.append(r)
+            r = vp[r]
+        out.reverse()
+        return out
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """int64 numpy copies of the integer columns (``refs`` as ``ref0``, ``ref1``, ...), brought
+        up to date in bulk: rows and nodes appended since the last call, then in-place changes."""
+        rows, nodes = len(self.vt), len(self.names)
+        done_rows, done_nodes = self.synced
+        cols = [("vt", self.vt, rows, done_rows), ("ve", self.ve, rows, done_rows),
+                ("vp", self.vp, rows, done_rows), ("vn", self.vn, rows, done_rows),
+                ("first", self.first, nodes, done_nodes), ("latest", self.latest, nodes, done_nodes)]
+        cols += [(f"ref{j}", col, rows, done_rows) for j, col in enumerate(self.refs)]
+        if self.ttype is not None:
+            cols += [("ttype", self.ttype, rows, done_rows), ("tpage", self.tpage, rows, done_rows)]
+        m = self.mirror
+        for name, col, n, done in cols:
+            arr = m.get(name)
+            if arr is None or len(arr) < n:
+                grown = np.empty(max(n, 2 * (0 if arr is None else len(arr)), 1024), dtype=np.int64)
+                if arr is not None:
+                    grown[:done] = arr[:done]
+                arr = m[name] = grown
+            if n > done:
+                arr[done:n] = col[done:n]
+        if self.dirty_rows:
+            idx = self.dirty_rows
+            m["ve"][idx] = [self.ve[i] for i in idx]
+            m["vp"][idx] = [self.vp[i] for i in idx]
+            self.dirty_rows = []
+        if self.dirty_nodes:
+            idx = self.dirty_nodes
+            m["first"][idx] = [self.first[i] for i in idx]
+            m["latest"][idx] = [self.latest[i] for i in idx]
+            self.dirty_nodes = []
+        self.synced = [rows, nodes]
+        return {name: m[name][:n] for name, _, n, _ in cols}
+
+
+class CNode:
+    """A company's version times and (industry, similar) buckets, for ``rings.Rings``."""
+    __slots__ = ("times", "bk")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.bk: list[tuple] = []
 
     def valid(self, t: int) -> int:
         """Index of the version valid at ``t`` (-1: none yet)."""
@@ -67,76 +203,267 @@ class Change(NamedTuple):
     attrs: Optional[dict] = None   # the stored attrs, for a version new in this partition
 
 
+_LOADED = Change(NEW, 0, frozenset(), frozenset())
+_tuple_new = tuple.__new__
+
+
 class GraphState:
     def __init__(self, industry_k: int = 8, similar_k: int = 4, ring_breakpoints: int = 32) -> None:
-        self.nodes: dict[str, dict[str, Node]] = {k: {} for k in KINDS}
-        self.rings = Rings(self.nodes[COMPANY], (industry_k, similar_k), ring_breakpoints)
+        self.tables: dict[str, Table] = {k: Table(k) for k in KINDS}
+        self.cnodes: dict[str, CNode] = {}
+        self.rings = Rings(self.cnodes, (industry_k, similar_k), ring_breakpoints, self.tables[COMPANY].ids)
         self.options = (industry_k, similar_k, ring_breakpoints)
         self.t_min, self.t_max = INF, -INF   # earliest and latest version time
+        self.oattr: dict[int, list] = {}     # order node -> [(company id, (time, order id, end, amount))]
+        self.corders: dict[int, list] = {}   # company node -> sorted [(time, order id, end, amount)]
+        #: bulk load (``load`` ... ``finish_load``): no change sets, no ring diffs, timelines sorted once
+        self.loading = False
+        self.marks: dict[str, object] = {}   # extraction scratch (extract.py)
+        self.strings: list = [None]          # timeline types and pages, interned: code -> value
+        self.codes: dict = {None: 0}
+        self._string_array = np.array(self.strings, dtype=object)
+
+    def _code(self, value) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.strings)
+            self.strings.append(value)
+        return code
+
+    def string_array(self) -> np.ndarray:
+        """``strings`` as a numpy object array (to decode code columns with one gather)."""
+        if len(self._string_array) != len(self.strings):
+            arr = np.empty(len(self.strings), dtype=object)
+            arr[:] = self.strings
+            self._string_array = arr
+        return self._string_array
 
     # ================================================================= writes
+    def apply_batch(self, records: list[Record], mask: int) -> list[Change]:
+        """``apply`` each record in order (companies as ``REPLICATED``, the rest under ``mask``).
+
+        The common event, a new activity naming only its contact, takes an inlined path with
+        exactly ``apply``'s effect; everything else goes through ``apply``.
+        """
+        out: list[Change] = []
+        append = out.append
+        apply = self.apply
+        atab, ctab = self.tables[ACTIVITY], self.tables[CONTACT]
+        a_ids, a_names, a_first, a_latest = atab.ids, atab.names, atab.first, atab.latest
+        a_vt, a_ve, a_vp, a_vn, a_parts, a_attrs = atab.vt, atab.ve, atab.vp, atab.vn, atab.parts, atab.attrs
+        a_ttype, a_tpage, codes, code = atab.ttype, atab.tpage, self.codes, self._code
+        a_contact, a_opp = atab.refs[_ACTIVITY_CONTACT_J], atab.refs[1 - _ACTIVITY_CONTACT_J]
+        c_ids, c_first = ctab.ids, ctab.first
+        had = ctab.rev[HAD_ACTIVITY_CODE]
+        loading = self.loading
+        for rec in records:
+            kind, nid, t, attrs = rec
+            if kind != ACTIVITY or nid in a_ids or attrs.get("opportunity_id") is not None:
+                append(apply(rec, REPLICATED if kind == COMPANY else mask))
+                continue
+            cid = attrs.get("contact_id")
+            if cid is None:
+                append(apply(rec, mask))
+                continue
+            row = len(a_vt)
+            a_ids[nid] = len(a_names)   # a new activity node with its first version
+            a_vn.append(len(a_names))
+            a_names.append(nid)
+            a_first.append(t)
+            a_latest.append(row)
+            a_vt.append(t)
+            a_ve.append(INF)
+            a_vp.append(-1)
+            a_parts.append(mask)
+            v = attrs.get("type")
+            c = codes.get(v)
+            a_ttype.append(code(v) if c is None else c)
+            page = attrs.get("page")
+            c = codes.get(page)
+            a_tpage.append(code(page) if c is None else c)
+            # the common attributes are the columns: keep no dict (row_attrs rebuilds it)
+            a_attrs.append(None if (tuple(attrs) in _ACTIVITY_TEMPLATES and v.__class__ is str
+                                    and (page is None or page.__class__ is str)) else attrs)
+            if t < self.t_min:
+                self.t_min = t
+            if t > self.t_max:
+                self.t_max = t
+            c = c_ids.get(cid)   # _touch(contact)
+            if c is None:
+                c = ctab.add(cid, t)
+            elif t < c_first[c]:
+                c_first[c] = t
+                ctab.dirty_nodes.append(c)
+            a_contact.append(c)
+            a_opp.append(-1)
+            held = had[c]
+            if held is None:
+                had[c] = pack_row(row)
+            elif loading:
+                had[c] = held + pack_row(row)
+            else:
+                last = last_row(held, len(held) - 8)[0]
+                lt = a_vt[last]
+                if t > lt or (t == lt and nid > a_names[a_vn[last]]):
+                    had[c] = held + pack_row(row)
+                else:
+                    had[c] = self._insert_row(held, row)
+            if loading:
+                append(_LOADED)
+            else:   # feature and edge nodes are both {activity, contact}
+                both = frozenset(((ACTIVITY, nid), (CONTACT, cid)))
+                append(_tuple_new(Change, (NEW, t, both, both, None)))
+        return out
+
     def apply(self, rec: Record, mask: int) -> Change:
         """Insert version ``rec`` held by partitions ``mask`` (``REPLICATED`` for companies)."""
         kind, nid, t, attrs = rec
-        nodes = self.nodes[kind]
-        node = nodes.get(nid)
-        if node is None:
-            node = nodes[nid] = Node(t)
-        times = node.times
-        i = bisect_left(times, t)
-        if i < len(times) and times[i] == t:
-            nominal = self._nominal(kind, nid, node.vals[i])
-            if node.parts[i] & mask == mask:
-                return Change(DUPLICATE, t, nominal, nominal)
-            node.parts[i] |= mask   # first delivery wins: the stored attrs stay
-            return Change(NEW_IN_PARTITION, t, nominal, nominal, node.vals[i])
-        times.insert(i, t)
+        tab = self.tables[kind]
+        idx = tab.ids.get(nid)
+        vt = tab.vt
+        prev = nxt = -1
+        if idx is None:
+            idx = tab.add(nid, t)
+        else:
+            prev = tab.latest[idx]
+            vp = tab.vp
+            while prev >= 0 and vt[prev] > t:
+                nxt = prev
+                prev = vp[prev]
+            if prev >= 0 and vt[prev] == t:
+                stored = self.row_attrs(tab, prev)
+                nominal = self._nominal(kind, nid, stored)
+                if tab.parts[prev] & mask == mask:
+                    return Change(DUPLICATE, t, nominal, nominal)
+                tab.parts[prev] |= mask   # first delivery wins: the stored attrs stay
+                return Change(NEW_IN_PARTITION, t, nominal, nominal, stored)
+            if t < tab.first[idx]:
+                tab.first[idx] = t
+                tab.dirty_nodes.append(idx)
+        row = len(vt)
+        vt.append(t)
+        if nxt >= 0:
+            tab.ve.append(vt[nxt])
+            tab.vp[nxt] = row
+            tab.dirty_rows.append(nxt)
+        else:
+            tab.ve.append(INF)
+            tab.latest[idx] = row
+            tab.dirty_nodes.append(idx)
+        tab.vp.append(prev)
+        tab.vn.append(idx)
+        tab.parts.append(mask)
+        tab.attrs.append(attrs)
+        prev_attrs = None
+        if prev >= 0:
+            tab.ve[prev] = t   # the previous version (and its edges) now ends at t
+            tab.dirty_rows.append(prev)
+            prev_attrs = self.row_attrs(tab, prev)
         if t < self.t_min:
             self.t_min = t
         if t > self.t_max:
             self.t_max = t
-        node.vals.insert(i, attrs)
-        node.parts.insert(i, mask)
-        if t < node.first:
-            node.first = t
+        loading = self.loading
         feats = {(kind, nid)}
         edges: set = set()
-        nxt = times[i + 1] if i + 1 < len(times) else INF
-        prev = node.vals[i - 1] if i > 0 else None
-        for ref in REFS[kind]:
-            new_v = attrs.get(ref.field)
-            old_v = prev.get(ref.field) if prev is not None else None
-            if old_v is not None:   # the previous version's edge now ends at t
-                pt = times[i - 1]
-                self._unlink(ref, kind, nid, old_v, pt, nxt, prev)
-                self._link(ref, kind, nid, old_v, pt, t, prev)
-                edges.add((ref.target, old_v))
-            if new_v is not None:
-                self._touch(ref.target, new_v, t, feats)
-                self._link(ref, kind, nid, new_v, t, nxt, attrs)
+        refs = REFS[kind]
+        if refs:
+            for j, ref in enumerate(refs):
+                new_v = attrs.get(ref.field)
+                old_v = prev_attrs.get(ref.field) if prev_attrs is not None else None
+                if old_v is not None:
+                    edges.add((ref.target, old_v))
+                if new_v is None:
+                    tab.refs[j].append(-1)
+                    continue
+                target = self._touch(ref.target, new_v, t, feats)
+                tab.refs[j].append(target)
+                lst = self.tables[ref.target].rev[ref.etype]
+                held = lst[target]
+                if held is None:
+                    lst[target] = pack_row(row)
+                elif ref.etype == HAD_ACTIVITY_CODE and not loading:
+                    last = last_row(held, len(held) - 8)[0]
+                    if t > vt[last] or (t == vt[last] and nid > tab.names[tab.vn[last]]):
+                        lst[target] = held + pack_row(row)
+                    else:
+                        lst[target] = self._insert_row(held, row)
+                else:
+                    lst[target] = held + pack_row(row)
                 edges.add((ref.target, new_v))
-            if ref.target == CONTACT and kind == "activity":   # timelines of both contacts
-                for v in (old_v, new_v):
+            if kind == ACTIVITY:
+                tab.ttype.append(self._code(attrs.get("type")))
+                tab.tpage.append(self._code(attrs.get("page")))
+                old_c = prev_attrs.get("contact_id") if prev_attrs is not None else None
+                for v in (old_c, attrs.get("contact_id")):   # timelines of both contacts
                     if v is not None:
                         feats.add((CONTACT, v))
-        for field, target in EXTRA_REFS.get(kind, ()):
+        for field, target_kind in EXTRA_REFS.get(kind, ()):
             value = attrs.get(field)
             if value is not None:
-                self._touch(target, value, t, feats)
+                self._touch(target_kind, value, t, feats)
         if edges:
             edges.add((kind, nid))
         if kind == ORDER:
-            self._attribute(nid, feats)
+            self._attribute(idx, feats)
         elif kind == CONTACT:
-            for oid in {e[2] for e in (node.adj or {}).get(PLACED_CODE, ())}:
-                self._attribute(oid, feats)
+            held = self.tables[CONTACT].rev[PLACED_CODE][idx]
+            if held:
+                ovn = self.tables[ORDER].vn
+                for oidx in sorted({ovn[r] for r in rows_of(held)}):
+                    self._attribute(oidx, feats)
         elif kind == COMPANY:
-            if node.bk is None:
-                node.bk = []
+            node = self.cnodes.get(nid)
+            if node is None:
+                node = self.cnodes[nid] = CNode()
+            i = bisect_left(node.times, t)
+            node.times.insert(i, t)
             node.bk.insert(i, (industry_bucket(attrs), similar_bucket(attrs)))
-            for c in self.rings.on_version(nid, node, i):
-                edges.add((COMPANY, c))
-        return Change(NEW, t, frozenset(feats), frozenset(edges))
+            if loading:
+                self.rings.register(nid, node, i)
+            else:
+                for c in self.rings.on_version(nid, node, i):
+                    edges.add((COMPANY, c))
+        if loading:
+            return _LOADED
+        return _tuple_new(Change, (NEW, t, frozenset(feats), frozenset(edges), None))
+
+    def finish_load(self) -> None:
+        """End a bulk load: sort the ``had_activity`` lists into timeline order."""
+        key = self._tl_key
+        lists = self.tables[CONTACT].rev[HAD_ACTIVITY_CODE]
+        for i, held in enumerate(lists):
+            if held is not None and len(held) > 8:
+                lists[i] = array("q", sorted(rows_of(held), key=key)).tobytes()
+        self.loading = False
+
+    def row_attrs(self, tab: Table, row: int) -> dict:
+        """The stored attributes of a version row (do not mutate).
+
+        A new activity whose attributes are exactly ``activity_id, contact_id, type, timestamp[,
+        page]`` (strings, the id and time of the row) keeps no dict: they are its columns.
+        """
+        attrs = tab.attrs[row]
+        if attrs is not None:
+            return attrs
+        strings = self.strings
+        out = {"activity_id": tab.names[tab.vn[row]],
+               "contact_id": self.tables[CONTACT].names[tab.refs[_ACTIVITY_CONTACT_J][row]],
+               "type": strings[tab.ttype[row]], "timestamp": tab.vt[row]}
+        page = tab.tpage[row]
+        if page:
+            out["page"] = strings[page]
+        return out
+
+    def _insert_row(self, held: bytes, row: int) -> bytes:
+        """``held`` with ``row`` inserted in timeline order (a late activity)."""
+        key = self._tl_key
+        i = bisect_right(rows_of(held), key(row), key=key)
+        return held[:8 * i] + pack_row(row) + held[8 * i:]
+
+    def _tl_key(self, row: int) -> tuple[int, str]:
+        tab = self.tables[ACTIVITY]
+        return tab.vt[row], tab.names[tab.vn[row]]
 
     @staticmethod
     def _nominal(kind: str, nid: str, attrs: dict) -> frozenset:
@@ -151,170 +478,160 @@ class GraphState:
                 out.add((target, attrs[field]))
         return frozenset(out)
 
-    def _touch(self, ntype: str, nid: str, t: int, feats: set) -> None:
-        nodes = self.nodes[ntype]
-        node = nodes.get(nid)
-        if node is None:
-            nodes[nid] = Node(t)
+    def _touch(self, ntype: str, nid: str, t: int, feats: set) -> int:
+        tab = self.tables[ntype]
+        idx = tab.ids.get(nid)
+        if idx is None:
             feats.add((ntype, nid))
-        elif t < node.first:
-            node.first = t
+            return tab.add(nid, t)
+        if t < tab.first[idx]:
+            tab.first[idx] = t
+            tab.dirty_nodes.append(idx)
             feats.add((ntype, nid))
+        return idx
 
-    def _link(self, ref, kind: str, hid: str, tid: str, s: int, e: int, vattrs: dict) -> None:
-        holder = self.nodes[kind][hid]
-        target = self.nodes[ref.target][tid]
-        code = ref.etype
-        if code == HAD_ACTIVITY_CODE:
-            if target.tl is None:
-                target.tl = []
-            insort(target.tl, (s, hid, e, vattrs.get("type"), vattrs.get("page")))
-            target.tlc = None
-        if ref.holder_is_src:
-            src, dst, sid, did = holder, target, hid, tid
-        else:
-            src, dst, sid, did = target, holder, tid, hid
-        if src.adj is None:
-            src.adj = {}
-        if dst.adj is None:
-            dst.adj = {}
-        src.adj.setdefault(code, []).append((s, e, did))
-        dst.adj.setdefault(code + NB, []).append((s, e, sid))
-
-    def _unlink(self, ref, kind: str, hid: str, tid: str, s: int, e: int, vattrs: dict) -> None:
-        holder = self.nodes[kind][hid]
-        target = self.nodes[ref.target][tid]
-        code = ref.etype
-        if code == HAD_ACTIVITY_CODE:
-            target.tl.remove((s, hid, e, vattrs.get("type"), vattrs.get("page")))
-            target.tlc = None
-        if ref.holder_is_src:
-            holder.adj[code].remove((s, e, tid))
-            target.adj[code + NB].remove((s, e, hid))
-        else:
-            target.adj[code].remove((s, e, hid))
-            holder.adj[code + NB].remove((s, e, tid))
-
-    def company_of_contact(self, cid: str, t: int) -> Optional[str]:
-        node = self.nodes[CONTACT].get(cid)
-        if node is None or not node.times:
+    def company_of_contact(self, cid: Optional[str], t: int) -> Optional[str]:
+        tab = self.tables[CONTACT]
+        idx = tab.ids.get(cid) if cid is not None else None
+        if idx is None:
             return None
-        i = node.valid(t)
-        return node.vals[i].get("company_id") if i >= 0 else None
+        r = tab.row_at(idx, t)
+        return tab.attrs[r].get("company_id") if r >= 0 else None
 
-    def _attribute(self, oid: str, feats: set) -> None:
-        """Recompute which company each version of order ``oid`` counts for."""
-        node = self.nodes[ORDER][oid]
+    def _attribute(self, oidx: int, feats: set) -> None:
+        """Recompute which company each version of order ``oidx`` counts for."""
+        tab = self.tables[ORDER]
+        oid = tab.names[oidx]
         new = []
-        n = len(node.times)
-        for k in range(n):
-            tv, attrs = node.times[k], node.vals[k]
+        for r in tab.rows(oidx):
+            tv, attrs = tab.vt[r], tab.attrs[r]
             company = attrs.get("company_id") or self.company_of_contact(attrs.get("contact_id"), tv)
             if company is not None:
-                end = node.times[k + 1] if k + 1 < n else INF
-                new.append((company, (tv, oid, end, float(attrs.get("amount", 0.0)))))
-        old = node.aux or []
+                new.append((company, (tv, oid, tab.ve[r], float(attrs.get("amount", 0.0)))))
+        old = self.oattr.get(oidx, [])
         if old == new:
             return
-        companies = self.nodes[COMPANY]
+        ctab = self.tables[COMPANY]
         for company, entry in old:
             if (company, entry) not in new:
-                companies[company].aux.remove(entry)
+                self.corders[ctab.ids[company]].remove(entry)
                 feats.add((COMPANY, company))
         for company, entry in new:
             if (company, entry) not in old:
-                cnode = companies.get(company)
-                if cnode is None:   # only a contact's company: it exists already
-                    cnode = companies[company] = Node(entry[0])
-                if cnode.aux is None:
-                    cnode.aux = []
-                insort(cnode.aux, entry)
+                cidx = ctab.ids.get(company)
+                if cidx is None:   # only a contact's company: it exists already
+                    cidx = ctab.add(company, entry[0])
+                insort(self.corders.setdefault(cidx, []), entry)
                 feats.add((COMPANY, company))
-        node.aux = new
+        self.oattr[oidx] = new
 
     # ================================================================== reads
-    def get(self, ntype: str, nid: str, t: int) -> Optional[Node]:
-        node = self.nodes[ntype].get(nid)
-        return node if node is not None and node.first <= t else None
+    def get(self, ntype: str, nid: str, t: int) -> Optional[int]:
+        """The node's int id if it exists at ``t``, else None."""
+        tab = self.tables[ntype]
+        idx = tab.ids.get(nid)
+        return idx if idx is not None and tab.first[idx] <= t else None
 
     def attrs(self, ntype: str, nid: str, t: int) -> Optional[dict]:
         """Version attributes plus the derived lists (``timeline``, ``orders``); None if absent."""
-        node = self.get(ntype, nid, t)
-        if node is None:
+        idx = self.get(ntype, nid, t)
+        if idx is None:
             return None
-        i = node.valid(t) if node.times else -1
-        out = dict(node.vals[i]) if i >= 0 else {}
+        tab = self.tables[ntype]
+        r = tab.row_at(idx, t)
+        out = dict(self.row_attrs(tab, r)) if r >= 0 else {}
         if ntype == CONTACT:
-            out["timeline"] = self.timeline_of(node, t)
+            out["timeline"] = self.timeline(idx, t)
         elif ntype == COMPANY:
-            out["orders"] = self.orders_of(node, t)
+            out["orders"] = self.orders(idx, t)
         return out
 
-    @staticmethod
-    def timeline_of(node: Node, t: int) -> list:
-        tl = node.tl
-        if not tl:
+    def timeline(self, cidx: int, t: int) -> list:
+        """``(time, type, page)`` of the activities linked to contact ``cidx`` as of ``t``."""
+        held = self.tables[CONTACT].rev[HAD_ACTIVITY_CODE][cidx]
+        if not held:
             return []
-        cached = node.tlc
-        if cached is not None and t >= cached[0]:
-            return list(cached[1])
-        out = [(s, typ, page) for s, _, e, typ, page in tl if s <= t < e]
-        last = max(max(s for s, *_ in tl), max((e for _, _, e, _, _ in tl if e != INF), default=0))
-        if t >= last:   # nothing starts or ends later: the same list for every t >= last
-            node.tlc = (last, out)
-            return list(out)
-        return out
+        tab = self.tables[ACTIVITY]
+        vt, ve, ttype, tpage, strings = tab.vt, tab.ve, tab.ttype, tab.tpage, self.strings
+        return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in rows_of(held) if vt[r] <= t < ve[r]]
 
-    @staticmethod
-    def orders_of(node: Node, t: int) -> list:
-        if not node.aux:
+    def orders(self, coidx: int, t: int) -> list:
+        entries = self.corders.get(coidx)
+        if not entries:
             return []
-        return [(tv, amount) for tv, _, end, amount in node.aux if tv <= t < end]
+        return [(tv, amount) for tv, _, end, amount in entries if tv <= t < end]
 
-    def edges_at(self, ntype: str, nid: str, node: Node, t: int) -> Iterator[tuple[int, str, int]]:
-        """Every edge of the node valid at ``t``: ``(edge type code, neighbour id, time)``."""
-        if node.adj:
-            for code, entries in node.adj.items():
-                for s, e, other in entries:
-                    if s <= t < e:
-                        yield code, other, s
-        if ntype == COMPANY and node.bk:
-            for r, code in ((0, RING_CODES[0]), (1, RING_CODES[1])):
-                for other, et in self.rings.peers(r, nid, t):
-                    yield code, other, et
-                    yield code + NB, other, et
+    def edges_at(self, ntype: str, idx: int, t: int) -> Iterator[tuple[int, str, int, int]]:
+        """Every edge of node ``idx`` valid at ``t``: ``(edge type code, other type, other node, time)``."""
+        tables = self.tables
+        tab = tables[ntype]
+        r = tab.row_at(idx, t)
+        if r >= 0:
+            for j, ref in enumerate(REFS[ntype]):
+                other = tab.refs[j][r]
+                if other >= 0:
+                    yield (ref.etype if ref.holder_is_src else ref.etype + NB), ref.target, other, tab.vt[r]
+        for base, lists in tab.rev.items():
+            held = lists[idx]
+            if held:
+                hk, _, ref = HOLDER_OF[base]
+                htab = tables[hk]
+                code = base + NB if ref.holder_is_src else base
+                vt, ve, vn = htab.vt, htab.ve, htab.vn
+                for h in rows_of(held):
+                    if vt[h] <= t < ve[h]:
+                        yield code, hk, vn[h], vt[h]
+        if ntype == COMPANY:
+            ids = tab.ids
+            nid = tab.names[idx]
+            for k, code in enumerate(RING_CODES):
+                for other, et in self.rings.peers(k, nid, t):
+                    o = ids[other]
+                    yield code, COMPANY, o, et
+                    yield code + NB, COMPANY, o, et
 
     def neighbors(self, code: int, nid: str, t: int) -> list[tuple[str, int]]:
         src_type = ETYPES[code][0]
-        node = self.get(src_type, nid, t)
-        if node is None:
+        idx = self.get(src_type, nid, t)
+        if idx is None:
             return []
         base = code % NB
         if base in RING_CODES:
-            out = self.rings.peers(RING_CODES.index(base), nid, t)
+            out = list(self.rings.peers(RING_CODES.index(base), nid, t))
         else:
-            out = [(o, s) for s, e, o in (node.adj or {}).get(code, ()) if s <= t < e]
+            hk, j, ref = HOLDER_OF[base]
+            htab = self.tables[hk]
+            if ref.holder_is_src == (code < NB):   # nid is the holder: its valid version names one
+                r = htab.row_at(idx, t)
+                other = htab.refs[j][r] if r >= 0 else -1
+                out = [] if other < 0 else [(self.tables[ref.target].names[other], htab.vt[r])]
+            else:
+                held = self.tables[src_type].rev[base][idx]
+                vt, ve, vn, names = htab.vt, htab.ve, htab.vn, htab.names
+                out = [(names[vn[h]], vt[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
         return sorted(out, key=lambda x: (x[1], x[0]))
 
     def ids(self, ntype: str, t: int) -> list[str]:
-        return sorted(k for k, n in self.nodes[ntype].items() if n.first <= t)
+        tab = self.tables[ntype]
+        return sorted(n for n, f in zip(tab.names, tab.first) if f <= t)
 
     # ============================================================ partitions
     def versions(self) -> Iterator[tuple[Record, int]]:
         """Every stored version with its partition mask (to rebuild or drop a partition)."""
-        for kind, nodes in self.nodes.items():
-            for nid, node in nodes.items():
-                for t, attrs, mask in zip(node.times, node.vals, node.parts):
-                    yield Record(kind, nid, t, attrs), mask
+        for kind, tab in self.tables.items():
+            names, vn, vt = tab.names, tab.vn, tab.vt
+            for r in range(len(vt)):
+                yield Record(kind, names[vn[r]], vt[r], self.row_attrs(tab, r)), tab.parts[r]
 
     def without_partition(self, partition: int) -> "GraphState":
         bit = 1 << partition
         fresh = GraphState(*self.options)
+        fresh.loading = True
         for rec, mask in self.versions():
             if mask != REPLICATED:
                 mask &= ~bit
                 if not mask:
                     continue
             fresh.apply(rec, mask)
+        fresh.finish_load()
         return fresh
-

@@ -18,6 +18,7 @@ def main() -> None:
     print("ready", start, flush=True)
     for lo in range(start, n, batch):
         store.apply(events[lo:lo + batch], {TOPIC: min(lo + batch, n)})
+        print("applied", min(lo + batch, n), flush=True)
     store.close()
     print("done", flush=True)
 

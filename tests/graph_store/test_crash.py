@@ -38,7 +38,9 @@ def test_sigkill_mid_apply_leaves_a_batch_boundary(tmp_path):
                                 stdout=subprocess.PIPE, env=env, text=True)
         line = proc.stdout.readline()           # "ready <offset>": the store is open
         assert line.startswith("ready"), line
-        time.sleep(rng.uniform(0.02, 0.6))
+        for _ in range(rng.randint(0, 6)):      # let a few batches commit ("applied <offset>"),
+            proc.stdout.readline()              # whatever the speed of the store
+        time.sleep(rng.uniform(0, 0.02))        # then kill at a random moment of the stream
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
