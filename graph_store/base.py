@@ -126,6 +126,12 @@ class GraphStore(ABC):
     def affected_leads(self, effects: Sequence[ApplyEffect], as_of: int, hops: int = 2) -> set[str]:
         """Contacts whose ``hops``-layer GNN output can change because of ``effects``."""
 
+    def affected_leads_each(self, groups: Sequence[Sequence[ApplyEffect]], as_of: int,
+                            hops: int = 2) -> list[set[str]]:
+        """``affected_leads`` of every group, computed together (a store may share work between
+        groups: the stream asks once per batch for each event, to name each lead's cause)."""
+        return [self.affected_leads(g, as_of, hops) for g in groups]
+
     def time_span(self) -> Optional[tuple[int, int]]:
         """``(earliest, latest)`` version time in the store, or None when it is empty."""
         raise NotImplementedError

@@ -16,7 +16,7 @@ timelines are built per node in Python.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -372,8 +372,14 @@ def snapshot(state: GraphState, t: int) -> Subgraph:
 
 
 def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t: int,
-             hops: int = 2) -> set[str]:
-    """Contacts within ``hops`` of a feature change or within ``hops - 1`` of an edge change."""
+             hops: int = 2, memo: Optional[dict] = None) -> set[str]:
+    """Contacts within ``hops`` of a feature change or within ``hops - 1`` of an edge change.
+
+    ``memo`` (node -> its neighbours at ``t``) may be shared by calls at the same ``t`` on an
+    unchanged graph: the events of one batch mostly touch the same few companies, whose
+    neighbour lists (every colleague, opportunity and peer) are the costly part.
+    """
+    memo = {} if memo is None else memo
     dist: dict = {}
     levels: list[list] = [[] for _ in range(hops + 1)]
     for ntype, nid in feature_nodes:
@@ -388,9 +394,11 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
                 dist[(ntype, idx)] = 1
                 levels[1].append((ntype, idx))
     for d in range(hops):
-        for ntype, idx in levels[d]:
-            for _, otype, other, _ in state.edges_at(ntype, idx, t):
-                key = (otype, other)
+        for node in levels[d]:
+            near = memo.get(node)
+            if near is None:
+                near = memo[node] = [(otype, other) for _, otype, other, _ in state.edges_at(*node, t)]
+            for key in near:
                 if key not in dist:
                     dist[key] = d + 1
                     levels[d + 1].append(key)

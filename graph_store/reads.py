@@ -115,14 +115,21 @@ class StateBackedStore(GraphStore):
             return extract.snapshot(self.state, as_of)
 
     def affected_leads(self, effects: Sequence[ApplyEffect], as_of: int, hops: int = 2) -> set[str]:
-        feats: set = set()
-        edges: set = set()
-        for eff in effects:
-            if not eff.changed or (eff.time is not None and eff.time > as_of):
-                continue
-            feats |= eff.feature_nodes
-            edges |= eff.edge_nodes
-        if not feats and not edges:
-            return set()
+        return self.affected_leads_each([effects], as_of, hops)[0]
+
+    def affected_leads_each(self, groups: Sequence[Sequence[ApplyEffect]], as_of: int,
+                            hops: int = 2) -> list[set[str]]:
+        memo: dict = {}
+        out = []
         with paused_gc():
-            return extract.affected(self.state, feats, edges, as_of, hops)
+            for effects in groups:
+                feats: set = set()
+                edges: set = set()
+                for eff in effects:
+                    if not eff.changed or (eff.time is not None and eff.time > as_of):
+                        continue
+                    feats |= eff.feature_nodes
+                    edges |= eff.edge_nodes
+                out.append(extract.affected(self.state, feats, edges, as_of, hops, memo)
+                           if feats or edges else set())
+        return out

@@ -47,6 +47,10 @@ class ScoringOptions:
             then the largest moves. Explaining costs ~18 ms a lead on this machine (a forward
             per evidence group), so the rest are published with no factors and explained on
             demand by ``/leads/{contact_id}``.
+        decay_min_age: event-time seconds a lead's last check must be behind its partition's
+            watermark before the decay sweep rescores it (default 3600). Its time-relative
+            features count in days (7/30/90-day windows, a 14-day half-life), so rescoring it
+            more often spends CPU that ingestion needs and moves nothing that matters.
     """
     epsilon: float = 1e-4
     jump_threshold: float = 0.2
@@ -54,6 +58,7 @@ class ScoringOptions:
     hops: int = 2
     top_factors: int = 3
     explain_budget: int = 16
+    decay_min_age: float = 3600.0
 
 
 #: Contract topics a worker replicates from every account partition (see ``process``).
@@ -146,17 +151,22 @@ class AccountProcessor:
         # Leads are scored as of their owner partition's watermark, which may be later than
         # this batch's events: look for affected leads as far as the newest watermark.
         horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
+        # replica: an event applied before (by this worker's own agent or an earlier replica
+        # read) changed nothing here
+        todo = [(topic, event, effect) for (_, topic, event, _), effect in zip(decoded, effects)
+                if effect.changed or not replica]
+        # one call for the whole batch (it shares neighbour lists), one set per event so each
+        # lead is credited with the last event that reached it
+        each = self.store.affected_leads_each([[_rescore_effect(eff)] for _, _, eff in todo], horizon,
+                                              hops=self.options.hops)
         causes: dict[str, str] = {}
-        for (_, topic, event, _), effect in zip(decoded, effects):
-            if replica and not effect.changed:
-                continue  # applied before, by this worker's own agent or an earlier replica read
+        for (topic, event, effect), leads in zip(todo, each):
             if not replica:
                 (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
-            leads = self.store.affected_leads([_rescore_effect(effect)], horizon, hops=self.options.hops)
-            if not replica:
                 self.metrics.affected.labels(kind=event.kind).observe(len(leads))
+            cause = cause_of(topic, event)
             for lead in leads:
-                causes[lead] = cause_of(topic, event)
+                causes[lead] = cause
         by_owner: dict[int, dict[str, str]] = {}
         for lead, cause in causes.items():
             owner = owners.get(lead) or self.book.get("own", lead)
@@ -249,12 +259,14 @@ class AccountProcessor:
     def stale_leads(self, limit: int) -> dict[int, dict[str, str]]:
         """Up to ``limit`` leads whose score is behind: partition -> {lead: cause}.
 
-        A lead is stale when its partition's watermark moved past the time it was last checked
-        (its time-relative features decayed although no event touched it: cause ``decay``) or
+        A lead is stale when its partition's watermark moved more than ``decay_min_age`` past
+        the time it was last checked (its time-relative features decayed although no event
+        touched it: cause ``decay``) or
         it was scored by another model version (cause ``model_update``). The scan resumes
         where the previous call stopped, so repeated calls sweep every lead in turn.
         """
         version = self.scorer.version if self.scorer else None
+        min_age = int(self.options.decay_min_age * 1_000_000)
         picked: dict[int, dict[str, str]] = {}
         seen = 0
         for key, entry in self.book.scan("s", start=self._cursor, wrap=True):
@@ -264,7 +276,7 @@ class AccountProcessor:
             mark = self.watermark(part)
             if version and entry.get("checked_version", entry.get("model_version")) != version:
                 picked.setdefault(part, {})[key[0]] = "model_update"
-            elif mark is not None and entry.get("checked_as_of", entry["as_of"]) < mark:
+            elif mark is not None and entry.get("checked_as_of", entry["as_of"]) < mark - min_age:
                 picked.setdefault(part, {})[key[0]] = "decay"
             if sum(len(v) for v in picked.values()) >= limit or seen >= 20 * limit:
                 break

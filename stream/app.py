@@ -51,7 +51,8 @@ class AppOptions:
         web_host, web_port: bind address of the HTTP views.
         batch_size, batch_seconds: micro-batch bounds of both agents.
         sweep_seconds, sweep_leads: the decay sweep rescores up to ``sweep_leads`` stale leads
-            every ``sweep_seconds`` (spread out so it never starves ingestion).
+            every ``sweep_seconds`` (spread out so it never starves ingestion), and skips its
+            tick while the account agent has a backlog (its last batch was full).
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
         replicate: run the replication reader (``stream.replica``); off only in unit tests.
@@ -119,6 +120,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     alerts = app.topic(options.topics["leads.alerts"], key_serializer="raw", value_serializer="raw")
 
     scoring = asyncio.Lock()  # one writer of the score book at a time: agent or sweep
+    backlog = [False]  # the account agent's last batch was full
     ingest_guard = PositionGuard(router.state.positions())
     account_guard = PositionGuard(processor.published_positions())
 
@@ -171,6 +173,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.agent(accounts)
     async def score_accounts(stream):  # noqa: ANN001
         async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
+            # a full batch means a backlog: the decay sweep waits until the agent keeps up
+            backlog[0] = len(events) >= options.batch_size
             by_partition: dict[int, list[RawRecord]] = {}
             for ev in events:
                 m = ev.message
@@ -196,6 +200,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:
+        if backlog[0]:
+            return  # ingestion first: the events being applied rescore their leads anyway
         async with scoring:
             await _publish(processor.sweep(options.sweep_leads))
 
