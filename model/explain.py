@@ -25,14 +25,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from graph_store.base import Subgraph
 from model import temporal
-from model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
+from model.features import Encoded, FeatureSpec, RawGraph, extract, seed_index
+from model.khop import induced_subgraph, khop_nodes
 from model.gnn import GNNLeadModel
 from schemas.timeutil import MICROS_PER_DAY
 from schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
@@ -224,7 +225,7 @@ def _union(parts: list[tuple[dict, dict, int]]) -> tuple[dict, dict, torch.Tenso
 
 
 def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-            min_abs: float = 1e-4) -> list[list[Factor]]:
+            min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[list[Factor]]:
     """Top factors per contact, largest absolute contribution first.
 
     Args:
@@ -233,6 +234,8 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
         contact_ids: contacts to explain.
         top_k: factors kept per contact. Default 5.
         min_abs: contributions smaller than this are dropped. Default 1e-4.
+        encoded: ``encode_graph(graph, model.spec)`` when the caller scored ``graph`` already
+            (``ScoreBatch.encoded``): each lead's rows are then taken from it, not rebuilt.
 
     Returns:
         One list of ``Factor`` per contact, aligned with ``contact_ids``.
@@ -244,9 +247,14 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
     blank = _blank_rows(spec, graph.as_of)
     parts, per_lead = [], []
     for c in local:
-        sub = khop_subgraph(graph, [int(c)], hops=model.options.layers)
-        raw = extract(sub)
-        xs = {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES}
+        seed = np.array([int(c)], dtype=np.int64)
+        nodes = khop_nodes(graph, seed, hops=model.options.layers)
+        sub = induced_subgraph(graph, nodes, seed)
+        if encoded is not None:
+            raw, xs = encoded.take(sub, nodes)
+        else:
+            raw = extract(sub)
+            xs = {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES}
         copies = _copies(model, sub, raw, xs, blank)
         seed = int(sub.seeds[0])
         per_lead.append(copies)

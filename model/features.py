@@ -27,7 +27,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,12 +35,14 @@ from torch_geometric.data import HeteroData
 
 from graph_store.base import Subgraph
 from model import temporal
+from model.khop import induced_subgraph, khop_nodes, khop_subgraph  # noqa: F401 (re-exported)
 from model.values import as_micros, as_number
 from schemas.timeutil import MICROS_PER_DAY
 from schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
                            OPPORTUNITY, ORDER, PLACED, NodeType)
 
-__all__ = ["FeatureSpec", "RawGraph", "extract", "to_hetero_data", "khop_subgraph",
+__all__ = ["FeatureSpec", "RawGraph", "Encoded", "encode_graph", "extract", "to_hetero_data", "khop_subgraph",
+           "khop_nodes", "induced_subgraph",
            "CATEGORICALS", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
@@ -351,49 +353,32 @@ def seed_index(sg: Subgraph, seed_ids: Optional[Sequence[str]] = None) -> np.nda
     return np.fromiter((pos[c] for c in seed_ids), dtype=np.int64, count=len(seed_ids))
 
 
-def to_hetero_data(sg: Subgraph, spec: FeatureSpec, seed_ids: Optional[Sequence[str]] = None) -> tuple[HeteroData, np.ndarray]:
+def to_hetero_data(sg: Subgraph, spec: FeatureSpec, seed_ids: Optional[Sequence[str]] = None,
+                   encoded: Optional["Encoded"] = None) -> tuple[HeteroData, np.ndarray]:
     """Encode ``sg`` with ``spec``: a ``HeteroData`` (every node and edge type present, maybe
-    empty) and the local contact indices of ``seed_ids`` (default ``sg.seeds``)."""
-    return spec.encode(extract(sg), seed_ids)
+    empty) and the local contact indices of ``seed_ids`` (default ``sg.seeds``). ``encoded``:
+    ``encode_graph(sg, spec)`` when the caller has it already."""
+    if encoded is None:
+        return spec.encode(extract(sg), seed_ids)
+    return _to_data(sg, encoded.xs, seed_ids)
 
 
-# ------------------------------------------------------------------ k-hop extraction
-def khop_subgraph(sg: Subgraph, seed_idx: Iterable[int], hops: int = 2) -> Subgraph:
-    """The induced subgraph on the union of the exact ``hops``-hop neighbourhoods of contacts.
+@dataclass
+class Encoded:
+    """A graph's raw values and encoded feature rows, kept to be reused on its subgraphs
+    (features depend only on each node and as_of, so a node's row is the same in any of them)."""
+    raw: RawGraph
+    xs: dict[NodeType, np.ndarray]
 
-    Used to train on big snapshots (a sample of seeds per cutoff) and to explain one lead at
-    a time. Every edge incident to a node within ``hops - 1`` hops is kept, so a ``hops``-layer
-    GNN gives the seeds exactly the outputs it gives them on ``sg``.
-    """
-    keep = {t: np.zeros(len(sg.node_ids.get(t, [])), dtype=bool) for t in NODE_TYPES}
-    frontier = {t: np.zeros_like(m) for t, m in keep.items()}
-    seeds = np.asarray(list(seed_idx), dtype=np.int64)
-    keep[CONTACT][seeds] = True
-    frontier[CONTACT][seeds] = True
-    for _ in range(hops):
-        nxt = {t: np.zeros_like(m) for t, m in keep.items()}
-        for (src, _rel, dst), ei in sg.edges.items():
-            if ei.size and frontier[src].any():
-                hit = frontier[src][ei[0]]
-                nxt[dst][ei[1][hit]] = True
-        for t in NODE_TYPES:
-            nxt[t] &= ~keep[t]
-            keep[t] |= nxt[t]
-        frontier = nxt
-    remap = {t: np.cumsum(keep[t]) - 1 for t in NODE_TYPES}
-    out = Subgraph(as_of=sg.as_of)
-    for t in NODE_TYPES:
-        idx = np.flatnonzero(keep[t])
-        ids, attrs = sg.node_ids.get(t, []), sg.attrs.get(t, [])
-        out.node_ids[t] = [ids[i] for i in idx]
-        out.attrs[t] = [attrs[i] if i < len(attrs) else {} for i in idx]
-    for etype, ei in sg.edges.items():
-        src, _rel, dst = etype
-        if not ei.size:
-            continue
-        m = keep[src][ei[0]] & keep[dst][ei[1]]
-        out.edges[etype] = np.stack([remap[src][ei[0][m]], remap[dst][ei[1][m]]]).astype(np.int64)
-        if etype in sg.edge_time:
-            out.edge_time[etype] = np.asarray(sg.edge_time[etype])[m]
-    out.seeds = remap[CONTACT][seeds]
-    return out
+    def take(self, sub: Subgraph, nodes: dict[NodeType, np.ndarray]) -> tuple[RawGraph, dict[NodeType, np.ndarray]]:
+        """Raw values and rows of ``sub = induced_subgraph(self.raw.subgraph, nodes, ...)``."""
+        raw = RawGraph(subgraph=sub, nodes={
+            t: RawNodes(cats={k: [v[i] for i in nodes[t]] for k, v in r.cats.items()},
+                        num=r.num[nodes[t]], num_cols=r.num_cols)
+            for t, r in self.raw.nodes.items()})
+        return raw, {t: x[nodes[t]] for t, x in self.xs.items()}
+
+
+def encode_graph(sg: Subgraph, spec: FeatureSpec) -> Encoded:
+    raw = extract(sg)
+    return Encoded(raw, {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES})

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 
 from graph_store.base import Subgraph
 from model.explain import Factor, explain
-from model.features import to_hetero_data
+from model.features import Encoded, encode_graph, to_hetero_data
 from model.gnn import GNNLeadModel
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class ScoreBatch:
         model_version: version of the model that produced them (None if unregistered).
         contact_ids, scores (calibrated probabilities), tiers ("A".."D").
         factors: per contact, top factors (only when asked for).
+        encoded: the graph's encoded features, for ``explain(..., encoded=)`` of some of these
+            leads afterwards without building them again.
     """
     as_of: int
     model_version: Optional[str]
@@ -51,6 +53,7 @@ class ScoreBatch:
     scores: np.ndarray
     tiers: list[str]
     factors: Optional[list[list[Factor]]] = None
+    encoded: Optional[Encoded] = field(default=None, repr=False)
 
     def records(self) -> list[dict]:
         """One plain dict per contact (contact_id, score, tier, top_factors)."""
@@ -95,10 +98,11 @@ class Scorer:
         ids = list(contact_ids)
         if not ids:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
-        data, seeds = to_hetero_data(graph, self.model.spec, ids)
+        encoded = encode_graph(graph, self.model.spec)
+        data, seeds = to_hetero_data(graph, self.model.spec, ids, encoded=encoded)
         proba = self.model.proba_from_data(data, seeds)
-        factors = explain(self.model, graph, ids, top_k=top_k) if top_k > 0 else None
-        return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors)
+        factors = explain(self.model, graph, ids, top_k=top_k, encoded=encoded) if top_k > 0 else None
+        return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
 
 
 def score(model: GNNLeadModel, graph: Subgraph, contact_ids: Optional[Sequence[str]] = None,

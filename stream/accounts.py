@@ -227,7 +227,8 @@ class AccountProcessor:
             chosen = self._to_explain(moved)
             ids_to_explain = [m[0] for m in moved if m[0] in chosen]
             explained = dict(zip(ids_to_explain, explain(self.scorer.model, graph, ids_to_explain,
-                                                         top_k=self.options.top_factors))) \
+                                                         top_k=self.options.top_factors,
+                                                         encoded=batch.encoded))) \
                 if ids_to_explain else {}
             for cid, score, tier, prev in moved:
                 top = [Factor(factor=f.factor, contribution=float(f.contribution)) for f in explained.get(cid, [])]

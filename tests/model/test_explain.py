@@ -75,6 +75,19 @@ def test_explains_every_contact_and_is_deterministic(model):
     assert all(isinstance(f.to_dict()["contribution"], float) for fs in a for f in fs)
 
 
+def test_explaining_from_the_scored_features_equals_building_them_per_lead(model):
+    """The stream explains with the features its scoring pass built (``ScoreBatch.encoded``)."""
+    from model.scorer import Scorer
+    g, _ = make_graph(34)
+    ids = g.node_ids["contact"][:10]
+    batch = Scorer(model).score(g, ids)
+    fresh = explain(model, g, ids, top_k=len(GROUPS), min_abs=0)
+    reused = explain(model, g, ids, top_k=len(GROUPS), min_abs=0, encoded=batch.encoded)
+    assert [[f.group for f in fs] for fs in fresh] == [[f.group for f in fs] for fs in reused]
+    assert np.allclose([f.contribution for fs in fresh for f in fs],
+                       [f.contribution for fs in reused for f in fs], rtol=0, atol=1e-6)
+
+
 def test_contribution_is_the_occlusion_difference(model):
     """The own-activity factor equals score(graph) - score(graph without the lead's activity)."""
     g, _ = make_graph(33)
