@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Optional, Sequence
 
 from graph_store.base import ApplyEffect, GraphStore, Subgraph
+from graph_store.reads import paused_gc
 from model.explain import explain
 from model.scorer import Scorer
 from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
@@ -131,6 +132,14 @@ class AccountProcessor:
             What to publish; its ``book`` holds the pending owner and score writes and its
             ``positions`` the consumed offsets (replica positions under ``<topic>#replica``).
         """
+        # The cyclic GC stays off for the whole batch, not only inside the store's calls: what
+        # a batch allocates (subgraphs, feature rows, tensors) is freed by reference counting
+        # when it ends, so a collection in between would only scan it (measured ~25 % of an
+        # in-process batch).
+        with paused_gc():
+            return self._process(records, partition, replica)
+
+    def _process(self, records: Sequence[RawRecord], partition: int, replica: bool) -> Outputs:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
         decoded = [(r, *decode_forward(r.value)) for r in records if r.value is not None and wanted(r)]
         events = [e for _, _, e, _ in decoded]
@@ -286,8 +295,9 @@ class AccountProcessor:
     def sweep(self, limit: int) -> Outputs:
         """Rescore up to ``limit`` stale leads as of their partition watermarks."""
         out = Outputs()
-        for part, causes in sorted(self.stale_leads(limit).items()):
-            out.merge(self.rescore(causes, self.watermark(part) or 0, part))
+        with paused_gc():  # as in ``process``
+            for part, causes in sorted(self.stale_leads(limit).items()):
+                out.merge(self.rescore(causes, self.watermark(part) or 0, part))
         return out
 
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
