@@ -37,6 +37,9 @@ def test_every_changed_contact_is_affected(make_store, history, batch, t, seed):
     changed = {c for c in set(before) | set(after) if before.get(c) != after.get(c)}
     affected = store.affected_leads(effects, t)
     assert changed <= affected, (changed - affected)
+    # the batched form (one neighbour memo shared by the groups) answers each group alike
+    groups = [[e] for e in effects] + [effects]
+    assert store.affected_leads_each(groups, t) == [store.affected_leads(g, t) for g in groups]
     assert affected <= set(after)   # only contacts that exist at t
     TIGHTNESS.append((len(changed), len(affected)))
 

@@ -1,0 +1,94 @@
+"""The account stage in-process (real RocksDB, real torch, no Kafka): the decay sweep.
+
+An engaged lead that goes quiet must cool down although no event touches it: the sweep
+rescores leads whose last check is behind their partition's watermark, and after a full sweep
+every lead's score is the full recompute as of that watermark (within epsilon).
+"""
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests_support (import-mode=importlib)
+from tests_support import full_recompute  # noqa: E402
+
+
+@pytest.fixture
+def processor(tmp_path, tiny_world, trained_registry):
+    from graph_store.rocks import RocksDBGraphStore
+    from model.registry import ModelRegistry
+    from model.scorer import Scorer
+    from stream.accounts import AccountProcessor, ScoringOptions
+    from stream.state import KVState
+    root, _ = trained_registry
+    store, book = RocksDBGraphStore(tmp_path / "graph"), KVState(tmp_path / "scores")
+    proc = AccountProcessor(store, book, Scorer(ModelRegistry(root).load("champion")),
+                            ScoringOptions(explain_budget=4))
+    yield proc
+    store.close()
+    book.close()
+
+
+def _records(events, offset: int = 0):
+    from stream.ingest import RawRecord
+    from stream.router import Forward
+    topic = {"company": "crm.companies", "contact": "crm.contacts", "activity": "crm.activities",
+             "opportunity": "crm.opportunities", "order": "crm.orders"}
+    return [RawRecord("acc", 0, offset + i, None, Forward("acct", topic[e.kind], e).wire())
+            for i, e in enumerate(events)]
+
+
+def _stream(proc, events, offset: int = 0, batch: int = 200) -> None:
+    for lo in range(0, len(events), batch):
+        out = proc.process(_records(events[lo:lo + batch], offset + lo), 0)
+        proc.commit_published(out)
+
+
+def test_the_sweep_cools_quiet_leads_down_to_the_full_recompute(processor, tiny_world):
+    from schemas.events import Company
+    from schemas.tables import read_tables
+    from schemas.timeutil import from_micros
+    events, _ = read_tables(tiny_world)
+    events.sort(key=lambda e: e.event_time)
+    _stream(processor, events)
+    mark = processor.watermark(0)
+    before = {key[0]: e for key, e in processor.book.scan("s")}
+    assert before and all(e["checked_as_of"] <= mark for e in before.values())
+
+    # Ninety days later an unrelated account appears (own industry, no tech: no peers), so the
+    # watermark moves and no lead is touched.
+    later = Company(company_id="co_quiet_test", name="Quiet", industry="zz-none", tech_stack=[],
+                    updated_at=from_micros(mark) + timedelta(days=90))
+    _stream(processor, [later], offset=len(events))
+    mark = processor.watermark(0)
+    assert {key[0]: e["checked_as_of"] for key, e in processor.book.scan("s")} == \
+        {cid: e["checked_as_of"] for cid, e in before.items()}
+
+    # Not yet stale for a sweep that waits longer than 90 days ...
+    processor.options = type(processor.options)(**{**processor.options.__dict__, "decay_min_age": 100 * 86400.0})
+    assert processor.stale_leads(10_000) == {}
+    # ... and every lead is stale for the default.
+    processor.options = type(processor.options)(**{**processor.options.__dict__, "decay_min_age": 3600.0})
+    stale = processor.stale_leads(10_000)
+    assert set(stale[0]) == set(before) and set(stale[0].values()) == {"decay"}
+
+    published = []
+    while True:
+        out = processor.sweep(500)
+        processor.commit_published(out)
+        published += out.scores
+        if not any(e["checked_as_of"] < mark for _, e in processor.book.scan("s")):
+            break
+    assert published and {s.cause for s in published} == {"decay"}
+    assert all(s.as_of == from_micros(mark) for s in published)
+    cooled = [s for s in published if s.delta < 0]
+    assert len(cooled) > len(published) / 2, "a quiet lead's score goes down as its activity ages"
+
+    after = {key[0]: e for key, e in processor.book.scan("s")}
+    reference = full_recompute(processor.store, processor.scorer.model, {cid: mark for cid in after})
+    worst = max(abs(after[cid]["score"] - reference[cid]) for cid in after)
+    assert worst <= processor.options.epsilon + 1e-6
+    assert processor.stale_leads(10_000) == {}
