@@ -23,7 +23,7 @@ import numpy as np
 from graph_store.base import Subgraph
 from graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
-from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState
+from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState, rows_of
 from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
@@ -394,13 +394,42 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
                 dist[(ntype, idx)] = 1
                 levels[1].append((ntype, idx))
     for d in range(hops):
+        last = d == hops - 1  # only contacts found by the last step matter
         for node in levels[d]:
-            near = memo.get(node)
+            near = memo.get((node, last))
             if near is None:
-                near = memo[node] = [(otype, other) for _, otype, other, _ in state.edges_at(*node, t)]
+                near = memo[(node, last)] = _contacts_at(state, *node, t) if last else \
+                    [(otype, other) for _, otype, other, _ in state.edges_at(*node, t)]
             for key in near:
                 if key not in dist:
                     dist[key] = d + 1
                     levels[d + 1].append(key)
     names = state.tables[CONTACT].names
     return {names[i] for (ntype, i) in dist if ntype == CONTACT}
+
+
+#: per node type: (reference fields of its versions that name a contact, edge types whose
+#: holder is a contact and whose target is it) — the only ways a node neighbours a contact
+_TO_CONTACT = {kind: ([j for j, ref in enumerate(REFS[kind]) if ref.target == CONTACT],
+                      [code for code, (hk, _, ref) in HOLDER_OF.items() if hk == CONTACT and ref.target == kind])
+               for kind in NODE_TYPES}
+
+
+def _contacts_at(state: GraphState, ntype: str, idx: int, t: int) -> list[tuple[str, int]]:
+    """The contacts adjacent to a node at ``t`` (the part of ``edges_at`` the last BFS step needs;
+    an activity or order names one, a company is named by its staff)."""
+    refs, held_by = _TO_CONTACT[ntype]
+    tab = state.tables[ntype]
+    out = []
+    if refs:
+        r = tab.row_at(idx, t)
+        if r >= 0:
+            out += [(CONTACT, tab.refs[j][r]) for j in refs if tab.refs[j][r] >= 0]
+    if held_by:
+        ctab = state.tables[CONTACT]
+        vt, ve, vn = ctab.vt, ctab.ve, ctab.vn
+        for code in held_by:
+            held = tab.rev[code][idx]
+            if held:
+                out += [(CONTACT, vn[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
+    return out
