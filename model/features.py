@@ -109,11 +109,16 @@ def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
     for a in attrs:
         v = a.get(key)
         try:  # keyed with the type too: 1 and True are equal keys but print differently
-            hit = cache.get((type(v), v)) or cache.setdefault((type(v), v), _cat_one(v, key, multi))
+            hit = cache.get((type(v), v), _MISS)
+            if hit is _MISS:  # (not ``or``: a missing value's [] is falsy and worth caching)
+                hit = cache[(type(v), v)] = _cat_one(v, key, multi)
         except TypeError:  # unhashable (a list): no memo
             hit = _cat_one(v, key, multi)
         out.append(hit)
     return out
+
+
+_MISS = object()
 
 
 def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], list[str]]:

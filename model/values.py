@@ -19,6 +19,10 @@ from schemas.timeutil import to_micros
 
 def as_micros(value: Any) -> Optional[int]:
     """A time attribute as micros since the epoch, or None when absent or unparsable."""
+    if type(value) is int:  # the store's own times: the common case, checked first
+        return value
+    if value is None:
+        return None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     if isinstance(value, datetime):
@@ -33,6 +37,8 @@ def as_micros(value: Any) -> Optional[int]:
 
 def as_number(value: Any) -> float:
     """A numeric attribute as a finite float, or NaN."""
+    if value is None:  # most optional fields are absent: no exception for them
+        return math.nan
     try:
         out = float(value)
     except (TypeError, ValueError):

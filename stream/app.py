@@ -73,7 +73,7 @@ class AppOptions:
     batch_size: int = 1000
     batch_seconds: float = 0.1
     sweep_seconds: float = 2.0
-    sweep_leads: int = 500
+    sweep_leads: int = 200
     model_poll_seconds: float = 5.0
     retrain_seconds: float = 0.0
     replicate: bool = True

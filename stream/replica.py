@@ -10,7 +10,7 @@ makes N workers score exactly like one (shared/ARCHITECTURE.md invariant 4).
 The reader's positions live in the score book under ``<account topic>#replica`` and are
 committed with the scores they caused, like the account agent's: after a crash it re-reads,
 and re-applying is a no-op in the graph store. It passes over the partitions this worker's own
-agent consumes (without moving its positions); when one is handed away it goes back to the
+agent consumes (paused, its position kept); when one is handed away it goes back to the
 position the agent had reached there.
 """
 from __future__ import annotations
@@ -47,20 +47,25 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
         for tp in tps:
             consumer.seek(tp, stored.get((topic + REPLICA_SUFFIX, tp.partition), 0))
         logger.info("replicating companies, contacts and orders of %d account partitions", len(tps))
-        skipped: set[int] = set()
+        paused: set[int] = set()
         while True:
-            for p in sorted(skipped - _owned(processor)):
+            owned = _owned(processor)
+            for p in sorted(owned - paused):
+                # this worker's own agent applies and rescores it: fetching it here too would
+                # only double the work (the position stays put, so a restart re-reads)
+                consumer.pause(TopicPartition(topic, p))
+                paused.add(p)
+            for p in sorted(paused - owned):
                 # handed to another worker: the agent applied this partition up to its stored
-                # position; read on from there what the skipping passed over
-                skipped.discard(p)
-                consumer.seek(TopicPartition(topic, p), processor.published_positions().get((topic, p), 0))
+                # position; read on from there what the pause passed over
+                tp = TopicPartition(topic, p)
+                consumer.seek(tp, processor.published_positions().get((topic, p), 0))
+                consumer.resume(tp)
+                paused.discard(p)
             got = await consumer.getmany(timeout_ms=int(batch_seconds * 1000), max_records=batch_size)
             for tp, messages in sorted(got.items()):
-                if tp.partition in _owned(processor):
-                    # this worker's own agent applies and rescores it: reading it here too
-                    # would only double the work (positions stay put, so a restart re-reads)
-                    skipped.add(tp.partition)
-                    continue
+                if tp.partition in paused:
+                    continue  # fetched just before the pause
                 records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp / 1000)
                            for m in messages]
                 async with lock:
