@@ -338,6 +338,19 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
             table(["what", "measured"], rows), ""]
 
 
+def accounts_section(acc: Optional[dict]) -> list[str]:
+    if not acc:
+        return []
+    rows = [[r["batch"], f(r["events_per_s"]), f(r["leads_scored_per_s"]), f(r["published_per_s"]),
+             f(100 * r["apply_share"], 0), f(100 * r["score_share"], 0)] for r in acc.get("rows", [])]
+    return ["## Account stage in-process (no Kafka)", "",
+            f"`bench/accounts.py`: world `{acc.get('world')}`, {acc.get('partitions')} partitions, "
+            f"{acc.get('threads')} torch thread(s); the worker's scoring logic on RocksDB without the "
+            "broker, Faust or the ingest stage — the ceiling the stream figures compare with.", "",
+            table(["records per batch", "events/s", "leads scored/s", "published/s", "apply %",
+                   "subgraph + score %"], rows), ""]
+
+
 def write_report(results: Path) -> Path:
     """Write ``results/REPORT.md`` (and its PNGs) from the JSON files in ``results``."""
     results = Path(results)
@@ -364,6 +377,7 @@ def write_report(results: Path) -> Path:
                   + "; ".join(f"{k}: `{c}`" for k, c in alone) + ".", ""]
     lines += headline_section(data)
     lines += stream_section(data.get("stream"), results)
+    lines += accounts_section(data.get("accounts"))
     lines += incremental_section(data.get("incremental"), results)
     lines += accuracy_section(data, results)
     lines += recovery_section(data.get("recovery"))

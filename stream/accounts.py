@@ -45,9 +45,13 @@ class ScoringOptions:
         hops: receptive field of the model (default 2).
         top_factors: factors explained per published score (default 3).
         explain_budget: leads explained per micro-batch (default 16): those with an alert first,
-            then the largest moves. Explaining costs ~18 ms a lead on this machine (a forward
-            per evidence group), so the rest are published with no factors and explained on
+            then the largest moves; the rest are published with no factors and explained on
             demand by ``/leads/{contact_id}``.
+        explain_per_second: and at most this many per second of wall time, on average
+            (default 50; a token bucket holding up to ``explain_budget``). Explaining costs
+            ~3.5 ms a lead here (an occluded copy of its neighbourhood per evidence group):
+            without a rate cap, small batches — low traffic, many partitions — spent over half
+            their time explaining (``bench/accounts.py``, batches of 25 records).
         decay_min_age: event-time seconds a lead's last check must be behind its partition's
             watermark before the decay sweep rescores it (default 3600). Its time-relative
             features count in days (7/30/90-day windows, a 14-day half-life), so rescoring it
@@ -59,6 +63,7 @@ class ScoringOptions:
     hops: int = 2
     top_factors: int = 3
     explain_budget: int = 16
+    explain_per_second: float = 50.0
     decay_min_age: float = 3600.0
 
 
@@ -106,6 +111,7 @@ class AccountProcessor:
         self.options = options
         self.metrics = metrics or Metrics()
         self._cursor = ""  # where the decay sweep resumes (a contact id)
+        self._tokens, self._refilled = float(options.explain_budget), time.monotonic()  # explain rate
         #: account partitions this worker owns (None: all, e.g. a single in-process worker)
         self.local: Optional[set[int]] = None
 
@@ -248,6 +254,12 @@ class AccountProcessor:
         """The leads worth explaining within the budget: alerts first, then the largest moves."""
         if not self.options.top_factors or not self.options.explain_budget:
             return set()
+        now = time.monotonic()
+        self._tokens = min(float(self.options.explain_budget),
+                           self._tokens + (now - self._refilled) * self.options.explain_per_second)
+        self._refilled = now
+        budget = int(self._tokens)
+        self._tokens -= min(budget, len(moved))
 
         def priority(m: tuple) -> tuple:
             cid, score, tier, prev = m
@@ -255,7 +267,7 @@ class AccountProcessor:
                 return (1, -score)
             alert = score - prev["score"] >= self.options.jump_threshold or tier != prev["tier"]
             return (0 if alert else 1, -abs(score - prev["score"]))
-        return {m[0] for m in sorted(moved, key=priority)[: self.options.explain_budget]}
+        return {m[0] for m in sorted(moved, key=priority)[:budget]}
 
     def explain_now(self, contact_id: str) -> Optional[list[dict]]:
         """Top factors of a lead as of its last published score (for the HTTP lookup)."""

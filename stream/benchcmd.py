@@ -25,6 +25,7 @@ from stream.config import Settings
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "graph_store": ([], ["--scale", "0.02"]),  # fewer contacts than its 1,000-seed sample fails
     "incremental": ([], ["--quick"]),
+    "accounts": ([], ["--quick"]),
     "stream": ([], ["--quick"]),
     "recovery": ([], ["--quick"]),
     "memory": ([], ["--quick"]),

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-JSON_FILES = ["run", "stream", "incremental", "recovery", "memory", "graph_store", "accuracy-tiny"]
+JSON_FILES = ["run", "stream", "incremental", "accounts", "recovery", "memory", "graph_store", "accuracy-tiny"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -45,16 +45,19 @@ def test_every_benchmark_ran_and_wrote_json(quick_results):
     worlds = data["incremental"]["worlds"]
     assert worlds and all(w["events_measured"] > 0 and w["max_abs_diff"] >= 0 for w in worlds)
     assert len(data["recovery"]["kills"]) == 1
+    rows = data["accounts"]["rows"]
+    assert rows and all(r["events"] > 0 and r["events_per_s"] > 0 and 0 <= r["apply_share"] <= 1 for r in rows)
     assert {"worker", "store"} <= set(data["memory"])
     assert "gnn" in data["accuracy-tiny"]["summary"]
-    for name in ("stream", "incremental", "recovery", "memory"):  # ours carry machine and command
+    for name in ("stream", "incremental", "accounts", "recovery", "memory"):  # ours carry machine and command
         assert data[name]["machine"]["cpus"] >= 1 and data[name]["command"]
 
 
 @pytest.mark.timeout(1900)
 def test_report_links_every_plot_and_reads_every_section(quick_results):
     report = (quick_results / "REPORT.md").read_text()
-    for heading in ("## Headline figures", "## Throughput and latency", "## Incremental vs full recompute",
+    for heading in ("## Headline figures", "## Throughput and latency", "## Account stage in-process (no Kafka)",
+                    "## Incremental vs full recompute",
                     "## Accuracy", "## Recovery", "## Memory", "## Machine"):
         assert heading in report
     assert "not measured" not in report

@@ -17,7 +17,7 @@ from tests_support import full_recompute  # noqa: E402
 
 
 @pytest.fixture
-def processor(tmp_path, tiny_world, trained_registry):
+def processor(request, tmp_path, tiny_world, trained_registry):
     from graph_store.rocks import RocksDBGraphStore
     from model.registry import ModelRegistry
     from model.scorer import Scorer
@@ -25,8 +25,9 @@ def processor(tmp_path, tiny_world, trained_registry):
     from stream.state import KVState
     root, _ = trained_registry
     store, book = RocksDBGraphStore(tmp_path / "graph"), KVState(tmp_path / "scores")
+    options = getattr(request, "param", {"explain_budget": 4})
     proc = AccountProcessor(store, book, Scorer(ModelRegistry(root).load("champion")),
-                            ScoringOptions(explain_budget=4))
+                            ScoringOptions(**options))
     yield proc
     store.close()
     book.close()
@@ -92,3 +93,37 @@ def test_the_sweep_cools_quiet_leads_down_to_the_full_recompute(processor, tiny_
     worst = max(abs(after[cid]["score"] - reference[cid]) for cid in after)
     assert worst <= processor.options.epsilon + 1e-6
     assert processor.stale_leads(10_000) == {}
+
+
+def _tiny_batches(tiny_world, size: int = 50):
+    from schemas.tables import read_tables
+    events, _ = read_tables(tiny_world)
+    events.sort(key=lambda e: e.event_time)
+    return [(lo, events[lo:lo + size]) for lo in range(0, len(events), size)]
+
+
+@pytest.mark.parametrize("processor", [{"explain_budget": 4, "explain_per_second": 1e9}], indirect=True)
+def test_each_batch_explains_its_budget_alerts_first(processor, tiny_world):
+    explained_any = False
+    for lo, chunk in _tiny_batches(tiny_world):
+        out = processor.process(_records(chunk, lo), 0)
+        processor.commit_published(out)
+        with_factors = {s.contact_id for s in out.scores if s.top_factors}
+        assert len(with_factors) == min(4, len({s.contact_id for s in out.scores}))
+        alerted = {a.contact_id for a in out.alerts}
+        if len(alerted) <= 4:
+            assert alerted <= with_factors
+        assert all(a.top_factors for a in out.alerts if a.contact_id in with_factors)
+        explained_any |= bool(with_factors)
+    assert explained_any
+
+
+@pytest.mark.parametrize("processor", [{"explain_budget": 4, "explain_per_second": 0.0}], indirect=True)
+def test_the_explain_rate_caps_explanations_across_batches(processor, tiny_world):
+    explained = published = 0
+    for lo, chunk in _tiny_batches(tiny_world):
+        out = processor.process(_records(chunk, lo), 0)
+        processor.commit_published(out)
+        explained += sum(1 for s in out.scores if s.top_factors)
+        published += len(out.scores)
+    assert explained == 4 < published  # the first bucket, never refilled

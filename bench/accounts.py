@@ -1,0 +1,141 @@
+"""Account stage in-process: the compute ceiling of the worker, without Kafka or Faust.
+
+The worker's stage 2 (``stream.accounts.AccountProcessor``) on a real RocksDB graph store and
+score book with the benchmark model: the world's pre-history is applied first, then its next
+``--events`` events are fed as account-topic records in batches of ``--batch`` records (split
+over ``--partitions`` by a hash of the account, as the agent splits a taken batch), each batch
+applied, its affected leads scored, explained within the budget and committed, as the agent
+does. No broker, no serialisation to Kafka, no ingest stage: what this rate leaves to the rest
+of the worker is the price of the plumbing (compare ``bench/stream.py``).
+
+Reported per batch size: events/s, leads scored and score changes published per second, and
+the share of wall time in ``apply`` and in subgraph + scoring (from the worker's own
+Prometheus histograms; the rest is affected-lead search, explanations and bookkeeping).
+
+    python bench/accounts.py                     # 10k world, 5,000 events, batches of 100 and 1,000
+    python bench/accounts.py --quick             # tiny world
+"""
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:  # python bench/accounts.py
+    import os
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import zlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bench.common import (DEFAULT_CACHE, DEFAULT_OUT, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+                          load_scorer, write_json)
+
+
+def account_records(events: list, partitions: int, first_offset: int, company_of: dict) -> dict[int, list]:
+    """Account-topic records of ``events`` by partition (the account is the company, or the
+    company of the contact's newest version seen so far: ``company_of``, as the router keeps it)."""
+    from schemas.topics import input_spec_for_topic
+    from stream.ingest import RawRecord
+    from stream.router import Forward
+    out: dict[int, list] = {}
+    for k, e in enumerate(events):
+        if e.kind == "contact":
+            company_of[e.contact_id] = e.company_id
+        account = getattr(e, "company_id", None) or company_of.get(getattr(e, "contact_id", ""), "") or "none"
+        p = zlib.crc32(account.encode()) % partitions
+        wire = Forward(account, input_spec_for_topic(e.kind).name, e).wire()
+        out.setdefault(p, []).append(RawRecord("leadpulse.accounts", p, first_offset + k, None, wire))
+    return out
+
+
+
+def _hist_sum(hist) -> float:
+    return next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_sum"))
+
+
+def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
+    from graph_store.rocks import RocksDBGraphStore
+    from stream.accounts import AccountProcessor
+    from stream.metrics import Metrics
+    from stream.state import KVState
+    work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
+    company_of: dict = {}
+    try:
+        store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores")
+        proc = AccountProcessor(store, book, scorer, metrics=Metrics())
+        for lo in range(0, pre, 5000):  # pre-history, untimed
+            for p, recs in sorted(account_records(events[lo:min(lo + 5000, pre)], args.partitions, lo, company_of).items()):
+                proc.commit_published(proc.process(recs, p))
+        m = proc.metrics = Metrics()
+        live = events[pre:pre + args.events]
+        published = 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        for lo in range(0, len(live), batch):
+            for p, recs in sorted(account_records(live[lo:lo + batch], args.partitions, pre + lo, company_of).items()):
+                out = proc.process(recs, p)
+                proc.commit_published(out)
+                published += len(out.scores)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        scores = _hist_sum(m.batch_size)
+        store.close()
+        book.close()
+        return {"batch": batch, "events": len(live), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                "events_per_s": round(len(live) / wall, 1), "leads_scored_per_s": round(scores / wall, 1),
+                "published_per_s": round(published / wall, 1),
+                "apply_share": round(_hist_sum(m.apply_seconds) / wall, 3),
+                "score_share": round(_hist_sum(m.score_seconds) / wall, 3)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny world, 300 events")
+    ap.add_argument("--world", default=None, help="tiny, small, 10k or 100k (default 10k; quick: tiny)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--events", type=int, default=None, help="live events fed (default 5000; quick 300)")
+    ap.add_argument("--batches", default=None, help="records per taken batch, comma-separated (default 100,1000)")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
+    ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
+    ap.add_argument("--model-world", default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args(argv)
+    q = args.quick
+    return fill_defaults(args, {"world": "tiny" if q else "10k", "events": 300 if q else 5000,
+                                "batches": "100" if q else "100,1000", "model_world": "tiny",
+                                "epochs": 2 if q else 10})
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from schemas.tables import read_tables
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    scorer = load_scorer(benchmark_model(args))
+    events, _ = read_tables(ensure_world(args.world, args.seed, args.cache))
+    events.sort(key=lambda e: e.event_time)
+    pre = next((i for i, e in enumerate(events) if e.kind in ("activity", "order", "opportunity")), len(events))
+    rows = []
+    for batch in [int(b) for b in args.batches.split(",") if b.strip()]:
+        row = measure(events, pre, args, scorer, batch)
+        rows.append(row)
+        print(f"  batch {batch:>5}: {row['events_per_s']:,.0f} events/s, {row['leads_scored_per_s']:,.0f} leads "
+              f"scored/s, {row['published_per_s']:,.0f} published/s; apply {row['apply_share']:.0%}, "
+              f"subgraph+score {row['score_share']:.0%} of wall", flush=True)
+    write_json(args.out / "accounts.json", {"world": args.world, "seed": args.seed, "pre_history_events": pre,
+                                            "partitions": args.partitions, "threads": args.threads,
+                                            "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
