@@ -58,7 +58,7 @@ __all__ = ["HeteroSAGE", "EnsembleSAGE", "build_net", "GNNLeadModel", "Calibrati
 TIERS = ("A", "B", "C", "D")
 #: architecture options of models saved before they existed (mean aggregation, no extras)
 _LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": "",
-                "encoder": "linear"}
+                "encoder": "linear", "ema": 0.0}
 _WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
 #: leads per forward when ``predict_proba`` splits a graph above ``max_full_nodes``
 PREDICT_CHUNK = 10_000

