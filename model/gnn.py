@@ -2,12 +2,16 @@
 
 Architecture (``HeteroSAGE``):
 
-* a per-node-type linear input projection to ``hidden``;
+* a per-node-type input map to ``hidden``: linear (the original) or, with ``encoder="mlp"``
+  (``TrainOptions`` default), two relu layers, so first-round sums can count neighbours with
+  a property instead of adding raw features up;
 * ``layers`` rounds of message passing. Each round, per destination node type ``t``:
   ``h_t' = relu(root_t(h_t) + sum_e [SAGEConv_e(h_src(e), h_t) + D_e log1p(deg_e)])`` over
   the edge types ``e`` into ``t`` (base and ``rev_`` types; the reverse types are what gives
-  contacts an embedding at all). Each SAGEConv concatenates several aggregations (default
-  mean, max and sum: "3 colleagues engaged" is a count, the champion is a max); the degree
+  contacts an embedding at all). Each SAGEConv concatenates several aggregations
+  (``TrainOptions`` default mean, max and logsum = sign(s) log1p|s| of the sum: "3 colleagues
+  engaged" is a count, the champion is a max, and a contact's 500 activities must not drown
+  the other terms); the degree
   term (optional, default on) is a learned vector per edge type. The per-edge-type SAGEConvs
   and degree terms carry neither root weight nor bias; the
   root term and the one bias live in ``root_t``. That is the same function class as PyG's
@@ -36,6 +40,7 @@ from scipy.special import expit
 from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
+from torch_geometric.nn.aggr import Aggregation
 
 from graph_store.base import Subgraph
 from model.base import ExampleSet, LeadModel
@@ -52,10 +57,37 @@ __all__ = ["HeteroSAGE", "EnsembleSAGE", "build_net", "GNNLeadModel", "Calibrati
 
 TIERS = ("A", "B", "C", "D")
 #: architecture options of models saved before they existed (mean aggregation, no extras)
-_LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": ""}
+_LEGACY_ARCH = {"aggr": "mean", "degree": False, "skip": False, "norm": "none", "exclude_types": "",
+                "encoder": "linear", "ema": 0.0}
 _WEIGHTS, _SPEC, _META = "weights.pt", "feature_spec.json", "model.json"
 #: leads per forward when ``predict_proba`` splits a graph above ``max_full_nodes``
 PREDICT_CHUNK = 10_000
+
+
+class LogSumAggregation(Aggregation):
+    """``sign(s) log1p(|s|)`` of the neighbour sum ``s``: a count that stays informative from 1
+    to 1,000 neighbours (an account's activities) without dominating the other terms. Empty
+    neighbourhood -> 0, like every other aggregation here."""
+
+    def forward(self, x, index=None, ptr=None, dim_size=None, dim=-2, **kwargs):
+        s = self.reduce(x, index, ptr, dim_size, dim, reduce="sum")
+        return torch.sign(s) * torch.log1p(s.abs())
+
+
+def _aggregation(name: str):
+    return LogSumAggregation() if name == "logsum" else name
+
+
+def _encoder(in_dim: int, hidden: int, kind: str) -> nn.Module:
+    """Per-node input map. "linear" (the original) makes every first-round message a linear
+    function of the neighbour's features, so a sum over colleagues can only add features up;
+    "mlp" (two layers, relu) lets it count neighbours *with* a property (active colleagues,
+    recent high-intent activities), which is what the account aggregates of lgbm_agg are."""
+    if kind == "linear":
+        return nn.Linear(in_dim, hidden)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+    raise ValueError(f"unknown encoder {kind!r} (linear or mlp)")
 
 
 class HeteroSAGE(nn.Module):
@@ -67,23 +99,25 @@ class HeteroSAGE(nn.Module):
         layers: message-passing rounds (= hops of the receptive field). Default 2.
         dropout: dropout on hidden embeddings during training. Default 0.1.
         aggr: SAGEConv aggregation(s), comma-separated. Default "mean" (the original recipe;
-            ``TrainOptions`` defaults to "mean,max,sum").
+            ``TrainOptions`` defaults to "mean,max,logsum"; "logsum" is ``LogSumAggregation``).
         degree: add ``D_e log1p(in-degree)`` per edge type. Default False.
         skip: head input = [embedding, relu(input projection)]. Default False.
         norm: "none" or "layer" (per-node LayerNorm, batch-independent). Default "none".
         exclude: node types left out of message passing. Default none.
+        encoder: input map per node type, "linear" or "mlp". Default "linear".
     """
 
     def __init__(self, in_dims: dict[str, int], hidden: int = 64, layers: int = 2, dropout: float = 0.1,
                  aggr: str = "mean", degree: bool = False, skip: bool = False, norm: str = "none",
-                 exclude: Sequence[str] = ()):
+                 exclude: Sequence[str] = (), encoder: str = "linear"):
         super().__init__()
         self.hidden, self.layers, self.dropout = hidden, layers, dropout
         self.skip, self.degree = skip, degree
         self.exclude = tuple(exclude)
         aggrs = [a.strip() for a in aggr.split(",") if a.strip()]
+        aggrs = [_aggregation(a) for a in aggrs]
         sage_aggr = aggrs[0] if len(aggrs) == 1 else aggrs
-        self.inp = nn.ModuleDict({t: nn.Linear(in_dims[t], hidden) for t in NODE_TYPES})
+        self.inp = nn.ModuleDict({t: _encoder(in_dims[t], hidden, encoder) for t in NODE_TYPES})
         self.convs = nn.ModuleList()
         self.roots = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -143,12 +177,15 @@ class HeteroSAGE(nn.Module):
         return h[CONTACT]
 
     def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x_dict, edge_index_dict)[seed_idx]).squeeze(-1)
+        # the head runs on every contact, then the seeds are picked: a float32 matmul over the
+        # seed rows alone can round a row differently depending on where it sits in the block,
+        # so a lead's score would depend (~1e-8) on the order leads were requested in
+        return self.head(self.embed(x_dict, edge_index_dict)).squeeze(-1)[seed_idx]
 
     @classmethod
     def from_options(cls, in_dims: dict[str, int], o: "TrainOptions") -> "HeteroSAGE":
         return cls(in_dims, o.hidden, o.layers, o.dropout, aggr=o.aggr, degree=o.degree,
-                   skip=o.skip, norm=o.norm,
+                   skip=o.skip, norm=o.norm, encoder=getattr(o, "encoder", "linear"),
                    exclude=tuple(t.strip() for t in o.exclude_types.split(",") if t.strip()))
 
 

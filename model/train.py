@@ -56,7 +56,10 @@ class TrainOptions:
         seed: default random seed (``fit(seed=...)`` overrides it). Default 0.
         aggr: neighbour aggregation(s) of every SAGEConv, comma-separated (PyG names); several
             are concatenated. "sum" and "max" carry what "mean" loses: how many colleagues are
-            engaged, the best champion. Default "mean,max,sum".
+            engaged, the best champion. "logsum" is sign(s) log1p|s| of the sum: counts stay
+            informative from 1 to 1,000 neighbours without swamping the other terms (small
+            world, 3 seeds, with ``encoder="mlp"``: validation AUROC 0.769 -> 0.808 against
+            "mean,max,sum" with the linear encoder). Default "mean,max,logsum".
         degree: add a learned term per edge type on log1p(in-degree) (no bias: an edge type
             without edges adds exactly 0). Default True.
         skip: the head sees the contact's input projection next to its final embedding.
@@ -68,6 +71,16 @@ class TrainOptions:
         ensemble: networks trained with seeds ``seed + 1000 i`` whose logits are averaged
             (each early-stopped on validation). Default 1.
         monitor: early-stopping metric on validation, "ap" or "auroc". Default "ap".
+        encoder: per-node input map, "linear" or "mlp" (two relu layers, still node-local:
+            a first-round sum over colleagues can then count the *active* ones instead of
+            adding their standardised features). Default "mlp"; models saved before the
+            option existed load as "linear".
+        ema: per-step decay of an exponential moving average of the weights; when > 0 the
+            average (not the last step) is what is monitored, kept and saved. With ~10 steps
+            per epoch the raw weights jump between epochs and early stopping picks a lucky
+            one; the average is smoother (small world, 3 seeds: validation AUROC 0.808 ->
+            0.817 mean, up on 2 of 3 seeds). 0 = off (models saved before the option
+            existed). Default 0.97 (a window of ~3 epochs of 9 cutoffs).
     """
     hidden: int = 64
     layers: int = 2
@@ -85,13 +98,15 @@ class TrainOptions:
     max_valid_seeds: int = 20_000
     min_count: int = 5
     seed: int = 0
-    aggr: str = "mean,max,sum"
+    aggr: str = "mean,max,logsum"
     degree: bool = True
     skip: bool = True
     norm: str = "none"
     exclude_types: str = ""
     ensemble: int = 1
     monitor: str = "ap"
+    encoder: str = "mlp"
+    ema: float = 0.97
 
 
 @dataclass
@@ -238,6 +253,8 @@ def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepare
     best = (-np.inf, None, -1)
     history = []
     order_rng = np.random.default_rng(seed + 1)
+    ema = ({k: v.detach().clone() for k, v in net.state_dict().items()}
+           if getattr(opts, "ema", 0.0) > 0 else None)
     for epoch in range(opts.epochs):
         net.train()
         losses = []
@@ -249,13 +266,23 @@ def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepare
             loss.backward()
             optim.step()
             losses.append(loss.item())
+            if ema is not None:
+                with torch.no_grad():
+                    for k, v in net.state_dict().items():
+                        ema[k].mul_(opts.ema).add_(v.detach(), alpha=1.0 - opts.ema)
+        live = None
+        if ema is not None:  # monitor (and keep) the averaged weights
+            live = copy.deepcopy(net.state_dict())
+            net.load_state_dict(ema)
         s_mon = np.concatenate([_predict(net, p) for p in monitor])
         value = metric(y_mon, s_mon)
         score = value if np.isfinite(value) else -float(np.mean(losses))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), f"monitor_{opts.monitor}": value})
         if score > best[0] + 1e-6:
             best = (score, copy.deepcopy(net.state_dict()), epoch)
-        elif epoch - best[2] >= opts.patience:
+        if live is not None:
+            net.load_state_dict(live)
+        if epoch - best[2] >= opts.patience:
             break
     net.load_state_dict(best[1])
     net.eval()
