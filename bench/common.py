@@ -6,6 +6,7 @@ real (embedded or ``KAFKA_BOOTSTRAP``) broker.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -253,5 +254,11 @@ def fill_defaults(args, defaults: dict):
 def benchmark_model(args) -> Path:
     """The registry the speed benchmarks score with (``--models``, or one trained and cached)."""
     if args.models is None:
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
+        # keyed by the default architecture too: a cached model of an older one would measure
+        # the speed of a network the worker no longer trains
+        from dataclasses import asdict
+
+        from model.train import TrainOptions
+        arch = hashlib.sha256(json.dumps(asdict(TrainOptions()), sort_keys=True).encode()).hexdigest()[:8]
+        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}-{arch}"
     return ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)

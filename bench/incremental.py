@@ -34,7 +34,7 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import DEFAULT_CACHE, DEFAULT_OUT, ensure_model, ensure_world, load_scorer, write_json  # noqa: E402
+from bench.common import DEFAULT_CACHE, DEFAULT_OUT, benchmark_model, ensure_world, load_scorer, write_json  # noqa: E402
 
 
 def load_store(path: Path, events: list, batch: int = 5000):
@@ -126,9 +126,7 @@ def main(argv=None) -> int:
     import torch
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.models is None:
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}"
-    scorer = load_scorer(ensure_model(args.models, args.model_world, args.epochs, cache=args.cache))
+    scorer = load_scorer(benchmark_model(args))
     t0 = time.perf_counter()
     worlds = []
     for name in [w.strip() for w in args.worlds.split(",") if w.strip()]:
