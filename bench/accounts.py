@@ -32,8 +32,8 @@ import time  # noqa: E402
 import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (DEFAULT_CACHE, DEFAULT_OUT, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
-                          load_scorer, write_json)
+from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+                          load_scorer, model_defaults, write_json)
 
 
 def account_records(events: list, partitions: int, first_offset: int, company_of: dict) -> dict[int, list]:
@@ -102,16 +102,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batches", default=None, help="records per taken batch, comma-separated (default 100,1000)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
-    ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
-    ap.add_argument("--model-world", default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
     return fill_defaults(args, {"world": "tiny" if q else "10k", "events": 300 if q else 5000,
-                                "batches": "100" if q else "100,1000", "model_world": "tiny",
-                                "epochs": 2 if q else 10})
+                                "batches": "100" if q else "100,1000", **model_defaults(q)})
 
 
 def main(argv=None) -> int:

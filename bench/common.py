@@ -251,6 +251,21 @@ def fill_defaults(args, defaults: dict):
     return args
 
 
+def add_model_args(ap) -> None:
+    """The options every speed benchmark shares: the model it scores with, the cache, the output."""
+    ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one and cache it)")
+    ap.add_argument("--model-world", default=None,
+                    help="world the model is trained on (default tiny: speed does not depend on its accuracy)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 10; quick 2)")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated worlds and models cache")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def model_defaults(quick: bool) -> dict:
+    """``fill_defaults`` entries of ``add_model_args``' options."""
+    return {"model_world": "tiny", "epochs": 2 if quick else 10}
+
+
 def benchmark_model(args) -> Path:
     """The registry the speed benchmarks score with (``--models``, or one trained and cached)."""
     if args.models is None:

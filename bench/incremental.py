@@ -34,7 +34,8 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import DEFAULT_CACHE, DEFAULT_OUT, benchmark_model, ensure_world, load_scorer, write_json  # noqa: E402
+from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults, load_scorer,  # noqa: E402
+                          model_defaults, write_json)
 
 
 def load_store(path: Path, events: list, batch: int = 5000):
@@ -108,18 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--events-100k", type=int, default=None, help="the same on the 100k world (default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
-    ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
-    ap.add_argument("--model-world", default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
-    for k, v in {"worlds": "tiny" if q else "10k,100k", "events": 5 if q else 10, "events_100k": 3,
-                 "model_world": "tiny", "epochs": 2 if q else 10}.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    return args
+    return fill_defaults(args, {"worlds": "tiny" if q else "10k,100k", "events": 5 if q else 10,
+                                "events_100k": 3, **model_defaults(q)})
 
 
 def main(argv=None) -> int:

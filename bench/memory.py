@@ -38,8 +38,8 @@ from pathlib import Path  # noqa: E402
 
 import psutil  # noqa: E402
 
-from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, du, ensure_world,  # noqa: E402
-                          start_broker, wait_for, write_json)
+from bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults,  # noqa: E402
+                          model_defaults, Service, start_broker, wait_for, write_json)
 from bench.stream import Phase, load_stream, send  # noqa: E402
 
 TARGET = 1_000_000  # the figure
@@ -151,18 +151,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--store-events", type=int, default=None, help="default 1000000 (quick: all)")
     ap.add_argument("--store-step", type=int, default=None, help="events per store sample (default 100000)")
     ap.add_argument("--series", default="worker,store")
-    ap.add_argument("--models", type=Path, default=None)
-    ap.add_argument("--model-world", default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
     return fill_defaults(args, {"world": "tiny" if q else "10k", "store_world": "tiny" if q else "100k",
                  "worker_events": 10 ** 9 if q else 200_000, "step": 300 if q else 20_000,
                  "budget": 120.0 if q else 600.0, "store_events": 10 ** 9 if q else TARGET,
-                 "store_step": 300 if q else 100_000, "model_world": "tiny",
-                 "epochs": 2 if q else 10})
+                 "store_step": 300 if q else 100_000, **model_defaults(q)})
 
 
 def main(argv=None) -> int:

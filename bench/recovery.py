@@ -33,8 +33,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_world, start_broker,  # noqa: E402
-                          wait_for, write_json)
+from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+                          model_defaults, Service, start_broker, wait_for, write_json)
 from bench.stream import Collector, Phase, load_stream, send  # noqa: E402
 
 
@@ -155,16 +155,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--gap", type=float, default=15.0, help="seconds between catching up and the next kill")
     ap.add_argument("--timeout", type=float, default=300.0, help="longest wait for a catch-up")
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--models", type=Path, default=None)
-    ap.add_argument("--model-world", default=None)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
     return fill_defaults(args, {"world": "tiny" if q else "10k", "rate": 100.0 if q else 300.0, "kills": 1 if q else 3,
-                 "warm": 2.0 if q else 20.0, "model_world": "tiny",
-                 "epochs": 2 if q else 10})
+                 "warm": 2.0 if q else 20.0, **model_defaults(q)})
 
 
 def main(argv=None) -> int:

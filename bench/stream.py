@@ -43,8 +43,8 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from bench.common import (benchmark_model, fill_defaults, DEFAULT_CACHE, DEFAULT_OUT, Service, ensure_world,  # noqa: E402
-                          percentiles, start_broker, write_json)
+from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+                          model_defaults, percentiles, Service, start_broker, write_json)
 
 CDF_POINTS = 200
 
@@ -340,16 +340,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=None, help="quiet seconds that end a worker phase")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--apps", default="worker,passthrough")
-    ap.add_argument("--models", type=Path, default=None, help="model registry (default: train one)")
-    ap.add_argument("--model-world", default=None, help="world the model is trained on (default tiny: speed does not depend on its accuracy)")
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 10; quick 2)")
-    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated worlds cache")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
     defaults = {"world": "tiny" if q else "10k", "duration": 1.0 if q else 60.0,
                 "max_events": 500 if q else 60_000, "drain_timeout": 60.0 if q else 300.0,
-                "settle": 1.5 if q else 3.0, "model_world": "tiny", "epochs": 2 if q else 10}
+                "settle": 1.5 if q else 3.0, **model_defaults(q)}
     return fill_defaults(args, defaults)
 
 
