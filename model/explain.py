@@ -32,8 +32,8 @@ import torch
 
 from graph_store.base import Subgraph
 from model import temporal
-from model.features import Encoded, FeatureSpec, RawGraph, extract, seed_index
-from model.khop import induced_subgraph, khop_nodes
+from model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
+from model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from model.gnn import GNNLeadModel
 from schemas.timeutil import MICROS_PER_DAY
 from schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
@@ -235,7 +235,7 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
         top_k: factors kept per contact. Default 5.
         min_abs: contributions smaller than this are dropped. Default 1e-4.
         encoded: ``encode_graph(graph, model.spec)`` when the caller scored ``graph`` already
-            (``ScoreBatch.encoded``): each lead's rows are then taken from it, not rebuilt.
+            (``ScoreBatch.encoded``); built here otherwise. Each lead's rows are taken from it.
 
     Returns:
         One list of ``Factor`` per contact, aligned with ``contact_ids``.
@@ -245,16 +245,18 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
         raise RuntimeError("model is not fitted")
     local = seed_index(graph, list(contact_ids))
     blank = _blank_rows(spec, graph.as_of)
+    if encoded is None:
+        # rows depend only on each node and as_of: built once, on the leads' k-hop union only
+        # (``graph`` may be a whole snapshot)
+        graph = khop_subgraph(graph, local, hops=model.options.layers)
+        local = graph.seeds
+        encoded = encode_graph(graph, spec)
     parts, per_lead = [], []
     for c in local:
         seed = np.array([int(c)], dtype=np.int64)
         nodes = khop_nodes(graph, seed, hops=model.options.layers)
         sub = induced_subgraph(graph, nodes, seed)
-        if encoded is not None:
-            raw, xs = encoded.take(sub, nodes)
-        else:
-            raw = extract(sub)
-            xs = {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES}
+        raw, xs = encoded.take(sub, nodes)
         copies = _copies(model, sub, raw, xs, blank)
         seed = int(sub.seeds[0])
         per_lead.append(copies)
