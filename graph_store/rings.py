@@ -14,7 +14,7 @@ Derived edges are not persisted: they are a pure function of the replicated comp
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -219,8 +219,7 @@ class Rings:
         out: set[str] = set(self.ring_peers(with_x, cid, k)) if n else set()
         if n > k + 2:
             return out
-        candidates: Iterable[str] = [c for _, c in with_x]
-        for c in candidates:
+        for _, c in with_x:
             if c == cid:
                 continue
             p1 = set(self.ring_peers(with_x, c, k))
