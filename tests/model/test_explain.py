@@ -75,8 +75,9 @@ def test_explains_every_contact_and_is_deterministic(model):
     assert all(isinstance(f.to_dict()["contribution"], float) for fs in a for f in fs)
 
 
-def test_explaining_from_the_scored_features_equals_building_them_per_lead(model):
-    """The stream explains with the features its scoring pass built (``ScoreBatch.encoded``)."""
+def test_explaining_with_the_scored_features_equals_explaining_alone(model):
+    """The stream explains with the rows its scoring pass built on the whole batch graph
+    (``ScoreBatch.encoded``); alone, ``explain`` builds them on the leads' k-hop union."""
     from model.scorer import Scorer
     g, _ = make_graph(34)
     ids = g.node_ids["contact"][:10]
