@@ -14,6 +14,7 @@ Usage::
 
     python bench/accuracy.py --sizes small --seeds 0,1,2
     python bench/accuracy.py --sizes large --seeds 0 --max-train-cutoffs 8 --max-train-examples 10000
+    python bench/accuracy.py --combine /tmp/s1/accuracy-large.json /tmp/s2/accuracy-large.json
 """
 from __future__ import annotations
 
@@ -71,6 +72,43 @@ def merge_runs(old: dict, new_runs: list[dict], models: list[str]) -> tuple[list
     return [by_seed[s] for s in sorted(by_seed)], order
 
 
+def commands_of(result: dict) -> list[str]:
+    """Every command that contributed rows to ``result`` (files before ``commands`` had one)."""
+    return list(result.get("commands") or ([result["command"]] if result.get("command") else []))
+
+
+def result_file(size: str, runs: list[dict], models: list[str], split_kw: dict, commands: list[str]) -> dict:
+    """The JSON of one size: the summary over its runs, which seeds they are and how they were made."""
+    return {"size": size, "seeds": [r["seed"] for r in runs], "models": models, "split_options": split_kw,
+            "command": commands[-1], "commands": commands, "summary": summarise(runs), "runs": runs}
+
+
+def combine(paths: list[Path], out_dir: Path) -> int:
+    """Merge result files of the same size measured by separate processes (e.g. one seed per
+    core): a later file's rows replace an earlier one's for the same seed and model."""
+    results = [json.loads(p.read_text()) for p in paths]
+    sizes = {r["size"] for r in results}
+    splits = {json.dumps(r.get("split_options"), sort_keys=True) for r in results}
+    if len(sizes) != 1 or len(splits) != 1:
+        print(f"--combine: the files differ in size {sorted(sizes)} or split options {sorted(splits)}",
+              file=sys.stderr)
+        return 2
+    merged: dict = {}
+    commands: list[str] = []
+    for r in results:
+        runs, models = merge_runs(merged, r["runs"], r["models"])
+        merged = {"runs": runs, "models": models}
+        commands += [c for c in commands_of(r) if c not in commands]
+    size = sizes.pop()
+    doc = result_file(size, merged["runs"], merged["models"], results[0].get("split_options"), commands)
+    out = out_dir / f"accuracy-{size}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    print(format_summary(doc["summary"], doc["models"]))
+    print(f"wrote {out} (seeds {doc['seeds']})")
+    return 0
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per model and metric: mean, sd, min, max over the runs where the model succeeded."""
     out: dict = {}
@@ -125,9 +163,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (LightGBM uses 1); 1 is fastest on a shared 2-core machine")
     ap.add_argument("--merge", action="store_true",
-                    help="keep the other models' rows of an existing result file (same seeds)")
+                    help="keep the rows of an existing result file that this run does not replace "
+                         "(other models of the same seed, other seeds)")
+    ap.add_argument("--combine", nargs="+", metavar="JSON", default=None,
+                    help="evaluate nothing: merge these result files of one size (runs made in "
+                         "separate processes, e.g. one seed per core) into --out")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine([Path(p) for p in args.combine], Path(args.out))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -153,17 +197,18 @@ def main(argv=None) -> int:
             runs.append({"seed": seed, "wall_seconds": round(wall, 1), "peak_rss_mb": peak_rss_mb(),
                          **report.to_dict()})
         out = Path(args.out) / f"accuracy-{size}.json"
-        all_models = models
+        all_models, commands = models, []
         if args.merge and out.exists():
-            runs, all_models = merge_runs(json.loads(out.read_text()), runs, models)
-        summary = summarise(runs)
-        print(f"=== {size}, seeds {seeds}: mean ± sd [min–max] over seeds "
+            old = json.loads(out.read_text())
+            runs, all_models = merge_runs(old, runs, models)
+            commands = commands_of(old)
+        commands.append(" ".join(["python", "bench/accuracy.py", *(argv or sys.argv[1:])]))
+        doc = result_file(size, runs, all_models, split_kw, commands)
+        print(f"=== {size}, seeds {doc['seeds']}: mean ± sd [min–max] over seeds "
               f"({time.perf_counter() - t_size:.0f}s, peak RSS {peak_rss_mb()} MB)")
-        print(format_summary(summary, all_models), flush=True)
+        print(format_summary(doc["summary"], all_models), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"size": size, "seeds": seeds, "models": all_models, "split_options": split_kw,
-                                   "command": " ".join(["python", "bench/accuracy.py", *(argv or sys.argv[1:])]),
-                                   "summary": summary, "runs": runs}, indent=2))
+        out.write_text(json.dumps(doc, indent=2))
         print(f"wrote {out}")
     return 0
 

@@ -23,12 +23,9 @@ import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")  # files only, never a display
-import matplotlib.pyplot as plt  # noqa: E402
-
 from bench.common import DEFAULT_OUT, ROOT  # noqa: E402
+from bench.report_accuracy import accuracy_headline, accuracy_section  # noqa: E402
+from bench.report_common import f, plt, save, table  # noqa: E402
 
 
 def load(results: Path) -> dict:
@@ -40,28 +37,6 @@ def load(results: Path) -> dict:
         except (OSError, ValueError) as exc:
             print(f"report: skipping {path} ({exc})", file=sys.stderr)
     return out
-
-
-def f(value, digits: int = 1, unit: str = "") -> str:
-    """A number for a table cell (``n/a`` when missing)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    if isinstance(value, (int, float)) and abs(value) >= 1000:
-        return f"{value:,.0f}{unit}"
-    return f"{value:.{digits}f}{unit}" if isinstance(value, float) else f"{value}{unit}"
-
-
-def table(head: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
 
 
 # --------------------------------------------------------------------------- plots
@@ -79,7 +54,7 @@ def plot_latency_cdf(stream: dict, out: Path) -> str:
     ax.set_title("Latency CDF per offered rate")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, out / "latency_cdf.png")
+    return save(fig, out / "latency_cdf.png")
 
 
 def plot_throughput(stream: dict, out: Path) -> str:
@@ -100,33 +75,7 @@ def plot_throughput(stream: dict, out: Path) -> str:
     ax.set_title("Throughput vs offered rate")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out / "throughput_vs_rate.png")
-
-
-def plot_auroc(accuracy: dict[str, dict], out: Path) -> str:
-    sizes = sorted(accuracy)
-    models = list(dict.fromkeys(m for a in accuracy.values() for m in a.get("models", a.get("summary", {}))))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) * max(1, len(sizes))), 4.2))
-    width = 0.8 / max(1, len(sizes))
-    for k, size in enumerate(sizes):
-        summ = accuracy[size].get("summary", {})
-        xs, means, err_lo, err_hi = [], [], [], []
-        for i, m in enumerate(models):
-            s = summ.get(m, {}).get("auroc")
-            if s:
-                xs.append(i + k * width)
-                means.append(s["mean"])
-                err_lo.append(s["mean"] - s["min"])
-                err_hi.append(s["max"] - s["mean"])
-        seeds = accuracy[size].get("seeds", [])
-        ax.bar(xs, means, width, yerr=[err_lo, err_hi], capsize=4, label=f"{size} ({len(seeds)} seeds)")
-    ax.set_xticks([i + width * (len(sizes) - 1) / 2 for i in range(len(models))], models)
-    ax.set_ylim(0.4, 1.0)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set_ylabel("test AUROC (mean; whiskers min–max over seeds)")
-    ax.set_title("Accuracy of every model")
-    ax.legend(fontsize=8)
-    return _save(fig, out / "auroc.png")
+    return save(fig, out / "throughput_vs_rate.png")
 
 
 def plot_speedup(incremental: dict, out: Path) -> str:
@@ -144,7 +93,7 @@ def plot_speedup(incremental: dict, out: Path) -> str:
     ax.set_title("Incremental vs full recompute per event")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out / "speedup_vs_size.png")
+    return save(fig, out / "speedup_vs_size.png")
 
 
 def plot_memory(memory: dict, out: Path) -> str:
@@ -160,7 +109,7 @@ def plot_memory(memory: dict, out: Path) -> str:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Memory and store size vs events")
-    return _save(fig, out / "memory.png")
+    return save(fig, out / "memory.png")
 
 
 # --------------------------------------------------------------------------- sections
@@ -197,6 +146,16 @@ def max_rate(stream: dict, app: str) -> tuple[Optional[float], str]:
 
 def headline_section(data: dict) -> list[str]:
     rows = []
+    gs = data.get("graph_store", {})
+    if gs:
+        ap, ex = gs.get("apply_rocksdb", {}), gs.get("extract_2hop", {})
+        rows.append([f"graph store apply, {f(ap.get('events'))} events, RocksDB (events/s, median batch / overall)",
+                     f"{f(ap.get('events_per_s_median_batch'))} / {f(ap.get('events_per_s_overall'))}"])
+        seeds = [k for k, v in ex.items() if isinstance(v, dict)]
+        rows.append([f"exact 2-hop extraction, {' / '.join(seeds)} seeds (p50 ms)",
+                     " / ".join(f(ex[k].get("p50_ms"), 2) for k in seeds)])
+    for r in data.get("accounts", {}).get("rows", []):
+        rows.append([f"account stage in-process, batches of {r['batch']} records (events/s)", f(r["events_per_s"])])
     h = data.get("stream", {}).get("headline", {})
     if h:
         (w, wk), (p, pk) = max_rate(data["stream"], "worker"), max_rate(data["stream"], "passthrough")
@@ -210,11 +169,7 @@ def headline_section(data: dict) -> list[str]:
     for w in data.get("incremental", {}).get("worlds", []):
         rows.append([f"incremental vs full per event, {w['world']} world ({w['contacts']:,} contacts)",
                      f"x{f(w['speedup_median_of_ratios'])}; max abs score difference {w['max_abs_diff']:.1e}"])
-    for size, acc in sorted(accuracy_files(data).items()):
-        gnn = acc.get("summary", {}).get("gnn", {}).get("auroc")
-        if gnn:
-            rows.append([f"GNN test AUROC, {size} world, {len(acc.get('seeds', []))} seed(s)",
-                         f"{gnn['mean']:.3f} ± {gnn['sd']:.3f}"])
+    rows += accuracy_headline(data)
     rec = data.get("recovery", {}).get("summary", {})
     if rec:
         rows += [["SIGKILL → first new score (s, median)", f(rec.get("kill_to_first_score_s_median"))],
@@ -269,30 +224,6 @@ def incremental_section(inc: Optional[dict], out: Path) -> list[str]:
             table(["world", "contacts", "events", "affected (median)", "incremental ms", "full ms",
                    "speedup (median of ratios)", "speedup (ratio of medians)", "max abs diff"], rows), "",
             f"![speedup vs size]({plot_speedup(inc, out)})", ""]
-
-
-def accuracy_files(data: dict) -> dict[str, dict]:
-    return {k.split("-", 1)[1]: v for k, v in data.items() if k.startswith("accuracy-")}
-
-
-def accuracy_section(data: dict, out: Path) -> list[str]:
-    acc = accuracy_files(data)
-    if not acc:
-        return ["## Accuracy", "", "not measured (`--only accuracy`)", ""]
-    lines = ["## Accuracy", "", "Test window of the temporal split; mean ± sd [min–max] over seeds.", ""]
-    for size, a in sorted(acc.items()):
-        rows = []
-        for m in a.get("models", a.get("summary", {})):
-            s = a.get("summary", {}).get(m, {})
-            cell = lambda k, d=3: (f"{s[k]['mean']:.{d}f} ± {s[k]['sd']:.{d}f} [{s[k]['min']:.{d}f}–{s[k]['max']:.{d}f}]"  # noqa: E731
-                                   if k in s else "n/a")
-            rows.append([m, cell("auroc"), cell("average_precision"), cell("lift_at_top", 2)])
-        lines += [f"**{size}** world, seeds {a.get('seeds')}", "",
-                  table(["model", "AUROC", "average precision", "lift at top decile"], rows), ""]
-        if all(r[1] == "n/a" for r in rows):
-            lines += ["AUROC is undefined here: the test window of this world holds a single class.", ""]
-    lines += [f"![AUROC]({plot_auroc(acc, out)})", ""]
-    return lines
 
 
 def recovery_section(rec: Optional[dict]) -> list[str]:
@@ -374,11 +305,11 @@ def write_report(results: Path) -> Path:
                             for i, a in enumerate(r["argv"])) + "`"]
                          for r in run["runs"]]), ""]
     ran = {r["name"] for r in run.get("runs", [])}
-    alone = [(k, d["command"]) for k, d in sorted(data.items())
+    alone = [(k, d.get("commands") or [d["command"]]) for k, d in sorted(data.items())
              if isinstance(d, dict) and d.get("command") and k not in ran]
     if alone:
         lines += [("Run alone (not by the command above): " if run else "Each benchmark was run alone: ")
-                  + "; ".join(f"{k}: `{c}`" for k, c in alone) + ".", ""]
+                  + "; ".join(f"{k}: " + " and ".join(f"`{c}`" for c in cs) for k, cs in alone) + ".", ""]
     lines += headline_section(data)
     lines += stream_section(data.get("stream"), results)
     lines += accounts_section(data.get("accounts"))
