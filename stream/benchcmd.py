@@ -25,8 +25,9 @@ from stream.config import Settings
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "graph_store": ([], ["--scale", "0.02"]),  # fewer contacts than its 1,000-seed sample fails
     "incremental": ([], ["--quick"]),
-    "accounts": ([], ["--quick"]),
-    "stream": ([], ["--quick"]),
+    "accounts": (["--batches", "25,100,1000"], ["--quick"]),
+    # phases bounded so a worker that cannot keep up costs ~4 x 165 s, not ~4 x 360 s
+    "stream": (["--duration", "45", "--max-events", "30000", "--drain-timeout", "120"], ["--quick"]),
     "recovery": ([], ["--quick"]),
     "memory": ([], ["--quick"]),
     # the large world's split bounded as in bench/results (6 training cutoffs of 8,000 examples,
