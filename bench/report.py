@@ -260,16 +260,35 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
         return []
     ap = gs.get("apply_rocksdb", {})
     ex = gs.get("extract_2hop", {})
-    rows = [["apply (events/s, overall / median batch)",
-             f"{f(ap.get('events_per_s_overall'))} / {f(ap.get('events_per_s_median_batch'))}"]]
-    rows += [[f"exact 2-hop extraction, {k} seed(s), p50 ms", f(v.get("p50_ms"), 2)]
+    rows = [[f"apply, {f(ap.get('events'))} events in batches of {gs.get('batch')} (events/s)",
+             f"median batch {f(ap.get('events_per_s_median_batch'))} (per CPU second "
+             f"{f(ap.get('events_per_cpu_s_median_batch'))}); "
+             f"overall {f(ap.get('events_per_s_overall'))} ({f(ap.get('seconds'))} s)"]]
+    rows += [[f"exact 2-hop extraction, {k} seed(s) (median {f(v.get('nodes_median'))} nodes)",
+              f"p50 {f(v.get('p50_ms'), 2)} ms, p99 {f(v.get('p99_ms'), 2)} ms"]
              for k, v in ex.items() if isinstance(v, dict)]  # (beside them: what is timed, first read)
     if ex.get("first_read_ms") is not None:
         rows += [["first extraction after the bulk apply (ms, copies the new columns once)", f(ex["first_read_ms"])]]
-    rows += [["on disk (MB)", f((gs.get("disk_bytes") or 0) / 1e6)]]
+    again = gs.get("extract_2hop_after_reopen", {}).get("100")
+    if again:
+        rows += [["100 seeds on the reopened store (ms)", f"p50 {f(again.get('p50_ms'), 2)}"]]
+    rows += [["full snapshot (s)", f(gs.get("snapshot_s"))], ["on disk (MB)", f((gs.get("disk_bytes") or 0) / 1e6)],
+             ["reopen: rebuild the in-memory index (s)", f(gs.get("reopen_s"))],
+             ["peak RSS of the benchmark process (MB)", f(gs.get("max_rss_mb"))]]
     w = gs.get("world", {})
-    return ["## Graph store", "", f"`bench/graph_store.py`, {w.get('source')} world at scale {w.get('scale')}.", "",
-            table(["what", "measured"], rows), ""]
+    lines = ["## Graph store", "",
+             f"`bench/graph_store.py`, {w.get('source')} world at scale {w.get('scale')} "
+             f"({', '.join(f'{v:,} {k}' for k, v in sorted(w.get('counts', {}).items()))}); load average "
+             f"{f((gs.get('machine', {}).get('loadavg_at_start') or [None])[0], 2)} at the start.", "",
+             table(["what", "measured"], rows), ""]
+    aff = gs.get("affected") or {}
+    if aff:
+        lines += [f"Affected leads per applied event ({next(iter(aff.values())).get('n')} fresh events of each kind "
+                  "at the end of the stream; the last column is the time of `affected_leads`):", "",
+                  table(["event", "p50", "p90", "p99", "max", "affected_leads p50 ms"],
+                        [[k, v.get("p50"), v.get("p90"), v.get("p99"), v.get("max"),
+                          f(v.get("affected_leads_p50_ms"), 2)] for k, v in sorted(aff.items())]), ""]
+    return lines
 
 
 def accounts_section(acc: Optional[dict]) -> list[str]:
