@@ -7,6 +7,7 @@ real (embedded or ``KAFKA_BOOTSTRAP``) broker.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -91,10 +92,12 @@ def machine() -> dict:
         info["meminfo"] = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in mem[:3])}
     except OSError:
         info["meminfo"] = None
-    for mod in ("torch", "torch_geometric", "faust", "aiokafka", "rocksdict", "numpy"):
+    # distribution metadata, not ``__version__``: rocksdict has none
+    for mod, dist in (("torch", "torch"), ("torch_geometric", "torch-geometric"), ("faust", "faust-streaming"),
+                      ("aiokafka", "aiokafka"), ("rocksdict", "rocksdict"), ("numpy", "numpy")):
         try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # a missing optional module is just not described
+            info[mod] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # a missing optional package is just not described
             info[mod] = None
     return info
 

@@ -229,8 +229,10 @@ def incremental_section(inc: Optional[dict], out: Path) -> list[str]:
 def recovery_section(rec: Optional[dict]) -> list[str]:
     if not rec:
         return ["## Recovery", "", "not measured (`--only recovery`)", ""]
+    never = f"not within {f(rec['timeout_s'])} s" if rec.get("timeout_s") else "no"
     rows = [[i + 1, f(k["kill_to_http_s"]), f(k["kill_to_first_consumed_s"]), f(k["kill_to_first_score_s"]),
-             f(k["kill_to_caught_up_s"]), f(k["catch_up_events_per_s"])] for i, k in enumerate(rec["kills"])]
+             f(k["kill_to_caught_up_s"]) if k["caught_up"] else never, f(k["catch_up_events_per_s"])]
+            for i, k in enumerate(rec["kills"])]
     return ["## Recovery", "", f"World `{rec['world']}` replayed at {f(rec['rate'])} events/s; the worker is "
             "SIGKILLed and restarted at once on its data directory.", "",
             table(["kill", "→ HTTP up (s)", "→ first consumed (s)", "→ first new score (s)", "→ caught up (s)",
