@@ -12,7 +12,10 @@ others still run; the exit status is 1 if any failed. Nothing here judges a timi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -71,6 +74,24 @@ def command(name: str, quick: bool, out: Path, cache: Optional[Path]) -> list[st
     return argv + (["--cache", str(cache)] if cache else [])
 
 
+def _call_group(argv: list[str]) -> int:
+    """Run ``argv`` in a process group of its own and wait; if we are stopped meanwhile
+    (Ctrl-C, SIGTERM), kill the whole group: the benchmark and the worker it started (its
+    broker dies with it), not only the script."""
+    proc = subprocess.Popen(argv, cwd=bench_dir().parent, process_group=0)
+    try:
+        return proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_suite(names: list[str], quick: bool, out: Path, cache: Optional[Path] = None) -> dict:
     """Run ``names`` in order; return what ran, how long it took and how it ended."""
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +100,7 @@ def run_suite(names: list[str], quick: bool, out: Path, cache: Optional[Path] = 
         argv = command(name, quick, out, cache)
         print(f"=== bench {name}: {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
-        code = subprocess.call(argv, cwd=bench_dir().parent)
+        code = _call_group(argv)
         runs.append({"name": name, "argv": argv, "exit_code": code,
                      "wall_seconds": round(time.perf_counter() - t0, 1)})
         print(f"=== bench {name}: exit {code} after {runs[-1]['wall_seconds']:.0f} s", flush=True)
@@ -106,6 +127,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"leadpulse bench: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else bench_dir() / "results"
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     t0 = time.perf_counter()
     suite = run_suite(names, args.quick, out, Path(args.cache) if args.cache else None)
     suite["command"] = "leadpulse " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
