@@ -131,7 +131,8 @@ def _contact_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[st
     X, cols = temporal.contact_features([a.get("timeline") or [] for a in attrs], as_of)
     tenure = [_age_days(as_micros(a.get("created_at")), as_of) for a in attrs]
     extra, names = _missing_pair(tenure, "tenure_days")
-    stub = np.array([0.0 if a else 1.0 for a in attrs])
+    # the store adds "timeline" to every contact, stubs included: only a CRM record has its id
+    stub = np.array([0.0 if a.get("contact_id") else 1.0 for a in attrs])
     return np.column_stack([X, *extra, stub]), cols + names + ["is_stub"]
 
 
@@ -144,7 +145,7 @@ def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[st
         names += n
     parts.append(np.array([float(len(a.get("tech_stack") or [])) for a in attrs]))
     names.append("tech_count")
-    parts.append(np.array([0.0 if a else 1.0 for a in attrs]))
+    parts.append(np.array([0.0 if a.get("company_id") else 1.0 for a in attrs]))  # stubs carry "orders" too
     names.append("is_stub")
     return np.column_stack(parts), names
 

@@ -140,7 +140,7 @@ def _own_fields(view: View, rows: np.ndarray) -> RawTable:
         math.log1p(e) if (e := as_number(k.get("employees"))) >= 0 else math.nan,
         math.log1p(r) if (r := as_number(k.get("revenue"))) >= 0 else math.nan,
         float(len(k.get("tech_stack") or [])) if k else math.nan,
-        float(bool(k)), float(not c),
+        float(bool(k)), float(not c.get("contact_id")),  # a stub's attrs still carry its timeline
     ] for c, k in zip(contacts, comps)], dtype=np.float64).reshape(len(rows), len(cols))
 
     def one(values):

@@ -148,3 +148,24 @@ def test_feature_doctests():
     import model.features, model.train
     assert doctest.testmod(model.features).failed == 0
     assert doctest.testmod(model.train).failed == 0
+
+
+def test_stub_nodes_are_marked_as_stubs():
+    """A company named by a contact before its record arrives, and a contact named by an
+    activity before its record arrives, are stubs in a graph read from the store."""
+    from graph_store.memory import MemoryGraphStore
+    from schemas.events import Activity, Company, Contact
+    from schemas.timeutil import from_micros
+    t0 = 1_700_000_000_000_000
+    store = MemoryGraphStore()
+    store.apply([Company(company_id="known", updated_at=from_micros(t0)),
+                 Contact(contact_id="c1", company_id="known", updated_at=from_micros(t0)),
+                 Contact(contact_id="c2", company_id="later", updated_at=from_micros(t0)),
+                 Activity(activity_id="a1", contact_id="c-later", type="call", timestamp=from_micros(t0))])
+    raw = extract(store.snapshot(t0 + 1))
+    for ntype, expected in (("contact", {"c1": 0.0, "c2": 0.0, "c-later": 1.0}),
+                            ("company", {"known": 0.0, "later": 1.0})):
+        nodes = raw.nodes[ntype]
+        col = nodes.num[:, nodes.num_cols.index("is_stub")]
+        got = dict(zip(raw.subgraph.node_ids[ntype], col.tolist()))
+        assert got == expected, ntype
