@@ -88,11 +88,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def add_pacing_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--rate`` / ``--speedup`` (mutually exclusive), shared by publish and demo."""
+def add_pacing_arguments(parser: argparse.ArgumentParser, default: str = "as fast as possible") -> None:
+    """``--rate`` / ``--speedup`` (mutually exclusive), shared by publish and demo; ``default``
+    says what happens without either."""
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=_positive_float, metavar="EV_PER_S",
-                      help="publish at this many events per second (default: as fast as possible)")
+                      help=f"publish at this many events per second (default: {default})")
     pace.add_argument("--speedup", type=_positive_float, metavar="X",
                       help="publish at X times event time (3600 = one hour of history per second)")
 

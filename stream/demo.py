@@ -11,8 +11,9 @@ started is stopped. The steps:
 4. ``split``    cut the events in event time: history (training) and the rest (live);
 5. ``train``    ``leadpulse train`` on the history, in its own process;
 6. ``worker``   ``leadpulse worker`` in its own process, until it answers /healthz;
-7. ``replay``   publish the history at full speed, then the rest at ``--rate`` while the live
-                view shows top leads, jumps with reasons, events/s and latency.
+7. ``replay``   publish the history at full speed, then the rest at ``--rate`` (default 300
+                events/s), ``--speedup`` or ``--fast`` while the live view shows top leads,
+                jumps with reasons, events/s and latency.
 
 ``--events-only`` runs the first three and ``stream`` (publish and count events per topic).
 """
@@ -33,7 +34,8 @@ from stream.config import Settings
 logger = logging.getLogger(__name__)
 
 #: default pace of the demo's publisher, so the live counts have something to show
-DEFAULT_RATE = 10_000.0
+DEFAULT_RATE = 10_000.0  # --events-only
+LIVE_RATE = 300.0  # the live replay after the history
 
 
 @dataclass
@@ -127,10 +129,7 @@ async def step_stream(ctx: DemoContext) -> None:
 
     watcher = asyncio.create_task(watch())
     ctx.stack.push_async_callback(_cancel, watcher)
-    rate, speedup = ctx.args.rate, ctx.args.speedup
-    if rate is None and speedup is None and not ctx.args.fast:  # events-only demo
-        rate = DEFAULT_RATE
-    pace = f"{rate:,.0f} events/s" if rate else f"{speedup:g} x event time" if speedup else "full speed"
+    rate, speedup, pace = _pace(ctx.args, DEFAULT_RATE)
     ctx.say(f"[stream] publishing {ctx.tables_dir} -> input topics at {pace}; messages seen per topic:")
     report = await publish_async(ctx.tables_dir, ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
                                  speedup=speedup, progress=False, topics=s.topic_map(),
@@ -239,6 +238,15 @@ async def step_worker(ctx: DemoContext) -> None:
     ctx.say(f"[worker] pid {proc.pid}: {ctx.web}/metrics  {ctx.web}/leads/<contact_id>  (log {log})")
 
 
+def _pace(args: argparse.Namespace, default_rate: float) -> tuple[Optional[float], Optional[float], str]:
+    """(rate, speedup, how it reads) from ``--rate`` / ``--speedup`` / ``--fast``."""
+    rate, speedup = args.rate, args.speedup
+    if rate is None and speedup is None and not args.fast:
+        rate = default_rate
+    return rate, speedup, (f"{rate:,.0f} events/s" if rate else f"{speedup:g} x event time" if speedup
+                           else "full speed")
+
+
 async def step_replay(ctx: DemoContext) -> None:
     """Publish the history at full speed, then the rest at ``--rate``, with the live view."""
     from stream.consume import tail
@@ -263,10 +271,11 @@ async def step_replay(ctx: DemoContext) -> None:
     ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
     await publish_async(ctx.split["history"][0], ctx.bootstrap, progress=False, topics=s.topic_map(),
                         partitions=s.partitions)
-    rate = ctx.args.rate or 300.0
-    ctx.say(f"[replay] replaying {ctx.split['live'][1]:,} later events live at {rate:,.0f} events/s")
-    live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate, progress=False,
-                                             topics=s.topic_map(), partitions=s.partitions))
+    rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
+    ctx.say(f"[replay] replaying {ctx.split['live'][1]:,} later events live at {pace}")
+    live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
+                                             speedup=speedup, progress=False, topics=s.topic_map(),
+                                             partitions=s.partitions))
     ctx.stack.push_async_callback(_cancel, live)
     began, last, quiet_since = time.monotonic(), None, None
     expected = ctx.split["history"][1] + ctx.split["live"][1]
@@ -379,9 +388,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=("tiny", "small", "large"), default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tables", default=None, help="publish this table directory instead of simulating")
-    add_pacing_arguments(p)
-    p.add_argument("--fast", action="store_true",
-                   help=f"publish as fast as possible (default: {DEFAULT_RATE:,.0f} events/s)")
+    add_pacing_arguments(p, default=f"{LIVE_RATE:,.0f} for the live replay, {DEFAULT_RATE:,.0f} with --events-only")
+    p.add_argument("--fast", action="store_true", help="publish as fast as possible")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="longest run of the live replay / event count in seconds (default 600)")
     p.add_argument("--history", type=float, default=0.6,

@@ -146,6 +146,23 @@ def test_full_demo_trains_streams_and_scores_the_tiny_world(tmp_path: Path) -> N
                     env={"KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)}, timeout=420)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "[train] PROMOTED" in out.stdout
+    assert "later events live at 400 events/s" in out.stdout
     published = re.search(r"\[demo\] ([\d,]+) score changes", out.stdout)
     assert published and int(published.group(1).replace(",", "")) > 0, out.stdout[-3000:]
     assert "top leads" in out.stdout
+
+
+@pytest.mark.parametrize("argv, default, expected", [
+    ([], 300.0, (300.0, None, "300 events/s")),
+    (["--rate", "50"], 300.0, (50.0, None, "50 events/s")),
+    (["--speedup", "3600"], 300.0, (None, 3600.0, "3600 x event time")),
+    (["--fast"], 300.0, (None, None, "full speed")),
+])
+def test_demo_pacing(argv: list, default: float, expected: tuple) -> None:
+    """--rate, --speedup and --fast pace the live replay; neither: the default rate."""
+    import argparse
+
+    from stream.demo import _pace, register
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert _pace(parser.parse_args(["demo", *argv]), default) == expected
