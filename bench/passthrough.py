@@ -24,6 +24,7 @@ import faust  # noqa: E402
 from faust.web import Request, Response, View  # noqa: E402
 
 from stream.config import Settings  # noqa: E402
+from stream.faustapp import new_app  # noqa: E402
 
 
 def output_topic(settings: Settings) -> str:
@@ -32,23 +33,10 @@ def output_topic(settings: Settings) -> str:
 
 
 def build_app(settings: Settings, bootstrap: str) -> faust.App:
-    """The pass-through app; same Faust settings as ``stream.app.build_app``."""
-    app = faust.App(
-        settings.app_id + "-passthrough",
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
-        topic_partitions=settings.partitions,
-        topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=10.0,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        web_host=settings.web_host,
-        web_enabled=True,
-    )
+    """The pass-through app, on the same Faust app factory as ``stream.app.build_app``."""
+    app = new_app(settings.app_id + "-passthrough", bootstrap, partitions=settings.partitions,
+                  web_host=settings.web_host, web_port=settings.web_port,
+                  fetch_max_wait_ms=settings.fetch_wait_ms, datadir=str(settings.data_dir / "faust"))
     inputs = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     out = app.topic(output_topic(settings), key_serializer="raw", value_serializer="raw",
                     partitions=settings.partitions)

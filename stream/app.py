@@ -29,6 +29,7 @@ from schemas.timeutil import from_micros
 from schemas.topics import INPUT_TOPICS
 from schemas.types import NODE_TYPES
 from stream.accounts import AccountProcessor, Outputs
+from stream.faustapp import FETCH_MAX_WAIT_MS, new_app
 from stream.ingest import RawRecord, validate
 from stream.metrics import Metrics
 from stream.positions import PositionGuard
@@ -61,6 +62,8 @@ class AppOptions:
         web_url: the URL other workers reach this one at (Faust's canonical URL; default
             ``http://<web_host>:<web_port>``), for routing ``/leads`` to the owner.
         datadir: Faust's own directory; its default is ``<app_id>-data`` in the working directory.
+        fetch_max_wait_ms: longest wait of a consumer fetch, Faust's and the replication
+            reader's (``stream.faustapp``: Tansu holds every fetch that long).
     """
     app_id: str
     bootstrap: str
@@ -79,6 +82,7 @@ class AppOptions:
     replicate: bool = True
     lag_seconds: float = 0.0
     web_url: Optional[str] = None
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
 
 
 def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
@@ -93,24 +97,11 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         load_scorer: loads the scorer of a version.
         retrain: starts a retraining process and returns its exit code (awaitable).
     """
-    app = faust.App(
-        options.app_id,
-        broker=f"kafka://{options.bootstrap}",
-        store="memory://",
-        **({"datadir": options.datadir} if options.datadir else {}),
-        topic_partitions=options.partitions,
-        topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        # BROKER_NOTES trap 2: short timeouts from the first run make joins and failover fast.
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=10.0,
-        web_bind=options.web_host,
-        web_port=options.web_port,
-        web_host=options.web_host,
-        **({"canonical_url": options.web_url} if options.web_url else {}),
-        web_enabled=True,
-    )
+    app = new_app(options.app_id, options.bootstrap, partitions=options.partitions,
+                  web_host=options.web_host, web_port=options.web_port,
+                  fetch_max_wait_ms=options.fetch_max_wait_ms,
+                  **({"datadir": options.datadir} if options.datadir else {}),
+                  **({"canonical_url": options.web_url} if options.web_url else {}))
     contract_of = {options.topics[s.name]: s.name for s in INPUT_TOPICS}
     inputs = app.topic(*contract_of, key_serializer="raw", value_serializer="raw")
     accounts = app.topic(options.account_topic, key_serializer="raw", value_serializer="raw",
@@ -196,7 +187,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         async def replica_reader() -> None:
             # Plain aiokafka outside the group: every worker needs every partition (invariant 4).
             await replicate(options.bootstrap, options.account_topic, processor, _publish, scoring,
-                            options.batch_size, options.batch_seconds)
+                            options.batch_size, options.batch_seconds, options.fetch_max_wait_ms)
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:

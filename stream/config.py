@@ -34,6 +34,8 @@ LEADPULSE_EPSILON              0.0001                publish a score only if it 
 LEADPULSE_JUMP_THRESHOLD       0.2                   alert when a score rises at least this much
 LEADPULSE_BATCH_SIZE           1000                  max events / leads per micro-batch
 LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
+LEADPULSE_FETCH_WAIT_MS        50                    longest wait of a consumer fetch (ms; Faust's
+                                                     own is 1,500, which Tansu always waits out)
 LEADPULSE_RETRAIN_SECONDS      0                     run ``leadpulse retrain`` this often (0 = never)
 LEADPULSE_RETRAIN_EPOCHS       (the model's)         max epochs of a periodic retrain
 LEADPULSE_LAG_SECONDS          15                    refresh the consumer-lag gauge this often
@@ -151,6 +153,7 @@ class Settings:
     jump_threshold: float = field(default=0.2, metadata=_env("LEADPULSE_JUMP_THRESHOLD", _non_negative_float))
     batch_size: int = field(default=1000, metadata=_env("LEADPULSE_BATCH_SIZE", _positive_int))
     batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
+    fetch_wait_ms: int = field(default=50, metadata=_env("LEADPULSE_FETCH_WAIT_MS", _positive_int))
     retrain_seconds: float = field(default=0.0, metadata=_env("LEADPULSE_RETRAIN_SECONDS", _non_negative_float))
     retrain_epochs: Optional[int] = field(default=None, metadata=_env("LEADPULSE_RETRAIN_EPOCHS", _positive_int))
     lag_seconds: float = field(default=15.0, metadata=_env("LEADPULSE_LAG_SECONDS", _non_negative_float))

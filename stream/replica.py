@@ -29,10 +29,10 @@ logger = logging.getLogger(__name__)
 
 async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
                     publish: Callable[[Outputs], Awaitable[None]], lock: asyncio.Lock,
-                    batch_size: int = 1000, batch_seconds: float = 0.1) -> None:
+                    batch_size: int = 1000, batch_seconds: float = 0.1, fetch_max_wait_ms: int = 500) -> None:
     """Follow every partition of ``topic`` forever (run it as a task; cancel to stop)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
     try:
         partitions = None

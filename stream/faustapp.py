@@ -1,0 +1,76 @@
+"""The Faust app that the worker and the benchmark's pass-through both run on.
+
+One place for the settings that make restarts, rebalances and fetches fast on Tansu and on
+Apache Kafka, so the benchmark compares the worker with a pass-through configured alike.
+
+Fetch wait. Faust creates its consumer with ``fetch_max_wait_ms=1500`` and no setting to change
+it. Apache Kafka answers a fetch as soon as data arrives, so the wait only bounds idle polls;
+the embedded Tansu broker holds every fetch for the whole wait (measured here: produce→consume
+median 382 ms at 1,500 ms, 120 ms at 500 ms, 9 ms at 50 ms). The worker has two consumer hops
+(input topics, then the account topic), so that wait was most of its event→publish latency at
+moderate rates. ``fetch_max_wait_ms`` sets it; a short wait costs idle polls only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+#: default of ``LEADPULSE_FETCH_WAIT_MS``
+FETCH_MAX_WAIT_MS = 50
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka hands this to its fetcher in ``start()``, after Faust has built the consumer
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", FETCH_MAX_WAIT_MS)
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class _App(faust.App):
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+def new_app(app_id: str, bootstrap: str, *, partitions: int, web_host: str, web_port: int,
+            fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, **settings: Any) -> faust.App:
+    """A Faust app on ``bootstrap`` with leadpulse's settings; ``settings`` adds Faust settings.
+
+    Args:
+        app_id: Faust app id (= consumer group id).
+        partitions: partitions of topics the app declares.
+        web_host, web_port: where its HTTP views listen.
+        fetch_max_wait_ms: longest wait of a consumer fetch (see the module docstring).
+    """
+    app = _App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # BROKER_NOTES trap 2: short timeouts from the first run make joins and failover fast.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=10.0,
+        web_bind=web_host,
+        web_port=web_port,
+        web_host=web_host,
+        web_enabled=True,
+        **settings,
+    )
+    app.fetch_max_wait_ms = fetch_max_wait_ms
+    return app
