@@ -25,6 +25,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence, TextIO
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 #: default pace of the demo's publisher, so the live counts have something to show
 DEFAULT_RATE = 10_000.0  # --events-only
 LIVE_RATE = 300.0  # the live replay after the history
+LATENCY_WINDOW = 10.0  # seconds of the live view's recent latency
 
 
 @dataclass
@@ -250,7 +252,7 @@ def _pace(args: argparse.Namespace, default_rate: float) -> tuple[Optional[float
 async def step_replay(ctx: DemoContext) -> None:
     """Publish the history at full speed, then the rest at ``--rate``, with the live view."""
     from stream.consume import tail
-    from stream.liveview import LiveView, parse_metrics
+    from stream.liveview import LiveView
     from stream.publish import publish_async
 
     s = ctx.settings
@@ -271,38 +273,20 @@ async def step_replay(ctx: DemoContext) -> None:
     ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
     await publish_async(ctx.split["history"][0], ctx.bootstrap, progress=False, topics=s.topic_map(),
                         partitions=s.partitions)
-    rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
-    ctx.say(f"[replay] replaying {ctx.split['live'][1]:,} later events live at {pace}")
-    live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
-                                             speedup=speedup, progress=False, topics=s.topic_map(),
-                                             partitions=s.partitions))
-    ctx.stack.push_async_callback(_cancel, live)
-    began, last, quiet_since = time.monotonic(), None, None
-    expected = ctx.split["history"][1] + ctx.split["live"][1]
-    while True:
-        await asyncio.sleep(2.0)
-        text = await _get(ctx.web + "/metrics")
-        metrics = parse_metrics(text) if text else None
-        now = time.monotonic()
-        rate_now = None
-        if metrics and last:
-            rate_now = (metrics.consumed - last[1].consumed) / (now - last[0])
-        screen = view.render(metrics, rate_now, now - began)
-        if ctx.out.isatty():
-            ctx.out.write("\x1b[2J\x1b[H")
-        ctx.say(screen + "\n")
-        # Done when every published event was consumed and no score moved for 6 s (a busy
-        # worker may not answer /metrics in time: that never counts as quiet).
-        caught_up = metrics is not None and metrics.consumed >= expected
-        moved = metrics is None or last is None or metrics.published != last[1].published
-        last = (now, metrics) if metrics else last
-        if live.done() and caught_up:
-            quiet_since = None if moved else (quiet_since or now)
-            if quiet_since and now - quiet_since >= 6:
-                break
-        if now - began > ctx.args.timeout:
+    began = time.monotonic()
+    # Live events only after the history is scored, as a deployment backfills before it goes
+    # live: otherwise they queue behind the backfill and the view shows its latency, not theirs.
+    if not await _follow(ctx, view, ctx.split["history"][1], lambda: True, began):
+        ctx.say("[replay] timeout reached")
+    else:
+        rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
+        ctx.say(f"[replay] history scored; replaying {ctx.split['live'][1]:,} later events live at {pace}")
+        live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
+                                                 speedup=speedup, progress=False, topics=s.topic_map(),
+                                                 partitions=s.partitions))
+        ctx.stack.push_async_callback(_cancel, live)
+        if not await _follow(ctx, view, ctx.split["history"][1] + ctx.split["live"][1], live.done, began):
             ctx.say("[replay] timeout reached")
-            break
     ctx.say(f"[demo] {view.n_scores:,} score changes and {view.n_alerts:,} alerts published")
     keep = ctx.args.keep_running if ctx.args.keep_running is not None else ctx.out.isatty()
     if keep:
@@ -310,6 +294,47 @@ async def step_replay(ctx: DemoContext) -> None:
                 f"(e.g. {view.top_contact() or 'ct_000001'}), {ctx.web}/metrics")
         while True:  # Ctrl-C cancels this; the exit stack then stops the worker and the broker
             await asyncio.sleep(3600)
+
+
+async def _follow(ctx: DemoContext, view, expected: int, published: Callable[[], bool],  # noqa: ANN001
+                  began: float) -> bool:
+    """Refresh the live view every 2 s until the worker has worked through ``expected`` input
+    events: all of them consumed, every one that was not rejected applied (or, should the count
+    never get there, no score moved for 6 s). False when ``--timeout`` s passed since ``began``."""
+    from stream.liveview import parse_metrics
+
+    last, quiet_since = None, None
+    window: deque = deque()  # (time, metrics) of the last LATENCY_WINDOW seconds
+    while True:
+        await asyncio.sleep(2.0)
+        text = await _get(ctx.web + "/metrics")
+        metrics = parse_metrics(text) if text else None
+        now = time.monotonic()
+        rate_now, recent = None, None
+        if metrics and last:
+            rate_now = (metrics.consumed - last[1].consumed) / (now - last[0])
+        if metrics:
+            while window and now - window[0][0] > LATENCY_WINDOW:
+                window.popleft()
+            if window:
+                recent = (now - window[0][0], metrics.since(window[0][1]))
+            window.append((now, metrics))
+        screen = view.render(metrics, rate_now, now - began, recent)
+        if ctx.out.isatty():
+            ctx.out.write("\x1b[2J\x1b[H")
+        ctx.say(screen + "\n")
+        # a busy worker may not answer /metrics in time: that never counts as quiet
+        consumed = metrics is not None and metrics.consumed >= expected
+        moved = metrics is None or last is None or metrics.published != last[1].published
+        last = (now, metrics) if metrics else last
+        if published() and consumed:
+            if metrics.applied >= expected - metrics.rejected:
+                return True
+            quiet_since = None if moved else (quiet_since or now)
+            if quiet_since and now - quiet_since >= 6:
+                return True
+        if now - began > ctx.args.timeout:
+            return False
 
 
 async def _get(url: str) -> Optional[str]:
@@ -391,7 +416,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_pacing_arguments(p, default=f"{LIVE_RATE:,.0f} for the live replay, {DEFAULT_RATE:,.0f} with --events-only")
     p.add_argument("--fast", action="store_true", help="publish as fast as possible")
     p.add_argument("--timeout", type=float, default=600.0,
-                   help="longest run of the live replay / event count in seconds (default 600)")
+                   help="longest run of the replay (scoring the history, then the live part) / of the "
+                        "event count in seconds (default 600)")
     p.add_argument("--history", type=float, default=0.6,
                    help="share of the event-time span used as training history (default 0.6)")
     p.add_argument("--epochs", type=int, default=40, help="max training epochs of the first model (default 40)")

@@ -19,6 +19,7 @@ class MetricsSample:
     consumed: float = 0.0
     published: float = 0.0
     rejected: float = 0.0
+    applied: float = 0.0  # through the account stage: applied to the graph, or duplicates
     latency_buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
 
     def quantile(self, q: float) -> Optional[float]:
@@ -37,6 +38,24 @@ class MetricsSample:
         return None
 
 
+    def since(self, earlier: "MetricsSample") -> "MetricsSample":
+        """What happened between ``earlier`` and this sample: counters and buckets subtracted.
+        The cumulative histogram of a worker that has been behind hides that it caught up; the
+        difference shows the latency of the last few seconds. After a counter reset (a restarted
+        worker) it is this sample itself."""
+        before = dict(earlier.latency_buckets)
+        buckets = [(le, count - before.get(le, 0.0)) for le, count in self.latency_buckets]
+        if self.consumed < earlier.consumed or any(c < 0 for _, c in buckets):
+            return self
+        return MetricsSample(self.consumed - earlier.consumed, self.published - earlier.published,
+                             self.rejected - earlier.rejected, self.applied - earlier.applied, buckets)
+
+
+def _latency(sample: MetricsSample) -> Optional[str]:
+    p50, p99 = sample.quantile(0.5), sample.quantile(0.99)
+    return None if p50 is None else f"p50 {p50 * 1000:,.0f} ms  p99 {p99 * 1000:,.0f} ms"
+
+
 def parse_metrics(text: str) -> MetricsSample:
     sample = MetricsSample()
     for family in text_string_to_metric_families(text):
@@ -47,6 +66,8 @@ def parse_metrics(text: str) -> MetricsSample:
                 sample.published += s.value
             elif s.name == "leadpulse_events_rejected_total":
                 sample.rejected += s.value
+            elif s.name in ("leadpulse_events_applied_total", "leadpulse_events_duplicate_total"):
+                sample.applied += s.value
             elif s.name == "leadpulse_event_to_publish_seconds_bucket":
                 sample.latency_buckets.append((float(s.labels["le"]), s.value))
     sample.latency_buckets.sort()
@@ -77,14 +98,21 @@ class LiveView:
         """The highest-scored lead seen so far (a contact id worth looking up)."""
         return max(self.scores.values(), key=lambda v: v["score"])["contact_id"] if self.scores else None
 
-    def render(self, metrics: Optional[MetricsSample], events_per_s: Optional[float], elapsed: float) -> str:
+    def render(self, metrics: Optional[MetricsSample], events_per_s: Optional[float], elapsed: float,
+               recent: Optional[tuple[float, MetricsSample]] = None) -> str:
+        """The screen. ``recent``: (seconds, what happened in them), e.g. ``metrics.since(older)``."""
         lines = [f"leadpulse live — {elapsed:5.0f} s   scores {self.n_scores:,}   alerts {self.n_alerts:,}"]
         if metrics is not None:
-            p50, p99 = metrics.quantile(0.5), metrics.quantile(0.99)
-            lat = (f"event→publish p50 {p50 * 1000:,.0f} ms  p99 {p99 * 1000:,.0f} ms"
-                   if p50 is not None else "event→publish: no scores yet")
             rate = f"{events_per_s:,.0f} events/s" if events_per_s is not None else "- events/s"
-            lines.append(f"consumed {metrics.consumed:,.0f}  ({rate})   dead letters {metrics.rejected:,.0f}   {lat}")
+            lines.append(f"consumed {metrics.consumed:,.0f}  ({rate})   applied {metrics.applied:,.0f}   "
+                         f"dead letters {metrics.rejected:,.0f}")
+            overall = _latency(metrics)
+            if overall is None:
+                lines.append("event→publish: no scores yet")
+            else:
+                last = _latency(recent[1]) if recent else None
+                window = f"last {recent[0]:.0f} s {last or 'no scores'}   " if recent else ""
+                lines.append(f"event→publish: {window}since start {overall}")
         lines.append("")
         lines.append(f"top leads (latest score)                 tier  score   as of")
         top = sorted(self.scores.values(), key=lambda v: -v["score"])[: self.top_n]
