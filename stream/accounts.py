@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 from graph_store.base import ApplyEffect, GraphStore, Subgraph
 from graph_store.reads import paused_gc
 from model.explain import explain
+from model.gnn import TIERS
 from model.scorer import Scorer
 from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from schemas.timeutil import from_micros, to_micros
@@ -52,6 +53,11 @@ class ScoringOptions:
             ~3.5 ms a lead here (an occluded copy of its neighbourhood per evidence group):
             without a rate cap, small batches — low traffic, many partitions — spent over half
             their time explaining (``bench/accounts.py``, batches of 25 records).
+        tier_hysteresis: a ``tier_change`` alert needs the score this far past the cut point it
+            crossed, relative to the cut (default 0.2: 20 % above it going up, below it going
+            down), and compares with the tier of the lead's last tier alert, not its last score.
+            Without it, leads hovering at a cut point flapped across it: one demo run raised
+            23,282 tier alerts beside 673 jumps. Published scores keep the plain tier.
         decay_min_age: event-time seconds a lead's last check must be behind its partition's
             watermark before the decay sweep rescores it (default 3600). Its time-relative
             features count in days (7/30/90-day windows, a 14-day half-life), so rescoring it
@@ -64,6 +70,7 @@ class ScoringOptions:
     top_factors: int = 3
     explain_budget: int = 16
     explain_per_second: float = 50.0
+    tier_hysteresis: float = 0.2
     decay_min_age: float = 3600.0
 
 
@@ -265,7 +272,7 @@ class AccountProcessor:
             cid, score, tier, prev = m
             if prev is None:
                 return (1, -score)
-            alert = score - prev["score"] >= self.options.jump_threshold or tier != prev["tier"]
+            alert = bool(self._alert_kinds(score, tier, prev))
             return (0 if alert else 1, -abs(score - prev["score"]))
         return {m[0] for m in sorted(moved, key=priority)[:budget]}
 
@@ -322,22 +329,29 @@ class AccountProcessor:
                                     previous_score=prev_score, delta=delta, model_version=version,
                                     as_of=from_micros(as_of), scored_at=now, cause=cause,
                                     top_factors=factors))
+        kinds = self._alert_kinds(score, tier, prev) if prev else []
+        announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else _announced(prev)
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
                                 "company_id": company, "top_factors": [f.model_dump() for f in factors],
-                                "partition": partition, "checked_as_of": as_of, "checked_version": version}
+                                "partition": partition, "checked_as_of": as_of, "checked_version": version,
+                                "alerted_tier": announced}
         out.tiers.append((prev["tier"] if prev else None, tier))
-        if prev is None:
-            return
-        kinds = []
-        if delta >= self.options.jump_threshold:
-            kinds.append(("jump", self.options.jump_threshold))
-        if prev["tier"] != tier:
-            kinds.append(("tier_change", 0.0))
         for kind, threshold in kinds:
             out.alerts.append(LeadAlert(contact_id=cid, company_id=company, kind=kind, score=score,
                                         previous_score=prev_score, delta=delta, threshold=threshold,
                                         model_version=version, as_of=from_micros(as_of),
                                         top_factors=factors))
+
+    def _alert_kinds(self, score: float, tier: str, prev: dict) -> list[tuple[str, float]]:
+        """(kind, threshold) of the alerts a new score raises against the lead's book entry."""
+        kinds = []
+        if score - prev["score"] >= self.options.jump_threshold:
+            kinds.append(("jump", self.options.jump_threshold))
+        cut = tier_alert_cut(score, tier, _announced(prev), getattr(self.scorer.model, "tier_cuts", None),
+                             self.options.tier_hysteresis)
+        if cut is not None:
+            kinds.append(("tier_change", cut))
+        return kinds
 
     def published_positions(self) -> dict[tuple[str, int], int]:
         """Account-topic positions whose score changes are all published.
@@ -380,6 +394,40 @@ class AccountProcessor:
 
     def last_score(self, contact_id: str) -> Optional[dict]:
         return self.book.get("s", contact_id)
+
+
+def _announced(entry: dict) -> str:
+    """The tier of the lead's last tier alert (books written before it was kept: its tier)."""
+    return entry.get("alerted_tier", entry["tier"])
+
+
+def tier_alert_cut(score: float, tier: str, announced: str, cuts: Optional[Sequence[float]],
+                   hysteresis: float) -> Optional[float]:
+    """The cut point a ``tier_change`` alert reports, or None when there is no alert to raise.
+
+    There is one when ``tier`` differs from the ``announced`` one and the score lies past the
+    cut point bounding ``tier`` on the side it came from by ``hysteresis`` of that cut (a
+    Schmitt trigger: a lead hovering at a cut point alerts once, not at every wobble). With no
+    cut points (a model without tiers) every change alerts, threshold 0.
+
+    >>> cuts = (0.5, 0.2, 0.05)
+    >>> tier_alert_cut(0.21, "B", "C", cuts, 0.2), tier_alert_cut(0.25, "B", "C", cuts, 0.2)
+    (None, 0.2)
+    >>> tier_alert_cut(0.17, "C", "B", cuts, 0.2), tier_alert_cut(0.15, "C", "B", cuts, 0.2)
+    (None, 0.2)
+    >>> tier_alert_cut(0.9, "A", "A", cuts, 0.2) is None, tier_alert_cut(0.01, "D", "B", cuts, 0.2)
+    (True, 0.05)
+    """
+    if tier == announced:
+        return None
+    if not cuts:
+        return 0.0
+    new, old = TIERS.index(tier), TIERS.index(announced)
+    if new < old:  # up: above the lower bound of the new tier
+        cut = cuts[new]
+        return cut if score >= cut * (1 + hysteresis) else None
+    cut = cuts[new - 1]  # down: below the upper bound of the new tier
+    return cut if score < cut * (1 - hysteresis) else None
 
 
 def _rescore_effect(effect: ApplyEffect) -> ApplyEffect:

@@ -32,6 +32,8 @@ LEADPULSE_MODEL_DIR            <data dir>/models     model registry directory
 LEADPULSE_MODEL_VERSION        champion              model version the worker scores with
 LEADPULSE_EPSILON              0.0001                publish a score only if it moved more
 LEADPULSE_JUMP_THRESHOLD       0.2                   alert when a score rises at least this much
+LEADPULSE_TIER_HYSTERESIS      0.2                   a tier alert needs the score this far past the
+                                                     cut point, relative to it (0 = any change)
 LEADPULSE_BATCH_SIZE           1000                  max events / leads per micro-batch
 LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
 LEADPULSE_FETCH_WAIT_MS        50                    longest wait of a consumer fetch (ms; Faust's
@@ -151,6 +153,7 @@ class Settings:
     model_version: str = field(default="champion", metadata=_env("LEADPULSE_MODEL_VERSION"))
     epsilon: float = field(default=1e-4, metadata=_env("LEADPULSE_EPSILON", _non_negative_float))
     jump_threshold: float = field(default=0.2, metadata=_env("LEADPULSE_JUMP_THRESHOLD", _non_negative_float))
+    tier_hysteresis: float = field(default=0.2, metadata=_env("LEADPULSE_TIER_HYSTERESIS", _non_negative_float))
     batch_size: int = field(default=1000, metadata=_env("LEADPULSE_BATCH_SIZE", _positive_int))
     batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
     fetch_wait_ms: int = field(default=50, metadata=_env("LEADPULSE_FETCH_WAIT_MS", _positive_int))

@@ -129,3 +129,56 @@ def test_the_explain_rate_caps_explanations_across_batches(processor, tiny_world
         explained += sum(1 for s in out.scores if s.top_factors)
         published += len(out.scores)
     assert explained == 4 < published  # the first bucket, never refilled
+
+
+def _tier_alerts(tmp_path, tiny_world, trained_registry, hysteresis: float):
+    """Every score and alert of the tiny world streamed in batches of 50 (events in time order)."""
+    from graph_store.rocks import RocksDBGraphStore
+    from model.registry import ModelRegistry
+    from model.scorer import Scorer
+    from stream.accounts import AccountProcessor, ScoringOptions
+    from stream.state import KVState
+    root, _ = trained_registry
+    work = tmp_path / f"h{hysteresis}"
+    store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores")
+    proc = AccountProcessor(store, book, Scorer(ModelRegistry(root).load("champion")),
+                            ScoringOptions(tier_hysteresis=hysteresis, top_factors=0))
+    scores, alerts = [], []
+    try:
+        for lo, chunk in _tiny_batches(tiny_world):
+            out = proc.process(_records(chunk, lo), 0)
+            proc.commit_published(out)
+            scores += out.scores
+            alerts += [a for a in out.alerts if a.kind == "tier_change"]
+        return proc.scorer.model.tier_cuts, scores, alerts
+    finally:
+        store.close()
+        book.close()
+
+
+def test_tier_alerts_need_the_score_clear_of_the_cut_point(tmp_path, tiny_world, trained_registry):
+    """Without hysteresis every published tier change alerts; with it, only changes that clear
+    the cut point by 20 % of it, and each against the lead's last alerted tier."""
+    cuts, scores, plain = _tier_alerts(tmp_path, tiny_world, trained_registry, 0.0)
+    last: dict = {}
+    changes = 0
+    for s in scores:
+        changes += s.contact_id in last and last[s.contact_id] != s.tier
+        last[s.contact_id] = s.tier
+    assert len(plain) == changes > 0
+
+    _, scores, damped = _tier_alerts(tmp_path, tiny_world, trained_registry, 0.2)
+    assert len(damped) < len(plain)
+    assert all(a.threshold in cuts and (a.score >= a.threshold * 1.2 or a.score < a.threshold * 0.8)
+               for a in damped)
+    announced: dict = {}
+    by_lead = iter(damped)
+    pending = next(by_lead, None)
+    for s in scores:  # alerts come in the order of the scores that raised them
+        if pending is not None and pending.contact_id == s.contact_id and pending.score == s.score:
+            assert s.tier != announced[s.contact_id]
+            announced[s.contact_id] = s.tier
+            pending = next(by_lead, None)
+        else:
+            announced.setdefault(s.contact_id, s.tier)
+    assert pending is None
