@@ -60,33 +60,36 @@ def _hist_sum(hist) -> float:
 
 def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
     from graph_store.rocks import RocksDBGraphStore
-    from stream.accounts import AccountProcessor
+    from stream.accounts import AccountProcessor, ScoringOptions
     from stream.metrics import Metrics
     from stream.state import KVState
     work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
     company_of: dict = {}
     try:
         store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores")
-        proc = AccountProcessor(store, book, scorer, metrics=Metrics())
+        proc = AccountProcessor(store, book, scorer, ScoringOptions(tier_hysteresis=args.tier_hysteresis),
+                                metrics=Metrics())
         for lo in range(0, pre, 5000):  # pre-history, untimed
             for p, recs in sorted(account_records(events[lo:min(lo + 5000, pre)], args.partitions, lo, company_of).items()):
                 proc.commit_published(proc.process(recs, p))
         m = proc.metrics = Metrics()
         live = events[pre:pre + args.events]
-        published = 0
+        published, alerts = 0, {}
         t0, c0 = time.perf_counter(), time.process_time()
         for lo in range(0, len(live), batch):
             for p, recs in sorted(account_records(live[lo:lo + batch], args.partitions, pre + lo, company_of).items()):
                 out = proc.process(recs, p)
                 proc.commit_published(out)
                 published += len(out.scores)
+                for a in out.alerts:
+                    alerts[a.kind] = alerts.get(a.kind, 0) + 1
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         scores = _hist_sum(m.batch_size)
         store.close()
         book.close()
         return {"batch": batch, "events": len(live), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                 "events_per_s": round(len(live) / wall, 1), "leads_scored_per_s": round(scores / wall, 1),
-                "published_per_s": round(published / wall, 1),
+                "published_per_s": round(published / wall, 1), "alerts": alerts,
                 "apply_share": round(_hist_sum(m.apply_seconds) / wall, 3),
                 "score_share": round(_hist_sum(m.score_seconds) / wall, 3)}
     finally:
@@ -94,6 +97,7 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from stream.accounts import ScoringOptions
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, 300 events")
     ap.add_argument("--world", default=None, help="tiny, small, 10k or 100k (default 10k; quick: tiny)")
@@ -102,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batches", default=None, help="records per taken batch, comma-separated (default 100,1000)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
+    ap.add_argument("--tier-hysteresis", type=float, default=ScoringOptions.tier_hysteresis,
+                    help="LEADPULSE_TIER_HYSTERESIS of the run (default the worker's; 0 = alert on every tier change)")
     add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
@@ -125,9 +131,10 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"  batch {batch:>5}: {row['events_per_s']:,.0f} events/s, {row['leads_scored_per_s']:,.0f} leads "
               f"scored/s, {row['published_per_s']:,.0f} published/s; apply {row['apply_share']:.0%}, "
-              f"subgraph+score {row['score_share']:.0%} of wall", flush=True)
+              f"subgraph+score {row['score_share']:.0%} of wall; alerts {row['alerts']}", flush=True)
     write_json(args.out / "accounts.json", {"world": args.world, "seed": args.seed, "pre_history_events": pre,
                                             "partitions": args.partitions, "threads": args.threads,
+                                            "tier_hysteresis": args.tier_hysteresis,
                                             "rows": rows})
     return 0
 
