@@ -85,6 +85,10 @@ class AppOptions:
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
 
 
+#: score-book fields that are the worker's bookkeeping, not part of the /leads answer
+_BOOK_ONLY = frozenset({"alerted_tier"})
+
+
 def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
               metrics: Metrics, on_ready: Optional[Callable[[], None]] = None,
               champion: Optional[Callable[[], Optional[str]]] = None,
@@ -303,7 +307,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             last = processor.last_score(contact_id)
             if last is None:
                 return self.json({"error": f"no score for {contact_id}"}, status=404)
-            body = {k: v for k, v in last.items() if not k.startswith("checked_")}
+            body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
             body["as_of"] = format_time(from_micros(last["as_of"]))
             if not body.get("top_factors"):
                 async with scoring:  # explained on demand; the stream explains only a budget
