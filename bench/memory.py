@@ -35,6 +35,7 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import psutil  # noqa: E402
 
@@ -51,12 +52,34 @@ def rss(pid: int) -> int:
     return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
 
 
-def applied(svc: Service) -> float:
-    """Events the worker's account stage has applied (duplicates included): ingest alone runs
-    far ahead of it, so counting consumed events sampled a worker whose graph held a fraction
-    of them (at 360,856 consumed, 98,437 applied)."""
-    got = svc.metrics(["leadpulse_events_applied_total", "leadpulse_events_duplicate_total"]) or {}
-    return sum(got.values())
+class Settled:
+    """True once the worker consumed ``sent`` events and its account stage has applied them.
+
+    Ingest alone runs far ahead of the account stage (once 360,856 consumed, 98,437 applied),
+    so counting consumed events sampled a worker whose graph held a fraction of them. Applied
+    may stay short of ``sent`` for good: an activity whose contact has not arrived yet is held
+    by the router. So: every event applied, or the applied count still for ``quiet`` seconds.
+    """
+
+    def __init__(self, svc: Service, sent: int, quiet: float = 10.0) -> None:
+        self.svc, self.sent, self.quiet = svc, sent, quiet
+        self.last: Optional[tuple[float, float]] = None  # (applied, since when)
+
+    def __call__(self) -> bool:
+        names = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total",
+                 "leadpulse_events_duplicate_total"]
+        got = self.svc.metrics(names)
+        if got is None:  # busy: not an answer, never quiet
+            return False
+        applied = got[names[1]] + got[names[2]]
+        if got[names[0]] < self.sent:
+            return False
+        if applied >= self.sent:
+            return True
+        now = time.monotonic()
+        if self.last is None or self.last[0] != applied:
+            self.last = (applied, now)
+        return now - self.last[1] >= self.quiet
 
 
 def fit(samples: list[dict], key: str) -> dict:
@@ -104,7 +127,7 @@ def worker_series(args: argparse.Namespace) -> dict:
             asyncio.run(send_step(step))
             sent += len(step)
             left = args.budget - (time.monotonic() - began)
-            done = wait_for(lambda: applied(svc) >= sent, max(left, 1), 0.5)
+            done = wait_for(Settled(svc, sent), max(left, 1), 0.5)
             samples.append({"events": sent, "rss_bytes": rss(svc.proc.pid),
                             "store_bytes": du(svc.data_dir / "worker"),
                             "seconds": round(time.monotonic() - began, 1), "applied": done})
