@@ -251,10 +251,14 @@ def memory_section(mem: Optional[dict], out: Path) -> list[str]:
                          f(last["store_bytes"] / 1e6), f((s["rss"]["per_100k"] or 0) / 1e6),
                          f((s["store"]["per_100k"] or 0) / 1e6),
                          "extrapolated" if s["rss"]["at_1m_extrapolated"] else "measured"])
+    # a series measured by its own run (``--series worker``) names its command
+    own = [f"The {name} series: `{mem[name]['command']}`." for name in ("worker", "store")
+           if mem.get(name, {}).get("command")]
     return ["## Memory", "", "worker = a `leadpulse worker` process (RSS of the process); store = the RocksDB "
             "graph store alone in the benchmark process (RSS growth over the loaded events).", "",
             table(["series", "world", "events", "RSS MB", "store MB", "RSS MB / 100k", "store MB / 100k",
-                   "1M figure"], rows), "", f"![memory]({plot_memory(mem, out)})", ""]
+                   "1M figure"], rows), "", *([" ".join(own), ""] if own else []),
+            f"![memory]({plot_memory(mem, out)})", ""]
 
 
 def graph_store_section(gs: Optional[dict]) -> list[str]:
