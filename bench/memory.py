@@ -58,16 +58,18 @@ class Settled:
     Ingest alone runs far ahead of the account stage (once 360,856 consumed, 98,437 applied),
     so counting consumed events sampled a worker whose graph held a fraction of them. Applied
     may stay short of ``sent`` for good: an activity whose contact has not arrived yet is held
-    by the router. So: every event applied, or the applied count still for ``quiet`` seconds.
+    by the router. So: every event applied, or the account stage idle — neither its applied
+    count nor the scores it published moved for ``quiet`` seconds (the applied count alone
+    stands still while a large batch is being scored).
     """
 
     def __init__(self, svc: Service, sent: int, quiet: float = 10.0) -> None:
         self.svc, self.sent, self.quiet = svc, sent, quiet
-        self.last: Optional[tuple[float, float]] = None  # (applied, since when)
+        self.last: Optional[tuple[tuple, float]] = None  # ((applied, published), since when)
 
     def __call__(self) -> bool:
         names = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total",
-                 "leadpulse_events_duplicate_total"]
+                 "leadpulse_events_duplicate_total", "leadpulse_scores_published_total"]
         got = self.svc.metrics(names)
         if got is None:  # busy: not an answer, never quiet
             return False
@@ -76,9 +78,9 @@ class Settled:
             return False
         if applied >= self.sent:
             return True
-        now = time.monotonic()
-        if self.last is None or self.last[0] != applied:
-            self.last = (applied, now)
+        now, progress = time.monotonic(), (applied, got[names[3]])
+        if self.last is None or self.last[0] != progress:
+            self.last = (progress, now)
         return now - self.last[1] >= self.quiet
 
 
