@@ -138,8 +138,15 @@ def worker_series(args: argparse.Namespace) -> dict:
             if not done or time.monotonic() - began > args.budget:
                 print("  worker: time budget reached", flush=True)
                 break
-    return {"world": args.world, "samples": samples, "rss": fit(samples, "rss_bytes"),
-            "store": fit(samples, "store_bytes"), "events_reached": samples[-1]["events"]}
+    return worker_result(args.world, samples)
+
+
+def worker_result(world: str, samples: list[dict]) -> dict:
+    """Fit and reach over the samples taken with their step applied (the one cut off by the
+    budget holds events the worker had not applied yet)."""
+    settled = [s for s in samples if s.get("applied", True)]
+    return {"world": world, "samples": samples, "rss": fit(settled, "rss_bytes"),
+            "store": fit(settled, "store_bytes"), "events_reached": settled[-1]["events"]}
 
 
 def store_series(args: argparse.Namespace) -> dict:

@@ -246,7 +246,7 @@ def memory_section(mem: Optional[dict], out: Path) -> list[str]:
     for name in ("worker", "store"):
         s = mem.get(name)
         if s:
-            last = s["samples"][-1]
+            last = next((x for x in s["samples"] if x["events"] == s["events_reached"]), s["samples"][-1])
             rows.append([name, s["world"], f"{s['events_reached']:,}", f(last["rss_bytes"] / 1e6, 0),
                          f(last["store_bytes"] / 1e6), f((s["rss"]["per_100k"] or 0) / 1e6),
                          f((s["store"]["per_100k"] or 0) / 1e6),
