@@ -25,7 +25,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this to its fetcher in ``start()``, after Faust has built the consumer
-        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", FETCH_MAX_WAIT_MS)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
         return consumer
 
 

@@ -17,21 +17,23 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests_support (import-mode=imp
 from tests_support import full_recompute  # noqa: E402
 
 
-@pytest.fixture
-def processor(request, tmp_path, tiny_world, trained_registry):
+def _new_processor(root, work, options: dict):
+    """An account processor on a fresh RocksDB store and score book under ``work``."""
     from graph_store.rocks import RocksDBGraphStore
     from model.registry import ModelRegistry
     from model.scorer import Scorer
     from stream.accounts import AccountProcessor, ScoringOptions
     from stream.state import KVState
-    root, _ = trained_registry
-    store, book = RocksDBGraphStore(tmp_path / "graph"), KVState(tmp_path / "scores")
-    options = getattr(request, "param", {"explain_budget": 4})
-    proc = AccountProcessor(store, book, Scorer(ModelRegistry(root).load("champion")),
-                            ScoringOptions(**options))
+    return AccountProcessor(RocksDBGraphStore(work / "graph"), KVState(work / "scores"),
+                            Scorer(ModelRegistry(root).load("champion")), ScoringOptions(**options))
+
+
+@pytest.fixture
+def processor(request, tmp_path, tiny_world, trained_registry):
+    proc = _new_processor(trained_registry[0], tmp_path, getattr(request, "param", {"explain_budget": 4}))
     yield proc
-    store.close()
-    book.close()
+    proc.store.close()
+    proc.book.close()
 
 
 def _records(events, offset: int = 0):
@@ -133,16 +135,8 @@ def test_the_explain_rate_caps_explanations_across_batches(processor, tiny_world
 
 def _tier_alerts(tmp_path, tiny_world, trained_registry, hysteresis: float):
     """Every score and alert of the tiny world streamed in batches of 50 (events in time order)."""
-    from graph_store.rocks import RocksDBGraphStore
-    from model.registry import ModelRegistry
-    from model.scorer import Scorer
-    from stream.accounts import AccountProcessor, ScoringOptions
-    from stream.state import KVState
-    root, _ = trained_registry
-    work = tmp_path / f"h{hysteresis}"
-    store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores")
-    proc = AccountProcessor(store, book, Scorer(ModelRegistry(root).load("champion")),
-                            ScoringOptions(tier_hysteresis=hysteresis, top_factors=0))
+    proc = _new_processor(trained_registry[0], tmp_path / f"h{hysteresis}",
+                          {"tier_hysteresis": hysteresis, "top_factors": 0})
     scores, alerts = [], []
     try:
         for lo, chunk in _tiny_batches(tiny_world):
@@ -152,8 +146,8 @@ def _tier_alerts(tmp_path, tiny_world, trained_registry, hysteresis: float):
             alerts += [a for a in out.alerts if a.kind == "tier_change"]
         return proc.scorer.model.tier_cuts, scores, alerts
     finally:
-        store.close()
-        book.close()
+        proc.store.close()
+        proc.book.close()
 
 
 def test_tier_alerts_need_the_score_clear_of_the_cut_point(tmp_path, tiny_world, trained_registry):
