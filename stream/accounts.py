@@ -22,11 +22,11 @@ from typing import Optional, Sequence
 from graph_store.base import ApplyEffect, GraphStore, Subgraph
 from graph_store.reads import paused_gc
 from model.explain import explain
-from model.gnn import TIERS
 from model.scorer import Scorer
 from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from schemas.timeutil import from_micros, to_micros
 from schemas.topics import input_spec_for_topic
+from stream.alerts import announced_tier, tier_alert_cut
 from stream.ingest import RawRecord
 from stream.metrics import Metrics
 from stream.router import decode_forward, forward_kind
@@ -331,7 +331,7 @@ class AccountProcessor:
                                     as_of=from_micros(as_of), scored_at=now, cause=cause,
                                     top_factors=factors))
         kinds = self._alert_kinds(score, tier, prev) if prev else []
-        announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else _announced(prev)
+        announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else announced_tier(prev)
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
                                 "company_id": company, "top_factors": [f.model_dump() for f in factors],
                                 "partition": partition, "checked_as_of": as_of, "checked_version": version,
@@ -348,7 +348,7 @@ class AccountProcessor:
         kinds = []
         if score - prev["score"] >= self.options.jump_threshold:
             kinds.append(("jump", self.options.jump_threshold))
-        cut = tier_alert_cut(score, tier, _announced(prev), getattr(self.scorer.model, "tier_cuts", None),
+        cut = tier_alert_cut(score, tier, announced_tier(prev), getattr(self.scorer.model, "tier_cuts", None),
                              self.options.tier_hysteresis)
         if cut is not None:
             kinds.append(("tier_change", cut))
@@ -395,40 +395,6 @@ class AccountProcessor:
 
     def last_score(self, contact_id: str) -> Optional[dict]:
         return self.book.get("s", contact_id)
-
-
-def _announced(entry: dict) -> str:
-    """The tier of the lead's last tier alert (books written before it was kept: its tier)."""
-    return entry.get("alerted_tier", entry["tier"])
-
-
-def tier_alert_cut(score: float, tier: str, announced: str, cuts: Optional[Sequence[float]],
-                   hysteresis: float) -> Optional[float]:
-    """The cut point a ``tier_change`` alert reports, or None when there is no alert to raise.
-
-    There is one when ``tier`` differs from the ``announced`` one and the score lies past the
-    cut point bounding ``tier`` on the side it came from by ``hysteresis`` of that cut (a
-    Schmitt trigger: a lead hovering at a cut point alerts once, not at every wobble). With no
-    cut points (a model without tiers) every change alerts, threshold 0.
-
-    >>> cuts = (0.5, 0.2, 0.05)
-    >>> tier_alert_cut(0.21, "B", "C", cuts, 0.2), tier_alert_cut(0.25, "B", "C", cuts, 0.2)
-    (None, 0.2)
-    >>> tier_alert_cut(0.17, "C", "B", cuts, 0.2), tier_alert_cut(0.15, "C", "B", cuts, 0.2)
-    (None, 0.2)
-    >>> tier_alert_cut(0.9, "A", "A", cuts, 0.2) is None, tier_alert_cut(0.01, "D", "B", cuts, 0.2)
-    (True, 0.05)
-    """
-    if tier == announced:
-        return None
-    if not cuts:
-        return 0.0
-    new, old = TIERS.index(tier), TIERS.index(announced)
-    if new < old:  # up: above the lower bound of the new tier
-        cut = cuts[new]
-        return cut if score >= cut * (1 + hysteresis) else None
-    cut = cuts[new - 1]  # down: below the upper bound of the new tier
-    return cut if score < cut * (1 - hysteresis) else None
 
 
 def _rescore_effect(effect: ApplyEffect) -> ApplyEffect:
