@@ -24,6 +24,7 @@ from graph_store.base import Subgraph
 from graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
 from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState, rows_of
+from graph_store.timeline import TimelineBlock
 from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
@@ -75,7 +76,7 @@ def _marks(state: GraphState, kind: str) -> np.ndarray:
 
 def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate ``lists[i]`` (rows as int64 bytes, or None) for each node: (rows, lengths)."""
-    sel = [lists[i] for i in nodes.tolist()]
+    sel = list(map(lists.__getitem__, nodes.tolist()))
     lens = np.fromiter([len(x) >> 3 if x else 0 for x in sel], dtype=np.int64, count=len(sel))
     if not lens.any():
         return _EMPTY, lens
@@ -132,23 +133,18 @@ def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.nd
 
 
 def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int, out: list[dict]) -> None:
+    """Each contact's ``timeline``: a view of one ``TimelineBlock`` for the whole read."""
     rows, lens = _gather(state.tables[CONTACT].rev[HAD_ACTIVITY_CODE], contacts)
-    if not len(rows):
-        for a in out:
-            a["timeline"] = []
-        return
-    ok = (cols(ACTIVITY, "vt")[rows] <= t) & (cols(ACTIVITY, "ve")[rows] > t)
-    if not ok.all():
-        owner = np.repeat(np.arange(len(contacts)), lens)[ok]
-        rows = rows[ok]
-        lens = np.bincount(owner, minlength=len(contacts))
-    strings = state.string_array()   # fresh tuples from the columns (each list in timeline order)
-    entries = list(zip(cols(ACTIVITY, "vt")[rows].tolist(), strings[cols(ACTIVITY, "ttype")[rows]].tolist(),
-                       strings[cols(ACTIVITY, "tpage")[rows]].tolist()))
-    start = 0
-    for a, end in zip(out, np.cumsum(lens).tolist()):
-        a["timeline"] = entries[start:end]
-        start = end
+    if len(rows):
+        ok = (cols(ACTIVITY, "vt")[rows] <= t) & (cols(ACTIVITY, "ve")[rows] > t)
+        if not ok.all():
+            owner = np.repeat(np.arange(len(contacts)), lens)[ok]
+            rows = rows[ok]
+            lens = np.bincount(owner, minlength=len(contacts))
+    block = TimelineBlock(cols(ACTIVITY, "vt")[rows], cols(ACTIVITY, "ttype")[rows], cols(ACTIVITY, "tpage")[rows],
+                          state.string_array())
+    for a, view in zip(out, block.views(lens)):
+        a["timeline"] = view
 
 
 def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarray],

@@ -31,6 +31,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from graph_store.timeline import shared_block
 from schemas.timeutil import MICROS_PER_DAY
 
 __all__ = [
@@ -121,6 +122,15 @@ def _flatten(timelines: Sequence[Sequence[tuple]]):
     lens = np.fromiter((len(tl) for tl in timelines), dtype=np.int64, count=n)
     total = int(lens.sum())
     owner = np.repeat(np.arange(n, dtype=np.int64), lens)
+    block = shared_block(timelines)
+    if block is not None:   # views of one extraction (graph_store.timeline): gather its columns
+        los = np.fromiter((tl.lo if tl else 0 for tl in timelines), dtype=np.int64, count=n)
+        rows = np.arange(total, dtype=np.int64) + np.repeat(los - (np.cumsum(lens) - lens), lens)
+        codes, inverse = np.unique(np.concatenate([block.types[rows], block.pages[rows]]), return_inverse=True)
+        names = block.strings[codes].tolist()
+        lut = np.fromiter(map(_TYPE_INDEX.get, names, repeat(_OTHER)), dtype=np.int64, count=len(names))
+        plut = np.fromiter(map(_PAGE_INDEX.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        return owner, block.times[rows], lut[inverse[:total]], plut[inverse[total:]]
     flat = [e for tl in timelines for e in tl]
     if flat and min(map(len, flat)) >= 3:
         # the usual (time, type, page) triples: transpose once, map columns at C speed

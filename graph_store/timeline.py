@@ -1,0 +1,118 @@
+"""Contact timelines of one read, kept as columns.
+
+An extraction returns the timelines of every contact it reaches (a 100-seed read: ~1,000
+contacts, ~10,000 entries). As lists of ``(time, type, page)`` tuples they were the largest
+share of the read: one tuple per entry to build, then to scan in the cyclic GC's next young
+collection, then to free. Here they are three columns per read (``TimelineBlock``) and each
+contact gets a ``Timeline`` view of its rows, which behaves as the list it stands for
+(iteration, indexing, ``==`` with a list, ``+``, ``repr``, pickling as a plain list), so code
+that reads timelines as lists keeps working. ``model.temporal`` reads the columns directly.
+
+Example:
+    >>> import numpy as np
+    >>> block = TimelineBlock(np.array([5, 7, 9]), np.array([1, 2, 1]), np.array([0, 3, 0]),
+    ...                       np.array([None, "page_view", "call", "pricing"], dtype=object))
+    >>> a, b = block.views(np.array([2, 1]))
+    >>> a, len(b), bool(Timeline.empty(block))
+    ([(5, 'page_view', None), (7, 'call', 'pricing')], 1, False)
+    >>> a == [(5, "page_view", None), (7, "call", "pricing")], b[0], b + [(10, "call", None)]
+    (True, (9, 'page_view', None), [(9, 'page_view', None), (10, 'call', None)])
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import numpy as np
+
+
+class TimelineBlock:
+    """Timeline rows of one read, contact after contact, each contact's rows in timeline order.
+
+    ``times`` are micros; ``types`` and ``pages`` are codes into ``strings`` (an object array
+    with ``None`` at code 0). The arrays are private copies: the store never changes them.
+    """
+    __slots__ = ("times", "types", "pages", "strings")
+
+    def __init__(self, times: np.ndarray, types: np.ndarray, pages: np.ndarray, strings: np.ndarray) -> None:
+        self.times, self.types, self.pages, self.strings = times, types, pages, strings
+
+    def views(self, lens: np.ndarray) -> list["Timeline"]:
+        """One view per contact, consecutive rows of ``lens[i]`` entries each."""
+        ends = np.cumsum(lens).tolist()
+        out, lo = [], 0
+        for hi in ends:
+            out.append(Timeline(self, lo, hi))
+            lo = hi
+        return out
+
+    def entries(self, lo: int, hi: int) -> list[tuple]:
+        s = self.strings
+        return list(zip(self.times[lo:hi].tolist(), s[self.types[lo:hi]].tolist(), s[self.pages[lo:hi]].tolist()))
+
+
+class Timeline(Sequence):
+    """``[(time, type, page), ...]`` of one contact: rows ``lo:hi`` of a ``TimelineBlock``."""
+    __slots__ = ("block", "lo", "hi")
+
+    def __init__(self, block: TimelineBlock, lo: int, hi: int) -> None:
+        self.block, self.lo, self.hi = block, lo, hi
+
+    @staticmethod
+    def empty(block: TimelineBlock) -> "Timeline":
+        return Timeline(block, 0, 0)
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.tolist()[i]
+        n = self.hi - self.lo
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("timeline index out of range")
+        return self.block.entries(self.lo + i, self.lo + i + 1)[0]
+
+    def __iter__(self):
+        return iter(self.tolist())
+
+    def tolist(self) -> list[tuple]:
+        return self.block.entries(self.lo, self.hi)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Timeline, list)):
+            return self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a list stand-in: unhashable like a list
+
+    def __add__(self, other):
+        return self.tolist() + list(other)
+
+    def __radd__(self, other):
+        return list(other) + self.tolist()
+
+    def __repr__(self) -> str:
+        return repr(self.tolist())
+
+    def __reduce__(self):
+        return (list, (self.tolist(),))
+
+
+def shared_block(timelines: Sequence) -> Optional[TimelineBlock]:
+    """The block every non-empty timeline in ``timelines`` is a view of, else None (no such
+    block: a plain list among them, views of two reads, or nothing but empty timelines)."""
+    block = None
+    for tl in timelines:
+        if tl.__class__ is Timeline:
+            if tl.hi == tl.lo:
+                continue
+            if block is None:
+                block = tl.block
+            elif tl.block is not block:
+                return None
+        elif tl:
+            return None
+    return block
