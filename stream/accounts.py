@@ -26,6 +26,7 @@ from model.scorer import Scorer
 from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from schemas.timeutil import from_micros, to_micros
 from schemas.topics import input_spec_for_topic
+from schemas.types import WORKS_AT
 from stream.alerts import announced_tier, tier_alert_cut
 from stream.ingest import RawRecord
 from stream.metrics import Metrics
@@ -323,7 +324,7 @@ class AccountProcessor:
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
                  as_of: int, partition: int, cause: str, now: datetime, out: Outputs) -> None:
         prev_score = prev["score"] if prev else None
-        company = (self.store.node("contact", cid, as_of) or {}).get("company_id")
+        company = self._company_at(cid, as_of)
         delta = score - (prev_score or 0.0)
         version = self.scorer.version or "unregistered"
         out.scores.append(LeadScore(contact_id=cid, company_id=company, score=score, tier=tier,
@@ -388,10 +389,13 @@ class AccountProcessor:
     def company_of(self, contact_id: str) -> Optional[str]:
         """The contact's newest company (it names the account partition that owns the lead)."""
         owner = self.book.get("own", contact_id)
-        if owner is None:
-            return None
-        node = self.store.node("contact", contact_id, owner[1])
-        return node.get("company_id") if node else None
+        return None if owner is None else self._company_at(contact_id, owner[1])
+
+    def _company_at(self, contact_id: str, t: int) -> Optional[str]:
+        """The company named by the contact's version valid at ``t``: its ``works_at`` edge (a
+        ``node`` read would also build the contact's whole timeline)."""
+        found = self.store.neighbors(WORKS_AT, contact_id, t)
+        return found[0][0] if found else None
 
     def last_score(self, contact_id: str) -> Optional[dict]:
         return self.book.get("s", contact_id)
