@@ -66,7 +66,7 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
     work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
     company_of: dict = {}
     try:
-        store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores")
+        store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores", cache_entries=args.book_cache)
         proc = AccountProcessor(store, book, scorer, ScoringOptions(tier_hysteresis=args.tier_hysteresis),
                                 metrics=Metrics())
         for lo in range(0, pre, 5000):  # pre-history, untimed
@@ -98,6 +98,7 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
 
 def parse_args(argv=None) -> argparse.Namespace:
     from stream.accounts import ScoringOptions
+    from stream.state import CACHE_ENTRIES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, 300 events")
     ap.add_argument("--world", default=None, help="tiny, small, 10k or 100k (default 10k; quick: tiny)")
@@ -108,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
     ap.add_argument("--tier-hysteresis", type=float, default=ScoringOptions.tier_hysteresis,
                     help="LEADPULSE_TIER_HYSTERESIS of the run (default the worker's; 0 = alert on every tier change)")
+    ap.add_argument("--book-cache", type=int, default=CACHE_ENTRIES,
+                    help="decoded score-book entries cached (default 50000, the worker's; 0 = none)")
     add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
               f"subgraph+score {row['score_share']:.0%} of wall; alerts {row['alerts']}", flush=True)
     write_json(args.out / "accounts.json", {"world": args.world, "seed": args.seed, "pre_history_events": pre,
                                             "partitions": args.partitions, "threads": args.threads,
-                                            "tier_hysteresis": args.tier_hysteresis,
+                                            "tier_hysteresis": args.tier_hysteresis, "book_cache": args.book_cache,
                                             "rows": rows})
     return 0
 

@@ -22,6 +22,7 @@ from rocksdict import Options, Rdict, WriteBatch
 logger = logging.getLogger(__name__)
 SEP = "\x00"
 _ABSENT = object()
+CACHE_ENTRIES = 50_000
 
 
 class StateError(RuntimeError):
@@ -44,7 +45,7 @@ class KVState:
         cache_entries: most decoded values kept (0: no cache). Default 50,000.
     """
 
-    def __init__(self, path: Path | str, cache_entries: int = 50_000):
+    def __init__(self, path: Path | str, cache_entries: int = CACHE_ENTRIES):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
