@@ -91,3 +91,28 @@ def test_recent_order_of_key_steps():
 def test_doctests():
     import doctest
     assert doctest.testmod(temporal).failed == 0
+
+
+def test_timeline_views_give_the_features_of_the_lists_they_stand_for():
+    """The store hands out ``graph_store.timeline`` views; ``contact_features`` reads their
+    columns instead of their tuples and must not see the difference (any order, any subset,
+    empty views and plain lists mixed in, unknown types and pages)."""
+    from graph_store.timeline import Timeline, TimelineBlock
+    rng = np.random.default_rng(3)
+    timelines = _random_timelines(rng, 60)
+    strings = [None] + sorted({v for tl in timelines for e in tl for v in e[1:] if v is not None})
+    code = {v: i for i, v in enumerate(strings)}
+    flat = [e for tl in timelines for e in tl]
+    block = TimelineBlock(np.array([e[0] for e in flat], dtype=np.int64),
+                          np.array([code[e[1]] for e in flat], dtype=np.int64),
+                          np.array([code[e[2]] for e in flat], dtype=np.int64),
+                          np.array(strings, dtype=object))
+    views = block.views(np.array([len(tl) for tl in timelines]))
+    assert [list(v) for v in views] == timelines and views == timelines
+    order = rng.permutation(len(views)).tolist()
+    mixed = [views[i] for i in order[:40]] + [[], Timeline.empty(block)]
+    for as_of in (T, T - 50 * DAY):
+        for sample in (views, mixed):
+            X_views, cols = contact_features(sample, as_of)
+            X_lists, _ = contact_features([list(tl) for tl in sample], as_of)
+            np.testing.assert_array_equal(X_views, X_lists)
