@@ -73,13 +73,13 @@ HOLDER_OF: dict[int, tuple[str, int, Ref]] = {
 TARGET_CODES: dict[str, tuple[int, ...]] = {
     kind: tuple(code for code, (_, _, ref) in sorted(HOLDER_OF.items()) if ref.target == kind) for kind in KINDS}
 _ROW = struct.Struct("q")
+pack_row, last_row = _ROW.pack, _ROW.unpack_from
 
 
 def _ints() -> array:
     """An int64 column. Not a list: the cyclic GC traverses every item of a list on each full
     collection (measured: ~120 ms per collection for a 300k-activity store), never an array's."""
     return array("q")
-pack_row, last_row = _ROW.pack, _ROW.unpack_from
 
 
 def rows_of(held: Optional[bytes]) -> Sequence[int]:
