@@ -11,8 +11,10 @@ subgraph equal their outputs on the snapshot.
 Vectorised over the state's columns: each BFS level gathers, per node type, the version rows
 valid at t of the frontier (holder side) and the holder rows listed under the frontier
 (``rev``), filters them by ``vt <= t < ve`` with numpy, and assigns local indices with a
-per-type scratch array of marks (reset before returning). Only the attribute dicts and the
-timelines are built per node in Python.
+per-type scratch array of marks (reset before returning). Node attributes are the stored
+dicts themselves (``Subgraph``: read-only); timelines are one set of columns for the read
+(``Timelines``), and so are company orders (``Orders``); only column-only activity rows get
+a dict built per node.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from graph_store.base import Subgraph
 from graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
 from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState, rows_of
-from graph_store.timeline import TimelineBlock
+from graph_store.timeline import Orders, TimelineBlock, Timelines
 from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
@@ -84,30 +86,24 @@ def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _attrs(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> list[dict]:
-    """Attribute dicts (plus timeline / orders) of ``nodes``, all known to exist at ``t``."""
+    """The stored attribute dicts of ``nodes`` valid at ``t`` (shared, not copied: see ``Subgraph``)."""
     stored = state.tables[kind].attrs
     at = _rows_at(cols, kind, nodes, t) if len(nodes) else _EMPTY
     rows = at.tolist()
     if kind == ACTIVITY:
-        out = _activity_attrs(state, cols, nodes, at, rows)
-    else:
-        out = [dict(stored[r]) if r >= 0 else {} for r in rows]
-    if kind == CONTACT:
-        _timelines(state, cols, nodes, t, out)
-    elif kind == COMPANY:
-        orders, counted = state.orders, state.corders
-        for a, i in zip(out, nodes.tolist()):
-            a["orders"] = orders(i, t) if i in counted else []
-    return out
+        return _activity_attrs(state, cols, nodes, at, rows)
+    if len(rows) and min(rows) >= 0:
+        return list(map(stored.__getitem__, rows))
+    return [stored[r] if r >= 0 else {} for r in rows]
 
 
 def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.ndarray, rows: list[int]) -> list[dict]:
-    """``_attrs`` of activities: rows kept as columns only (``GraphState.row_attrs``) are rebuilt
-    from column gathers, the others copied."""
+    """``_attrs`` of activities: rows kept as columns only (``GraphState.row_attrs``) get a dict
+    rebuilt from column gathers, the others their stored dict."""
     tab = state.tables[ACTIVITY]
     stored = tab.attrs
     if all(r < 0 or stored[r] is not None for r in rows):
-        return [dict(stored[r]) if r >= 0 else {} for r in rows]
+        return [stored[r] if r >= 0 else {} for r in rows]
     safe = np.maximum(at, 0)
     strings = state.string_array()
     cnames = state.tables[CONTACT].names
@@ -123,7 +119,7 @@ def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.nd
             continue
         a = stored[r]
         if a is not None:
-            out.append(dict(a))
+            out.append(a)
             continue
         a = {"activity_id": names[g], "contact_id": contacts[k], "type": types[k], "timestamp": times[k]}
         if pages[k] is not None:
@@ -132,8 +128,8 @@ def _activity_attrs(state: GraphState, cols: _Cols, nodes: np.ndarray, at: np.nd
     return out
 
 
-def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int, out: list[dict]) -> None:
-    """Each contact's ``timeline``: a view of one ``TimelineBlock`` for the whole read."""
+def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int) -> Timelines:
+    """Every contact's timeline as of ``t``, as one ``TimelineBlock`` for the whole read."""
     rows, lens = _gather(state.tables[CONTACT].rev[HAD_ACTIVITY_CODE], contacts)
     if len(rows):
         ok = (cols(ACTIVITY, "vt")[rows] <= t) & (cols(ACTIVITY, "ve")[rows] > t)
@@ -143,8 +139,20 @@ def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int, out
             lens = np.bincount(owner, minlength=len(contacts))
     block = TimelineBlock(cols(ACTIVITY, "vt")[rows], cols(ACTIVITY, "ttype")[rows], cols(ACTIVITY, "tpage")[rows],
                           state.string_array())
-    for a, view in zip(out, block.views(lens)):
-        a["timeline"] = view
+    return Timelines(block, lens)
+
+
+def _orders(state: GraphState, companies: np.ndarray, t: int) -> Orders:
+    """Every company's orders as of ``t``, gathered from the cached ``order_rows`` of each."""
+    counted, rows_of_company = state.corders, state.order_rows
+    sel = [rows_of_company(i) if i in counted else b"" for i in companies.tolist()]
+    lens = np.fromiter(map(len, sel), dtype=np.int64, count=len(sel)) // 24
+    rows = np.frombuffer(b"".join(sel), dtype=np.int64).reshape(-1, 3)
+    ok = (rows[:, 0] <= t) & (rows[:, 1] > t)
+    if not ok.all():
+        lens = np.bincount(np.repeat(np.arange(len(sel)), lens)[ok], minlength=len(sel))
+        rows = rows[ok]
+    return Orders(rows[:, 0].copy(), rows[:, 2].view(np.float64).copy(), lens)
 
 
 def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarray],
@@ -153,8 +161,10 @@ def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarra
     g = Subgraph(as_of=t, seeds=np.arange(n_seeds, dtype=np.int64))
     for nt in NODE_TYPES:
         names = state.tables[nt].names
-        g.node_ids[nt] = [names[i] for i in nodes[nt].tolist()]
+        g.node_ids[nt] = list(map(names.__getitem__, nodes[nt].tolist()))
         g.attrs[nt] = _attrs(state, cols, nt, nodes[nt], t)
+    g.timelines = _timelines(state, cols, nodes[CONTACT], t)
+    g.orders = _orders(state, nodes[COMPANY], t)
     for code in range(NB):
         src, dst, tim = per[code]
         if src:

@@ -223,6 +223,7 @@ class GraphState:
         self.t_min, self.t_max = INF, -INF   # earliest and latest version time
         self.oattr: dict[int, list] = {}     # order node -> [(company id, (time, order id, end, amount))]
         self.corders: dict[int, list] = {}   # company node -> sorted [(time, order id, end, amount)]
+        self.ocols: dict[int, bytes] = {}    # ``order_rows`` cache, dropped when corders changes
         #: bulk load (``load`` ... ``finish_load``): no change sets, no ring diffs, timelines sorted once
         self.loading = False
         self.marks: dict[str, object] = {}   # extraction scratch (extract.py)
@@ -522,6 +523,7 @@ class GraphState:
         for company, entry in old:
             if (company, entry) not in new:
                 self.corders[ctab.ids[company]].remove(entry)
+                self.ocols.pop(ctab.ids[company], None)
                 feats.add((COMPANY, company))
         for company, entry in new:
             if (company, entry) not in old:
@@ -529,6 +531,7 @@ class GraphState:
                 if cidx is None:   # only a contact's company: it exists already
                     cidx = ctab.add(company, entry[0])
                 insort(self.corders.setdefault(cidx, []), entry)
+                self.ocols.pop(cidx, None)
                 feats.add((COMPANY, company))
         self.oattr[oidx] = new
 
@@ -561,6 +564,17 @@ class GraphState:
         tab = self.tables[ACTIVITY]
         vt, ve, ttype, tpage, strings = tab.vt, tab.ve, tab.ttype, tab.tpage, self.strings
         return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in rows_of(held) if vt[r] <= t < ve[r]]
+
+    def order_rows(self, coidx: int) -> bytes:
+        """``corders[coidx]`` as int64 triples (time, end, the amount's float64 bits), in time
+        order; extraction gathers these for many companies at once (cached until they change)."""
+        got = self.ocols.get(coidx)
+        if got is None:
+            entries = self.corders.get(coidx) or ()
+            rows = np.array([(tv, end, 0) for tv, _, end, _ in entries], dtype=np.int64).reshape(-1, 3)
+            rows[:, 2] = np.array([amount for *_, amount in entries], dtype=np.float64).view(np.int64)
+            got = self.ocols[coidx] = rows.tobytes()
+        return got
 
     def orders(self, coidx: int, t: int) -> list:
         entries = self.corders.get(coidx)

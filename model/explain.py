@@ -165,7 +165,7 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
     colleagues = np.setdiff1d(_neighbours(sub, reverse(WORKS_AT), company), [c])
     if len(colleagues):
         n14 = sum(1 for j in colleagues if any(0 <= _days(t, as_of) <= 14
-                                               for t, *_ in (sub.attrs[CONTACT][j] or {}).get("timeline") or []))
+                                               for t, *_ in sub.timeline(j)))
         label = (f"{n14} colleague{'s' if n14 != 1 else ''} engaged in the last 14 days" if n14
                  else "no colleague activity in the last 14 days")
         cols_copy("colleagues", label, CONTACT, colleagues, _cols(spec, CONTACT, temporal.CONTACT_COLUMNS))

@@ -127,17 +127,17 @@ def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], lis
     return [np.where(miss, 0.0, arr), miss.astype(np.float64)], [name, f"missing_{name}"]
 
 
-def _contact_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
-    X, cols = temporal.contact_features([a.get("timeline") or [] for a in attrs], as_of)
+def _contact_numeric(attrs: list[dict], timelines: Sequence, as_of: int) -> tuple[np.ndarray, list[str]]:
+    X, cols = temporal.contact_features(timelines, as_of)
     tenure = [_age_days(as_micros(a.get("created_at")), as_of) for a in attrs]
     extra, names = _missing_pair(tenure, "tenure_days")
-    # the store adds "timeline" to every contact, stubs included: only a CRM record has its id
+    # only a CRM record has its id (a stub, known from an activity or a colleague, has none)
     stub = np.array([0.0 if a.get("contact_id") else 1.0 for a in attrs])
     return np.column_stack([X, *extra, stub]), cols + names + ["is_stub"]
 
 
-def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[str]]:
-    X, cols = temporal.company_order_features([a.get("orders") or [] for a in attrs], as_of)
+def _company_numeric(attrs: list[dict], orders: Sequence, as_of: int) -> tuple[np.ndarray, list[str]]:
+    X, cols = temporal.company_order_features(orders, as_of)
     parts, names = [X], list(cols)
     for key in ("employees", "revenue"):
         p, n = _missing_pair([as_number(a.get(key)) for a in attrs], key)
@@ -145,7 +145,7 @@ def _company_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, list[st
         names += n
     parts.append(np.array([float(len(a.get("tech_stack") or [])) for a in attrs]))
     names.append("tech_count")
-    parts.append(np.array([0.0 if a.get("company_id") else 1.0 for a in attrs]))  # stubs carry "orders" too
+    parts.append(np.array([0.0 if a.get("company_id") else 1.0 for a in attrs]))
     names.append("is_stub")
     return np.column_stack(parts), names
 
@@ -192,7 +192,8 @@ def _incoming_time(sg: Subgraph, etype, n: int) -> np.ndarray:
 
 
 def extract(sg: Subgraph) -> RawGraph:
-    """Raw per-node values of every node type (depends only on each node's attrs and as_of)."""
+    """Raw per-node values of every node type (depends only on each node's own attrs, timeline
+    or orders, and as_of)."""
     nodes: dict[NodeType, RawNodes] = {}
     for ntype in NODE_TYPES:
         attrs = [a or {} for a in sg.attrs.get(ntype, [])]
@@ -200,9 +201,9 @@ def extract(sg: Subgraph) -> RawGraph:
         if len(attrs) < n:
             attrs = attrs + [{}] * (n - len(attrs))
         if ntype == CONTACT:
-            num, cols = _contact_numeric(attrs, sg.as_of)
+            num, cols = _contact_numeric(attrs, sg.all_timelines(), sg.as_of)
         elif ntype == COMPANY:
-            num, cols = _company_numeric(attrs, sg.as_of)
+            num, cols = _company_numeric(attrs, sg.all_orders(), sg.as_of)
         elif ntype == ACTIVITY:
             num, cols = _activity_numeric(attrs, sg.as_of, _incoming_time(sg, HAD_ACTIVITY, n))
         elif ntype == OPPORTUNITY:

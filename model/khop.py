@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from graph_store.base import Subgraph
-from schemas.types import CONTACT, NODE_TYPES, NodeType
+from schemas.types import COMPANY, CONTACT, NODE_TYPES, NodeType
 
 __all__ = ["khop_subgraph", "khop_nodes", "induced_subgraph"]
 
@@ -66,5 +66,9 @@ def induced_subgraph(sg: Subgraph, nodes: dict[NodeType, np.ndarray], seeds: np.
         out.edges[etype] = np.stack([remap[src][ei[0][m]], remap[dst][ei[1][m]]]).astype(np.int64)
         if etype in sg.edge_time:
             out.edge_time[etype] = np.asarray(sg.edge_time[etype])[m]
+    if len(sg.timelines):
+        out.timelines = [sg.timeline(i) for i in nodes[CONTACT].tolist()]
+    if len(sg.orders):
+        out.orders = [sg.company_orders(i) for i in nodes[COMPANY].tolist()]
     out.seeds = remap[CONTACT][seeds]
     return out

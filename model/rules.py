@@ -70,6 +70,7 @@ class RulesModel(LeadModel):
         view = View(graph)
         rows = view.rows(contact_ids)
         contacts, comps = view.attrs_of(rows)
+        timelines = view.timelines_of(rows)
         out = np.zeros(len(contact_ids))
         for i, (c, k) in enumerate(zip(contacts, comps)):
             fit = r.seniority.get(seniority(c), 0) + r.department.get(str(c.get("department") or "").lower(), 0)
@@ -77,7 +78,7 @@ class RulesModel(LeadModel):
             emp = as_number(k.get("employees"))
             fit += next((p for lo, hi, p in r.size_points if lo <= emp <= hi), 0)
             eng = 0.0
-            for event in c.get("timeline") or []:
+            for event in timelines[i]:
                 when, kind = event[0], event[1]
                 if when > t:
                     continue

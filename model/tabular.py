@@ -115,6 +115,10 @@ class View:
                 for r in rows]
         return contacts, comp
 
+    def timelines_of(self, rows: np.ndarray) -> list:
+        g = self.g
+        return [g.timeline(r) if r >= 0 else () for r in rows.tolist()]
+
 
 # ------------------------------------------------------------------ raw feature tables
 @dataclass
@@ -140,7 +144,7 @@ def _own_fields(view: View, rows: np.ndarray) -> RawTable:
         math.log1p(e) if (e := as_number(k.get("employees"))) >= 0 else math.nan,
         math.log1p(r) if (r := as_number(k.get("revenue"))) >= 0 else math.nan,
         float(len(k.get("tech_stack") or [])) if k else math.nan,
-        float(bool(k)), float(not c.get("contact_id")),  # a stub's attrs still carry its timeline
+        float(bool(k)), float(not c.get("contact_id")),  # a stub (no CRM record) has no id
     ] for c, k in zip(contacts, comps)], dtype=np.float64).reshape(len(rows), len(cols))
 
     def one(values):
@@ -156,13 +160,9 @@ def _own_fields(view: View, rows: np.ndarray) -> RawTable:
     return RawTable(num, cols, cats)
 
 
-def _timelines(view: View, rows: np.ndarray) -> list:
-    return [(view.c_attrs[r].get("timeline") or []) if r >= 0 else [] for r in rows]
-
-
 def _activity_fields(view: View, rows: np.ndarray) -> RawTable:
     t = view.g.as_of
-    X, cols = temporal.contact_features(_timelines(view, rows), t)
+    X, cols = temporal.contact_features(view.timelines_of(rows), t)
     own = [[o for o in view.placed.get(int(r), []) if o <= t] if r >= 0 else [] for r in rows]
     orders = np.array([[len(o), (t - max(o)) / MICROS_PER_DAY if o else temporal.RECENCY_CAP_DAYS]
                        for o in own], dtype=np.float64).reshape(len(rows), 2)
@@ -173,7 +173,7 @@ def _account_fields(view: View, rows: np.ndarray) -> RawTable:
     """Colleague engagement, account opportunities, company orders, peer-company orders."""
     t, n_k = view.g.as_of, len(view.companies)
     all_rows = np.arange(len(view.contacts))
-    X, cols = temporal.contact_features(_timelines(view, all_rows), t)
+    X, cols = temporal.contact_features(view.g.all_timelines(), t)
     col = {c: i for i, c in enumerate(cols)}
     comp = view.company_of
     has = comp >= 0
@@ -195,7 +195,7 @@ def _account_fields(view: View, rows: np.ndarray) -> RawTable:
         nd = has & ~dm
         np.maximum.at(champ, comp[nd], eng[nd])
         np.minimum.at(last, comp[has], X[has, col["days_since_last_activity"]])
-    K, kcols = temporal.company_order_features([a.get("orders") or [] for a in view.k_attrs], t)
+    K, kcols = temporal.company_order_features(view.g.all_orders(), t)
     opp = _opportunity_table(view, t)
     peer_cols = []
     peer = np.zeros((n_k, 0))

@@ -31,7 +31,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from graph_store.timeline import shared_block
+from graph_store.timeline import Orders, TimelineBlock, Timelines, shared_block
 from schemas.timeutil import MICROS_PER_DAY
 
 __all__ = [
@@ -119,6 +119,9 @@ def _per_row_as_of(as_of: AsOf, n: int) -> np.ndarray:
 
 def _flatten(timelines: Sequence[Sequence[tuple]]):
     n = len(timelines)
+    if isinstance(timelines, Timelines):   # a store read's: the block holds them, in contact order
+        lens = timelines.lengths()
+        return _from_block(timelines.block, np.repeat(np.arange(n, dtype=np.int64), lens), slice(None))
     lens = np.fromiter((len(tl) for tl in timelines), dtype=np.int64, count=n)
     total = int(lens.sum())
     owner = np.repeat(np.arange(n, dtype=np.int64), lens)
@@ -126,11 +129,7 @@ def _flatten(timelines: Sequence[Sequence[tuple]]):
     if block is not None:   # views of one extraction (graph_store.timeline): gather its columns
         los = np.fromiter((tl.lo if tl else 0 for tl in timelines), dtype=np.int64, count=n)
         rows = np.arange(total, dtype=np.int64) + np.repeat(los - (np.cumsum(lens) - lens), lens)
-        codes, inverse = np.unique(np.concatenate([block.types[rows], block.pages[rows]]), return_inverse=True)
-        names = block.strings[codes].tolist()
-        lut = np.fromiter(map(_TYPE_INDEX.get, names, repeat(_OTHER)), dtype=np.int64, count=len(names))
-        plut = np.fromiter(map(_PAGE_INDEX.get, names, repeat(-1)), dtype=np.int64, count=len(names))
-        return owner, block.times[rows], lut[inverse[:total]], plut[inverse[total:]]
+        return _from_block(block, owner, rows)
     flat = [e for tl in timelines for e in tl]
     if flat and min(map(len, flat)) >= 3:
         # the usual (time, type, page) triples: transpose once, map columns at C speed
@@ -144,6 +143,17 @@ def _flatten(timelines: Sequence[Sequence[tuple]]):
     pages = np.fromiter((_PAGE_INDEX.get(e[2], -1) if len(e) > 2 else -1 for e in flat),
                         dtype=np.int64, count=total)
     return owner, times, types, pages
+
+
+def _from_block(block: TimelineBlock, owner: np.ndarray, rows) -> tuple:
+    """``_flatten``'s columns from rows of a ``TimelineBlock``: codes mapped once per distinct string."""
+    types, pages = block.types[rows], block.pages[rows]
+    total = len(types)
+    codes, inverse = np.unique(np.concatenate([types, pages]), return_inverse=True)
+    names = block.strings[codes].tolist()
+    lut = np.fromiter(map(_TYPE_INDEX.get, names, repeat(_OTHER)), dtype=np.int64, count=len(names))
+    plut = np.fromiter(map(_PAGE_INDEX.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+    return owner, block.times[rows], lut[inverse[:total]], plut[inverse[total:]]
 
 
 def _days_since(last: np.ndarray, t: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -297,12 +307,16 @@ def company_order_features(orders: Sequence[Sequence[tuple]], as_of: AsOf) -> tu
     X = np.zeros((n, len(ORDER_COLUMNS)), dtype=np.float64)
     if n == 0:
         return X, list(ORDER_COLUMNS)
-    lens = np.fromiter((len(o) for o in orders), dtype=np.int64, count=n)
-    total = int(lens.sum())
-    owner = np.repeat(np.arange(n, dtype=np.int64), lens)
-    times = np.fromiter((o[0] for ol in orders for o in ol), dtype=np.int64, count=total)
-    amounts = np.fromiter((float(o[1] or 0.0) if len(o) > 1 else 0.0 for ol in orders for o in ol),
-                          dtype=np.float64, count=total)
+    if isinstance(orders, Orders):   # a store read's: its columns, in company order
+        owner = np.repeat(np.arange(n, dtype=np.int64), orders.lengths())
+        times, amounts = orders.times, orders.amounts
+    else:
+        lens = np.fromiter((len(o) for o in orders), dtype=np.int64, count=n)
+        total = int(lens.sum())
+        owner = np.repeat(np.arange(n, dtype=np.int64), lens)
+        times = np.fromiter((o[0] for ol in orders for o in ol), dtype=np.int64, count=total)
+        amounts = np.fromiter((float(o[1] or 0.0) if len(o) > 1 else 0.0 for ol in orders for o in ol),
+                              dtype=np.float64, count=total)
     keep = times <= t_row[owner]
     owner, times, amounts = owner[keep], times[keep], amounts[keep]
     age = (t_row[owner] - times) / MICROS_PER_DAY

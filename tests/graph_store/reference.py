@@ -170,7 +170,11 @@ class Reference:
 
 def as_sets(g) -> tuple[dict, dict]:
     """A store's ``Subgraph`` in the reference's shape: ({type: {id: attrs}}, {etype: {(s, d, t)}})."""
-    nodes = {k: dict(zip(g.node_ids[k], g.attrs[k])) for k in KINDS}
+    nodes = {k: dict(zip(g.node_ids[k], map(dict, g.attrs[k]))) for k in KINDS}
+    for nid, tl in zip(g.node_ids["contact"], g.all_timelines()):
+        nodes["contact"][nid]["timeline"] = list(tl)
+    for nid, orders in zip(g.node_ids["company"], g.all_orders()):
+        nodes["company"][nid]["orders"] = list(orders)
     edges = {}
     for etype, arr in g.edges.items():
         s_ids, d_ids = g.node_ids[etype[0]], g.node_ids[etype[2]]

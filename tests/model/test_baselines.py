@@ -23,9 +23,9 @@ def _graph(n_contacts: int = 40, seed: int = 0) -> tuple[Subgraph, np.ndarray]:
     rng = np.random.default_rng(seed)
     companies = [f"k{i}" for i in range(4)]
     k_attrs = [{"company_id": k, "industry": ["software", "retail", "software", "government"][i],
-                "employees": [800, 30, 3000, None][i], "orders": [(T - 5 * DAY, 100.0)] if i == 0 else []}
-               for i, k in enumerate(companies)]
-    contacts, c_attrs, labels, works = [], [], [], []
+                "employees": [800, 30, 3000, None][i]} for i, k in enumerate(companies)]
+    orders = [[(T - 5 * DAY, 100.0)]] + [[] for _ in companies[1:]]
+    contacts, c_attrs, timelines, labels, works = [], [], [], [], []
     for i in range(n_contacts):
         buyer = rng.random() < 0.3
         k = int(rng.integers(0, 4))
@@ -35,12 +35,13 @@ def _graph(n_contacts: int = 40, seed: int = 0) -> tuple[Subgraph, np.ndarray]:
         contacts.append(f"c{i}")
         c_attrs.append({"contact_id": f"c{i}", "company_id": companies[k],
                         "seniority": ["ic", "manager", "director", "vp"][i % 4],
-                        "source": "other", "timeline": sorted(timeline)})
+                        "source": "other"})
+        timelines.append(sorted(timeline))
         labels.append(float(buyer))
         works.append((i, k))
     ei = np.array(works, dtype=np.int64).T
     g = Subgraph(as_of=T, node_ids={"contact": contacts, "company": companies},
-                 attrs={"contact": c_attrs, "company": k_attrs},
+                 attrs={"contact": c_attrs, "company": k_attrs}, timelines=timelines, orders=orders,
                  edges={("contact", "works_at", "company"): ei,
                         ("company", "rev_works_at", "contact"): ei[::-1].copy(),
                         ("company", "industry_peer", "company"): np.array([[0], [2]])},
@@ -68,10 +69,10 @@ def test_registry_names():
 
 def test_rule_points_add_fit_and_decayed_engagement():
     g = Subgraph(as_of=T, node_ids={"contact": ["fresh", "stale", "cold"]}, attrs={"contact": [
-        {"title": "VP of Data", "department": "data", "timeline": [(T, "demo_request", None)]},
-        {"title": "VP of Data", "department": "data", "timeline": [(T - 30 * DAY, "demo_request", None)]},
-        {"seniority": "ic", "timeline": [(T + DAY, "demo_request", None)]},  # after as_of: ignored
-    ]})
+        {"title": "VP of Data", "department": "data"}, {"title": "VP of Data", "department": "data"},
+        {"seniority": "ic"},
+    ]}, timelines=[[(T, "demo_request", None)], [(T - 30 * DAY, "demo_request", None)],
+                   [(T + DAY, "demo_request", None)]])  # the last is after as_of: ignored
     pts = RulesModel().points(g, ["fresh", "stale", "cold"])
     assert pts.tolist() == [20 + 10 + 25, 20 + 10 + 12.5, 0]
 

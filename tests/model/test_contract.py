@@ -6,6 +6,7 @@ without activities, companies without peers, unknown (stub) contacts and empty r
 """
 from __future__ import annotations
 
+import copy
 import importlib
 from datetime import timedelta
 
@@ -135,6 +136,20 @@ def test_k_hop_subgraph_scores_equal_snapshot_scores(fitted, split, store):
     full = fitted.predict_proba(test.graph(), seeds)
     local = fitted.predict_proba(store.subgraph(seeds, test.as_of, hops=2), seeds)
     np.testing.assert_allclose(local, full, rtol=0, atol=1e-5)
+
+
+def test_scoring_only_reads_the_graph(fitted, split, store):
+    """A store's ``Subgraph`` hands out the store's own attribute dicts (no copies): scoring and
+    explaining must leave them as they were."""
+    test = split[2]
+    g = store.subgraph(test.contact_ids, test.as_of, hops=2)
+    before = copy.deepcopy(g.attrs)
+    fitted.predict_proba(g, test.contact_ids)
+    if fitted.name == "gnn":
+        from model.explain import explain
+        explain(fitted, g, test.contact_ids[:5])
+    assert g.attrs == before
+    assert store.subgraph(test.contact_ids, test.as_of, hops=2).attrs == before
 
 
 def test_contacts_without_activity_and_companies_without_peers(fitted, world):

@@ -25,7 +25,8 @@ def _without_pricing_demo(g, ci):
     """The graph with contact ``ci``'s pricing views and demo requests deleted (nodes, edges, timeline)."""
     g = copy.deepcopy(g)
     bad = lambda typ, page: typ == "demo_request" or page == "pricing"
-    g.attrs["contact"][ci]["timeline"] = [e for e in g.attrs["contact"][ci]["timeline"] if not bad(e[1], e[2])]
+    g.timelines = list(g.all_timelines())
+    g.timelines[ci] = [e for e in g.timeline(ci) if not bad(e[1], e[2])]
     ha = g.edges[("contact", "had_activity", "activity")]
     drop = {int(a) for c, a in ha.T if c == ci
             and bad(g.attrs["activity"][a]["type"], g.attrs["activity"][a].get("page"))}
@@ -49,9 +50,9 @@ def test_pricing_then_demo_is_a_top_factor_and_removing_it_lowers_the_score(mode
     ids = g.node_ids["contact"]
     p = model.predict_proba(g, ids)
     cols = lambda tl: [(e[1], e[2]) for e in sorted(tl)]
-    planted = [i for i, a in enumerate(g.attrs["contact"])
-               if ("page_view", "pricing") in cols(a["timeline"]) and ("demo_request", None) in cols(a["timeline"])
-               and cols(a["timeline"]).index(("page_view", "pricing")) < cols(a["timeline"]).index(("demo_request", None))]
+    planted = [i for i, tl in enumerate(g.all_timelines())
+               if ("page_view", "pricing") in cols(tl) and ("demo_request", None) in cols(tl)
+               and cols(tl).index(("page_view", "pricing")) < cols(tl).index(("demo_request", None))]
     assert planted
     best = max(planted, key=lambda i: p[i])
     factors = explain(model, g, [ids[best]], top_k=5)[0]
@@ -93,7 +94,7 @@ def test_contribution_is_the_occlusion_difference(model):
     """The own-activity factor equals score(graph) - score(graph without the lead's activity)."""
     g, _ = make_graph(33)
     ids = g.node_ids["contact"]
-    ci = next(i for i, a in enumerate(g.attrs["contact"]) if a["timeline"])
+    ci = next(i for i, tl in enumerate(g.all_timelines()) if tl)
     f = {x.group: x for x in explain(model, g, [ids[ci]], top_k=len(GROUPS), min_abs=0)[0]}
     assert "own_activity" in f
     assert abs(f["own_activity"].contribution) <= 1.0

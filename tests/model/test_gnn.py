@@ -83,11 +83,9 @@ def test_future_event_does_not_move_scores(model):
     ids = g.node_ids["contact"]
     before = model.predict_proba(g, ids)
     g2 = copy.deepcopy(g)
-    for a in g2.attrs["contact"]:
-        a["timeline"] = a["timeline"] + [(g.as_of + DAY, "page_view", "pricing"),
-                                         (g.as_of + 2 * DAY, "demo_request", None)] * 5
-    for a in g2.attrs["company"]:
-        a["orders"] = a["orders"] + [(g.as_of + DAY, 1e6)] * 10
+    g2.timelines = [list(tl) + [(g.as_of + DAY, "page_view", "pricing"),
+                                (g.as_of + 2 * DAY, "demo_request", None)] * 5 for tl in g2.all_timelines()]
+    g2.orders = [list(o) + [(g.as_of + DAY, 1e6)] * 10 for o in g2.all_orders()]
     np.testing.assert_array_equal(model.predict_proba(g2, ids), before)
 
 
@@ -136,6 +134,8 @@ def _disjoint(a, b):
     for t in b.node_ids:
         out.node_ids[t] = out.node_ids.get(t, []) + b.node_ids[t]
         out.attrs[t] = out.attrs.get(t, []) + b.attrs[t]
+    out.timelines = list(a.all_timelines()) + list(b.all_timelines())
+    out.orders = list(a.all_orders()) + list(b.all_orders())
     for et, ei in b.edges.items():
         shifted = ei + np.array([[off.get(et[0], 0)], [off.get(et[2], 0)]])
         out.edges[et] = np.concatenate([out.edges[et], shifted], axis=1)

@@ -20,12 +20,19 @@ PAGES = ("pricing", "blog", "docs", "home")
 INDUSTRIES = ("software", "retail", "fintech")
 
 
+DERIVED = ("timeline", "orders")
+
+
 def build(as_of, nodes: dict, edges: dict, seeds=()) -> Subgraph:
-    """``nodes``: type -> list of (id, attrs); ``edges``: base type -> list of (src_i, dst_i, time)."""
+    """``nodes``: type -> list of (id, attrs); ``edges``: base type -> list of (src_i, dst_i, time).
+    A contact's ``"timeline"`` and a company's ``"orders"`` in ``attrs`` go to the Subgraph's
+    ``timelines`` and ``orders``."""
     sg = Subgraph(as_of=as_of)
     for t in ("contact", "company", "activity", "opportunity", "order"):
         sg.node_ids[t] = [i for i, _ in nodes.get(t, [])]
-        sg.attrs[t] = [a for _, a in nodes.get(t, [])]
+        sg.attrs[t] = [{k: v for k, v in a.items() if k not in DERIVED} for _, a in nodes.get(t, [])]
+    sg.timelines = [a.get("timeline", []) for _, a in nodes.get("contact", [])]
+    sg.orders = [a.get("orders", []) for _, a in nodes.get("company", [])]
     for et in BASE_EDGE_TYPES:
         rows = edges.get(et, [])
         ei = np.array([[r[0] for r in rows], [r[1] for r in rows]], dtype=np.int64).reshape(2, -1)

@@ -97,7 +97,7 @@ def test_timeline_views_give_the_features_of_the_lists_they_stand_for():
     """The store hands out ``graph_store.timeline`` views; ``contact_features`` reads their
     columns instead of their tuples and must not see the difference (any order, any subset,
     empty views and plain lists mixed in, unknown types and pages)."""
-    from graph_store.timeline import Timeline, TimelineBlock
+    from graph_store.timeline import Timeline, TimelineBlock, Timelines
     rng = np.random.default_rng(3)
     timelines = _random_timelines(rng, 60)
     strings = [None] + sorted({v for tl in timelines for e in tl for v in e[1:] if v is not None})
@@ -107,12 +107,29 @@ def test_timeline_views_give_the_features_of_the_lists_they_stand_for():
                           np.array([code[e[1]] for e in flat], dtype=np.int64),
                           np.array([code[e[2]] for e in flat], dtype=np.int64),
                           np.array(strings, dtype=object))
-    views = block.views(np.array([len(tl) for tl in timelines]))
+    views = Timelines(block, np.array([len(tl) for tl in timelines]))
     assert [list(v) for v in views] == timelines and views == timelines
     order = rng.permutation(len(views)).tolist()
     mixed = [views[i] for i in order[:40]] + [[], Timeline.empty(block)]
     for as_of in (T, T - 50 * DAY):
-        for sample in (views, mixed):
+        for sample in (views, list(views), mixed):
             X_views, cols = contact_features(sample, as_of)
             X_lists, _ = contact_features([list(tl) for tl in sample], as_of)
             np.testing.assert_array_equal(X_views, X_lists)
+
+
+def test_order_columns_give_the_features_of_the_lists_they_stand_for():
+    """The store hands out company orders as ``graph_store.timeline.Orders`` columns;
+    ``company_order_features`` must give what it gives for the lists they stand for."""
+    from graph_store.timeline import Orders
+    rng = np.random.default_rng(4)
+    lists = [sorted((int(T - rng.integers(-5 * DAY, 200 * DAY)), float(rng.integers(1, 10_000)) / 7)
+                    for _ in range(int(rng.integers(0, 5)))) for _ in range(80)]
+    flat = [o for ol in lists for o in ol]
+    cols = Orders(np.array([o[0] for o in flat], dtype=np.int64), np.array([o[1] for o in flat]),
+                  np.array([len(ol) for ol in lists]))
+    assert cols == lists and cols.tolist() == lists and cols[-1] == lists[-1]
+    for as_of in (T, T - 50 * DAY, np.full(len(lists), T - 10 * DAY)):
+        X_cols, names = company_order_features(cols, as_of)
+        X_lists, _ = company_order_features(lists, as_of)
+        np.testing.assert_array_equal(X_cols, X_lists)

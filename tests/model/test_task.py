@@ -282,5 +282,5 @@ def test_sampled_training_cutoff_keeps_positives_weights_negatives_and_exact_fea
     b = feature_table(snap, small.contact_ids, sets)
     np.testing.assert_allclose(a.num, b.num, rtol=1e-12, atol=0)  # sums in another order
     assert a.cats == b.cats
-    assert all(e[0] <= t for attrs in sub.attrs["contact"] for e in attrs.get("timeline", []))
+    assert all(e[0] <= t for tl in sub.all_timelines() for e in tl)
     assert full.weights is None and np.all(full.example_weights() == 1.0)
