@@ -140,6 +140,25 @@ def test_ring_diff_shortcut_equals_explicit_comparison():
                 assert rings._diff(0, ring, without, x) == _explicit_diff(rings, k, ring, without, x), (k, n)
 
 
+def test_window_peers_equal_the_ring_diff_with_and_without_the_company():
+    """``Rings.window_peers`` reads in place what ``_diff`` computes from copies (the ring may
+    hold the company or not), and declines small rings."""
+    rng = random.Random(2)
+    for k in (2, 4, 6, 8):
+        rings = Rings({}, (k, k))
+        for n in range(1, k + 30):
+            for _ in range(30):
+                ring = sorted(rings.key(f"c{i}") for i in rng.sample(range(100_000), n))
+                x = rng.choice(ring)[1]
+                without = [m for m in ring if m[1] != x]
+                for given in (ring, without):
+                    got = rings.window_peers(0, given, x)
+                    if n <= k + 2:
+                        assert got is None
+                    else:
+                        assert got == rings._diff(0, ring, without, x), (k, n)
+
+
 def test_format_1_store_with_json_values_opens_and_upgrades(tmp_path):
     events = random_events(1500, seed=11)
     store = RocksDBGraphStore(tmp_path, OPTS)
