@@ -5,6 +5,11 @@ Never asserts timings.
     python bench/graph_store.py                      # large synthetic world (~1.16M events)
     python bench/graph_store.py --scale 0.05         # quick
     python bench/graph_store.py --source simulator --size large
+    python bench/graph_store.py --repeat 3           # apply + extraction on 3 fresh stores: medians
+
+The machine's speed drifts by up to ~1.5x over minutes (other tenants), so one run's figures
+can be far from another's with the same code; ``--repeat`` reports the median of each figure
+over fresh stores built in one process, and every run's own value beside it (``per_run``).
 """
 from __future__ import annotations
 
@@ -114,9 +119,10 @@ def apply_all(store, events: list, batch: int) -> dict:
 
 TIMED_CALL = ("store.subgraph(seeds, as_of, hops=2) with as_of = the latest event time: the exact union "
               "of the seeds' 2-hop neighbourhoods as of t (every node within 2 hops, every edge with an "
-              "endpoint within 1 hop, no sampling) as a graph_store.Subgraph: node ids, attribute dicts "
-              "(contacts with their timelines, companies with their orders), edge index and edge time "
-              "arrays per edge type and direction. The PyG HeteroData conversion (model/) is not included.")
+              "endpoint within 1 hop, no sampling) as a graph_store.Subgraph: node ids, each node's stored "
+              "attribute dict (shared, not copied), every contact's timeline and every company's orders "
+              "(columns for the whole read), edge index and edge time arrays per edge type and direction. "
+              "The PyG HeteroData conversion (model/) is not included.")
 
 
 def extraction(store, as_of: int, contacts: list[str], rng: random.Random,
@@ -172,6 +178,21 @@ def affected_sizes(store, events: list, rng: random.Random, per_kind: int = 300)
     return out
 
 
+def median_of(runs: list[dict]) -> dict:
+    """Each numeric figure of ``runs`` (same shape, nested dicts) as its median over the runs."""
+    out: dict = {}
+    for key, first in runs[0].items():
+        values = [r[key] for r in runs]
+        if isinstance(first, dict):
+            out[key] = median_of(values)
+        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+            m = statistics.median(values)
+            out[key] = round(m, 3) if isinstance(m, float) else m
+        else:
+            out[key] = first
+    return out
+
+
 def du(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -184,6 +205,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory", action="store_true", help="also time the in-memory twin's apply")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="apply and extraction on this many fresh stores; report medians (default 1)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "graph_store.json"))
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -204,16 +227,30 @@ def main() -> None:
                  "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
                              "nice": os.nice(0)}, "batch": args.batch}
 
-    path = tempfile.mkdtemp(prefix="gs-bench-")
-    try:
+    as_of = max(to_micros(e.event_time) for e in events)
+    applies, extracts = [], []
+    for run in range(max(1, args.repeat)):
+        path = tempfile.mkdtemp(prefix="gs-bench-")
         store = RocksDBGraphStore(path)
-        res["apply_rocksdb"] = apply_all(store, events, args.batch)
-        print("apply (RocksDB):", res["apply_rocksdb"], flush=True)
-        as_of = max(to_micros(e.event_time) for e in events)
+        applies.append(apply_all(store, events, args.batch))
+        print(f"apply (RocksDB), run {run + 1}:", applies[-1], flush=True)
         contacts = store.node_ids("contact", as_of)
-        res["extract_2hop"] = extraction(store, as_of, contacts, rng)
-        print("2-hop extraction, timed call:", TIMED_CALL, flush=True)
-        print("2-hop extraction:", {k: v for k, v in res["extract_2hop"].items() if k != "timed_call"}, flush=True)
+        extracts.append(extraction(store, as_of, contacts, rng))
+        print(f"2-hop extraction, run {run + 1}:",
+              {k: v for k, v in extracts[-1].items() if k != "timed_call"}, flush=True)
+        if run + 1 < max(1, args.repeat):   # the last store goes on to the other measurements
+            store.close()
+            del store
+            shutil.rmtree(path, ignore_errors=True)
+    res["apply_rocksdb"], res["extract_2hop"] = median_of(applies), median_of(extracts)
+    res["repeats"] = len(applies)
+    res["per_run"] = {"apply_events_per_s_median_batch": [a["events_per_s_median_batch"] for a in applies],
+                      "extract_100_p50_ms": [e["100"]["p50_ms"] for e in extracts],
+                      "extract_1000_p50_ms": [e["1000"]["p50_ms"] for e in extracts]}
+    if len(applies) > 1:
+        print("medians over", len(applies), "runs:", res["per_run"], flush=True)
+    print("2-hop extraction, timed call:", TIMED_CALL, flush=True)
+    try:
         t1 = time.perf_counter()
         store.snapshot(as_of)
         res["snapshot_s"] = round(time.perf_counter() - t1, 2)

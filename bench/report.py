@@ -275,6 +275,12 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
              for k, v in ex.items() if isinstance(v, dict)]  # (beside them: what is timed, first read)
     if ex.get("first_read_ms") is not None:
         rows += [["first extraction after the bulk apply (ms, copies the new columns once)", f(ex["first_read_ms"])]]
+    runs = gs.get("per_run") or {}
+    if gs.get("repeats", 1) > 1 and runs:
+        rows += [[f"each of the {gs['repeats']} runs (fresh stores, one process; the rows above are medians)",
+                  f"apply {', '.join(f(x) for x in runs.get('apply_events_per_s_median_batch', []))} events/s; "
+                  f"100 seeds p50 {', '.join(f(x, 2) for x in runs.get('extract_100_p50_ms', []))} ms; "
+                  f"1,000 seeds p50 {', '.join(f(x, 1) for x in runs.get('extract_1000_p50_ms', []))} ms"]]
     again = gs.get("extract_2hop_after_reopen", {}).get("100")
     if again:
         rows += [["100 seeds on the reopened store (ms)", f"p50 {f(again.get('p50_ms'), 2)}"]]
