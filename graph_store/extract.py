@@ -25,7 +25,8 @@ import numpy as np
 from graph_store.base import Subgraph
 from graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
-from graph_store.state import HAD_ACTIVITY_CODE, HOLDER_OF, GraphState, rows_of
+from graph_store.state import HAD_ACTIVITY_CODE, GraphState
+from graph_store.table import HOLDER_OF, rows_of
 from graph_store.timeline import Orders, TimelineBlock, Timelines
 from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 

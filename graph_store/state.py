@@ -19,10 +19,10 @@ Semantics (the brute-force reference in ``tests/graph_store/reference.py`` spell
 * A company's orders as of t: ``(time, amount)`` of the orders whose valid version names the
   company (``company_id``) or, without one, whose contact worked there at the order's time.
 
-Layout (one ``Table`` per node type; integer columns are ``array("q")``, cheap to append to one
-event at a time and never traversed by the cyclic GC; ``Table.columns()`` keeps int64 numpy copies
-of them for the vectorised reads in ``extract.py``, updated in bulk from what was appended or
-changed since the last read):
+Layout (one ``Table`` per node type, ``table.py``; integer columns are ``array("q")``, cheap to
+append to one event at a time and never traversed by the cyclic GC; ``Table.columns()`` keeps
+int64 numpy copies of them for the vectorised reads in ``extract.py``, updated in bulk from what
+was appended or changed since the last read):
 
 * Nodes are interned to dense ints: ``ids`` (id -> int), ``names`` (int -> id), and per node
   ``first`` (existence time) and ``latest`` (row of its newest version; -1 for a stub).
@@ -49,15 +49,15 @@ changed since the last read):
 from __future__ import annotations
 
 from array import array
-import struct
 from bisect import bisect_left, bisect_right, insort
-from typing import Iterator, NamedTuple, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record, Ref,
+from graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record,
                                  industry_bucket, similar_bucket)
 from graph_store.rings import INF, Rings
+from graph_store.table import HOLDER_OF, Table, last_row, pack_row, rows_of
 from schemas.types import ACTIVITY, COMPANY, CONTACT, ORDER
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
@@ -66,124 +66,10 @@ REPLICATED = -1   # partition mask of replicated versions (company attributes)
 
 NEW, NEW_IN_PARTITION, DUPLICATE = 0, 1, 2
 
-#: base edge type code -> (holder kind, position of the reference in REFS[holder], Ref)
-HOLDER_OF: dict[int, tuple[str, int, Ref]] = {
-    ref.etype: (kind, j, ref) for kind, refs in REFS.items() for j, ref in enumerate(refs)}
-#: node type -> base edge type codes of the references that point at it
-TARGET_CODES: dict[str, tuple[int, ...]] = {
-    kind: tuple(code for code, (_, _, ref) in sorted(HOLDER_OF.items()) if ref.target == kind) for kind in KINDS}
-_ROW = struct.Struct("q")
-pack_row, last_row = _ROW.pack, _ROW.unpack_from
-
-
-def _ints() -> array:
-    """An int64 column. Not a list: the cyclic GC traverses every item of a list on each full
-    collection (measured: ~120 ms per collection for a 300k-activity store), never an array's."""
-    return array("q")
-
-
-def rows_of(held: Optional[bytes]) -> Sequence[int]:
-    """The rows of a ``rev`` entry as a sequence of ints."""
-    return memoryview(held).cast("q") if held else ()
-
-
 _ACTIVITY_CONTACT_J = [j for j, r in enumerate(REFS[ACTIVITY]) if r.field == "contact_id"][0]
 #: key sequences of the activity attributes kept as columns only (``GraphState.row_attrs``)
 _ACTIVITY_TEMPLATES = frozenset({("activity_id", "contact_id", "type", "timestamp"),
                                  ("activity_id", "contact_id", "type", "timestamp", "page")})
-
-
-class Table:
-    """One node type: its nodes (dense ints) and its version rows (columns)."""
-    __slots__ = ("kind", "ids", "names", "first", "latest", "vt", "ve", "vp", "vn", "parts", "attrs",
-                 "refs", "rev", "ttype", "tpage", "dirty_rows", "dirty_nodes", "mirror", "synced")
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.ids: dict[str, int] = {}
-        self.names: list[str] = []
-        self.first = _ints()
-        self.latest = _ints()
-        self.vt = _ints()
-        self.ve = _ints()
-        self.vp = _ints()
-        self.vn = _ints()
-        self.parts: list[int] = []   # a list: masks of partitions >= 63 outgrow an int64
-        self.attrs: list[Optional[dict]] = []   # None: rebuilt from the columns (row_attrs)
-        self.refs: tuple[array, ...] = tuple(_ints() for _ in REFS[kind])
-        #: per base edge type naming this type: per node, the holder rows (native int64 bytes) or None
-        self.rev: dict[int, list[Optional[bytes]]] = {code: [] for code in TARGET_CODES[kind]}
-        #: activity rows: the timeline entry's type and page, as codes into ``GraphState.strings``
-        self.ttype: Optional[array] = _ints() if kind == ACTIVITY else None
-        self.tpage: Optional[array] = _ints() if kind == ACTIVITY else None
-        #: rows whose ``ve``/``vp`` and nodes whose ``first``/``latest`` changed in place since ``sync``
-        self.dirty_rows: list[int] = []
-        self.dirty_nodes: list[int] = []
-        self.mirror: dict[str, np.ndarray] = {}
-        self.synced = [0, 0]   # rows, nodes copied into ``mirror``
-
-    def add(self, nid: str, first: int) -> int:
-        idx = len(self.names)
-        self.ids[nid] = idx
-        self.names.append(nid)
-        self.first.append(first)
-        self.latest.append(-1)
-        for lst in self.rev.values():
-            lst.append(None)
-        return idx
-
-    def row_at(self, idx: int, t: int) -> int:
-        """Row of node ``idx``'s version valid at ``t`` (-1: none yet)."""
-        r = self.latest[idx]
-        vt, vp = self.vt, self.vp
-        while r >= 0 and vt[r] > t:
-            r = vp[r]
-        return r
-
-    def rows(self, idx: int) -> list[int]:
-        """Rows of node ``idx``'s versions, oldest first."""
-        out = []
-        r = self.latest[idx]
-        vp = self.vp
-        while r >= 0:
-            out.append(r)
-            r = vp[r]
-        out.reverse()
-        return out
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """int64 numpy copies of the integer columns (``refs`` as ``ref0``, ``ref1``, ...), brought
-        up to date in bulk: rows and nodes appended since the last call, then in-place changes."""
-        rows, nodes = len(self.vt), len(self.names)
-        done_rows, done_nodes = self.synced
-        cols = [("vt", self.vt, rows, done_rows), ("ve", self.ve, rows, done_rows),
-                ("vp", self.vp, rows, done_rows), ("vn", self.vn, rows, done_rows),
-                ("first", self.first, nodes, done_nodes), ("latest", self.latest, nodes, done_nodes)]
-        cols += [(f"ref{j}", col, rows, done_rows) for j, col in enumerate(self.refs)]
-        if self.ttype is not None:
-            cols += [("ttype", self.ttype, rows, done_rows), ("tpage", self.tpage, rows, done_rows)]
-        m = self.mirror
-        for name, col, n, done in cols:
-            arr = m.get(name)
-            if arr is None or len(arr) < n:
-                grown = np.empty(max(n, 2 * (0 if arr is None else len(arr)), 1024), dtype=np.int64)
-                if arr is not None:
-                    grown[:done] = arr[:done]
-                arr = m[name] = grown
-            if n > done:   # a temporary view: an array exporting its buffer cannot grow
-                arr[done:n] = np.frombuffer(col, dtype=np.int64, count=n - done, offset=8 * done)
-        if self.dirty_rows:
-            idx = self.dirty_rows
-            m["ve"][idx] = [self.ve[i] for i in idx]
-            m["vp"][idx] = [self.vp[i] for i in idx]
-            self.dirty_rows = []
-        if self.dirty_nodes:
-            idx = self.dirty_nodes
-            m["first"][idx] = [self.first[i] for i in idx]
-            m["latest"][idx] = [self.latest[i] for i in idx]
-            self.dirty_nodes = []
-        self.synced = [rows, nodes]
-        return {name: m[name][:n] for name, _, n, _ in cols}
 
 
 class CNode:
