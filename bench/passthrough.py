@@ -2,8 +2,8 @@
 
 It consumes the same five input topics as the worker and sends every record unchanged to one
 output topic, with the worker's Faust settings (broker timeouts, partitions, ``take_events``
-batch bounds, flush per batch). What the worker does beyond this is the cost of leadpulse;
-the ratio worker / pass-through is the figure that travels to other machines.
+batch bounds, the same send path, flush per batch). What the worker does beyond this is the
+cost of leadpulse; the ratio worker / pass-through is the figure that travels to other machines.
 
 Configured like the worker, from the environment (``stream.config.Settings``); the output
 topic is ``<LEADPULSE_TOPIC_SCORES>.passthrough``::
@@ -24,7 +24,7 @@ import faust  # noqa: E402
 from faust.web import Request, Response, View  # noqa: E402
 
 from stream.config import Settings  # noqa: E402
-from stream.faustapp import new_app  # noqa: E402
+from stream.faustapp import new_app, send  # noqa: E402
 
 
 def output_topic(settings: Settings) -> str:
@@ -46,7 +46,7 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
     async def passthrough(stream):  # noqa: ANN001 - Faust stream
         async for events in stream.take_events(settings.batch_size, within=batch_seconds):
             for ev in events:
-                await out.send(key=ev.message.key, value=ev.message.value)
+                await send(app, out, ev.message.key, ev.message.value)
             await app.producer.flush()
 
     @app.page("/healthz")

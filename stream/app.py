@@ -29,7 +29,7 @@ from schemas.timeutil import from_micros
 from schemas.topics import INPUT_TOPICS
 from schemas.types import NODE_TYPES
 from stream.accounts import AccountProcessor, Outputs
-from stream.faustapp import FETCH_MAX_WAIT_MS, new_app
+from stream.faustapp import FETCH_MAX_WAIT_MS, new_app, send
 from stream.ingest import RawRecord, validate
 from stream.metrics import Metrics
 from stream.positions import PositionGuard
@@ -155,13 +155,13 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             if isinstance(result, tuple):
                 letter, kind = result
                 metrics.rejected.labels(topic=m.topic, reason=kind).inc()
-                await deadletter.send(key=m.key, value=letter.model_dump_json().encode())
+                await send(app, deadletter, m.key, letter.model_dump_json().encode())
             else:
                 batch.append((record, contract_of[m.topic], result))
         forwards, change = router.route(batch)
         change["positions"].update(positions)
         for f in forwards:
-            await accounts.send(key=f.account.encode(), value=f.wire())
+            await send(app, accounts, f.account.encode(), f.wire())
         await app.producer.flush()
         router.commit(change)
 
@@ -218,9 +218,9 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
 
     async def _publish(out: Outputs) -> None:
         for s in out.scores:
-            await scores.send(key=s.contact_id.encode(), value=s.model_dump_json().encode())
+            await send(app, scores, s.contact_id.encode(), s.model_dump_json().encode())
         for a in out.alerts:
-            await alerts.send(key=a.contact_id.encode(), value=a.model_dump_json().encode())
+            await send(app, alerts, a.contact_id.encode(), a.model_dump_json().encode())
         if out.scores or out.alerts:
             await app.producer.flush()
         processor.commit_published(out)

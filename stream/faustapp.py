@@ -9,10 +9,16 @@ the embedded Tansu broker holds every fetch for the whole wait (measured here: p
 median 382 ms at 1,500 ms, 120 ms at 500 ms, 9 ms at 50 ms). The worker has two consumer hops
 (input topics, then the account topic), so that wait was most of its event→publish latency at
 moderate rates. ``fetch_max_wait_ms`` sets it; a short wait costs idle polls only.
+
+Sending. ``send`` enqueues a record with the app's producer (``app.producer.send``), not through
+``Topic.send``: the topic's per-record future message, callbacks and sensor hooks cost ~100 µs a
+record here, 6-8x the producer's own send (20,000 records on the embedded broker, alternating
+rounds in one process: 7.9k-10.7k records/s vs 51k-86k). Both apps send batch by batch and then
+``await app.producer.flush()``, which waits for every enqueued record.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -74,3 +80,9 @@ def new_app(app_id: str, bootstrap: str, *, partitions: int, web_host: str, web_
     )
     app.fetch_max_wait_ms = fetch_max_wait_ms
     return app
+
+
+async def send(app: faust.App, topic: faust.TopicT, key: Optional[bytes], value: bytes) -> None:
+    """Enqueue one raw record for ``topic`` (a topic the app declared), partitioned by key as
+    ``Topic.send`` would (the producer's default partitioner)."""
+    await app.producer.send(topic.get_topic_name(), key, value, None, None, None)
