@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable
 
 from schemas.events import InputEvent
 from schemas.parse import ParseError, parse_record

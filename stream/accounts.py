@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 
-from graph_store.base import ApplyEffect, GraphStore, Subgraph
+from graph_store.base import ApplyEffect, GraphStore
 from graph_store.reads import paused_gc
 from model.explain import explain
 from model.scorer import Scorer
 from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from schemas.timeutil import from_micros, to_micros
-from schemas.topics import input_spec_for_topic
 from schemas.types import WORKS_AT
 from stream.alerts import announced_tier, tier_alert_cut
 from stream.ingest import RawRecord

@@ -114,7 +114,7 @@ class LiveView:
                 window = f"last {recent[0]:.0f} s {last or 'no scores'}   " if recent else ""
                 lines.append(f"event→publish: {window}since start {overall}")
         lines.append("")
-        lines.append(f"top leads (latest score)                 tier  score   as of")
+        lines.append("top leads (latest score)                 tier  score   as of")
         top = sorted(self.scores.values(), key=lambda v: -v["score"])[: self.top_n]
         for v in top:
             lines.append(f"  {v['contact_id']:<14} {str(v.get('company_id') or '-'):<14} "

@@ -151,8 +151,8 @@ def test_window_peers_equal_the_ring_diff_with_and_without_the_company():
                 ring = sorted(rings.key(f"c{i}") for i in rng.sample(range(100_000), n))
                 x = rng.choice(ring)[1]
                 without = [m for m in ring if m[1] != x]
-                for given in (ring, without):
-                    got = rings.window_peers(0, given, x)
+                for offered in (ring, without):
+                    got = rings.window_peers(0, offered, x)
                     if n <= k + 2:
                         assert got is None
                     else:
