@@ -86,6 +86,11 @@ def _gather(lists: list, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join([x for x in sel if x]), dtype=np.int64), lens
 
 
+def _kept(lens: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Run lengths after keeping the entries ``ok`` of runs of ``lens`` (entry after entry)."""
+    return np.bincount(np.repeat(np.arange(len(lens)), lens)[ok], minlength=len(lens))
+
+
 def _attrs(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> list[dict]:
     """The stored attribute dicts of ``nodes`` valid at ``t`` (shared, not copied: see ``Subgraph``)."""
     stored = state.tables[kind].attrs
@@ -135,9 +140,7 @@ def _timelines(state: GraphState, cols: _Cols, contacts: np.ndarray, t: int) -> 
     if len(rows):
         ok = (cols(ACTIVITY, "vt")[rows] <= t) & (cols(ACTIVITY, "ve")[rows] > t)
         if not ok.all():
-            owner = np.repeat(np.arange(len(contacts)), lens)[ok]
-            rows = rows[ok]
-            lens = np.bincount(owner, minlength=len(contacts))
+            rows, lens = rows[ok], _kept(lens, ok)
     block = TimelineBlock(cols(ACTIVITY, "vt")[rows], cols(ACTIVITY, "ttype")[rows], cols(ACTIVITY, "tpage")[rows],
                           state.string_array())
     return Timelines(block, lens)
@@ -151,8 +154,7 @@ def _orders(state: GraphState, companies: np.ndarray, t: int) -> Orders:
     rows = np.frombuffer(b"".join(sel), dtype=np.int64).reshape(-1, 3)
     ok = (rows[:, 0] <= t) & (rows[:, 1] > t)
     if not ok.all():
-        lens = np.bincount(np.repeat(np.arange(len(sel)), lens)[ok], minlength=len(sel))
-        rows = rows[ok]
+        rows, lens = rows[ok], _kept(lens, ok)
     return Orders(rows[:, 0].copy(), rows[:, 2].view(np.float64).copy(), lens)
 
 
