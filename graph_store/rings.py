@@ -188,18 +188,22 @@ class Rings:
                     if bucket is not None:
                         touched |= self.members[r][bucket]
                 continue
-            for t in points:
-                if b is not None:   # cid left b: before = ring + cid
-                    ring = self.ring(r, b, t)
-                    near = self.window_peers(r, ring, cid)
-                    touched |= near if near is not None else self._diff(r, self._with(ring, cid), ring, cid)
-                if a is not None:   # cid joined a: before = ring - cid
-                    ring = self.ring(r, a, t)
-                    near = self.window_peers(r, ring, cid)
-                    touched |= near if near is not None else \
-                        self._diff(r, ring, [x for x in ring if x[1] != cid], cid)
+            for t in points:   # cid left b (its ring lacks cid now), joined a (holds it)
+                for bucket in (b, a):
+                    if bucket is not None:
+                        touched |= self._peer_change(r, self.ring(r, bucket, t), cid)
         touched.discard(cid)
         return touched
+
+    def _peer_change(self, r: int, ring: list, cid: str) -> set[str]:
+        """``_diff`` of ``ring`` with and without ``cid`` (``ring`` may hold cid or not)."""
+        near = self.window_peers(r, ring, cid)
+        if near is not None:
+            return near
+        key = self.key(cid)
+        if key in ring:
+            return self._diff(r, ring, [x for x in ring if x != key], cid)
+        return self._diff(r, self._with(ring, cid), ring, cid)
 
     def window_peers(self, r: int, ring: list, cid: str) -> Optional[set[str]]:
         """``_diff`` of ``ring`` with and without ``cid`` when that is only cid's window (the
