@@ -128,35 +128,33 @@ def _explicit_diff(rings: Rings, k: int, with_x: list, without_x: list, cid: str
     return out
 
 
-def test_ring_diff_shortcut_equals_explicit_comparison():
-    rng = random.Random(1)
+def _random_rings(seed: int, per_size: int):
+    """(rings, k, ring, x, ring without x) for random rings of every size up to k + 29."""
+    rng = random.Random(seed)
     for k in (2, 4, 6, 8):
         rings = Rings({}, (k, k))
         for n in range(1, k + 30):
-            for _ in range(40):
+            for _ in range(per_size):
                 ring = sorted(rings.key(f"c{i}") for i in rng.sample(range(100_000), n))
                 x = rng.choice(ring)[1]
-                without = [m for m in ring if m[1] != x]
-                assert rings._diff(0, ring, without, x) == _explicit_diff(rings, k, ring, without, x), (k, n)
+                yield rings, k, ring, x, [m for m in ring if m[1] != x]
+
+
+def test_ring_diff_shortcut_equals_explicit_comparison():
+    for rings, k, ring, x, without in _random_rings(1, 40):
+        assert rings._diff(0, ring, without, x) == _explicit_diff(rings, k, ring, without, x), (k, len(ring))
 
 
 def test_window_peers_equal_the_ring_diff_with_and_without_the_company():
     """``Rings.window_peers`` reads in place what ``_diff`` computes from copies (the ring may
     hold the company or not), and declines small rings."""
-    rng = random.Random(2)
-    for k in (2, 4, 6, 8):
-        rings = Rings({}, (k, k))
-        for n in range(1, k + 30):
-            for _ in range(30):
-                ring = sorted(rings.key(f"c{i}") for i in rng.sample(range(100_000), n))
-                x = rng.choice(ring)[1]
-                without = [m for m in ring if m[1] != x]
-                for offered in (ring, without):
-                    got = rings.window_peers(0, offered, x)
-                    if n <= k + 2:
-                        assert got is None
-                    else:
-                        assert got == rings._diff(0, ring, without, x), (k, n)
+    for rings, k, ring, x, without in _random_rings(2, 30):
+        for offered in (ring, without):
+            got = rings.window_peers(0, offered, x)
+            if len(ring) <= k + 2:
+                assert got is None
+            else:
+                assert got == rings._diff(0, ring, without, x), (k, len(ring))
 
 
 def test_format_1_store_with_json_values_opens_and_upgrades(tmp_path):
