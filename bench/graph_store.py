@@ -229,28 +229,29 @@ def main() -> None:
 
     as_of = max(to_micros(e.event_time) for e in events)
     applies, extracts = [], []
-    for run in range(max(1, args.repeat)):
-        path = tempfile.mkdtemp(prefix="gs-bench-")
-        store = RocksDBGraphStore(path)
-        applies.append(apply_all(store, events, args.batch))
-        print(f"apply (RocksDB), run {run + 1}:", applies[-1], flush=True)
-        contacts = store.node_ids("contact", as_of)
-        extracts.append(extraction(store, as_of, contacts, rng))
-        print(f"2-hop extraction, run {run + 1}:",
-              {k: v for k, v in extracts[-1].items() if k != "timed_call"}, flush=True)
-        if run + 1 < max(1, args.repeat):   # the last store goes on to the other measurements
-            store.close()
-            del store
-            shutil.rmtree(path, ignore_errors=True)
-    res["apply_rocksdb"], res["extract_2hop"] = median_of(applies), median_of(extracts)
-    res["repeats"] = len(applies)
-    res["per_run"] = {"apply_events_per_s_median_batch": [a["events_per_s_median_batch"] for a in applies],
-                      "extract_100_p50_ms": [e["100"]["p50_ms"] for e in extracts],
-                      "extract_1000_p50_ms": [e["1000"]["p50_ms"] for e in extracts]}
-    if len(applies) > 1:
-        print("medians over", len(applies), "runs:", res["per_run"], flush=True)
-    print("2-hop extraction, timed call:", TIMED_CALL, flush=True)
+    path = None   # every store's directory is removed, the last one in ``finally``
     try:
+        for run in range(max(1, args.repeat)):
+            path = tempfile.mkdtemp(prefix="gs-bench-")
+            store = RocksDBGraphStore(path)
+            applies.append(apply_all(store, events, args.batch))
+            print(f"apply (RocksDB), run {run + 1}:", applies[-1], flush=True)
+            contacts = store.node_ids("contact", as_of)
+            extracts.append(extraction(store, as_of, contacts, rng))
+            print(f"2-hop extraction, run {run + 1}:",
+                  {k: v for k, v in extracts[-1].items() if k != "timed_call"}, flush=True)
+            if run + 1 < max(1, args.repeat):   # the last store goes on to the other measurements
+                store.close()
+                del store
+                shutil.rmtree(path, ignore_errors=True)
+        res["apply_rocksdb"], res["extract_2hop"] = median_of(applies), median_of(extracts)
+        res["repeats"] = len(applies)
+        res["per_run"] = {"apply_events_per_s_median_batch": [a["events_per_s_median_batch"] for a in applies],
+                          "extract_100_p50_ms": [e["100"]["p50_ms"] for e in extracts],
+                          "extract_1000_p50_ms": [e["1000"]["p50_ms"] for e in extracts]}
+        if len(applies) > 1:
+            print("medians over", len(applies), "runs:", res["per_run"], flush=True)
+        print("2-hop extraction, timed call:", TIMED_CALL, flush=True)
         t1 = time.perf_counter()
         store.snapshot(as_of)
         res["snapshot_s"] = round(time.perf_counter() - t1, 2)
@@ -268,7 +269,8 @@ def main() -> None:
               {k: v for k, v in res["extract_2hop_after_reopen"].items() if k != "timed_call"}, flush=True)
         store.close()
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
     if args.memory:
         res["apply_memory"] = apply_all(MemoryGraphStore(), events, args.batch)
         print("apply (memory):", res["apply_memory"], flush=True)
