@@ -6,7 +6,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
-from graph_store import extract
+from graph_store import affected, extract
 from graph_store.base import ApplyEffect, GraphStore, Subgraph
 from graph_store.errors import StoreClosed
 from graph_store.options import GraphStoreOptions
@@ -130,6 +130,6 @@ class StateBackedStore(GraphStore):
                         continue
                     feats |= eff.feature_nodes
                     edges |= eff.edge_nodes
-                out.append(extract.affected(self.state, feats, edges, as_of, hops, memo)
+                out.append(affected.affected(self.state, feats, edges, as_of, hops, memo)
                            if feats or edges else set())
         return out
