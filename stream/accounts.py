@@ -63,6 +63,14 @@ class ScoringOptions:
             watermark before the decay sweep rescores it (default 3600). Its time-relative
             features count in days (7/30/90-day windows, a 14-day half-life), so rescoring it
             more often spends CPU that ingestion needs and moves nothing that matters.
+        coalesce: seconds (default 1.0; 0 = off). When the newest record applied was produced
+            more than this long ago, the worker is behind its input: ``flush_due`` then holds
+            the affected leads of further batches until the oldest has waited this long, so a
+            lead that many events touch meanwhile is scored once, as of the newest of them.
+            Rescoring is ~70 % of the account stage (py-spy, ``bench/accounts.py --batches
+            1000``) and costs per lead, so this is what lets a backlog shrink: ``bench/accounts.py
+            --batches 2500,5000,10000 --events 20000`` scored 2.9 / 1.8 / 1.1 leads per event
+            and did 2,451 / 3,768 / 5,604 events/s. Not behind, every batch is scored at once.
     """
     epsilon: float = 1e-4
     jump_threshold: float = 0.2
@@ -73,6 +81,7 @@ class ScoringOptions:
     explain_per_second: float = 50.0
     tier_hysteresis: float = 0.2
     decay_min_age: float = 3600.0
+    coalesce: float = 1.0
 
 
 #: Contract topics a worker replicates from every account partition (see ``process``).
@@ -94,6 +103,19 @@ class Outputs:
         self.alerts += other.alerts
         self.book.update(other.book)
         self.tiers += other.tiers
+
+
+@dataclass
+class _Pending:
+    """Applied and not yet scored: affected leads by owner partition, what to commit with them."""
+    causes: dict = field(default_factory=dict)  # owner partition -> {lead: cause}
+    owner: dict = field(default_factory=dict)  # lead -> its partition in ``causes``
+    out: Outputs = field(default_factory=Outputs)  # positions, owner writes, produced_at
+    since: Optional[float] = None  # monotonic time of the first apply
+    newest: Optional[float] = None  # produce time of the newest record of the last apply
+
+    def empty(self) -> bool:
+        return self.since is None
 
 
 def cause_of(topic: str, event: InputEvent) -> str:
@@ -122,6 +144,7 @@ class AccountProcessor:
         self._tokens, self._refilled = float(options.explain_budget), time.monotonic()  # explain rate
         #: account partitions this worker owns (None: all, e.g. a single in-process worker)
         self.local: Optional[set[int]] = None
+        self._pending = _Pending()
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -131,7 +154,8 @@ class AccountProcessor:
         return self.local is None or partition in self.local
 
     def process(self, records: Sequence[RawRecord], partition: int, replica: bool = False) -> Outputs:
-        """Apply a batch of one account-topic partition and rescore the leads it affects.
+        """Apply a batch of one account-topic partition and rescore the leads it affects
+        (``apply``, then ``flush``: what was pending before is scored and published too).
 
         Args:
             records: consumed account-topic records, in offset order.
@@ -146,26 +170,67 @@ class AccountProcessor:
             What to publish; its ``book`` holds the pending owner and score writes and its
             ``positions`` the consumed offsets (replica positions under ``<topic>#replica``).
         """
+        self.apply(records, partition, replica)
+        return self.flush()
+
+    def apply(self, records: Sequence[RawRecord], partition: int, replica: bool = False) -> None:
+        """Apply a batch (as ``process``) and add its affected leads to the pending set.
+
+        Nothing is committed to the score book but the partition's watermark: the batch's
+        positions are committed with the scores of its leads, after ``flush`` (a crash in
+        between replays the batch; the store counts it as duplicates, which still rescore).
+        """
         # The cyclic GC stays off for the whole batch, not only inside the store's calls: what
         # a batch allocates (subgraphs, feature rows, tensors) is freed by reference counting
         # when it ends, so a collection in between would only scan it (measured ~25 % of an
         # in-process batch).
         with paused_gc():
-            return self._process(records, partition, replica)
+            self._apply(records, partition, replica)
 
-    def _process(self, records: Sequence[RawRecord], partition: int, replica: bool) -> Outputs:
+    def flush_due(self) -> bool:
+        """Whether the pending leads should be scored now (``ScoringOptions.coalesce``)."""
+        p = self._pending
+        if p.empty():
+            return False
+        window = self.options.coalesce
+        if window <= 0 or p.newest is None or time.time() - p.newest <= window:
+            return True  # not behind the input: no reason to wait
+        return time.monotonic() - p.since >= window
+
+    def flush(self) -> Outputs:
+        """Score the pending leads as of their partitions' watermarks; what to publish."""
+        pending, self._pending = self._pending, _Pending()
+        out = pending.out
+        with paused_gc():  # as in ``apply``
+            for part, part_causes in sorted(pending.causes.items()):
+                out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
+        return out
+
+    def discard_pending(self) -> None:
+        """Forget applied batches whose leads are not scored yet (after a failure or a
+        rebalance: the consumer resumes from ``published_positions`` and replays them)."""
+        self._pending = _Pending()
+
+    def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
         decoded = [(r, *decode_forward(r.value)) for r in records if r.value is not None and wanted(r)]
         events = [e for _, _, e, _ in decoded]
         topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
-        out = Outputs(positions={(topic_of(r.topic), r.partition): r.offset + 1 for r in records},
-                      produced_at=[ts for _, _, _, ts in decoded if ts is not None])
+        pending = self._pending
+        if pending.since is None:
+            pending.since = time.monotonic()
+        out = pending.out
+        positions = {(topic_of(r.topic), r.partition): r.offset + 1 for r in records}
+        out.positions.update(positions)
+        produced = [ts for _, _, _, ts in decoded if ts is not None]
+        out.produced_at += produced
+        pending.newest = max(produced) if produced else None
         started = time.perf_counter()
-        effects = self.store.apply(events, None if replica else out.positions, partition=partition)
+        effects = self.store.apply(events, None if replica else positions, partition=partition)
         if not replica:
             self.metrics.apply_seconds.observe(time.perf_counter() - started)
         if not events:
-            return out
+            return
         owners = self._owners(events, partition)
         out.book.update({("own", cid): owner for cid, owner in owners.items()})
         if not replica:
@@ -190,14 +255,18 @@ class AccountProcessor:
             cause = cause_of(topic, event)
             for lead in leads:
                 causes[lead] = cause
-        by_owner: dict[int, dict[str, str]] = {}
         for lead, cause in causes.items():
-            owner = owners.get(lead) or self.book.get("own", lead)
+            owner = owners.get(lead) or self._owner(lead)
             if owner is not None and self.owns(owner[0]):
-                by_owner.setdefault(owner[0], {})[lead] = cause
-        for part, part_causes in sorted(by_owner.items()):
-            out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
-        return out
+                before = pending.owner.get(lead)
+                if before is not None and before != owner[0]:  # the contact moved account meanwhile
+                    del pending.causes[before][lead]
+                pending.owner[lead] = owner[0]
+                pending.causes.setdefault(owner[0], {})[lead] = cause
+
+    def _owner(self, contact_id: str) -> Optional[list]:
+        """[partition, time] of the contact's newest version: pending writes first."""
+        return self._pending.out.book.get(("own", contact_id)) or self.book.get("own", contact_id)
 
     def _owners(self, events: Sequence[InputEvent], partition: int) -> dict[str, list]:
         """Contacts whose newest version is in this batch: contact id -> [partition, time]."""
@@ -205,7 +274,7 @@ class AccountProcessor:
         for e in events:
             if isinstance(e, Contact):
                 t = to_micros(e.updated_at)
-                known = owners.get(e.contact_id) or self.book.get("own", e.contact_id)
+                known = owners.get(e.contact_id) or self._owner(e.contact_id)
                 if known is None or t >= known[1]:
                     owners[e.contact_id] = [partition, t]
         return owners

@@ -4,8 +4,9 @@ Two agents (docs/stream.md):
     ingest   — every input topic: validate (bad -> crm.deadletter), route by account
                (stream.router), forward to the account topic, flush, commit router state.
     accounts — the account topic: apply to the graph store (stream.accounts), rescore the
-               affected leads as of the partition watermark, publish changes and alerts,
-               flush, commit the score book.
+               affected leads as of the partition watermark (behind the input, those of
+               several batches together), publish changes and alerts, flush, commit the
+               score book.
 
 Correctness never depends on Faust's committed offsets or tables (BROKER_NOTES traps 1 and 3):
 each stage stores the offsets it consumed in the same RocksDB write as its state, and on every
@@ -53,7 +54,8 @@ class AppOptions:
         batch_size, batch_seconds: micro-batch bounds of both agents.
         sweep_seconds, sweep_leads: the decay sweep rescores up to ``sweep_leads`` stale leads
             every ``sweep_seconds`` (spread out so it never starves ingestion), and skips its
-            tick while the account agent has a backlog (its last batch was full).
+            tick while the account agent has a backlog (its last batch was full, or it holds
+            a window of leads to score together: ``ScoringOptions.coalesce``).
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
         replicate: run the replication reader (``stream.replica``); off only in unit tests.
@@ -115,7 +117,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     alerts = app.topic(options.topics["leads.alerts"], key_serializer="raw", value_serializer="raw")
 
     scoring = asyncio.Lock()  # one writer of the score book at a time: agent or sweep
-    backlog = [False]  # the account agent's last batch was full
+    backlog = [False]  # the account agent's last batch was full, or it holds a window
     ingest_guard = PositionGuard(router.state.positions())
     account_guard = PositionGuard(processor.published_positions())
 
@@ -168,8 +170,6 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.agent(accounts)
     async def score_accounts(stream):  # noqa: ANN001
         async for events in stream.take_events(options.batch_size, within=options.batch_seconds):
-            # a full batch means a backlog: the decay sweep waits until the agent keeps up
-            backlog[0] = len(events) >= options.batch_size
             by_partition: dict[int, list[RawRecord]] = {}
             for ev in events:
                 m = ev.message
@@ -177,14 +177,43 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                     continue
                 by_partition.setdefault(m.partition, []).append(
                     RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
-            for partition, records in sorted(by_partition.items()):
-                async with scoring:
-                    try:
-                        out = processor.process(records, partition)
-                    except Exception:
-                        account_guard.reset(processor.published_positions())
-                        raise
-                    await _publish(out)
+            async with scoring:
+                try:
+                    held = False
+                    for partition, records in sorted(by_partition.items()):
+                        processor.apply(records, partition)
+                        # Behind the input, the leads of several batches are scored together
+                        # (``ScoringOptions.coalesce``); ``flush_pending`` ends a window that
+                        # no batch ends. Caught up, each partition's share is published before
+                        # the next one is scored.
+                        if processor.flush_due():
+                            await _publish(processor.flush())
+                        else:
+                            held = True
+                    # a full batch or a held window means a backlog: the sweep waits meanwhile
+                    backlog[0] = len(events) >= options.batch_size or held
+                except Exception:
+                    _forget_pending()
+                    raise
+
+    @app.timer(options.batch_seconds)
+    async def flush_pending() -> None:
+        if not processor.flush_due():
+            return
+        async with scoring:
+            try:
+                if processor.flush_due():
+                    await _publish(processor.flush())
+                    backlog[0] = False  # no batch came to end the window: the sweep may run
+            except Exception:  # the next batch's admission seeks back to the book's positions
+                _forget_pending()
+                logger.exception("scoring the pending leads failed; replaying their batches")
+
+    def _forget_pending() -> None:
+        # Faust restarts the agent; the guard must expect what the book really holds, and the
+        # batches applied since the last publication are replayed from there.
+        processor.discard_pending()
+        account_guard.reset(processor.published_positions())
 
     if options.replicate:
         @app.task
@@ -234,6 +263,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         # positions stored with our state first makes it resume exactly there (after a crash,
         # or from 0 when the data directory was deleted). The guards catch anything else.
         processor.local = {tp.partition for tp in assigned if tp.topic == options.account_topic}
+        processor.discard_pending()  # replayed from the stored positions below
         processor.count_tiers()
         stage1 = router.state.positions()
         stage2 = processor.published_positions()

@@ -36,6 +36,9 @@ LEADPULSE_TIER_HYSTERESIS      0.2                   a tier alert needs the scor
                                                      cut point, relative to it (0 = any change)
 LEADPULSE_BATCH_SIZE           1000                  max events / leads per micro-batch
 LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
+LEADPULSE_COALESCE_MS          1000                  behind the input by more than this, score the
+                                                     leads of the batches applied within it together
+                                                     (0 = score every batch at once)
 LEADPULSE_FETCH_WAIT_MS        50                    longest wait of a consumer fetch (ms; Faust's
                                                      own is 1,500, which Tansu always waits out)
 LEADPULSE_RETRAIN_SECONDS      0                     run ``leadpulse retrain`` this often (0 = never)
@@ -156,6 +159,7 @@ class Settings:
     tier_hysteresis: float = field(default=0.2, metadata=_env("LEADPULSE_TIER_HYSTERESIS", _non_negative_float))
     batch_size: int = field(default=1000, metadata=_env("LEADPULSE_BATCH_SIZE", _positive_int))
     batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
+    coalesce_ms: float = field(default=1000.0, metadata=_env("LEADPULSE_COALESCE_MS", _non_negative_float))
     fetch_wait_ms: int = field(default=50, metadata=_env("LEADPULSE_FETCH_WAIT_MS", _positive_int))
     retrain_seconds: float = field(default=0.0, metadata=_env("LEADPULSE_RETRAIN_SECONDS", _non_negative_float))
     retrain_epochs: Optional[int] = field(default=None, metadata=_env("LEADPULSE_RETRAIN_EPOCHS", _positive_int))

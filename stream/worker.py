@@ -98,7 +98,8 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     if scorer is not None:
         metrics.set_model(scorer.version or "unregistered", scorer.auroc)
     options = ScoringOptions(epsilon=settings.epsilon, jump_threshold=settings.jump_threshold,
-                             max_batch_leads=settings.batch_size, tier_hysteresis=settings.tier_hysteresis)
+                             max_batch_leads=settings.batch_size, tier_hysteresis=settings.tier_hysteresis,
+                             coalesce=settings.coalesce_ms / 1000)
     processor = AccountProcessor(store, book, scorer, options, metrics)
     router = Router(router_state)
     app = build_app(AppOptions(app_id=settings.app_id, bootstrap=bootstrap, partitions=settings.partitions,

@@ -44,8 +44,11 @@ def live_worker(broker, tmp_path_factory, tiny_world, trained_registry) -> Itera
     prefix = f"ops{uuid.uuid4().hex[:8]}."
     ensure_topics(broker, [prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS]
                   + [prefix + "leadpulse.accounts"], partitions=2)
+    # The world is sent at once, so the worker is behind its input and would score the whole
+    # tiny world in one coalescing window: each lead once, with no earlier score to jump from.
+    # Scored batch by batch, the low threshold turns score rises into the alerts these tests use.
     run = WorkerRun(broker, tmp_path_factory.mktemp("ops-worker"), trained_registry[0], prefix,
-                    free_port(), {"LEADPULSE_JUMP_THRESHOLD": JUMP_THRESHOLD})
+                    free_port(), {"LEADPULSE_JUMP_THRESHOLD": JUMP_THRESHOLD, "LEADPULSE_COALESCE_MS": "0"})
     try:
         run.start()
         report = publish(tiny_world, broker, progress=False, topics=run.topics, partitions=2)

@@ -36,12 +36,14 @@ def processor(request, tmp_path, tiny_world, trained_registry):
     proc.book.close()
 
 
-def _records(events, offset: int = 0):
+_TOPIC = {"company": "crm.companies", "contact": "crm.contacts", "activity": "crm.activities",
+          "opportunity": "crm.opportunities", "order": "crm.orders"}
+
+
+def _records(events, offset: int = 0, produced_at=None):
     from stream.ingest import RawRecord
     from stream.router import Forward
-    topic = {"company": "crm.companies", "contact": "crm.contacts", "activity": "crm.activities",
-             "opportunity": "crm.opportunities", "order": "crm.orders"}
-    return [RawRecord("acc", 0, offset + i, None, Forward("acct", topic[e.kind], e).wire())
+    return [RawRecord("acc", 0, offset + i, None, Forward("acct", _TOPIC[e.kind], e, produced_at).wire())
             for i, e in enumerate(events)]
 
 
@@ -176,3 +178,71 @@ def test_tier_alerts_need_the_score_clear_of_the_cut_point(tmp_path, tiny_world,
         else:
             announced.setdefault(s.contact_id, s.tier)
     assert pending is None
+
+
+def _behind(events, offset: int, seconds: float):
+    """Account records of events whose input records were produced ``seconds`` ago (the worker
+    is that far behind its input)."""
+    import time
+    return _records(events, offset, produced_at=time.time() - seconds)
+
+
+def test_behind_the_input_the_leads_of_several_batches_are_scored_once(tmp_path, tiny_world, trained_registry):
+    import time
+
+    from schemas.timeutil import from_micros
+    batches = _tiny_batches(tiny_world, size=40)[:12]
+    twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
+    proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
+    try:
+        # Caught up (records just produced): every batch is scored at once, as with no window.
+        for lo, events in batches[:4]:
+            twin.commit_published(twin.process(_records(events, lo), 0))
+            proc.apply(_behind(events, lo, 0.0), 0)
+            assert proc.flush_due()
+            proc.commit_published(proc.flush())
+        # Behind: the next batches wait for the window, then their leads are scored together.
+        expected, each = set(), 0
+        for lo, events in batches[4:]:
+            out = twin.process(_records(events, lo), 0)
+            twin.commit_published(out)
+            each += len(out.scores)
+            expected |= {s.contact_id for s in out.scores}
+            proc.apply(_behind(events, lo, 60.0), 0)
+            assert not proc.flush_due()
+        # the window ends (shortened here rather than waited out)
+        proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": 0.05})
+        time.sleep(0.06)
+        assert proc.flush_due()
+        out = proc.flush()
+        proc.commit_published(out)
+        assert not proc.flush_due()
+        ids = [s.contact_id for s in out.scores]
+        assert len(ids) == len(set(ids)) and len(ids) < each  # each lead once, fewer than batch by batch
+        last = batches[-1][0] + len(batches[-1][1])
+        assert out.positions == {("acc", 0): last} and proc.published_positions() == twin.published_positions()
+        mark = proc.watermark(0)
+        assert mark == twin.watermark(0) and all(s.as_of == from_micros(mark) for s in out.scores)
+        # every lead the twin rescored was checked as of the newest watermark, each published
+        # score names an event of the window and equals the full recompute as of that watermark
+        checked = {key[0] for key, e in proc.book.scan("s") if e["checked_as_of"] == mark}
+        assert set(expected) <= checked
+        causes = {f"{_TOPIC[e.kind]}:{e.entity_id}" for _, events in batches[4:] for e in events}
+        assert {s.cause for s in out.scores} <= causes
+        reference = full_recompute(proc.store, proc.scorer.model, {cid: mark for cid in ids})
+        assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
+    finally:
+        for p in (twin, proc):
+            p.store.close()
+            p.book.close()
+
+
+def test_a_discarded_window_leaves_its_batches_unpublished(processor, tiny_world):
+    (lo, events), = _tiny_batches(tiny_world, size=60)[:1]
+    processor.options = type(processor.options)(**{**processor.options.__dict__, "coalesce": 10.0})
+    processor.apply(_behind(events, lo, 60.0), 0)
+    assert not processor.flush_due()
+    processor.discard_pending()
+    assert not processor.flush_due() and processor.published_positions() == {}
+    out = processor.flush()
+    assert not out.scores and not out.positions
