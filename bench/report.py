@@ -185,6 +185,14 @@ def headline_section(data: dict) -> list[str]:
     return ["## Headline figures", "", table(["what", "measured"], rows) if rows else "nothing measured yet", ""]
 
 
+def _worker_line(settings: dict) -> str:
+    w = settings.get("worker")  # not recorded by runs before coalescing
+    if not w:
+        return ""
+    return (f" Worker: batches of up to {w['batch_size']:,} records or {w['batch_ms']} ms, coalescing window "
+            f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).")
+
+
 def stream_section(stream: Optional[dict], out: Path) -> list[str]:
     if not stream:
         return ["## Throughput and latency", "", "not measured (`leadpulse bench --only stream`)", ""]
@@ -195,7 +203,7 @@ def stream_section(stream: Optional[dict], out: Path) -> list[str]:
              f"events as fast as possible; {s['partitions']} partitions. Latency: {s['latency']}. "
              "achieved/s: end to end, for a phase processed within the drain timeout (else *behind*: "
              "the next phase started with a backlog and its latencies include it); draining/s: events "
-             "through the last stage per second after the phase's last send.", ""]
+             "through the last stage per second after the phase's last send." + _worker_line(s), ""]
     for app in ("worker", "passthrough"):
         if stream["apps"].get(app, {}).get("error"):
             lines += [f"**{app}** failed: `{stream['apps'][app]['error'].splitlines()[-1][:300]}`", ""]

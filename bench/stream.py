@@ -324,8 +324,16 @@ async def run(args: argparse.Namespace) -> dict:
     return {"world": args.world, "seed": args.seed, "tables": str(tables),
             "settings": {"rates": rates, "duration_s": args.duration, "max_events": args.max_events,
                          "partitions": args.partitions, "drain_timeout_s": args.drain_timeout,
-                         "latency": "output record timestamp - input send timestamp (wall clock, ms)"},
+                         "latency": "output record timestamp - input send timestamp (wall clock, ms)",
+                         "worker": _worker_settings()},
             "events": {"preload": len(preload), "pool": len(pool)}, "apps": apps, "headline": headline(apps)}
+
+
+def _worker_settings() -> dict:
+    """The worker's batching settings in this run (from the environment it inherits)."""
+    from stream.config import Settings
+    w = Settings.from_env()
+    return {"batch_size": w.batch_size, "batch_ms": w.batch_ms, "coalesce_ms": w.coalesce_ms}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
