@@ -29,6 +29,7 @@ from schemas.types import WORKS_AT
 from stream.alerts import announced_tier, tier_alert_cut
 from stream.ingest import RawRecord
 from stream.metrics import Metrics
+from stream.pending import Pending
 from stream.router import decode_forward, forward_kind
 from stream.state import KVState
 
@@ -105,19 +106,6 @@ class Outputs:
         self.tiers += other.tiers
 
 
-@dataclass
-class _Pending:
-    """Applied and not yet scored: affected leads by owner partition, what to commit with them."""
-    causes: dict = field(default_factory=dict)  # owner partition -> {lead: cause}
-    owner: dict = field(default_factory=dict)  # lead -> its partition in ``causes``
-    out: Outputs = field(default_factory=Outputs)  # positions, owner writes, produced_at
-    since: Optional[float] = None  # monotonic time of the first apply
-    newest: Optional[float] = None  # produce time of the newest record of the last apply
-
-    def empty(self) -> bool:
-        return self.since is None
-
-
 def cause_of(topic: str, event: InputEvent) -> str:
     return f"{topic}:{event.entity_id}"
 
@@ -144,7 +132,7 @@ class AccountProcessor:
         self._tokens, self._refilled = float(options.explain_budget), time.monotonic()  # explain rate
         #: account partitions this worker owns (None: all, e.g. a single in-process worker)
         self.local: Optional[set[int]] = None
-        self._pending = _Pending()
+        self._pending = Pending()
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -189,18 +177,12 @@ class AccountProcessor:
 
     def flush_due(self) -> bool:
         """Whether the pending leads should be scored now (``ScoringOptions.coalesce``)."""
-        p = self._pending
-        if p.empty():
-            return False
-        window = self.options.coalesce
-        if window <= 0 or p.newest is None or time.time() - p.newest <= window:
-            return True  # not behind the input: no reason to wait
-        return time.monotonic() - p.since >= window
+        return self._pending.due(self.options.coalesce)
 
     def flush(self) -> Outputs:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
-        pending, self._pending = self._pending, _Pending()
-        out = pending.out
+        pending, self._pending = self._pending, Pending()
+        out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at)
         with paused_gc():  # as in ``apply``
             for part, part_causes in sorted(pending.causes.items()):
                 out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
@@ -209,7 +191,7 @@ class AccountProcessor:
     def discard_pending(self) -> None:
         """Forget applied batches whose leads are not scored yet (after a failure or a
         rebalance: the consumer resumes from ``published_positions`` and replays them)."""
-        self._pending = _Pending()
+        self._pending = Pending()
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
@@ -217,14 +199,8 @@ class AccountProcessor:
         events = [e for _, _, e, _ in decoded]
         topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
         pending = self._pending
-        if pending.since is None:
-            pending.since = time.monotonic()
-        out = pending.out
         positions = {(topic_of(r.topic), r.partition): r.offset + 1 for r in records}
-        out.positions.update(positions)
-        produced = [ts for _, _, _, ts in decoded if ts is not None]
-        out.produced_at += produced
-        pending.newest = max(produced) if produced else None
+        pending.add_batch(positions, [ts for _, _, _, ts in decoded if ts is not None])
         started = time.perf_counter()
         effects = self.store.apply(events, None if replica else positions, partition=partition)
         if not replica:
@@ -232,7 +208,7 @@ class AccountProcessor:
         if not events:
             return
         owners = self._owners(events, partition)
-        out.book.update({("own", cid): owner for cid, owner in owners.items()})
+        pending.book.update({("own", cid): owner for cid, owner in owners.items()})
         if not replica:
             mark = max([to_micros(e.event_time) for e in events] + [self.watermark(partition) or 0])
             self.book.commit({("w", str(partition)): mark})
@@ -258,15 +234,11 @@ class AccountProcessor:
         for lead, cause in causes.items():
             owner = owners.get(lead) or self._owner(lead)
             if owner is not None and self.owns(owner[0]):
-                before = pending.owner.get(lead)
-                if before is not None and before != owner[0]:  # the contact moved account meanwhile
-                    del pending.causes[before][lead]
-                pending.owner[lead] = owner[0]
-                pending.causes.setdefault(owner[0], {})[lead] = cause
+                pending.add_lead(lead, owner[0], cause)
 
     def _owner(self, contact_id: str) -> Optional[list]:
         """[partition, time] of the contact's newest version: pending writes first."""
-        return self._pending.out.book.get(("own", contact_id)) or self.book.get("own", contact_id)
+        return self._pending.book.get(("own", contact_id)) or self.book.get("own", contact_id)
 
     def _owners(self, events: Sequence[InputEvent], partition: int) -> dict[str, list]:
         """Contacts whose newest version is in this batch: contact id -> [partition, time]."""

@@ -1,0 +1,51 @@
+"""The account stage's pending set: batches applied to the graph whose leads are not scored yet.
+
+``AccountProcessor`` adds every applied batch here and scores the set when ``due`` says so
+(docs/stream.md, "Coalescing under backlog"): at once while the worker keeps up with its input,
+after a window while it is behind, so a lead touched by many events in between is scored once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class Pending:
+    """Applied and not yet scored: affected leads by owner partition, what to commit with them."""
+    causes: dict = field(default_factory=dict)  # owner partition -> {lead: cause}
+    owner: dict = field(default_factory=dict)  # lead -> its partition in ``causes``
+    positions: dict = field(default_factory=dict)  # consumed positions of the batches
+    book: dict = field(default_factory=dict)  # score-book writes of the batches (contact owners)
+    produced_at: list = field(default_factory=list)  # input record times of the events
+    since: Optional[float] = None  # monotonic time of the first batch
+    newest: Optional[float] = None  # produce time of the newest record of the last batch
+
+    def empty(self) -> bool:
+        return self.since is None
+
+    def add_batch(self, positions: dict, produced_at: list) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        self.positions.update(positions)
+        self.produced_at += produced_at
+        self.newest = max(produced_at) if produced_at else None
+
+    def add_lead(self, lead: str, partition: int, cause: str) -> None:
+        """``lead`` is owned by ``partition`` and was last reached by ``cause``."""
+        before = self.owner.get(lead)
+        if before is not None and before != partition:  # the contact moved account meanwhile
+            del self.causes[before][lead]
+        self.owner[lead] = partition
+        self.causes.setdefault(partition, {})[lead] = cause
+
+    def due(self, window: float) -> bool:
+        """Score now? Yes unless the worker is behind its input — the newest record applied was
+        produced more than ``window`` seconds ago — and the oldest batch has waited less than
+        that. ``window`` 0: always."""
+        if self.empty():
+            return False
+        if window <= 0 or self.newest is None or time.time() - self.newest <= window:
+            return True
+        return time.monotonic() - self.since >= window
