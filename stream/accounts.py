@@ -183,6 +183,8 @@ class AccountProcessor:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
         pending, self._pending = self._pending, Pending()
         out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at)
+        if pending.events:
+            self.metrics.flush_events.observe(pending.events)
         with paused_gc():  # as in ``apply``
             for part, part_causes in sorted(pending.causes.items()):
                 out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
@@ -200,7 +202,7 @@ class AccountProcessor:
         topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
         pending = self._pending
         positions = {(topic_of(r.topic), r.partition): r.offset + 1 for r in records}
-        pending.add_batch(positions, [ts for _, _, _, ts in decoded if ts is not None])
+        pending.add_batch(len(events), positions, [ts for _, _, _, ts in decoded if ts is not None])
         started = time.perf_counter()
         effects = self.store.apply(events, None if replica else positions, partition=partition)
         if not replica:

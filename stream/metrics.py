@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 # Seconds buckets from 1 ms to 30 s: scoring is milliseconds, event-time→publish under load is seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SIZE_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# a coalescing window holds several seconds' worth of events when the worker is far behind
+WINDOW_BUCKETS = SIZE_BUCKETS + (10000, 20000, 50000)
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("leadpulse_microbatch_leads", "Leads per scoring micro-batch",
                                     buckets=SIZE_BUCKETS, registry=r)
+        self.flush_events = Histogram(
+            "leadpulse_flush_events",
+            "Events applied per scoring flush (a batch when caught up, a coalescing window when behind)",
+            buckets=WINDOW_BUCKETS, registry=r)
         self.affected = Histogram("leadpulse_affected_leads", "Affected leads per applied event",
                                   ["kind"], buckets=SIZE_BUCKETS, registry=r)
         self.scores_published = Counter("leadpulse_scores_published", "Score changes published",

@@ -19,15 +19,17 @@ class Pending:
     positions: dict = field(default_factory=dict)  # consumed positions of the batches
     book: dict = field(default_factory=dict)  # score-book writes of the batches (contact owners)
     produced_at: list = field(default_factory=list)  # input record times of the events
+    events: int = 0  # events applied
     since: Optional[float] = None  # monotonic time of the first batch
     newest: Optional[float] = None  # produce time of the newest record of the last batch
 
     def empty(self) -> bool:
         return self.since is None
 
-    def add_batch(self, positions: dict, produced_at: list) -> None:
+    def add_batch(self, events: int, positions: dict, produced_at: list) -> None:
         if self.since is None:
             self.since = time.monotonic()
+        self.events += events
         self.positions.update(positions)
         self.produced_at += produced_at
         self.newest = max(produced_at) if produced_at else None

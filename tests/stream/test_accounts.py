@@ -219,6 +219,10 @@ def test_behind_the_input_the_leads_of_several_batches_are_scored_once(tmp_path,
         assert not proc.flush_due()
         ids = [s.contact_id for s in out.scores]
         assert len(ids) == len(set(ids)) and len(ids) < each  # each lead once, fewer than batch by batch
+        # the metric of flushes: four single batches, then the window of the other eight
+        sample = proc.metrics.registry.get_sample_value
+        assert sample("leadpulse_flush_events_count") == 5
+        assert sample("leadpulse_flush_events_sum") == sum(len(events) for _, events in batches)
         last = batches[-1][0] + len(batches[-1][1])
         assert out.positions == {("acc", 0): last} and proc.published_positions() == twin.published_positions()
         mark = proc.watermark(0)
