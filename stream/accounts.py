@@ -66,8 +66,9 @@ class ScoringOptions:
             more often spends CPU that ingestion needs and moves nothing that matters.
         coalesce: seconds (default 1.0; 0 = off). When the newest record applied was produced
             more than this long ago, the worker is behind its input: ``flush_due`` then holds
-            the affected leads of further batches until the oldest has waited this long, so a
-            lead that many events touch meanwhile is scored once, as of the newest of them.
+            the affected leads of further batches until the oldest has waited as long as that
+            lag exceeds this (at most this long: ``stream.pending.Pending.due``), so a lead
+            that many events touch meanwhile is scored once, as of the newest of them.
             Rescoring is ~70 % of the account stage (py-spy, ``bench/accounts.py --batches
             1000``) and costs per lead, so this is what lets a backlog shrink: ``bench/accounts.py
             --batches 2500,5000,10000 --events 20000`` scored 2.9 / 1.8 / 1.1 leads per event

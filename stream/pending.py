@@ -21,7 +21,7 @@ class Pending:
     produced_at: list = field(default_factory=list)  # input record times of the events
     events: int = 0  # events applied
     since: Optional[float] = None  # monotonic time of the first batch
-    newest: Optional[float] = None  # produce time of the newest record of the last batch
+    lag: Optional[float] = None  # seconds the newest record of the last batch was old when applied
 
     def empty(self) -> bool:
         return self.since is None
@@ -32,7 +32,7 @@ class Pending:
         self.events += events
         self.positions.update(positions)
         self.produced_at += produced_at
-        self.newest = max(produced_at) if produced_at else None
+        self.lag = time.time() - max(produced_at) if produced_at else None
 
     def add_lead(self, lead: str, partition: int, cause: str) -> None:
         """``lead`` is owned by ``partition`` and was last reached by ``cause``."""
@@ -43,11 +43,13 @@ class Pending:
         self.causes.setdefault(partition, {})[lead] = cause
 
     def due(self, window: float) -> bool:
-        """Score now? Yes unless the worker is behind its input — the newest record applied was
-        produced more than ``window`` seconds ago — and the oldest batch has waited less than
-        that. ``window`` 0: always."""
+        """Score now? Yes unless the worker is behind its input — the newest record of the last
+        batch was more than ``window`` seconds old when it was applied — and the oldest batch
+        has not yet waited as long as that lag exceeds ``window`` (at most ``window``). Just
+        past the threshold the hold is short, so the tail of a worker that keeps up on average
+        does not pay a whole window; far behind it is the whole window. ``window`` 0: always."""
         if self.empty():
             return False
-        if window <= 0 or self.newest is None or time.time() - self.newest <= window:
+        if window <= 0 or self.lag is None or self.lag <= window:
             return True
-        return time.monotonic() - self.since >= window
+        return time.monotonic() - self.since >= min(window, self.lag - window)
