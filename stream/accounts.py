@@ -134,6 +134,9 @@ class AccountProcessor:
         #: account partitions this worker owns (None: all, e.g. a single in-process worker)
         self.local: Optional[set[int]] = None
         self._pending = Pending()
+        #: how often the pending set was discarded: a reader whose batches were in it (the
+        #: replication reader) re-reads from ``published_positions`` when this moves
+        self.discards = 0
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -176,6 +179,12 @@ class AccountProcessor:
         with paused_gc():
             self._apply(records, partition, replica)
 
+    def take(self, records: Sequence[RawRecord], partition: int, replica: bool = False) -> Optional[Outputs]:
+        """Apply a batch (as ``apply``); what to publish if the pending set is due now, else
+        None (it is held: a later batch or ``flush`` scores it)."""
+        self.apply(records, partition, replica)
+        return self.flush() if self.flush_due() else None
+
     def flush_due(self) -> bool:
         """Whether the pending leads should be scored now (``ScoringOptions.coalesce``)."""
         return self._pending.due(self.options.coalesce)
@@ -195,6 +204,7 @@ class AccountProcessor:
         """Forget applied batches whose leads are not scored yet (after a failure or a
         rebalance: the consumer resumes from ``published_positions`` and replays them)."""
         self._pending = Pending()
+        self.discards += 1
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
@@ -218,10 +228,9 @@ class AccountProcessor:
         # Leads are scored as of their owner partition's watermark, which may be later than
         # this batch's events: look for affected leads as far as the newest watermark.
         horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
-        # replica: an event applied before (by this worker's own agent or an earlier replica
-        # read) changed nothing here
-        todo = [(topic, event, effect) for (_, topic, event, _), effect in zip(decoded, effects)
-                if effect.changed or not replica]
+        # A duplicate rescores its leads too, replica or not: it is a batch replayed from the
+        # book's positions after a crash or a discarded window, whose leads were never scored.
+        todo = [(topic, event, effect) for (_, topic, event, _), effect in zip(decoded, effects)]
         # one call for the whole batch (it shares neighbour lists), one set per event so each
         # lead is credited with the last event that reached it
         each = self.store.affected_leads_each([[_rescore_effect(eff)] for _, _, eff in todo], horizon,

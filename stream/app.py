@@ -181,15 +181,9 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                 try:
                     held = False
                     for partition, records in sorted(by_partition.items()):
-                        processor.apply(records, partition)
-                        # Behind the input, the leads of several batches are scored together
-                        # (``ScoringOptions.coalesce``); ``flush_pending`` ends a window that
-                        # no batch ends. Caught up, each partition's share is published before
-                        # the next one is scored.
-                        if processor.flush_due():
-                            await _publish(processor.flush())
-                        else:
-                            held = True
+                        # caught up, each partition's share is published before the next one
+                        # is scored
+                        held = not await _take(records, partition) or held
                     # a full batch or a held window means a backlog: the sweep waits meanwhile
                     backlog[0] = len(events) >= options.batch_size or held
                 except Exception:
@@ -209,6 +203,15 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                 _forget_pending()
                 logger.exception("scoring the pending leads failed; replaying their batches")
 
+    async def _take(records: list[RawRecord], partition: int, replica: bool = False) -> bool:
+        # Behind the input, the leads of several batches (the agent's and the replication
+        # reader's alike) are scored together (``ScoringOptions.coalesce``); ``flush_pending``
+        # ends a window that no batch ends. Whether the batch's leads were published.
+        out = processor.take(records, partition, replica)
+        if out is not None:
+            await _publish(out)
+        return out is not None
+
     def _forget_pending() -> None:
         # Faust restarts the agent; the guard must expect what the book really holds, and the
         # batches applied since the last publication are replayed from there.
@@ -219,8 +222,16 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         @app.task
         async def replica_reader() -> None:
             # Plain aiokafka outside the group: every worker needs every partition (invariant 4).
-            await replicate(options.bootstrap, options.account_topic, processor, _publish, scoring,
+            await replicate(options.bootstrap, options.account_topic, processor, _replicated,
                             options.batch_size, options.batch_seconds, options.fetch_max_wait_ms)
+
+        async def _replicated(records: list[RawRecord], partition: int) -> None:
+            async with scoring:
+                try:
+                    await _take(records, partition, replica=True)
+                except Exception:  # the reader then re-reads from the book (``discards``)
+                    _forget_pending()
+                    raise
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:

@@ -21,16 +21,20 @@ from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.accounts import REPLICA_SUFFIX, AccountProcessor, Outputs
+from stream.accounts import REPLICA_SUFFIX, AccountProcessor
 from stream.ingest import RawRecord
 
 logger = logging.getLogger(__name__)
 
 
 async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
-                    publish: Callable[[Outputs], Awaitable[None]], lock: asyncio.Lock,
+                    take: Callable[[list[RawRecord], int], Awaitable[None]],
                     batch_size: int = 1000, batch_seconds: float = 0.1, fetch_max_wait_ms: int = 500) -> None:
-    """Follow every partition of ``topic`` forever (run it as a task; cancel to stop)."""
+    """Follow every partition of ``topic`` forever (run it as a task; cancel to stop).
+
+    ``take(records, partition)`` applies a batch with ``replica=True`` and publishes the
+    pending set when it is due, as the account agent does with its own batches.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
@@ -43,12 +47,18 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
                 await consumer._client.force_metadata_update()  # aiokafka has no public refresh
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        stored = processor.published_positions()
-        for tp in tps:
-            consumer.seek(tp, stored.get((topic + REPLICA_SUFFIX, tp.partition), 0))
-        logger.info("replicating companies, contacts and orders of %d account partitions", len(tps))
         paused: set[int] = set()
+        discards = None
+        logger.info("replicating companies, contacts and orders of %d account partitions", len(tps))
         while True:
+            if discards != processor.discards:
+                # At the start, and whenever the pending set was discarded (a failure or a
+                # rebalance) with batches of this reader in it: their leads were never scored,
+                # so read on from the positions committed with scores (duplicates rescore).
+                discards = processor.discards
+                for tp in tps:
+                    if tp.partition not in paused:
+                        consumer.seek(tp, _resume_at(processor, topic, tp.partition))
             owned = _owned(processor)
             for p in sorted(owned - paused):
                 # this worker's own agent applies and rescores it: fetching it here too would
@@ -56,22 +66,31 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
                 consumer.pause(TopicPartition(topic, p))
                 paused.add(p)
             for p in sorted(paused - owned):
-                # handed to another worker: the agent applied this partition up to its stored
-                # position; read on from there what the pause passed over
+                # handed to another worker: read on from where the agent left it
                 tp = TopicPartition(topic, p)
-                consumer.seek(tp, processor.published_positions().get((topic, p), 0))
+                consumer.seek(tp, _resume_at(processor, topic, p))
                 consumer.resume(tp)
                 paused.discard(p)
             got = await consumer.getmany(timeout_ms=int(batch_seconds * 1000), max_records=batch_size)
             for tp, messages in sorted(got.items()):
-                if tp.partition in paused:
-                    continue  # fetched just before the pause
+                if tp.partition in paused or discards != processor.discards:
+                    continue  # fetched just before the pause, or before the seek back
                 records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp / 1000)
                            for m in messages]
-                async with lock:
-                    await publish(processor.process(records, tp.partition, replica=True))
+                try:
+                    await take(records, tp.partition)
+                except Exception:  # noqa: BLE001 - the worker's other stages go on meanwhile
+                    logger.exception("replicating account partition %d failed; re-reading it", tp.partition)
+                    await asyncio.sleep(batch_seconds)
     finally:
         await consumer.stop()
+
+
+def _resume_at(processor: AccountProcessor, topic: str, partition: int) -> int:
+    # What this worker's agent published of a partition it once owned was applied and scored
+    # here too: the reader need not read it again, nor what an earlier read published.
+    stored = processor.published_positions()
+    return max(stored.get((topic + REPLICA_SUFFIX, partition), 0), stored.get((topic, partition), 0))
 
 
 def _owned(processor: AccountProcessor) -> set[int]:

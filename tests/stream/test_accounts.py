@@ -250,3 +250,85 @@ def test_a_discarded_window_leaves_its_batches_unpublished(processor, tiny_world
     assert not processor.flush_due() and processor.published_positions() == {}
     out = processor.flush()
     assert not out.scores and not out.positions
+
+
+def _shorten_window(proc, seconds: float = 0.05) -> None:
+    """End a coalescing window now rather than waiting it out."""
+    import time
+    proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": seconds})
+    time.sleep(seconds + 0.01)
+    assert proc.flush_due()
+
+
+def _scored(out) -> dict:
+    """Lead -> score of every lead a flush scored: published, or checked and unmoved."""
+    checked = {key[1]: e["score"] for key, e in out.book.items() if key[0] == "s"}
+    return {**checked, **{s.contact_id: s.score for s in out.scores}}
+
+
+def test_a_held_window_takes_the_replica_batches_in_too(tmp_path, tiny_world, trained_registry):
+    # The replication reader goes through ``take`` like the agent: its batches join a held
+    # window instead of publishing it early, and the window's flush commits both positions.
+    batches = _tiny_batches(tiny_world, size=40)
+    twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
+    proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
+    try:
+        for lo, events in batches[:6]:
+            for p in (twin, proc):
+                p.commit_published(p.process(_records(events, lo), 0))
+        (own_lo, own), (rep_lo, rep) = batches[6], batches[7]
+        expected = {}
+        for out in (twin.process(_records(own, own_lo), 0), twin.process(_records(rep, rep_lo), 0, replica=True)):
+            twin.commit_published(out)
+            expected.update(_scored(out))
+        assert proc.take(_behind(own, own_lo, 60.0), 0) is None
+        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # held, not flushed
+        _shorten_window(proc)
+        out = proc.flush()
+        proc.commit_published(out)
+        assert out.positions == {("acc", 0): own_lo + len(own), ("acc#replica", 0): rep_lo + len(rep)}
+        scored = _scored(out)
+        assert set(expected) <= set(scored)
+        assert max(abs(scored[cid] - score) for cid, score in expected.items()) <= 1e-5
+    finally:
+        for p in (twin, proc):
+            p.store.close()
+            p.book.close()
+
+
+def test_replica_batches_replayed_after_a_discard_rescore_their_leads(tmp_path, tiny_world, trained_registry):
+    # A discarded window (failure, rebalance) took replica batches with it; the reader re-reads
+    # them from the book's positions (``discards`` moved), and the replayed duplicates must
+    # rescore the leads the discarded window never scored.
+    batches = _tiny_batches(tiny_world, size=40)
+    twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
+    proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
+    try:
+        for lo, events in batches[:6]:
+            for p in (twin, proc):
+                p.commit_published(p.process(_records(events, lo), 0))
+        rep_lo, rep = batches[6]
+        out = twin.process(_records(rep, rep_lo), 0, replica=True)
+        twin.commit_published(out)
+        expected = _scored(out)
+        assert expected
+        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None
+        before = proc.discards
+        proc.discard_pending()
+        assert proc.discards == before + 1 and ("acc#replica", 0) not in proc.published_positions()
+        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # all duplicates now
+        _shorten_window(proc)
+        out = proc.flush()
+        proc.commit_published(out)
+        # a duplicate counts as a change to every lead it can reach, a superset of the twin's
+        scored = _scored(out)
+        assert set(expected) <= set(scored)
+        reference = full_recompute(proc.store, proc.scorer.model, {cid: proc.watermark(0) for cid in scored})
+        assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
+        # an unmoved lead keeps its published score, within epsilon of the recompute
+        assert max(abs(score - reference[cid]) for cid, score in scored.items()) <= proc.options.epsilon + 1e-6
+        assert proc.published_positions() == twin.published_positions()
+    finally:
+        for p in (twin, proc):
+            p.store.close()
+            p.book.close()
