@@ -189,8 +189,10 @@ def _worker_line(settings: dict) -> str:
     w = settings.get("worker")  # not recorded by runs before coalescing
     if not w:
         return ""
+    n = settings.get("processes", 1)
+    procs = f" {n} processes per app in one consumer group." if n > 1 else ""
     return (f" Worker: batches of up to {w['batch_size']:,} records or {w['batch_ms']} ms, coalescing window "
-            f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).")
+            f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).{procs}")
 
 
 def stream_section(stream: Optional[dict], out: Path) -> list[str]:

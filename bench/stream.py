@@ -166,21 +166,25 @@ async def send(producer, prefix: str, phase: Phase) -> None:
 STAGES = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total", "leadpulse_events_duplicate_total"]
 
 
-def processed(kind: str, svc: Service, collector: Collector) -> Optional[tuple[float, float]]:
+def processed(kind: str, svcs: list[Service], collector: Collector) -> Optional[tuple[float, float]]:
     """(events consumed, events through the last stage) so far: for the worker stage 1's count
-    and the events applied to the graph (duplicates included); for the pass-through its outputs."""
+    and the events applied to the graph by the agents (duplicates included; summed over the
+    processes); for the pass-through its outputs."""
     if kind == "passthrough":
         n = float(len(collector.records))
         return n, n
-    got = svc.metrics(STAGES)
-    return None if got is None else (got[STAGES[0]], got[STAGES[1]] + got[STAGES[2]])
+    got = [svc.metrics(STAGES) for svc in svcs]
+    if any(g is None for g in got):
+        return None
+    return sum(g[STAGES[0]] for g in got), sum(g[STAGES[1]] + g[STAGES[2]] for g in got)
 
 
-async def drain(kind: str, svc: Service, collector: Collector, phase: Phase, target: int, timeout: float) -> bool:
+async def drain(kind: str, svcs: list[Service], collector: Collector, phase: Phase, target: int,
+                timeout: float) -> bool:
     """Poll until ``target`` events were consumed; record the polls (they give the rate while behind)."""
     deadline = time.monotonic() + timeout
     while True:
-        got = await asyncio.to_thread(processed, kind, svc, collector)
+        got = await asyncio.to_thread(processed, kind, svcs, collector)
         if got is not None:
             phase.polls.append((time.time(), got[1]))
             if got[0] >= target:
@@ -197,10 +201,14 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
 
     from stream.publish import PRODUCER_DEFAULTS
     argv = [sys.executable, "-m", "bench.passthrough"] if kind == "passthrough" else None
-    svc = Service(bootstrap, work / kind, partitions=args.partitions, model_dir=args.models, argv=argv)
-    out_topic = svc.topic("leads.scores") + (".passthrough" if kind == "passthrough" else "")
-    svc.ensure_topics(extra=("leads.scores.passthrough",))
-    await asyncio.to_thread(svc.start)
+    first = Service(bootstrap, work / kind / "p0", partitions=args.partitions, model_dir=args.models, argv=argv)
+    # more processes of the deployment: the same topics and consumer group, their own state
+    svcs = [first] + [Service(bootstrap, work / kind / f"p{i}", prefix=first.prefix, partitions=args.partitions,
+                              model_dir=args.models, argv=argv) for i in range(1, args.processes)]
+    out_topic = first.topic("leads.scores") + (".passthrough" if kind == "passthrough" else "")
+    first.ensure_topics(extra=("leads.scores.passthrough",))
+    for svc in svcs:
+        await asyncio.to_thread(svc.start)
     collector = Collector(bootstrap, out_topic, keep=cause_of if kind == "worker" else (lambda v: v))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="leadpulse-bench", **PRODUCER_DEFAULTS)
     await producer.start()
@@ -208,10 +216,10 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
     pre = Phase("preload", None, preload)
     try:
         for phase in [pre] + phases:
-            await send(producer, svc.prefix, phase)
+            await send(producer, first.prefix, phase)
             sent += len(phase.msgs)
             t0 = time.perf_counter()
-            phase.drained = await drain(kind, svc, collector, phase, sent,
+            phase.drained = await drain(kind, svcs, collector, phase, sent,
                                         args.drain_timeout if phase is not pre else args.drain_timeout * 2)
             if kind == "worker" and phase.drained:  # stage 2 lags stage 1: wait until caused scores stop arriving
                 # (decay-sweep scores may go on for a while: they are not caused by the phase)
@@ -219,12 +227,14 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
             phase.drain_seconds = time.perf_counter() - t0
             print(f"  {kind} {phase.name}: {len(phase.msgs)} events sent in {phase.send_seconds:.1f} s, "
                   f"processed {'yes' if phase.drained else 'NO'} after {phase.drain_seconds:.1f} s", flush=True)
-            if not svc.alive():
-                raise RuntimeError(f"{kind} died:\n{svc.log()}")
+            for svc in svcs:
+                if not svc.alive():
+                    raise RuntimeError(f"{kind} died:\n{svc.log()}")
     finally:
         await producer.stop()
         collector.stop()
-        svc.kill()
+        for svc in svcs:
+            svc.kill()
     return {"preload": pre, "phases": phases, "records": collector.records}
 
 
@@ -323,7 +333,8 @@ async def run(args: argparse.Namespace) -> dict:
                 apps[kind] = {"error": str(exc)[-2000:], "phases": []}
     return {"world": args.world, "seed": args.seed, "tables": str(tables),
             "settings": {"rates": rates, "duration_s": args.duration, "max_events": args.max_events,
-                         "partitions": args.partitions, "drain_timeout_s": args.drain_timeout,
+                         "partitions": args.partitions, "processes": args.processes,
+                         "drain_timeout_s": args.drain_timeout,
                          "latency": "output record timestamp - input send timestamp (wall clock, ms)",
                          "worker": _worker_settings()},
             "events": {"preload": len(preload), "pool": len(pool)}, "apps": apps, "headline": headline(apps)}
@@ -348,6 +359,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=None, help="quiet seconds that end a worker phase")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--apps", default="worker,passthrough")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="processes per app on this machine, in one consumer group (default 1)")
     add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick
