@@ -67,6 +67,7 @@ class Phase:
     drained: bool = False
     drain_seconds: float = 0.0
     polls: list = field(default_factory=list)  # (wall time, events applied or output so far)
+    poll_ms: list = field(default_factory=list)  # how long each /metrics read took (worker)
 
 
 def load_stream(tables: Path) -> tuple[list[Msg], list[Msg]]:
@@ -184,7 +185,10 @@ async def drain(kind: str, svcs: list[Service], collector: Collector, phase: Pha
     """Poll until ``target`` events were consumed; record the polls (they give the rate while behind)."""
     deadline = time.monotonic() + timeout
     while True:
+        began = time.perf_counter()
         got = await asyncio.to_thread(processed, kind, svcs, collector)
+        if kind == "worker":  # a scrape that waits for the worker's event loop shows here
+            phase.poll_ms.append((time.perf_counter() - began) * 1000)
         if got is not None:
             phase.polls.append((time.time(), got[1]))
             if got[0] >= target:
@@ -292,7 +296,9 @@ def analyse(kind: str, raw: dict) -> dict:
                     "drain_rate": round((n1 - n0) / (t1 - t0), 1) if t1 > t0 else None,
                     "seconds_to_process": round(span, 3) if span else None,
                     "latency_samples": len(lat), "latency_ms": percentiles(lat),
-                    "cdf_ms": cdf, "drained": ph.drained, "drain_seconds": round(ph.drain_seconds, 2)})
+                    "cdf_ms": cdf, "drained": ph.drained, "drain_seconds": round(ph.drain_seconds, 2),
+                    "metrics_read_ms": {**percentiles(ph.poll_ms), "max": max(ph.poll_ms, default=None),
+                                        "reads": len(ph.poll_ms)}})
     return {"preload": out[0], "phases": out[1:]}
 
 
