@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -117,15 +116,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     scores = app.topic(options.topics["leads.scores"], key_serializer="raw", value_serializer="raw")
     alerts = app.topic(options.topics["leads.alerts"], key_serializer="raw", value_serializer="raw")
 
-    scoring = asyncio.Lock()  # one user of the processor at a time: agent, replica, timers, views
-    # Applying and scoring run in one thread of their own, under ``scoring``: torch and RocksDB
-    # release the GIL, so meanwhile the event loop goes on fetching, ingesting and answering
-    # /metrics and /healthz (on the loop, a long flush held scrapes past their timeout).
-    score_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadpulse-score")
-
-    async def in_thread(fn, *args):  # noqa: ANN001, ANN202
-        return await asyncio.get_running_loop().run_in_executor(score_thread, fn, *args)
-
+    scoring = asyncio.Lock()  # one writer of the score book at a time: agent or sweep
     backlog = [False]  # the account agent's last batch was full, or it holds a window
     ingest_guard = PositionGuard(router.state.positions())
     account_guard = PositionGuard(processor.published_positions())
@@ -206,7 +197,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         async with scoring:
             try:
                 if processor.flush_due():
-                    await _publish(await in_thread(processor.flush))
+                    await _publish(processor.flush())
                     backlog[0] = False  # no batch came to end the window: the sweep may run
             except Exception:  # the next batch's admission seeks back to the book's positions
                 _forget_pending()
@@ -216,7 +207,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         # Behind the input, the leads of several batches (the agent's and the replication
         # reader's alike) are scored together (``ScoringOptions.coalesce``); ``flush_pending``
         # ends a window that no batch ends. Whether the batch's leads were published.
-        out = await in_thread(processor.take, records, partition, replica)
+        out = processor.take(records, partition, replica)
         if out is not None:
             await _publish(out)
         return out is not None
@@ -247,7 +238,7 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         if backlog[0]:
             return  # ingestion first: the events being applied rescore their leads anyway
         async with scoring:
-            await _publish(await in_thread(processor.sweep, options.sweep_leads))
+            await _publish(processor.sweep(options.sweep_leads))
 
     @app.timer(options.model_poll_seconds)
     async def hot_swap() -> None:
@@ -282,12 +273,11 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         # Faust seeks to the group's committed offsets right after this signal; committing the
         # positions stored with our state first makes it resume exactly there (after a crash,
         # or from 0 when the data directory was deleted). The guards catch anything else.
-        async with scoring:  # not while the scoring thread works on the pending set
-            processor.local = {tp.partition for tp in assigned if tp.topic == options.account_topic}
-            processor.discard_pending()  # replayed from the stored positions below
-            processor.count_tiers()
-            stage2 = processor.published_positions()
+        processor.local = {tp.partition for tp in assigned if tp.topic == options.account_topic}
+        processor.discard_pending()  # replayed from the stored positions below
+        processor.count_tiers()
         stage1 = router.state.positions()
+        stage2 = processor.published_positions()
         ingest_guard.reset(stage1)
         account_guard.reset(stage2)
         offsets = {}
@@ -315,11 +305,10 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.timer(60.0)
     async def graph_size() -> None:
         # as of the newest watermark: every node this worker holds, replicated ones included
-        async with scoring:
-            marks = [w for _, w in processor.book.scan("w")]
-            if marks:
-                for ntype in NODE_TYPES:
-                    metrics.graph_nodes.labels(type=ntype).set(len(processor.store.node_ids(ntype, max(marks))))
+        marks = [w for _, w in processor.book.scan("w")]
+        if marks:
+            for ntype in NODE_TYPES:
+                metrics.graph_nodes.labels(type=ntype).set(len(processor.store.node_ids(ntype, max(marks))))
 
     if options.lag_seconds > 0:
         @app.timer(options.lag_seconds)
@@ -350,20 +339,19 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     @app.page("/leads/{contact_id}")
     class Lead(View):
         async def get(self, request: Request, contact_id: str) -> Response:
-            async with scoring:
-                company = processor.company_of(contact_id)  # every worker knows every contact (replica)
+            company = processor.company_of(contact_id)  # every worker knows every contact (replica)
             if company is not None:
                 try:  # Faust's router: forward to the worker that owns the account's partition
                     return await app.router.route_topic_req(accounts, company.encode(), self.web, request)
                 except (SameNode, KeyError):
                     pass  # ours, or no assignment yet: answer from the local book
-            async with scoring:
-                last = processor.last_score(contact_id)
-                if last is None:
-                    return self.json({"error": f"no score for {contact_id}"}, status=404)
-                body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
-                body["as_of"] = format_time(from_micros(last["as_of"]))
-                if not body.get("top_factors"):  # explained on demand; the stream explains only a budget
+            last = processor.last_score(contact_id)
+            if last is None:
+                return self.json({"error": f"no score for {contact_id}"}, status=404)
+            body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
+            body["as_of"] = format_time(from_micros(last["as_of"]))
+            if not body.get("top_factors"):
+                async with scoring:  # explained on demand; the stream explains only a budget
                     body["top_factors"] = processor.explain_now(contact_id) or []
             return self.json({"contact_id": contact_id, **body})
 
