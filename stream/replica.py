@@ -7,9 +7,12 @@ outside the consumer group, and applies the companies, contacts and orders it fi
 their own store partition; activities and opportunities stay with the owner). That is what
 makes N workers score exactly like one (shared/ARCHITECTURE.md invariant 4).
 
-The reader's positions live in the score book under ``<account topic>#replica`` and are
-committed with the scores they caused, like the account agent's: after a crash it re-reads,
-and re-applying is a no-op in the graph store. It passes over the partitions this worker's own
+Its batches go through the same step as the agent's (apply, then publish the pending set if
+it is due), so behind the input they join the agent's coalescing window. The reader's
+positions live in the score book under ``<account topic>#replica`` and are committed with the
+scores they caused, like the agent's: after a crash, or when the pending set is discarded
+(``AccountProcessor.discards``), it re-reads from there, and the re-read events, duplicates in
+the graph store, still rescore their leads. It passes over the partitions this worker's own
 agent consumes (paused, its position kept); when one is handed away it goes back to the
 position the agent had reached there.
 """
