@@ -15,7 +15,6 @@ from typing import Optional
 class Pending:
     """Applied and not yet scored: affected leads by owner partition, what to commit with them."""
     causes: dict = field(default_factory=dict)  # owner partition -> {lead: cause}
-    owner: dict = field(default_factory=dict)  # lead -> its partition in ``causes``
     positions: dict = field(default_factory=dict)  # consumed positions of the batches
     book: dict = field(default_factory=dict)  # score-book writes of the batches (contact owners)
     produced_at: list = field(default_factory=list)  # input record times of the events
@@ -36,10 +35,9 @@ class Pending:
 
     def add_lead(self, lead: str, partition: int, cause: str) -> None:
         """``lead`` is owned by ``partition`` and was last reached by ``cause``."""
-        before = self.owner.get(lead)
-        if before is not None and before != partition:  # the contact moved account meanwhile
-            del self.causes[before][lead]
-        self.owner[lead] = partition
+        for other, leads in self.causes.items():  # a handful of partitions at most
+            if other != partition:
+                leads.pop(lead, None)  # the contact moved account meanwhile
         self.causes.setdefault(partition, {})[lead] = cause
 
     def due(self, window: float) -> bool:
