@@ -228,15 +228,14 @@ class AccountProcessor:
         # Leads are scored as of their owner partition's watermark, which may be later than
         # this batch's events: look for affected leads as far as the newest watermark.
         horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
-        # A duplicate rescores its leads too, replica or not: it is a batch replayed from the
-        # book's positions after a crash or a discarded window, whose leads were never scored.
-        todo = [(topic, event, effect) for (_, topic, event, _), effect in zip(decoded, effects)]
-        # one call for the whole batch (it shares neighbour lists), one set per event so each
-        # lead is credited with the last event that reached it
-        each = self.store.affected_leads_each([[_rescore_effect(eff)] for _, _, eff in todo], horizon,
+        # One call for the whole batch (it shares neighbour lists), one set per event so each
+        # lead is credited with the last event that reached it. A duplicate rescores its leads
+        # too, replica or not: it is a batch replayed from the book's positions after a crash or
+        # a discarded window, whose leads were never scored.
+        each = self.store.affected_leads_each([[_rescore_effect(eff)] for eff in effects], horizon,
                                               hops=self.options.hops)
         causes: dict[str, str] = {}
-        for (topic, event, effect), leads in zip(todo, each):
+        for (_, topic, event, _), effect, leads in zip(decoded, effects, each):
             if not replica:
                 (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
                 self.metrics.affected.labels(kind=event.kind).observe(len(leads))
