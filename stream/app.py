@@ -15,6 +15,7 @@ assignment the consumer is moved to those stored positions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -177,31 +178,36 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                     continue
                 by_partition.setdefault(m.partition, []).append(
                     RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
-            async with scoring:
-                try:
-                    held = False
-                    for partition, records in sorted(by_partition.items()):
-                        # caught up, each partition's share is published before the next one
-                        # is scored
-                        held = not await _take(records, partition) or held
-                    # a full batch or a held window means a backlog: the sweep waits meanwhile
-                    backlog[0] = len(events) >= options.batch_size or held
-                except Exception:
-                    _forget_pending()
-                    raise
+            async with _pending_scored():
+                held = False
+                for partition, records in sorted(by_partition.items()):
+                    # caught up, each partition's share is published before the next one is scored
+                    held = not await _take(records, partition) or held
+                # a full batch or a held window means a backlog: the sweep waits meanwhile
+                backlog[0] = len(events) >= options.batch_size or held
 
     @app.timer(options.batch_seconds)
     async def flush_pending() -> None:
         if not processor.flush_due():
             return
-        async with scoring:
-            try:
+        try:
+            async with _pending_scored():
                 if processor.flush_due():
                     await _publish(processor.flush())
                     backlog[0] = False  # no batch came to end the window: the sweep may run
-            except Exception:  # the next batch's admission seeks back to the book's positions
+        except Exception:  # the next batch's admission seeks back to the book's positions
+            logger.exception("scoring the pending leads failed; replaying their batches")
+
+    @contextlib.asynccontextmanager
+    async def _pending_scored():  # noqa: ANN202
+        # Under the lock; on failure the pending set (the agent's and the replication reader's
+        # batches) is forgotten and both re-read from the book's positions.
+        async with scoring:
+            try:
+                yield
+            except Exception:
                 _forget_pending()
-                logger.exception("scoring the pending leads failed; replaying their batches")
+                raise
 
     async def _take(records: list[RawRecord], partition: int, replica: bool = False) -> bool:
         # Behind the input, the leads of several batches (the agent's and the replication
@@ -226,12 +232,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
                             options.batch_size, options.batch_seconds, options.fetch_max_wait_ms)
 
         async def _replicated(records: list[RawRecord], partition: int) -> None:
-            async with scoring:
-                try:
-                    await _take(records, partition, replica=True)
-                except Exception:  # the reader then re-reads from the book (``discards``)
-                    _forget_pending()
-                    raise
+            async with _pending_scored():  # on failure the reader re-reads (``discards``)
+                await _take(records, partition, replica=True)
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:
