@@ -59,9 +59,10 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
                 # rebalance) with batches of this reader in it: their leads were never scored,
                 # so read on from the positions committed with scores (duplicates rescore).
                 discards = processor.discards
+                stored = processor.published_positions()
                 for tp in tps:
                     if tp.partition not in paused:
-                        consumer.seek(tp, _resume_at(processor, topic, tp.partition))
+                        consumer.seek(tp, _resume_at(stored, topic, tp.partition))
             owned = _owned(processor)
             for p in sorted(owned - paused):
                 # this worker's own agent applies and rescores it: fetching it here too would
@@ -71,7 +72,7 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
             for p in sorted(paused - owned):
                 # handed to another worker: read on from where the agent left it
                 tp = TopicPartition(topic, p)
-                consumer.seek(tp, _resume_at(processor, topic, p))
+                consumer.seek(tp, _resume_at(processor.published_positions(), topic, p))
                 consumer.resume(tp)
                 paused.discard(p)
             got = await consumer.getmany(timeout_ms=int(batch_seconds * 1000), max_records=batch_size)
@@ -89,10 +90,9 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
         await consumer.stop()
 
 
-def _resume_at(processor: AccountProcessor, topic: str, partition: int) -> int:
+def _resume_at(stored: dict[tuple[str, int], int], topic: str, partition: int) -> int:
     # What this worker's agent published of a partition it once owned was applied and scored
     # here too: the reader need not read it again, nor what an earlier read published.
-    stored = processor.published_positions()
     return max(stored.get((topic + REPLICA_SUFFIX, partition), 0), stored.get((topic, partition), 0))
 
 
