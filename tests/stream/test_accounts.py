@@ -187,58 +187,66 @@ def _behind(events, offset: int, seconds: float):
     return _records(events, offset, produced_at=time.time() - seconds)
 
 
-def test_behind_the_input_the_leads_of_several_batches_are_scored_once(tmp_path, tiny_world, trained_registry):
-    import time
-
-    from schemas.timeutil import from_micros
-    batches = _tiny_batches(tiny_world, size=40)[:12]
+@pytest.fixture
+def twin_and_proc(tmp_path, trained_registry):
+    """A processor that scores every batch at once (the twin) and one with a 30 s window."""
     twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
     proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
-    try:
-        # Caught up (records just produced): every batch is scored at once, as with no window.
-        for lo, events in batches[:4]:
-            twin.commit_published(twin.process(_records(events, lo), 0))
-            proc.apply(_behind(events, lo, 0.0), 0)
-            assert proc.flush_due()
-            proc.commit_published(proc.flush())
-        # Behind: the next batches wait for the window, then their leads are scored together.
-        expected, each = set(), 0
-        for lo, events in batches[4:]:
-            out = twin.process(_records(events, lo), 0)
-            twin.commit_published(out)
-            each += len(out.scores)
-            expected |= {s.contact_id for s in out.scores}
-            proc.apply(_behind(events, lo, 60.0), 0)
-            assert not proc.flush_due()
-        # the window ends (shortened here rather than waited out)
-        proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": 0.05})
-        time.sleep(0.06)
+    yield twin, proc
+    for p in (twin, proc):
+        p.store.close()
+        p.book.close()
+
+
+def _shorten_window(proc, seconds: float = 0.05) -> None:
+    """End a coalescing window now rather than waiting it out."""
+    import time
+    proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": seconds})
+    time.sleep(seconds + 0.01)
+    assert proc.flush_due()
+
+
+def test_behind_the_input_the_leads_of_several_batches_are_scored_once(twin_and_proc, tiny_world):
+    from schemas.timeutil import from_micros
+    batches = _tiny_batches(tiny_world, size=40)[:12]
+    twin, proc = twin_and_proc
+    # Caught up (records just produced): every batch is scored at once, as with no window.
+    for lo, events in batches[:4]:
+        twin.commit_published(twin.process(_records(events, lo), 0))
+        proc.apply(_behind(events, lo, 0.0), 0)
         assert proc.flush_due()
-        out = proc.flush()
-        proc.commit_published(out)
+        proc.commit_published(proc.flush())
+    # Behind: the next batches wait for the window, then their leads are scored together.
+    expected, each = set(), 0
+    for lo, events in batches[4:]:
+        out = twin.process(_records(events, lo), 0)
+        twin.commit_published(out)
+        each += len(out.scores)
+        expected |= {s.contact_id for s in out.scores}
+        proc.apply(_behind(events, lo, 60.0), 0)
         assert not proc.flush_due()
-        ids = [s.contact_id for s in out.scores]
-        assert len(ids) == len(set(ids)) and len(ids) < each  # each lead once, fewer than batch by batch
-        # the metric of flushes: four single batches, then the window of the other eight
-        sample = proc.metrics.registry.get_sample_value
-        assert sample("leadpulse_flush_events_count") == 5
-        assert sample("leadpulse_flush_events_sum") == sum(len(events) for _, events in batches)
-        last = batches[-1][0] + len(batches[-1][1])
-        assert out.positions == {("acc", 0): last} and proc.published_positions() == twin.published_positions()
-        mark = proc.watermark(0)
-        assert mark == twin.watermark(0) and all(s.as_of == from_micros(mark) for s in out.scores)
-        # every lead the twin rescored was checked as of the newest watermark, each published
-        # score names an event of the window and equals the full recompute as of that watermark
-        checked = {key[0] for key, e in proc.book.scan("s") if e["checked_as_of"] == mark}
-        assert set(expected) <= checked
-        causes = {f"{_TOPIC[e.kind]}:{e.entity_id}" for _, events in batches[4:] for e in events}
-        assert {s.cause for s in out.scores} <= causes
-        reference = full_recompute(proc.store, proc.scorer.model, {cid: mark for cid in ids})
-        assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
-    finally:
-        for p in (twin, proc):
-            p.store.close()
-            p.book.close()
+    _shorten_window(proc)
+    out = proc.flush()
+    proc.commit_published(out)
+    assert not proc.flush_due()
+    ids = [s.contact_id for s in out.scores]
+    assert len(ids) == len(set(ids)) and len(ids) < each  # each lead once, fewer than batch by batch
+    # the metric of flushes: four single batches, then the window of the other eight
+    sample = proc.metrics.registry.get_sample_value
+    assert sample("leadpulse_flush_events_count") == 5
+    assert sample("leadpulse_flush_events_sum") == sum(len(events) for _, events in batches)
+    last = batches[-1][0] + len(batches[-1][1])
+    assert out.positions == {("acc", 0): last} and proc.published_positions() == twin.published_positions()
+    mark = proc.watermark(0)
+    assert mark == twin.watermark(0) and all(s.as_of == from_micros(mark) for s in out.scores)
+    # every lead the twin rescored was checked as of the newest watermark, each published
+    # score names an event of the window and equals the full recompute as of that watermark
+    checked = {key[0] for key, e in proc.book.scan("s") if e["checked_as_of"] == mark}
+    assert set(expected) <= checked
+    causes = {f"{_TOPIC[e.kind]}:{e.entity_id}" for _, events in batches[4:] for e in events}
+    assert {s.cause for s in out.scores} <= causes
+    reference = full_recompute(proc.store, proc.scorer.model, {cid: mark for cid in ids})
+    assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
 
 
 def test_a_discarded_window_leaves_its_batches_unpublished(processor, tiny_world):
@@ -252,83 +260,66 @@ def test_a_discarded_window_leaves_its_batches_unpublished(processor, tiny_world
     assert not out.scores and not out.positions
 
 
-def _shorten_window(proc, seconds: float = 0.05) -> None:
-    """End a coalescing window now rather than waiting it out."""
-    import time
-    proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": seconds})
-    time.sleep(seconds + 0.01)
-    assert proc.flush_due()
-
-
 def _scored(out) -> dict:
     """Lead -> score of every lead a flush scored: published, or checked and unmoved."""
     checked = {key[1]: e["score"] for key, e in out.book.items() if key[0] == "s"}
     return {**checked, **{s.contact_id: s.score for s in out.scores}}
 
 
-def test_a_held_window_takes_the_replica_batches_in_too(tmp_path, tiny_world, trained_registry):
+def _same_history(tiny_world, *procs) -> list:
+    """The tiny world's batches of 40 events, the first 6 processed by each of ``procs``."""
+    batches = _tiny_batches(tiny_world, size=40)
+    for lo, events in batches[:6]:
+        for p in procs:
+            p.commit_published(p.process(_records(events, lo), 0))
+    return batches
+
+
+def test_a_held_window_takes_the_replica_batches_in_too(twin_and_proc, tiny_world):
     # The replication reader goes through ``take`` like the agent: its batches join a held
     # window instead of publishing it early, and the window's flush commits both positions.
-    batches = _tiny_batches(tiny_world, size=40)
-    twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
-    proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
-    try:
-        for lo, events in batches[:6]:
-            for p in (twin, proc):
-                p.commit_published(p.process(_records(events, lo), 0))
-        (own_lo, own), (rep_lo, rep) = batches[6], batches[7]
-        expected = {}
-        for out in (twin.process(_records(own, own_lo), 0), twin.process(_records(rep, rep_lo), 0, replica=True)):
-            twin.commit_published(out)
-            expected.update(_scored(out))
-        assert proc.take(_behind(own, own_lo, 60.0), 0) is None
-        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # held, not flushed
-        _shorten_window(proc)
-        out = proc.flush()
-        proc.commit_published(out)
-        assert out.positions == {("acc", 0): own_lo + len(own), ("acc#replica", 0): rep_lo + len(rep)}
-        scored = _scored(out)
-        assert set(expected) <= set(scored)
-        assert max(abs(scored[cid] - score) for cid, score in expected.items()) <= 1e-5
-    finally:
-        for p in (twin, proc):
-            p.store.close()
-            p.book.close()
+    twin, proc = twin_and_proc
+    batches = _same_history(tiny_world, twin, proc)
+    (own_lo, own), (rep_lo, rep) = batches[6], batches[7]
+    expected = {}
+    for out in (twin.process(_records(own, own_lo), 0), twin.process(_records(rep, rep_lo), 0, replica=True)):
+        twin.commit_published(out)
+        expected.update(_scored(out))
+    assert proc.take(_behind(own, own_lo, 60.0), 0) is None
+    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # held, not flushed
+    _shorten_window(proc)
+    out = proc.flush()
+    proc.commit_published(out)
+    assert out.positions == {("acc", 0): own_lo + len(own), ("acc#replica", 0): rep_lo + len(rep)}
+    scored = _scored(out)
+    assert set(expected) <= set(scored)
+    assert max(abs(scored[cid] - score) for cid, score in expected.items()) <= 1e-5
 
 
-def test_replica_batches_replayed_after_a_discard_rescore_their_leads(tmp_path, tiny_world, trained_registry):
+def test_replica_batches_replayed_after_a_discard_rescore_their_leads(twin_and_proc, tiny_world):
     # A discarded window (failure, rebalance) took replica batches with it; the reader re-reads
     # them from the book's positions (``discards`` moved), and the replayed duplicates must
     # rescore the leads the discarded window never scored.
-    batches = _tiny_batches(tiny_world, size=40)
-    twin = _new_processor(trained_registry[0], tmp_path / "twin", {"coalesce": 0})
-    proc = _new_processor(trained_registry[0], tmp_path / "proc", {"coalesce": 30.0})
-    try:
-        for lo, events in batches[:6]:
-            for p in (twin, proc):
-                p.commit_published(p.process(_records(events, lo), 0))
-        rep_lo, rep = batches[6]
-        out = twin.process(_records(rep, rep_lo), 0, replica=True)
-        twin.commit_published(out)
-        expected = _scored(out)
-        assert expected
-        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None
-        before = proc.discards
-        proc.discard_pending()
-        assert proc.discards == before + 1 and ("acc#replica", 0) not in proc.published_positions()
-        assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # all duplicates now
-        _shorten_window(proc)
-        out = proc.flush()
-        proc.commit_published(out)
-        # a duplicate counts as a change to every lead it can reach, a superset of the twin's
-        scored = _scored(out)
-        assert set(expected) <= set(scored)
-        reference = full_recompute(proc.store, proc.scorer.model, {cid: proc.watermark(0) for cid in scored})
-        assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
-        # an unmoved lead keeps its published score, within epsilon of the recompute
-        assert max(abs(score - reference[cid]) for cid, score in scored.items()) <= proc.options.epsilon + 1e-6
-        assert proc.published_positions() == twin.published_positions()
-    finally:
-        for p in (twin, proc):
-            p.store.close()
-            p.book.close()
+    twin, proc = twin_and_proc
+    batches = _same_history(tiny_world, twin, proc)
+    rep_lo, rep = batches[6]
+    out = twin.process(_records(rep, rep_lo), 0, replica=True)
+    twin.commit_published(out)
+    expected = _scored(out)
+    assert expected
+    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None
+    before = proc.discards
+    proc.discard_pending()
+    assert proc.discards == before + 1 and ("acc#replica", 0) not in proc.published_positions()
+    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # all duplicates now
+    _shorten_window(proc)
+    out = proc.flush()
+    proc.commit_published(out)
+    # a duplicate counts as a change to every lead it can reach, a superset of the twin's
+    scored = _scored(out)
+    assert set(expected) <= set(scored)
+    reference = full_recompute(proc.store, proc.scorer.model, {cid: proc.watermark(0) for cid in scored})
+    assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
+    # an unmoved lead keeps its published score, within epsilon of the recompute
+    assert max(abs(score - reference[cid]) for cid, score in scored.items()) <= proc.options.epsilon + 1e-6
+    assert proc.published_positions() == twin.published_positions()
