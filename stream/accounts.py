@@ -99,6 +99,7 @@ class Outputs:
     positions: dict = field(default_factory=dict)  # account-topic positions these outputs complete
     tiers: list = field(default_factory=list)  # (previous tier or None, tier) of each published score
     produced_at: list = field(default_factory=list)  # input record times of the events processed
+    events: int = 0  # events applied whose scores these outputs complete (0 for the decay sweep)
 
     def merge(self, other: "Outputs") -> None:
         self.scores += other.scores
@@ -137,6 +138,7 @@ class AccountProcessor:
         #: how often the pending set was discarded: a reader whose batches were in it (the
         #: replication reader) re-reads from ``published_positions`` when this moves
         self.discards = 0
+        self._in_flight = 0  # events of flushed windows whose outputs are not committed yet
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -192,7 +194,9 @@ class AccountProcessor:
     def flush(self) -> Outputs:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
         pending, self._pending = self._pending, Pending()
-        out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at)
+        out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at,
+                      events=pending.events)
+        self._in_flight += pending.events
         if pending.events:
             self.metrics.flush_events.observe(pending.events)
         with paused_gc():  # as in ``apply``
@@ -204,7 +208,9 @@ class AccountProcessor:
         """Forget applied batches whose leads are not scored yet (after a failure or a
         rebalance: the consumer resumes from ``published_positions`` and replays them)."""
         self._pending = Pending()
+        self._in_flight = 0
         self.discards += 1
+        self._count_unpublished()
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
@@ -214,6 +220,7 @@ class AccountProcessor:
         pending = self._pending
         positions = {(topic_of(r.topic), r.partition): r.offset + 1 for r in records}
         pending.add_batch(len(events), positions, [ts for _, _, _, ts in decoded if ts is not None])
+        self._count_unpublished()
         started = time.perf_counter()
         effects = self.store.apply(events, None if replica else positions, partition=partition)
         if not replica:
@@ -418,6 +425,8 @@ class AccountProcessor:
         """Record what was published (after the producer flushed it)."""
         if out.book or out.positions:
             self.book.commit(out.book, positions=out.positions)
+        self._in_flight = max(0, self._in_flight - out.events)
+        self._count_unpublished()
         for s in out.scores:
             self.metrics.scores_published.labels(cause=s.cause.split(":", 1)[0]).inc()
         for a in out.alerts:
@@ -426,6 +435,9 @@ class AccountProcessor:
             if before is not None:
                 self.metrics.leads_by_tier.labels(tier=before).dec()
             self.metrics.leads_by_tier.labels(tier=after).inc()
+
+    def _count_unpublished(self) -> None:
+        self.metrics.unpublished_events.set(self._pending.events + self._in_flight)
 
     def count_tiers(self) -> None:
         """Set the tier gauge from the score book (at start and after a rebalance)."""

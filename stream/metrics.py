@@ -43,6 +43,10 @@ class Metrics:
             "leadpulse_flush_events",
             "Events applied per scoring flush (a batch when caught up, a coalescing window when behind)",
             buckets=WINDOW_BUCKETS, registry=r)
+        self.unpublished_events = Gauge(
+            "leadpulse_unpublished_events",
+            "Events applied to the graph whose score changes are not published yet (the coalescing "
+            "window, and the batch being scored or sent)", registry=r)
         self.affected = Histogram("leadpulse_affected_leads", "Affected leads per applied event",
                                   ["kind"], buckets=SIZE_BUCKETS, registry=r)
         self.scores_published = Counter("leadpulse_scores_published", "Score changes published",

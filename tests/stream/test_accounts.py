@@ -225,14 +225,18 @@ def test_behind_the_input_the_leads_of_several_batches_are_scored_once(twin_and_
         expected |= {s.contact_id for s in out.scores}
         proc.apply(_behind(events, lo, 60.0), 0)
         assert not proc.flush_due()
+    sample = proc.metrics.registry.get_sample_value
+    held = sum(len(events) for _, events in batches[4:])
+    assert sample("leadpulse_unpublished_events") == held
     _shorten_window(proc)
     out = proc.flush()
+    assert sample("leadpulse_unpublished_events") == held  # scored, not yet sent
     proc.commit_published(out)
+    assert sample("leadpulse_unpublished_events") == 0
     assert not proc.flush_due()
     ids = [s.contact_id for s in out.scores]
     assert len(ids) == len(set(ids)) and len(ids) < each  # each lead once, fewer than batch by batch
     # the metric of flushes: four single batches, then the window of the other eight
-    sample = proc.metrics.registry.get_sample_value
     assert sample("leadpulse_flush_events_count") == 5
     assert sample("leadpulse_flush_events_sum") == sum(len(events) for _, events in batches)
     last = batches[-1][0] + len(batches[-1][1])
