@@ -228,6 +228,43 @@ class Service:
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
 
+class Settled:
+    """True once the workers ``svcs`` consumed ``sent`` events, their account stages applied
+    them and every score those caused is published (``leadpulse_unpublished_events`` is 0).
+
+    Ingest alone runs far ahead of the account stage (once 360,856 consumed, 98,437 applied),
+    and the account stage scores a coalescing window after applying it, so neither count says
+    the worker is done. Applied may stay short of ``sent`` for good: an activity whose contact
+    has not arrived yet is held by the router. So: every event applied, or the applied count
+    standing still for ``quiet`` seconds, with nothing left unpublished. ``applied`` is the
+    last count read (summed over the processes).
+    """
+
+    NAMES = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total",
+             "leadpulse_events_duplicate_total", "leadpulse_unpublished_events"]
+
+    def __init__(self, svcs: list[Service], sent: int, quiet: float = 10.0) -> None:
+        self.svcs, self.sent, self.quiet = svcs, sent, quiet
+        self.applied: Optional[float] = None
+        self._last: Optional[tuple[float, float]] = None  # (applied, since when)
+
+    def __call__(self) -> bool:
+        got = [svc.metrics(self.NAMES) for svc in self.svcs]
+        if any(g is None for g in got):  # busy: not an answer, never quiet
+            return False
+        consumed, applied, duplicates, unpublished = (sum(g[n] for g in got) for n in self.NAMES)
+        self.applied = applied + duplicates
+        if consumed < self.sent or unpublished > 0:
+            self._last = None
+            return False
+        if self.applied >= self.sent:
+            return True
+        now = time.monotonic()
+        if self._last is None or self._last[0] != self.applied:
+            self._last = (self.applied, now)
+        return now - self._last[1] >= self.quiet
+
+
 def start_broker(stack) -> str:
     """``KAFKA_BOOTSTRAP`` if set, else an embedded broker owned by ``stack`` (an ExitStack)."""
     from stream.broker import EmbeddedBroker

@@ -35,11 +35,10 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
 
 import psutil  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults,  # noqa: E402
+from bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults, Settled,  # noqa: E402
                           model_defaults, Service, start_broker, wait_for, write_json)
 from bench.stream import Phase, load_stream, send  # noqa: E402
 
@@ -50,38 +49,6 @@ def rss(pid: int) -> int:
     """Resident bytes of ``pid`` and its children."""
     proc = psutil.Process(pid)
     return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-
-
-class Settled:
-    """True once the worker consumed ``sent`` events and its account stage has applied them.
-
-    Ingest alone runs far ahead of the account stage (once 360,856 consumed, 98,437 applied),
-    so counting consumed events sampled a worker whose graph held a fraction of them. Applied
-    may stay short of ``sent`` for good: an activity whose contact has not arrived yet is held
-    by the router. So: every event applied, or the account stage idle — neither its applied
-    count nor the scores it published moved for ``quiet`` seconds (the applied count alone
-    stands still while a large batch is being scored).
-    """
-
-    def __init__(self, svc: Service, sent: int, quiet: float = 10.0) -> None:
-        self.svc, self.sent, self.quiet = svc, sent, quiet
-        self.last: Optional[tuple[tuple, float]] = None  # ((applied, published), since when)
-
-    def __call__(self) -> bool:
-        names = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total",
-                 "leadpulse_events_duplicate_total", "leadpulse_scores_published_total"]
-        got = self.svc.metrics(names)
-        if got is None:  # busy: not an answer, never quiet
-            return False
-        applied = got[names[1]] + got[names[2]]
-        if got[names[0]] < self.sent:
-            return False
-        if applied >= self.sent:
-            return True
-        now, progress = time.monotonic(), (applied, got[names[3]])
-        if self.last is None or self.last[0] != progress:
-            self.last = (progress, now)
-        return now - self.last[1] >= self.quiet
 
 
 def fit(samples: list[dict], key: str) -> dict:
@@ -129,7 +96,7 @@ def worker_series(args: argparse.Namespace) -> dict:
             asyncio.run(send_step(step))
             sent += len(step)
             left = args.budget - (time.monotonic() - began)
-            done = wait_for(Settled(svc, sent), max(left, 1), 0.5)
+            done = wait_for(Settled([svc], sent), max(left, 1), 0.5)
             samples.append({"events": sent, "rss_bytes": rss(svc.proc.pid),
                             "store_bytes": du(svc.data_dir / "worker"),
                             "seconds": round(time.monotonic() - began, 1), "applied": done})

@@ -44,7 +44,7 @@ from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
-                          model_defaults, percentiles, Service, start_broker, write_json)
+                          model_defaults, percentiles, Service, Settled, start_broker, write_json)
 
 CDF_POINTS = 200
 
@@ -164,35 +164,27 @@ async def send(producer, prefix: str, phase: Phase) -> None:
     phase.send_seconds = time.perf_counter() - t0
 
 
-STAGES = ["leadpulse_events_consumed_total", "leadpulse_events_applied_total", "leadpulse_events_duplicate_total"]
-
-
-def processed(kind: str, svcs: list[Service], collector: Collector) -> Optional[tuple[float, float]]:
-    """(events consumed, events through the last stage) so far: for the worker stage 1's count
-    and the events applied to the graph by the agents (duplicates included; summed over the
-    processes); for the pass-through its outputs."""
-    if kind == "passthrough":
-        n = float(len(collector.records))
-        return n, n
-    got = [svc.metrics(STAGES) for svc in svcs]
-    if any(g is None for g in got):
-        return None
-    return sum(g[STAGES[0]] for g in got), sum(g[STAGES[1]] + g[STAGES[2]] for g in got)
-
-
 async def drain(kind: str, svcs: list[Service], collector: Collector, phase: Phase, target: int,
-                timeout: float) -> bool:
-    """Poll until ``target`` events were consumed; record the polls (they give the rate while behind)."""
+                timeout: float, quiet: float) -> bool:
+    """Poll until ``target`` events went through the app: for the worker until its account
+    stage applied them and published every score they caused (``Settled``: stage 1 having
+    consumed them is not enough — a phase started on top of stage 2's backlog, a window that
+    takes seconds to score on a big world, would be charged with its latency); for the
+    pass-through until its outputs arrived. Record the polls (they give the rate while behind)."""
+    settled = Settled(svcs, target, quiet) if kind == "worker" else None
     deadline = time.monotonic() + timeout
     while True:
         began = time.perf_counter()
-        got = await asyncio.to_thread(processed, kind, svcs, collector)
-        if kind == "worker":  # a scrape that waits for the worker's event loop shows here
-            phase.poll_ms.append((time.perf_counter() - began) * 1000)
-        if got is not None:
-            phase.polls.append((time.time(), got[1]))
-            if got[0] >= target:
-                return True
+        if settled is None:
+            done = len(collector.records) >= target
+            phase.polls.append((time.time(), float(len(collector.records))))
+        else:
+            done = await asyncio.to_thread(settled)
+            phase.poll_ms.append((time.perf_counter() - began) * 1000)  # a read that waits for the worker's loop
+            if settled.applied is not None:
+                phase.polls.append((time.time(), settled.applied))
+        if done:
+            return True
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.25)
@@ -224,8 +216,9 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
             sent += len(phase.msgs)
             t0 = time.perf_counter()
             phase.drained = await drain(kind, svcs, collector, phase, sent,
-                                        args.drain_timeout if phase is not pre else args.drain_timeout * 2)
-            if kind == "worker" and phase.drained:  # stage 2 lags stage 1: wait until caused scores stop arriving
+                                        args.drain_timeout if phase is not pre else args.drain_timeout * 2,
+                                        args.settle)
+            if kind == "worker" and phase.drained:  # all published: wait until the collector has read them
                 # (decay-sweep scores may go on for a while: they are not caused by the phase)
                 await asyncio.to_thread(_settle, collector, args.settle, args.drain_timeout)
             phase.drain_seconds = time.perf_counter() - t0

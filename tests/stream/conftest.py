@@ -1,12 +1,10 @@
 """Fixtures for worker integration tests: a trained tiny model and real worker processes."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
