@@ -156,16 +156,8 @@ def headline_section(data: dict) -> list[str]:
                      " / ".join(f(ex[k].get("p50_ms"), 2) for k in seeds)])
     for r in data.get("accounts", {}).get("rows", []):
         rows.append([f"account stage in-process, batches of {r['batch']} records (events/s)", f(r["events_per_s"])])
-    h = data.get("stream", {}).get("headline", {})
-    if h:
-        (w, wk), (p, pk) = max_rate(data["stream"], "worker"), max_rate(data["stream"], "passthrough")
-        rows += [[f"worker, as fast as possible (events/s, {wk})", f(w)],
-                 [f"Faust pass-through, same run (events/s, {pk})", f(p)],
-                 ["worker / pass-through", f(w / p, 3) if w and p else "n/a"],
-                 ["worker p50 / p99 event→publish at 1,000 events/s (ms)",
-                  f"{f(h.get('worker_p50_ms_at_1000'), 0)} / {f(h.get('worker_p99_ms_at_1000'), 0)}"],
-                 ["pass-through p50 / p99 at 1,000 events/s (ms)",
-                  f"{f(h.get('passthrough_p50_ms_at_1000'), 0)} / {f(h.get('passthrough_p99_ms_at_1000'), 0)}"]]
+    for key in STREAM_RESULTS:
+        rows += _stream_headline(data.get(key))
     for w in data.get("incremental", {}).get("worlds", []):
         rows.append([f"incremental vs full per event, {w['world']} world ({w['contacts']:,} contacts)",
                      f"x{f(w['speedup_median_of_ratios'])}; max abs score difference {w['max_abs_diff']:.1e}"])
@@ -185,6 +177,25 @@ def headline_section(data: dict) -> list[str]:
     return ["## Headline figures", "", table(["what", "measured"], rows) if rows else "nothing measured yet", ""]
 
 
+#: stream benchmark results the report shows: the suite's run, and the large world run alone
+STREAM_RESULTS = ("stream", "stream-large")
+
+
+def _stream_headline(stream: Optional[dict]) -> list[list]:
+    h = (stream or {}).get("headline", {})
+    if not h:
+        return []
+    (w, wk), (p, pk) = max_rate(stream, "worker"), max_rate(stream, "passthrough")
+    world = f"`{stream['world']}` world"
+    return [[f"worker, {world}, as fast as possible (events/s, {wk})", f(w)],
+            [f"Faust pass-through, same run (events/s, {pk})", f(p)],
+            ["worker / pass-through", f(w / p, 3) if w and p else "n/a"],
+            [f"worker p50 / p99 event→publish at 1,000 events/s, {world} (ms)",
+             f"{f(h.get('worker_p50_ms_at_1000'), 0)} / {f(h.get('worker_p99_ms_at_1000'), 0)}"],
+            ["pass-through p50 / p99 at 1,000 events/s (ms)",
+             f"{f(h.get('passthrough_p50_ms_at_1000'), 0)} / {f(h.get('passthrough_p99_ms_at_1000'), 0)}"]]
+
+
 def _worker_line(settings: dict) -> str:
     w = settings.get("worker")  # not recorded by runs before coalescing
     if not w:
@@ -195,11 +206,13 @@ def _worker_line(settings: dict) -> str:
             f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).{procs}")
 
 
-def stream_section(stream: Optional[dict], out: Path) -> list[str]:
+def stream_section(stream: Optional[dict], out: Path, key: str = "stream") -> list[str]:
+    """The stream benchmark's tables; the plots only for the suite's run (``key`` "stream")."""
+    title = "## Throughput and latency" + ("" if key == "stream" else f" (`{key}.json`)")
     if not stream:
-        return ["## Throughput and latency", "", "not measured (`leadpulse bench --only stream`)", ""]
+        return [title, "", "not measured (`leadpulse bench --only stream`)", ""] if key == "stream" else []
     s = stream["settings"]
-    lines = ["## Throughput and latency", "",
+    lines = [title, "",
              f"World `{stream['world']}` (seed {stream['seed']}): {stream['events']['preload']:,} pre-history "
              f"events preloaded, then phases of {f(s['duration_s'])} s per fixed rate and {s['max_events']:,} "
              f"events as fast as possible; {s['partitions']} partitions. Latency: {s['latency']}. "
@@ -217,8 +230,9 @@ def stream_section(stream: Optional[dict], out: Path) -> list[str]:
                  f"{p['latency_samples']:,}", "yes" if p["drained"] else "**no**"] for p in phases]
         lines += [f"**{app}**", "", table(["phase", "events", "offered/s", "achieved/s", "draining/s", "p50 ms", "p95 ms",
                                            "p99 ms", "latency samples", "processed"], rows), ""]
-    lines += [f"![latency CDF]({plot_latency_cdf(stream, out)})", "",
-              f"![throughput vs rate]({plot_throughput(stream, out)})", ""]
+    if key == "stream":
+        lines += [f"![latency CDF]({plot_latency_cdf(stream, out)})", "",
+                  f"![throughput vs rate]({plot_throughput(stream, out)})", ""]
     return lines
 
 
@@ -352,7 +366,8 @@ def write_report(results: Path) -> Path:
         lines += [("Run alone (not by the command above): " if run else "Each benchmark was run alone: ")
                   + "; ".join(f"{k}: " + " and ".join(f"`{c}`" for c in cs) for k, cs in alone) + ".", ""]
     lines += headline_section(data)
-    lines += stream_section(data.get("stream"), results)
+    for key in STREAM_RESULTS:
+        lines += stream_section(data.get(key), results, key)
     lines += accounts_section(data.get("accounts"))
     lines += incremental_section(data.get("incremental"), results)
     lines += accuracy_section(data, results)
