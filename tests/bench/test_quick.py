@@ -40,6 +40,9 @@ def test_every_benchmark_ran_and_wrote_json(quick_results):
         phases = stream["apps"][app]["phases"]
         assert [p["name"] for p in phases] == ["250", "1000", "2000", "max"]
         assert all(p["events"] > 0 and set(p["latency_ms"]) == {"p50", "p95", "p99"} for p in phases)
+        # every phase found done: for the worker, applied (or held by the router for good) and
+        # all its scores published, well inside the drain timeout at these sizes
+        assert all(p["drained"] for p in phases), [(p["name"], p["drained"]) for p in phases]
     assert set(stream["headline"]) >= {"worker_max_events_per_s", "passthrough_max_events_per_s",
                                        "worker_over_passthrough", "worker_p99_ms_at_1000"}
     worlds = data["incremental"]["worlds"]
