@@ -21,6 +21,7 @@ class MetricsSample:
     rejected: float = 0.0
     applied: float = 0.0  # through the account stage: applied to the graph, or duplicates
     latency_buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
+    unpublished: float = 0.0  # a gauge: applied events whose scores are not published yet
 
     def quantile(self, q: float) -> Optional[float]:
         """Histogram quantile by linear interpolation inside the bucket (as PromQL does)."""
@@ -48,7 +49,8 @@ class MetricsSample:
         if self.consumed < earlier.consumed or any(c < 0 for _, c in buckets):
             return self
         return MetricsSample(self.consumed - earlier.consumed, self.published - earlier.published,
-                             self.rejected - earlier.rejected, self.applied - earlier.applied, buckets)
+                             self.rejected - earlier.rejected, self.applied - earlier.applied, buckets,
+                             self.unpublished)
 
 
 def _latency(sample: MetricsSample) -> Optional[str]:
@@ -68,6 +70,8 @@ def parse_metrics(text: str) -> MetricsSample:
                 sample.rejected += s.value
             elif s.name in ("leadpulse_events_applied_total", "leadpulse_events_duplicate_total"):
                 sample.applied += s.value
+            elif s.name == "leadpulse_unpublished_events":
+                sample.unpublished += s.value
             elif s.name == "leadpulse_event_to_publish_seconds_bucket":
                 sample.latency_buckets.append((float(s.labels["le"]), s.value))
     sample.latency_buckets.sort()
@@ -105,7 +109,7 @@ class LiveView:
         if metrics is not None:
             rate = f"{events_per_s:,.0f} events/s" if events_per_s is not None else "- events/s"
             lines.append(f"consumed {metrics.consumed:,.0f}  ({rate})   applied {metrics.applied:,.0f}   "
-                         f"dead letters {metrics.rejected:,.0f}")
+                         f"unpublished {metrics.unpublished:,.0f}   dead letters {metrics.rejected:,.0f}")
             overall = _latency(metrics)
             if overall is None:
                 lines.append("event→publish: no scores yet")

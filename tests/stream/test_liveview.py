@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from stream.liveview import LiveView, parse_metrics
+from stream.liveview import LiveView, MetricsSample, parse_metrics
 from stream.metrics import Metrics
 
 
@@ -69,6 +69,8 @@ def test_applied_counts_what_the_account_stage_worked_through() -> None:
     m.consumed.labels(topic="crm.activities").inc(10)
     m.applied.labels(kind="activity").inc(6)
     m.duplicates.labels(kind="activity").inc(1)
+    m.unpublished_events.set(3)  # applied, their scores not sent yet (a gauge: not a difference)
     sample = _sample(m)
-    assert sample.applied == 7
-    assert "applied 7" in LiveView().render(sample, None, 1.0)
+    assert sample.applied == 7 and sample.unpublished == 3
+    assert "applied 7   unpublished 3" in LiveView().render(sample, None, 1.0)
+    assert sample.since(MetricsSample()).unpublished == 3
