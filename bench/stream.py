@@ -16,12 +16,14 @@ wall-clock send time of the input record that caused it (both stamped on this ma
 worker's outputs name their cause (``leads.scores`` ``cause`` = topic:entity id); an event's
 latency is its first score publication; events that moved no score by more than epsilon have
 no sample (their count is reported). The pass-through's output is the input itself.
-Throughput of a phase: its events / (last output caused by them − first send of the phase).
+Throughput of a phase: its events / (last output caused by them − first send of the phase), the
+last output being the last one before the phase was found done (``Settled``: an activity held by
+the router until its contact arrives is scored phases later; ``outputs_after_settled`` counts them).
 
     python bench/stream.py                      # 10k-contact world, 60 s per rate (~15-25 min)
     python bench/stream.py --quick              # tiny world, ~1 s per phase
     python bench/stream.py --world large --duration 45 --max-events 30000 --name stream-large
-                                                # 100k-contact world (~30 min)
+                                                # 100k-contact world (~15 min)
 """
 from __future__ import annotations
 
