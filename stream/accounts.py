@@ -425,6 +425,8 @@ class AccountProcessor:
         """Record what was published (after the producer flushed it)."""
         if out.book or out.positions:
             self.book.commit(out.book, positions=out.positions)
+        # a rebalance (``discard_pending``, outside the scoring lock) may have zeroed the count
+        # while these outputs were being sent
         self._in_flight = max(0, self._in_flight - out.events)
         self._count_unpublished()
         for s in out.scores:

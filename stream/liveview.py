@@ -50,7 +50,7 @@ class MetricsSample:
             return self
         return MetricsSample(self.consumed - earlier.consumed, self.published - earlier.published,
                              self.rejected - earlier.rejected, self.applied - earlier.applied, buckets,
-                             self.unpublished)
+                             unpublished=self.unpublished)  # a gauge: the current value, not a difference
 
 
 def _latency(sample: MetricsSample) -> Optional[str]:
