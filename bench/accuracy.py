@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.hazard import NAMES as REFERENCES, references  # noqa: E402
 from model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
 from model.examples import SplitOptions  # noqa: E402
 
@@ -151,7 +152,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="small", help="comma-separated: tiny, small, large")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated world (and model) seeds")
-    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--models", default=",".join([*DEFAULT_MODELS, *REFERENCES]),
+                    help="models to fit and score; sim_hazard and sim_hazard_observed are the "
+                         "world's own hazard at the cutoff (bench/hazard.py), a yardstick, not a model")
     ap.add_argument("--data", default="/tmp/leadpulse-bench", help="where simulated worlds are cached")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--max-train-cutoffs", type=int, default=None,
@@ -191,7 +194,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             buf = io.StringIO()
             options = SplitOptions(**split_kw, sample_seed=seed)
-            report = run_evaluation(tables, models=models, seed=seed, out=buf, options=options)
+            refs = {r.name: r for r in references(tables, models)}
+            report = run_evaluation(tables, models=[refs.get(m, m) for m in models], seed=seed, out=buf,
+                                    options=options)
             wall = time.perf_counter() - t0
             print(f"--- {size} seed {seed} ({wall:.0f}s)\n{buf.getvalue()}", flush=True)
             runs.append({"seed": seed, "wall_seconds": round(wall, 1), "peak_rss_mb": peak_rss_mb(),
