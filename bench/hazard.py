@@ -7,20 +7,33 @@ examples and labels. It only exists for simulated worlds (it reads ``world.json`
 
 Two rows: ``sim_hazard`` (the hazard the orders were drawn from) and ``sim_hazard_observed``
 (without the persistent per-person and per-account effects that no data shows).
+
+Run as a script it asks the world alone, at person level (the people with no order yet at the
+cutoff; label: a first order in the 30 days after it), how much each mechanism term carries and
+how much the hazard of the days after the cutoff adds (a look into the future, so never a
+model's figure)::
+
+    python bench/hazard.py --size large --seeds 0,1,2 --cutoff 2026-08-31
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-from datetime import datetime
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from model.base import ExampleSet, LeadModel
-from simulator import SimParams
-from simulator.reference import Hazard, hazard_after, last_whole_day
+if __name__ == "__main__" and not __package__:  # python bench/hazard.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.base import ExampleSet, LeadModel  # noqa: E402
+from model.metrics import score_metrics  # noqa: E402
+from simulator import SimParams  # noqa: E402
+from simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day  # noqa: E402
 
 NAMES = {"sim_hazard": False, "sim_hazard_observed": True}
 
@@ -77,3 +90,49 @@ def _person_index(labels_csv: Path) -> dict[str, int]:
 def references(tables_dir: Path, names: Sequence[str], window_days: int = 30) -> list[SimulatorHazard]:
     """The reference rows among ``names``."""
     return [SimulatorHazard(tables_dir, observed=NAMES[n], window_days=window_days) for n in names if n in NAMES]
+
+
+def decompose(size: str, seed: int, cutoff: datetime, window_days: int = 30,
+              params: SimParams = SimParams()) -> dict[str, float]:
+    """AUROC of the world's hazard at ``cutoff`` for the people with no order yet, labelled by a
+    first order in the next ``window_days``: full, observable, observable without each term,
+    and the mean hazard over the window up to each one's order (uses the future)."""
+    day = last_whole_day(params.start, int(cutoff.timestamp() * 1_000_000))
+    window = [d for d in range(day + 1, day + 1 + window_days)]
+    states = hazards(size, seed, params, [day, *window])
+    h = states[day]
+    fod = h.first_order_day
+    people = h.open & ~((fod >= 0) & (fod <= day))
+    label = ((fod > day) & (fod <= window[-1])).astype(float)[people]
+
+    def auroc(score: np.ndarray) -> float:
+        return float(score_metrics(label, score[people]).auroc)
+
+    out = {"people": int(people.sum()), "first_orders": int(label.sum()),
+           "hazard": auroc(h.true), "observed": auroc(h.observed)}
+    out.update({f"observed_without_{t}": auroc(h.without(t)) for t in TERMS})
+    drawn = np.array([states[d].daily(states[d].eta, after_orders=False) for d in window])
+    until = np.array(window)[:, None] <= np.where(fod > day, fod, window[-1])[None, :]
+    out["window_mean_future"] = auroc((drawn * until).sum(0) / np.maximum(until.sum(0), 1))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="What the simulated world's own hazard says at a cutoff")
+    ap.add_argument("--size", default="large")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--cutoff", default="2026-08-31", help="date (UTC midnight) of the cutoff")
+    args = ap.parse_args(argv)
+    cutoff = datetime.fromisoformat(args.cutoff).replace(tzinfo=timezone.utc)
+    rows = {int(s): decompose(args.size, int(s), cutoff) for s in args.seeds.split(",") if s.strip()}
+    keys = list(next(iter(rows.values())))
+    print(f"{args.size} world, cutoff {args.cutoff}: AUROC of the hazard for the people with no order yet")
+    print(f"{'seed':32s}" + "".join(f"{seed:>10}" for seed in rows))
+    for k in keys:
+        print(f"{k:32s}" + "".join(f"{r[k]:>10,}" if isinstance(r[k], int) else f"{r[k]:>10.3f}"
+                                   for r in rows.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,22 +23,57 @@ from simulator.population import build_population
 DAY_S = 86_400
 
 
+#: the mechanism terms of the log-hazard and the parameter weighing each (``simulator.params``)
+TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer")
+
+
 @dataclass(frozen=True)
 class Hazard:
-    """Daily conversion hazard per person (index = person, as in the simulator) after ``day``.
+    """The simulator's state on ``day``, taken before that day's orders (index = person).
 
     Attributes:
-        day: the last whole simulated day the state includes.
-        true: the hazard the orders were drawn from (includes the persistent per-contact and
-            per-account effects nobody can observe).
-        observed: the same without those effects: the part the CRM's data could explain.
+        day: the simulated day.
+        eta: the log-hazard the day's orders were drawn from.
+        noise: its part nobody can observe (persistent per-person and per-account effects).
+        terms: the mechanism terms of ``eta`` (``TERMS``), before their weights.
+        open: people in the CRM with no order before the day.
         first_order_day: each person's first order day in the whole run (-1: never), which
             labels.csv's ``person_first_order_day`` also holds (a check of the re-run).
+        params: the world's parameters.
     """
     day: int
-    true: np.ndarray
-    observed: np.ndarray
+    eta: np.ndarray
+    noise: np.ndarray
+    terms: dict
+    open: np.ndarray
     first_order_day: np.ndarray
+    params: SimParams
+
+    @property
+    def true(self) -> np.ndarray:
+        """Daily hazard at the end of the day: the one the orders were drawn from."""
+        return self.daily(self.eta)
+
+    @property
+    def observed(self) -> np.ndarray:
+        """The same without ``noise``: the part the CRM's data could explain."""
+        return self.daily(self.eta - self.noise)
+
+    def without(self, term: str) -> np.ndarray:
+        """``observed`` with one mechanism term left out."""
+        return self.daily(self.eta - self.noise - getattr(self.params, f"w_{term}") * self.terms[term])
+
+    def daily(self, eta: np.ndarray, after_orders: bool = True) -> np.ndarray:
+        """Daily hazard per person for log-hazard ``eta``. After the day's orders (a cutoff at
+        its end), who bought that day is a customer; before them (``after_orders=False``), it
+        is the hazard that day's orders were drawn from. Customers carry the repeat-order
+        hazard, people not yet in the CRM 0."""
+        fod = self.first_order_day
+        customer = (fod >= 0) & ((fod <= self.day) if after_orders else (fod < self.day))
+        rate = -np.log(1 - self.params.base_rate_30d) / 30
+        repeat = -np.log(1 - self.params.repeat_rate_30d) / 30
+        norm = np.exp(eta[self.open]).mean() if self.open.any() else 1.0
+        return np.where(self.open & ~customer, rate * np.exp(eta) / norm, np.where(customer, repeat, 0.0))
 
 
 def last_whole_day(start: datetime, as_of_micros: int) -> int:
@@ -47,47 +82,41 @@ def last_whole_day(start: datetime, as_of_micros: int) -> int:
 
 
 def hazard_after(size: str, seed: int, params: SimParams, day: int) -> Hazard:
-    """Re-run the world ``size``/``seed`` and read its hazard after ``day``.
-
-    Customers (a first order on or before ``day``) carry the repeat-order hazard; people not
-    yet in the CRM carry 0.
+    """Re-run the world ``size``/``seed`` and read its state on ``day``.
 
     Example:
         >>> h = hazard_after("tiny", 0, SimParams(), 40)
         >>> bool((h.true >= 0).all()) and h.true.shape == h.observed.shape
         True
     """
+    return hazards(size, seed, params, [day])[day]
+
+
+def hazards(size: str, seed: int, params: SimParams, days) -> dict[int, Hazard]:
+    """Re-run the world ``size``/``seed`` once and read its state on each of ``days``."""
     if size not in SIZES:
-        raise ValueError(f"hazard_after reproduces the named sizes only ({', '.join(SIZES)}), not {size!r}")
+        raise ValueError(f"the re-run reproduces the named sizes only ({', '.join(SIZES)}), not {size!r}")
     spec = SIZES[size]
+    wanted = set(days)
+    outside = sorted(d for d in wanted if not 0 <= d < spec.days)
+    if outside:
+        raise ValueError(f"days {outside} are outside the simulated days 0..{spec.days - 1}")
     rng = np.random.default_rng(seed)
     pop = build_population(spec, params, rng)
-    probe = _OneDay(day)
+    probe = _Days(wanted)
     trace = simulate_days(pop, spec, params, rng, probe=probe)
-    if day not in probe:
-        raise ValueError(f"day {day} is outside the simulated days 0..{spec.days - 1}")
-    eta, open_, _terms, _dm = probe[day]
-    # the probe is taken before the day's orders: who bought that day is a customer at the cutoff
-    customer = (trace.first_order_day >= 0) & (trace.first_order_day <= day)
-    still_open = open_ & ~customer
-    rate = -np.log(1 - params.base_rate_30d) / 30
-    repeat = -np.log(1 - params.repeat_rate_30d) / 30
-
-    def daily(e: np.ndarray) -> np.ndarray:
-        norm = np.exp(e[open_]).mean() if open_.any() else 1.0
-        return np.where(still_open, rate * np.exp(e) / norm, np.where(customer, repeat, 0.0))
-
-    return Hazard(day=day, true=daily(eta), observed=daily(eta - pop.noise),
-                  first_order_day=trace.first_order_day)
+    return {d: Hazard(day=d, eta=eta, noise=pop.noise, terms=terms, open=open_,
+                      first_order_day=trace.first_order_day, params=params)
+            for d, (eta, open_, terms, _dm) in probe.items()}
 
 
-class _OneDay(dict):
-    """A probe that keeps one day of the simulator's per-day state (all of them would be GBs)."""
+class _Days(dict):
+    """A probe that keeps the wanted days of the simulator's per-day state (every day would be GBs)."""
 
-    def __init__(self, day: int) -> None:
+    def __init__(self, days: set) -> None:
         super().__init__()
-        self.day = day
+        self.days = days
 
     def __setitem__(self, key: int, value) -> None:
-        if key == self.day:
+        if key in self.days:
             super().__setitem__(key, value)
