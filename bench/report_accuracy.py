@@ -21,21 +21,25 @@ def plot_auroc(accuracy: dict[str, dict], out: Path) -> str:
     width = 0.8 / max(1, len(sizes))
     for k, size in enumerate(sizes):
         summ = accuracy[size].get("summary", {})
-        xs, means, err_lo, err_hi = [], [], [], []
+        xs, means, err_lo, err_hi, names = [], [], [], [], []
         for i, m in enumerate(models):
             s = summ.get(m, {}).get("auroc")
             if s:
+                names.append(m)
                 xs.append(i + k * width)
                 means.append(s["mean"])
                 err_lo.append(s["mean"] - s["min"])
                 err_hi.append(s["max"] - s["mean"])
         seeds = accuracy[size].get("seeds", [])
-        ax.bar(xs, means, width, yerr=[err_lo, err_hi], capsize=4, label=f"{size} ({len(seeds)} seeds)")
+        bars = ax.bar(xs, means, width, yerr=[err_lo, err_hi], capsize=4, label=f"{size} ({len(seeds)} seeds)")
+        for bar, m in zip(bars, names):
+            if m in REFERENCES:  # the yardstick is not a model: hatched
+                bar.set_hatch("//")
     ax.set_xticks([i + width * (len(sizes) - 1) / 2 for i in range(len(models))], models)
     ax.set_ylim(0.4, 1.0)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_ylabel("test AUROC (mean; whiskers min–max over seeds)")
-    ax.set_title("Accuracy of every model")
+    ax.set_title("Accuracy of every model (hatched: the world's own hazard, a yardstick)")
     ax.legend(fontsize=8)
     return save(fig, out / "auroc.png")
 
