@@ -32,6 +32,7 @@ if __name__ == "__main__" and not __package__:  # python bench/hazard.py
 
 from model.base import ExampleSet, LeadModel  # noqa: E402
 from model.metrics import score_metrics  # noqa: E402
+from schemas.timeutil import to_micros  # noqa: E402
 from simulator import SimParams  # noqa: E402
 from simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day  # noqa: E402
 
@@ -48,9 +49,7 @@ class SimulatorHazard(LeadModel):
         self.name = "sim_hazard_observed" if observed else "sim_hazard"
         world = json.loads((self.tables_dir / "world.json").read_text())
         self.size, self.seed = world["size"], int(world["seed"])
-        params = dict(world["params"])
-        params["start"] = datetime.fromisoformat(params["start"].replace("Z", "+00:00"))
-        self.params = SimParams(**params)
+        self.params = SimParams.from_dict(world["params"])
         self._person = _person_index(self.tables_dir / "labels.csv")
         self._days: dict[int, Hazard] = {}
 
@@ -97,8 +96,8 @@ def decompose(size: str, seed: int, cutoff: datetime, window_days: int = 30,
     """AUROC of the world's hazard at ``cutoff`` for the people with no order yet, labelled by a
     first order in the next ``window_days``: full, observable, observable without each term,
     and the mean hazard over the window up to each one's order (uses the future)."""
-    day = last_whole_day(params.start, int(cutoff.timestamp() * 1_000_000))
-    window = [d for d in range(day + 1, day + 1 + window_days)]
+    day = last_whole_day(params.start, to_micros(cutoff))
+    window = list(range(day + 1, day + 1 + window_days))
     states = hazards(size, seed, params, [day, *window])
     h = states[day]
     fod = h.first_order_day

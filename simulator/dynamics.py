@@ -14,7 +14,19 @@ from simulator import catalog as cat
 from simulator.params import SimParams, SizeSpec
 from simulator.population import Population
 
-LATENT_FIELDS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer", "eta")
+#: the mechanism terms of the log-hazard, each weighed by ``SimParams.w_<term>``
+TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer")
+LATENT_FIELDS = (*TERMS, "eta")
+
+
+def conversion_hazard(eta: np.ndarray, open_: np.ndarray, customer: np.ndarray, p: SimParams,
+                      norm_over: np.ndarray) -> np.ndarray:
+    """Daily hazard per person: ``rate * exp(eta)`` over its mean on ``norm_over`` for the open
+    (so the base rate holds whatever the strengths), the repeat-order rate for customers, else 0."""
+    rate = -np.log(1 - p.base_rate_30d) / 30
+    repeat = -np.log(1 - p.repeat_rate_30d) / 30
+    norm = np.exp(eta[norm_over]).mean() if norm_over.any() else 1.0
+    return np.where(open_, rate * np.exp(eta) / norm, np.where(customer, repeat, 0.0))
 
 
 @dataclass
@@ -112,8 +124,6 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
     cl_orders = np.zeros((days + 1, n_cl))
     co_orders = np.zeros((days + 1, n_co))
     company_fit_z = (pop.company_fit - pop.company_fit.mean()) / (pop.company_fit.std() + 1e-9)
-    rate = -np.log(1 - p.base_rate_30d) / 30
-    repeat = -np.log(1 - p.repeat_rate_30d) / 30
     latent = {k: np.zeros(n) for k in LATENT_FIELDS}
     in_cycle_at = np.zeros(n, dtype=bool)
     opps = _Opps(n_co, rng)
@@ -246,8 +256,7 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
         open_ = alive & (first_order < 0)
         if probe is not None:
             probe[d] = (eta.copy(), open_.copy(), dict((k, v.copy()) for k, v in terms.items()), dm.copy())
-        norm = np.exp(eta[open_]).mean() if open_.any() else 1.0
-        hz = np.where(open_, rate * np.exp(eta) / norm, np.where(customer, repeat, 0.0))
+        hz = conversion_hazard(eta, open_, customer, p, norm_over=open_)
         buy = rng.random(n) < -np.expm1(-hz)
         buyers = np.flatnonzero(buy)
         if len(buyers):

@@ -125,3 +125,14 @@ class SimParams:
         out = asdict(self)
         out["start"] = self.start.isoformat().replace("+00:00", "Z")
         return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SimParams":
+        """Inverse of ``to_dict`` (e.g. the ``params`` of a world.json).
+
+        Example:
+            >>> SimParams.from_dict(SimParams(w_peer=2.5).to_dict()) == SimParams(w_peer=2.5)
+            True
+        """
+        start = datetime.fromisoformat(values["start"].replace("Z", "+00:00"))
+        return cls(**{**values, "start": start})

@@ -16,15 +16,12 @@ from datetime import datetime
 
 import numpy as np
 
-from simulator.dynamics import simulate_days
+from schemas.timeutil import MICROS_PER_DAY, to_micros
+from simulator.dynamics import TERMS, conversion_hazard, simulate_days
 from simulator.params import SIZES, SimParams
 from simulator.population import build_population
 
-DAY_S = 86_400
-
-
-#: the mechanism terms of the log-hazard and the parameter weighing each (``simulator.params``)
-TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer")
+__all__ = ["TERMS", "Hazard", "hazard_after", "hazards", "last_whole_day"]
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,13 @@ class Hazard:
         hazard, people not yet in the CRM 0."""
         fod = self.first_order_day
         customer = (fod >= 0) & ((fod <= self.day) if after_orders else (fod < self.day))
-        rate = -np.log(1 - self.params.base_rate_30d) / 30
-        repeat = -np.log(1 - self.params.repeat_rate_30d) / 30
-        norm = np.exp(eta[self.open]).mean() if self.open.any() else 1.0
-        return np.where(self.open & ~customer, rate * np.exp(eta) / norm, np.where(customer, repeat, 0.0))
+        # normalised over the day's open set, as the simulator drew that day's orders
+        return conversion_hazard(eta, self.open & ~customer, customer, self.params, norm_over=self.open)
 
 
 def last_whole_day(start: datetime, as_of_micros: int) -> int:
     """The last simulated day that ended at or before ``as_of`` (-1 before the first)."""
-    return int((as_of_micros - int(start.timestamp() * 1_000_000)) // (DAY_S * 1_000_000)) - 1
+    return (as_of_micros - to_micros(start)) // MICROS_PER_DAY - 1
 
 
 def hazard_after(size: str, seed: int, params: SimParams, day: int) -> Hazard:
