@@ -23,13 +23,15 @@ RUN pip install --no-deps --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION
 
 # Dependencies first (cached while only the code changes): the same pins as ./scripts/*.sh.
 COPY pyproject.toml constraints.txt README.md ./
+COPY leadpulse ./leadpulse
 COPY schemas ./schemas
 COPY simulator ./simulator
 COPY graph_store ./graph_store
 COPY model ./model
 COPY stream ./stream
+COPY bench ./bench
 RUN pip install -c constraints.txt . \
- && python -c "import torch, stream.cli; print('torch', torch.__version__)"
+ && python -c "import torch, leadpulse.stream.cli; print('torch', torch.__version__)"
 COPY examples ./examples
 
 RUN useradd --create-home --uid 10001 leadpulse \

@@ -19,11 +19,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/accounts.py
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
@@ -32,16 +27,16 @@ import time  # noqa: E402
 import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
                           load_scorer, model_defaults, write_json)
 
 
 def account_records(events: list, partitions: int, first_offset: int, company_of: dict) -> dict[int, list]:
     """Account-topic records of ``events`` by partition (the account is the company, or the
     company of the contact's newest version seen so far: ``company_of``, as the router keeps it)."""
-    from schemas.topics import input_spec_for_topic
-    from stream.ingest import RawRecord
-    from stream.router import Forward
+    from leadpulse.schemas.topics import input_spec_for_topic
+    from leadpulse.stream.ingest import RawRecord
+    from leadpulse.stream.router import Forward
     out: dict[int, list] = {}
     for k, e in enumerate(events):
         if e.kind == "contact":
@@ -59,10 +54,10 @@ def _hist_sum(hist) -> float:
 
 
 def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
-    from graph_store.rocks import RocksDBGraphStore
-    from stream.accounts import AccountProcessor, ScoringOptions
-    from stream.metrics import Metrics
-    from stream.state import KVState
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
+    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.metrics import Metrics
+    from leadpulse.stream.state import KVState
     work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
     company_of: dict = {}
     try:
@@ -97,8 +92,8 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from stream.accounts import ScoringOptions
-    from stream.state import CACHE_ENTRIES
+    from leadpulse.stream.accounts import ScoringOptions
+    from leadpulse.stream.state import CACHE_ENTRIES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, 300 events")
     ap.add_argument("--world", default=None, help="tiny, small, 10k or 100k (default 10k; quick: tiny)")
@@ -121,7 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     import torch
 
-    from schemas.tables import read_tables
+    from leadpulse.schemas.tables import read_tables
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     scorer = load_scorer(benchmark_model(args))

@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from bench.hazard import NAMES as REFERENCES, references  # noqa: E402
-from model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
-from model.examples import SplitOptions  # noqa: E402
+from leadpulse.bench.hazard import NAMES as REFERENCES, references  # noqa: E402
+from leadpulse.model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
+from leadpulse.model.examples import SplitOptions  # noqa: E402
 
 METRICS = (("AUROC", "auroc", 3), ("AP", "average_precision", 3), ("P@10%", "precision_at_top", 3),
            ("lift@10%", "lift_at_top", 2), ("Brier", "brier", 4), ("fit s", "fit_seconds", 0))
@@ -44,7 +43,7 @@ def world_dir(data: Path, size: str, seed: int) -> Path:
     """Simulate ``size``/``seed`` into ``data`` unless it is already there (same bytes anyway)."""
     out = data / f"{size}-s{seed}"
     if not (out / "world.json").exists():
-        from simulator import simulate
+        from leadpulse.simulator import simulate
         t0 = time.perf_counter()
         simulate(size, seed=seed, out_dir=str(out))
         print(f"simulated {size} seed {seed} in {time.perf_counter() - t0:.0f}s", flush=True)

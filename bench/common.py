@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 def world_spec(name: str):
     """Simulator size of a benchmark world: tiny, small, large, or ``10k`` (~11k contacts, 455
     days: enough activity for minutes of streaming at 2,000 events/s)."""
-    from simulator.params import SizeSpec
+    from leadpulse.simulator.params import SizeSpec
     if name == "10k":
         return SizeSpec(companies=1_000, contacts_per_company=10.0, days=455)
     if name == "100k":
@@ -46,7 +46,7 @@ def ensure_world(name: str, seed: int = 0, cache: Path = DEFAULT_CACHE) -> Path:
     label = spec if isinstance(spec, str) else name
     out = Path(cache) / f"{label}-s{seed}"
     if not (out / "world.json").exists():
-        from simulator import simulate
+        from leadpulse.simulator import simulate
         t0 = time.perf_counter()
         simulate(spec, seed=seed, out_dir=out)
         print(f"simulated world {name} (seed {seed}) in {time.perf_counter() - t0:.0f} s -> {out}", flush=True)
@@ -56,7 +56,7 @@ def ensure_world(name: str, seed: int = 0, cache: Path = DEFAULT_CACHE) -> Path:
 def ensure_model(registry: Path, world: str = "tiny", epochs: int = 2, seed: int = 0,
                  cache: Path = DEFAULT_CACHE) -> Path:
     """A model registry with a champion, trained by ``leadpulse train`` unless it has one."""
-    from model.registry import ModelRegistry
+    from leadpulse.model.registry import ModelRegistry
     registry = Path(registry)
     if registry.exists() and ModelRegistry(registry).champion():
         return registry
@@ -64,7 +64,7 @@ def ensure_model(registry: Path, world: str = "tiny", epochs: int = 2, seed: int
     t0 = time.perf_counter()
     env = dict(os.environ, LEADPULSE_MODEL_DIR=str(registry), LEADPULSE_LOG_LEVEL="WARNING")
     env.pop("KAFKA_BOOTSTRAP", None)  # no announcement: no broker needed
-    subprocess.run([sys.executable, "-m", "stream.cli", "train", "--tables", str(tables),
+    subprocess.run([sys.executable, "-m", "leadpulse.stream.cli", "train", "--tables", str(tables),
                     "--epochs", str(epochs), "--seed", str(seed)], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     print(f"trained the benchmark model on {world} ({epochs} epochs) in {time.perf_counter() - t0:.0f} s",
@@ -74,8 +74,8 @@ def ensure_model(registry: Path, world: str = "tiny", epochs: int = 2, seed: int
 
 def load_scorer(registry: Path):
     """The champion of ``registry`` as a ``model.scorer.Scorer``."""
-    from model.registry import ModelRegistry
-    from model.scorer import Scorer
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.model.scorer import Scorer
     return Scorer(ModelRegistry(registry).load("champion"))
 
 
@@ -157,7 +157,7 @@ class Service:
         return self.prefix + default
 
     def env(self) -> dict:
-        from stream.config import TOPIC_FIELDS
+        from leadpulse.stream.config import TOPIC_FIELDS
         env = dict(os.environ, KAFKA_BOOTSTRAP=self.bootstrap, LEADPULSE_DATA_DIR=str(self.data_dir),
                    LEADPULSE_WEB_PORT=str(self.port), LEADPULSE_PARTITIONS=str(self.partitions),
                    LEADPULSE_APP_ID=self.prefix + "leadpulse", LEADPULSE_LOG_LEVEL="WARNING",
@@ -170,18 +170,18 @@ class Service:
         return env
 
     def ensure_topics(self, extra: tuple[str, ...] = ()) -> None:
-        from stream.config import TOPIC_FIELDS
-        from stream.topics_admin import ensure_topics
+        from leadpulse.stream.config import TOPIC_FIELDS
+        from leadpulse.stream.topics_admin import ensure_topics
         names = [self.topic(t) for t in TOPIC_FIELDS] + [self.topic("leadpulse.accounts")]
         ensure_topics(self.bootstrap, names + [self.topic(t) for t in extra], self.partitions)
 
     def start(self, timeout: float = 90) -> "Service":
         """Start the process and wait until it answers HTTP (not yet: until it joined its group)."""
-        from stream.broker import free_port
+        from leadpulse.stream.broker import free_port
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         log = open(self.data_dir / "service.log", "ab")
-        argv = self.argv or [sys.executable, "-m", "stream.cli", "worker"]
+        argv = self.argv or [sys.executable, "-m", "leadpulse.stream.cli", "worker"]
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if not wait_for(lambda: self.alive() and self.get("/healthz") is not None, timeout, 0.2):
@@ -267,19 +267,14 @@ class Settled:
 
 def start_broker(stack) -> str:
     """``KAFKA_BOOTSTRAP`` if set, else an embedded broker owned by ``stack`` (an ExitStack)."""
-    from stream.broker import EmbeddedBroker
+    from leadpulse.stream.broker import EmbeddedBroker
     if os.environ.get("KAFKA_BOOTSTRAP"):
         return os.environ["KAFKA_BOOTSTRAP"]
     return stack.enter_context(EmbeddedBroker()).bootstrap
 
 
 def script_setup() -> None:
-    """For ``python bench/X.py``: the repository root (not bench/) first on sys.path, so that
-    ``stream`` is the package and not bench/stream.py."""
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    """What every benchmark script does first: warnings and errors of every logger on stderr."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -313,7 +308,7 @@ def benchmark_model(args) -> Path:
         # the speed of a network the worker no longer trains
         from dataclasses import asdict
 
-        from model.train import TrainOptions
+        from leadpulse.model.train import TrainOptions
         arch = hashlib.sha256(json.dumps(asdict(TrainOptions()), sort_keys=True).encode()).hexdigest()[:8]
         args.models = args.cache / f"models-{args.model_world}-e{args.epochs}-{arch}"
     return ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)

@@ -27,12 +27,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph_store.memory import MemoryGraphStore  # noqa: E402
-from graph_store.rocks import RocksDBGraphStore  # noqa: E402
-from schemas.events import Activity, Company, Contact, Opportunity, Order  # noqa: E402
-from schemas.timeutil import to_micros  # noqa: E402
+from leadpulse.graph_store.memory import MemoryGraphStore  # noqa: E402
+from leadpulse.graph_store.rocks import RocksDBGraphStore  # noqa: E402
+from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order  # noqa: E402
+from leadpulse.schemas.timeutil import to_micros  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 INDUSTRIES = [f"industry{i}" for i in range(20)]
@@ -89,7 +88,7 @@ def synthetic(scale: float, seed: int = 0) -> list:
 
 
 def from_simulator(size: str, seed: int) -> list:
-    from simulator.simulate import simulate   # noqa: PLC0415 (optional dependency of the bench)
+    from leadpulse.simulator.simulate import simulate   # noqa: PLC0415 (optional dependency of the bench)
     world = simulate(size, seed=seed)
     out = [e for rows in world.events.values() for e in rows]
     out.sort(key=lambda e: e.event_time)

@@ -27,14 +27,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-if __name__ == "__main__" and not __package__:  # python bench/hazard.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from model.base import ExampleSet, LeadModel  # noqa: E402
-from model.metrics import score_metrics  # noqa: E402
-from schemas.timeutil import to_micros  # noqa: E402
-from simulator import SimParams  # noqa: E402
-from simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day  # noqa: E402
+from leadpulse.model.base import ExampleSet, LeadModel  # noqa: E402
+from leadpulse.model.metrics import score_metrics  # noqa: E402
+from leadpulse.schemas.timeutil import to_micros  # noqa: E402
+from leadpulse.simulator import SimParams  # noqa: E402
+from leadpulse.simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day  # noqa: E402
 
 NAMES = {"sim_hazard": False, "sim_hazard_observed": True}
 

@@ -20,11 +20,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/incremental.py
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
@@ -34,13 +29,13 @@ import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults, load_scorer,  # noqa: E402
+from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults, load_scorer,  # noqa: E402
                           model_defaults, write_json)
 
 
 def load_store(path: Path, events: list, batch: int = 5000):
     """A RocksDB graph store holding ``events`` (applied in batches, as the worker would)."""
-    from graph_store.rocks import RocksDBGraphStore
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
     store = RocksDBGraphStore(path)
     for lo in range(0, len(events), batch):
         store.apply(events[lo:lo + batch])
@@ -48,8 +43,8 @@ def load_store(path: Path, events: list, batch: int = 5000):
 
 
 def measure_world(name: str, args: argparse.Namespace, scorer) -> dict:
-    from schemas.tables import read_tables
-    from schemas.timeutil import to_micros
+    from leadpulse.schemas.tables import read_tables
+    from leadpulse.schemas.timeutil import to_micros
     tables = ensure_world(name, args.seed, args.cache)
     events, _ = read_tables(tables)
     held = args.events_100k if name in ("100k", "large") else args.events

@@ -21,11 +21,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/memory.py
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -38,9 +33,9 @@ from pathlib import Path  # noqa: E402
 
 import psutil  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults, Settled,  # noqa: E402
+from leadpulse.bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults, Settled,  # noqa: E402
                           model_defaults, Service, start_broker, wait_for, write_json)
-from bench.stream import Phase, load_stream, send  # noqa: E402
+from leadpulse.bench.stream import Phase, load_stream, send  # noqa: E402
 
 TARGET = 1_000_000  # the figure
 
@@ -83,7 +78,7 @@ def worker_series(args: argparse.Namespace) -> dict:
         async def send_step(step: list) -> None:
             from aiokafka import AIOKafkaProducer
 
-            from stream.publish import PRODUCER_DEFAULTS
+            from leadpulse.stream.publish import PRODUCER_DEFAULTS
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_DEFAULTS)
             await producer.start()
             try:
@@ -117,8 +112,8 @@ def worker_result(world: str, samples: list[dict]) -> dict:
 
 
 def store_series(args: argparse.Namespace) -> dict:
-    from graph_store.rocks import RocksDBGraphStore
-    from schemas.tables import read_tables
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
+    from leadpulse.schemas.tables import read_tables
     tables = ensure_world(args.store_world, args.seed, args.cache)
     events, _ = read_tables(tables)
     events = events[:args.store_events]

@@ -8,23 +8,18 @@ cost of leadpulse; the ratio worker / pass-through is the figure that travels to
 Configured like the worker, from the environment (``stream.config.Settings``); the output
 topic is ``<LEADPULSE_TOPIC_SCORES>.passthrough``::
 
-    python -m bench.passthrough
+    python -m leadpulse.bench.passthrough
 """
 from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/passthrough.py: stream = the package
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import faust  # noqa: E402
 from faust.web import Request, Response, View  # noqa: E402
 
-from stream.config import Settings  # noqa: E402
-from stream.faustapp import new_app, send  # noqa: E402
+from leadpulse.stream.config import Settings  # noqa: E402
+from leadpulse.stream.faustapp import new_app, send  # noqa: E402
 
 
 def output_topic(settings: Settings) -> str:

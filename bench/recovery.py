@@ -22,11 +22,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/recovery.py
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -37,9 +32,9 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
                           model_defaults, Service, start_broker, wait_for, write_json)
-from bench.stream import Collector, Phase, load_stream, send  # noqa: E402
+from leadpulse.bench.stream import Collector, Phase, load_stream, send  # noqa: E402
 
 
 class Publisher:
@@ -57,7 +52,7 @@ class Publisher:
     async def _run(self, bootstrap: str, prefix: str) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from stream.publish import PRODUCER_DEFAULTS
+        from leadpulse.stream.publish import PRODUCER_DEFAULTS
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_DEFAULTS)
         await producer.start()
         try:
@@ -70,7 +65,7 @@ class Publisher:
 
 def stored_position(svc: Service) -> int:
     """Input events whose routing the (dead) worker committed with its state."""
-    from stream.state import KVState
+    from leadpulse.stream.state import KVState
     inputs = {svc.topic(t) for t in ("crm.companies", "crm.contacts", "crm.activities",
                                      "crm.opportunities", "crm.orders")}
     state = KVState(svc.data_dir / "worker" / "router")

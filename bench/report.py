@@ -11,11 +11,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/report.py
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -23,9 +18,9 @@ import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from bench.common import DEFAULT_OUT, ROOT  # noqa: E402
-from bench.report_accuracy import accuracy_headline, accuracy_section  # noqa: E402
-from bench.report_common import f, plt, save, table  # noqa: E402
+from leadpulse.bench.common import DEFAULT_OUT, ROOT  # noqa: E402
+from leadpulse.bench.report_accuracy import accuracy_headline, accuracy_section  # noqa: E402
+from leadpulse.bench.report_common import f, plt, save, table  # noqa: E402
 
 
 def load(results: Path) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.hazard import NAMES as REFERENCES
-from bench.report_common import f, plt, save, table
+from leadpulse.bench.hazard import NAMES as REFERENCES
+from leadpulse.bench.report_common import f, plt, save, table
 
 #: what the report says under the tables when the yardstick rows are there
 REFERENCE_NOTE = ("`sim_hazard` is not a model: it scores each test contact by the conversion hazard the "

@@ -29,11 +29,6 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and not __package__:  # python bench/stream.py: stream = the package
-    import os
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-    sys.path.insert(0, os.path.dirname(_here))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -47,7 +42,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
-from bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
+from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
                           model_defaults, percentiles, Service, Settled, start_broker, write_json)
 
 CDF_POINTS = 200
@@ -77,8 +72,8 @@ class Phase:
 
 def load_stream(tables: Path) -> tuple[list[Msg], list[Msg]]:
     """(pre-history, the rest) of the world's events as wire messages, in event-time order."""
-    from schemas.tables import event_json, event_key, read_tables
-    from schemas.topics import input_spec_for_topic
+    from leadpulse.schemas.tables import event_json, event_key, read_tables
+    from leadpulse.schemas.topics import input_spec_for_topic
     events, _ = read_tables(tables)
     behaviour = [e.event_time for e in events if e.kind in ("activity", "order", "opportunity")]
     first = min(behaviour) if behaviour else events[-1].event_time
@@ -118,7 +113,7 @@ class Collector:
         self._thread.start()
 
     async def _run(self, bootstrap: str, topic: str) -> None:
-        from stream.consume import tail
+        from leadpulse.stream.consume import tail
         gen = tail(bootstrap, [topic], poll_ms=100, metadata_timeout=30)
         try:
             async for batch in gen:
@@ -201,8 +196,8 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
     """One deployment of ``kind`` through the preload and every phase; raw measurements."""
     from aiokafka import AIOKafkaProducer
 
-    from stream.publish import PRODUCER_DEFAULTS
-    argv = [sys.executable, "-m", "bench.passthrough"] if kind == "passthrough" else None
+    from leadpulse.stream.publish import PRODUCER_DEFAULTS
+    argv = [sys.executable, "-m", "leadpulse.bench.passthrough"] if kind == "passthrough" else None
     first = Service(bootstrap, work / kind / "p0", partitions=args.partitions, model_dir=args.models, argv=argv)
     # more processes of the deployment: the same topics and consumer group, their own state
     svcs = [first] + [Service(bootstrap, work / kind / f"p{i}", prefix=first.prefix, partitions=args.partitions,
@@ -352,7 +347,7 @@ async def run(args: argparse.Namespace) -> dict:
 
 def _worker_settings() -> dict:
     """The worker's batching settings in this run (from the environment it inherits)."""
-    from stream.config import Settings
+    from leadpulse.stream.config import Settings
     w = Settings.from_env()
     return {"batch_size": w.batch_size, "batch_ms": w.batch_ms, "coalesce_ms": w.coalesce_ms}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from graph_store.records import REFS
-from graph_store.state import GraphState
-from graph_store.table import HOLDER_OF, rows_of
-from schemas.types import CONTACT, NODE_TYPES
+from leadpulse.graph_store.records import REFS
+from leadpulse.graph_store.state import GraphState
+from leadpulse.graph_store.table import HOLDER_OF, rows_of
+from leadpulse.schemas.types import CONTACT, NODE_TYPES
 
 
 def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t: int,

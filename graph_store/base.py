@@ -11,8 +11,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from schemas.events import InputEvent
-from schemas.types import COMPANY, CONTACT, EdgeType, NodeType
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.types import COMPANY, CONTACT, EdgeType, NodeType
 
 #: (topic, partition) -> next offset to consume (Kafka's committed-offset convention)
 Positions = Mapping[tuple[str, int], int]

@@ -22,13 +22,13 @@ from typing import Sequence
 
 import numpy as np
 
-from graph_store.base import Subgraph
-from graph_store.records import ETYPES, NB, REFS, RING_KINDS
-from graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
-from graph_store.state import HAD_ACTIVITY_CODE, GraphState
-from graph_store.table import HOLDER_OF
-from graph_store.timeline import Orders, TimelineBlock, Timelines
-from schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.graph_store.records import ETYPES, NB, REFS, RING_KINDS
+from leadpulse.graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
+from leadpulse.graph_store.state import HAD_ACTIVITY_CODE, GraphState
+from leadpulse.graph_store.table import HOLDER_OF
+from leadpulse.graph_store.timeline import Orders, TimelineBlock, Timelines
+from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, NODE_TYPES
 
 _DST = [e[2] for e in ETYPES]
 _EMPTY = np.zeros(0, dtype=np.int64)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from graph_store.base import ApplyEffect, Positions
-from graph_store.options import GraphStoreOptions
-from graph_store.reads import StateBackedStore, paused_gc
-from schemas.events import InputEvent
+from leadpulse.graph_store.base import ApplyEffect, Positions
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.reads import StateBackedStore, paused_gc
+from leadpulse.schemas.events import InputEvent
 
 
 class MemoryGraphStore(StateBackedStore):
     """A ``GraphStore`` held in a ``GraphState`` only.
 
     Example:
-        >>> from schemas.events import Contact
+        >>> from leadpulse.schemas.events import Contact
         >>> store = MemoryGraphStore()
         >>> ev = Contact(contact_id="c1", company_id="a1", updated_at="2026-01-01T00:00:00Z")
         >>> [e.changed for e in store.apply([ev, ev], {("crm.contacts", 0): 2})]

@@ -6,14 +6,14 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
-from graph_store import affected, extract
-from graph_store.base import ApplyEffect, GraphStore, Subgraph
-from graph_store.errors import StoreClosed
-from graph_store.options import GraphStoreOptions
-from graph_store.records import ETYPE_CODE, Record, to_record
-from graph_store.state import NEW, Change, GraphState
-from schemas.events import InputEvent
-from schemas.types import COMPANY, CONTACT, NODE_TYPES, EdgeType, NodeType
+from leadpulse.graph_store import affected, extract
+from leadpulse.graph_store.base import ApplyEffect, GraphStore, Subgraph
+from leadpulse.graph_store.errors import StoreClosed
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.records import ETYPE_CODE, Record, to_record
+from leadpulse.graph_store.state import NEW, Change, GraphState
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.types import COMPANY, CONTACT, NODE_TYPES, EdgeType, NodeType
 
 logger = logging.getLogger(__name__)
 _new, _setattr = object.__new__, object.__setattr__

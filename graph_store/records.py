@@ -13,9 +13,9 @@ import pickle
 from datetime import datetime
 from typing import Any, NamedTuple, Optional, get_args
 
-from schemas.events import InputEvent
-from schemas.timeutil import EPOCH, to_micros
-from schemas.types import (ACTIVITY, BASE_EDGE_TYPES, COMPANY, CONTACT, HAD_ACTIVITY, OPPORTUNITY, ORDER,
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.timeutil import EPOCH, to_micros
+from leadpulse.schemas.types import (ACTIVITY, BASE_EDGE_TYPES, COMPANY, CONTACT, HAD_ACTIVITY, OPPORTUNITY, ORDER,
                            OWNS, PLACED, RELATED_TO, WORKS_AT, EdgeType, reverse)
 
 KINDS: tuple[str, ...] = (COMPANY, CONTACT, ACTIVITY, OPPORTUNITY, ORDER)
@@ -73,7 +73,7 @@ def to_record(event: InputEvent) -> Record:
     """The store record of a validated event (fields, then extras; ``None`` dropped).
 
     Example:
-        >>> from schemas.events import Activity
+        >>> from leadpulse.schemas.events import Activity
         >>> to_record(Activity(activity_id="a1", contact_id="c1", type="call",
         ...                    timestamp="1970-01-01T00:00:01Z", mood="ok"))
         Record(kind='activity', id='a1', time=1000000, attrs={'activity_id': 'a1', 'contact_id': 'c1', \

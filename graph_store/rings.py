@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from graph_store.records import stable_hash
+from leadpulse.graph_store.records import stable_hash
 
 INF = (1 << 63) - 1
 _NONE = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))

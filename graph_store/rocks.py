@@ -23,16 +23,16 @@ from typing import Optional, Sequence
 
 from rocksdict import AccessType, MemtableFactory, Options, Rdict, WriteBatch, WriteOptions
 
-from graph_store import keys as K
-from graph_store.base import ApplyEffect, Positions
-from graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted, StoreWriteFailed
-from graph_store.options import GraphStoreOptions
-from graph_store.reads import StateBackedStore, paused_gc
-from graph_store.records import (ETYPE_CODE, KIND_CODE, KINDS, NB, REFS, RING_KINDS, Record, decode_attrs,
+from leadpulse.graph_store import keys as K
+from leadpulse.graph_store.base import ApplyEffect, Positions
+from leadpulse.graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted, StoreWriteFailed
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.reads import StateBackedStore, paused_gc
+from leadpulse.graph_store.records import (ETYPE_CODE, KIND_CODE, KINDS, NB, REFS, RING_KINDS, Record, decode_attrs,
                                  decode_many, encode_attrs)
-from graph_store.state import DUPLICATE, NEW, NEW_IN_PARTITION, REPLICATED
-from schemas.events import InputEvent
-from schemas.types import COMPANY, EdgeType
+from leadpulse.graph_store.state import DUPLICATE, NEW, NEW_IN_PARTITION, REPLICATED
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.types import COMPANY, EdgeType
 
 logger = logging.getLogger(__name__)
 FORMAT = b"2"   # 2: values are pickles (records.encode_attrs); 1: JSON, still readable
@@ -56,7 +56,7 @@ class RocksDBGraphStore(StateBackedStore):
 
     Example:
         >>> import tempfile
-        >>> from schemas.events import Contact
+        >>> from leadpulse.schemas.events import Contact
         >>> d = tempfile.mkdtemp()
         >>> store = RocksDBGraphStore(d)
         >>> _ = store.apply([Contact(contact_id="c1", company_id="a1",

@@ -54,11 +54,11 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record,
+from leadpulse.graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record,
                                  industry_bucket, similar_bucket)
-from graph_store.rings import INF, Rings
-from graph_store.table import HOLDER_OF, Table, last_row, pack_row, rows_of
-from schemas.types import ACTIVITY, COMPANY, CONTACT, ORDER
+from leadpulse.graph_store.rings import INF, Rings
+from leadpulse.graph_store.table import HOLDER_OF, Table, last_row, pack_row, rows_of
+from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, ORDER
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
 PLACED_CODE = REFS[ORDER][0].etype

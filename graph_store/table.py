@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from graph_store.records import KINDS, REFS, Ref
-from schemas.types import ACTIVITY
+from leadpulse.graph_store.records import KINDS, REFS, Ref
+from leadpulse.schemas.types import ACTIVITY
 
 #: base edge type code -> (holder kind, position of the reference in REFS[holder], Ref)
 HOLDER_OF: dict[int, tuple[str, int, Ref]] = {

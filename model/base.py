@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from graph_store.base import Subgraph
+from leadpulse.graph_store.base import Subgraph
 
 
 @dataclass

@@ -14,7 +14,7 @@ as of its ``as_of`` (no event after it), and every model is deterministic by see
 set with a single class gives a constant model that predicts the training base rate.
 
 Example:
-    >>> from graph_store.base import Subgraph
+    >>> from leadpulse.graph_store.base import Subgraph
     >>> g = Subgraph(as_of=0, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
     >>> make_model("rules").points(g, ["c1"]).tolist()
     [20.0]
@@ -32,10 +32,10 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from graph_store.base import Subgraph
-from model.base import ExampleSet, LeadModel
-from model.rules import RulePoints, RulesModel
-from model.tabular import Encoder, examples_table, feature_table
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.rules import RulePoints, RulesModel
+from leadpulse.model.tabular import Encoder, examples_table, feature_table
 
 logger = logging.getLogger(__name__)
 

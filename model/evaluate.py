@@ -29,13 +29,13 @@ from typing import Optional, Sequence, TextIO, Union
 
 import numpy as np
 
-from model.base import ExampleSet, LeadModel
-from model.baselines import BASELINES, make_model
-from model.examples import SplitError, SplitOptions, TemporalSplit, build_split, data_span
-from model.metrics import score_metrics
-from model.task import DEFAULT_TASK, Task, TaskError, parse_task
-from schemas.events import InputEvent
-from schemas.tables import read_tables
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.baselines import BASELINES, make_model
+from leadpulse.model.examples import SplitError, SplitOptions, TemporalSplit, build_split, data_span
+from leadpulse.model.metrics import score_metrics
+from leadpulse.model.task import DEFAULT_TASK, Task, TaskError, parse_task
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.tables import read_tables
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _resolve(model: Union[str, LeadModel]) -> tuple[str, Optional[LeadModel], st
         return model, make_model(model), ""
     if model == "gnn":
         try:
-            gnn = importlib.import_module("model.gnn")
+            gnn = importlib.import_module("leadpulse.model.gnn")
             return model, gnn.GNNLeadModel(), ""
         except Exception as exc:  # missing module, missing torch, or a constructor bug
             return model, None, f"model.gnn.GNNLeadModel unavailable: {type(exc).__name__}: {exc}"
@@ -191,7 +191,7 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
         TaskError: the task is not in the supported query subset.
         SplitError: the data is too short for the task window (the message says by how much).
     """
-    from graph_store.memory import MemoryGraphStore  # lazily: the store is a sibling package
+    from leadpulse.graph_store.memory import MemoryGraphStore  # lazily: the store is a sibling package
 
     out = out or sys.stdout
     parsed = parse_task(task)

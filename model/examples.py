@@ -21,8 +21,8 @@ Train label windows may then overlap the validation window (validation, used onl
 stopping, is optimistic), never the test. The split records which rule it used.
 
 Example:
-    >>> from schemas.timeutil import MICROS_PER_DAY as D
-    >>> from model.task import parse_task
+    >>> from leadpulse.schemas.timeutil import MICROS_PER_DAY as D
+    >>> from leadpulse.model.task import parse_task
     >>> split = plan_split(0, 181 * D, parse_task("PREDICT COUNT(orders.*, 0, 30, DAYS) > 0 "
     ...                                          "FOR EACH contacts.contact_id"))
     >>> [t // D for t in split.test], [t // D for t in split.valid], [t // D for t in split.train][:3]
@@ -39,12 +39,12 @@ from typing import Callable, Iterable, Literal, Optional, Sequence
 
 import numpy as np
 
-from graph_store.base import GraphStore, Subgraph
-from model.base import CutoffExamples
-from model.task import Task
-from schemas.events import InputEvent
-from schemas.tables import format_time
-from schemas.timeutil import MICROS_PER_DAY, from_micros, to_micros
+from leadpulse.graph_store.base import GraphStore, Subgraph
+from leadpulse.model.base import CutoffExamples
+from leadpulse.model.task import Task
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.tables import format_time
+from leadpulse.schemas.timeutil import MICROS_PER_DAY, from_micros, to_micros
 
 logger = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from graph_store.base import Subgraph
-from model import temporal
-from model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
-from model.khop import induced_subgraph, khop_nodes, khop_subgraph
-from model.gnn import GNNLeadModel
-from schemas.timeutil import MICROS_PER_DAY
-from schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model import temporal
+from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
+from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
+from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
+from leadpulse.schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
                            NODE_TYPES, OPPORTUNITY, OWNS, SIMILAR_TO, WORKS_AT, reverse)
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Because every number is a function of (node attributes, as_of, spec), a lead's f
 identical whether its graph is a 100-node k-hop union or the full snapshot (invariant 2).
 
 Example:
-    >>> from graph_store.base import Subgraph
+    >>> from leadpulse.graph_store.base import Subgraph
     >>> sg = Subgraph(as_of=10**15, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
     >>> spec = FeatureSpec.fit([extract(sg)], min_count=1)
     >>> data, seeds = to_hetero_data(sg, spec, ["c1"])
@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from graph_store.base import Subgraph
-from model import temporal
-from model.khop import induced_subgraph, khop_nodes, khop_subgraph  # noqa: F401 (re-exported)
-from model.values import as_micros, as_number
-from schemas.timeutil import MICROS_PER_DAY
-from schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model import temporal
+from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph  # noqa: F401 (re-exported)
+from leadpulse.model.values import as_micros, as_number
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
+from leadpulse.schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
                            OPPORTUNITY, ORDER, PLACED, NodeType)
 
 __all__ = ["FeatureSpec", "RawGraph", "Encoded", "encode_graph", "extract", "to_hetero_data", "khop_subgraph",

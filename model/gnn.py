@@ -42,13 +42,13 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 from torch_geometric.nn.aggr import Aggregation
 
-from graph_store.base import Subgraph
-from model.base import ExampleSet, LeadModel
-from model.features import FeatureSpec, khop_subgraph, seed_index, to_hetero_data
-from schemas.types import CONTACT, EDGE_TYPES, NODE_TYPES
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.features import FeatureSpec, khop_subgraph, seed_index, to_hetero_data
+from leadpulse.schemas.types import CONTACT, EDGE_TYPES, NODE_TYPES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from model.train import TrainOptions
+    from leadpulse.model.train import TrainOptions
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class GNNLeadModel(LeadModel):
     name = "gnn"
 
     def __init__(self, options: Optional["TrainOptions"] = None):
-        from model.train import TrainOptions
+        from leadpulse.model.train import TrainOptions
         self.options = options or TrainOptions()
         self.spec: Optional[FeatureSpec] = None
         self.net: Optional[HeteroSAGE] = None
@@ -274,7 +274,7 @@ class GNNLeadModel(LeadModel):
 
     # ------------------------------------------------------------------ LeadModel
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "GNNLeadModel":
-        from model.train import fit_gnn
+        from leadpulse.model.train import fit_gnn
         return fit_gnn(self, train, valid, seed=seed)
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
@@ -327,7 +327,7 @@ class GNNLeadModel(LeadModel):
 
     @classmethod
     def load(cls, path: Path) -> "GNNLeadModel":
-        from model.train import TrainOptions
+        from leadpulse.model.train import TrainOptions
         path = Path(path)
         meta = json.loads((path / _META).read_text())
         # models saved before the architecture options existed: the original architecture

@@ -10,8 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
-from graph_store.base import Subgraph
-from schemas.types import COMPANY, CONTACT, NODE_TYPES, NodeType
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.schemas.types import COMPANY, CONTACT, NODE_TYPES, NodeType
 
 __all__ = ["khop_subgraph", "khop_nodes", "induced_subgraph"]
 

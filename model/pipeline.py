@@ -12,13 +12,13 @@ from typing import Optional
 
 import numpy as np
 
-from graph_store.base import GraphStore
-from model.base import ExampleSet, LeadModel
-from model.examples import SplitOptions, build_split
-from model.metrics import score_metrics
-from model.registry import Decision, ModelRegistry
-from model.task import Task
-from model.train import TrainOptions, train_gnn
+from leadpulse.graph_store.base import GraphStore
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.examples import SplitOptions, build_split
+from leadpulse.model.metrics import score_metrics
+from leadpulse.model.registry import Decision, ModelRegistry
+from leadpulse.model.task import Task
+from leadpulse.model.train import TrainOptions, train_gnn
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from model.base import LeadModel
+from leadpulse.model.base import LeadModel
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ only learns a monotone (Platt) map from points to probability, so the ranking is
 score's ranking.
 
 Example:
-    >>> from graph_store.base import Subgraph
+    >>> from leadpulse.graph_store.base import Subgraph
     >>> g = Subgraph(as_of=0, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
     >>> RulesModel().points(g, ["c1"]).tolist()
     [20.0]
@@ -20,11 +20,11 @@ from typing import Optional, Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from graph_store.base import Subgraph
-from model.base import ExampleSet, LeadModel
-from model.tabular import View, seniority
-from model.values import as_number
-from schemas.timeutil import MICROS_PER_DAY
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.tabular import View, seniority
+from leadpulse.model.values import as_number
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
 
 __all__ = ["RulePoints", "RulesModel"]
 

@@ -25,10 +25,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from graph_store.base import Subgraph
-from model.explain import Factor, explain
-from model.features import Encoded, encode_graph, to_hetero_data
-from model.gnn import GNNLeadModel
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.explain import Factor, explain
+from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
+from leadpulse.model.gnn import GNNLeadModel
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ missing, categorical values as token lists) from three families:
 Every value is a function of the ``Subgraph`` as of its ``as_of`` (no event after it).
 
 Example:
-    >>> from graph_store.base import Subgraph
+    >>> from leadpulse.graph_store.base import Subgraph
     >>> g = Subgraph(as_of=0, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
     >>> raw = feature_table(g, ["c1"], ["own"])
     >>> raw.cats["seniority"], raw.num.shape
@@ -28,12 +28,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from graph_store.base import Subgraph
-from model import temporal
-from model.base import ExampleSet
-from model.values import as_micros, as_number
-from schemas.timeutil import MICROS_PER_DAY
-from schemas.types import (COMPANY, CONTACT, INDUSTRY_PEER, OPPORTUNITY, OWNS, PLACED,
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model import temporal
+from leadpulse.model.base import ExampleSet
+from leadpulse.model.values import as_micros, as_number
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
+from leadpulse.schemas.types import (COMPANY, CONTACT, INDUSTRY_PEER, OPPORTUNITY, OWNS, PLACED,
                            SIMILAR_TO, WORKS_AT, EdgeType)
 
 __all__ = ["RawTable", "Encoder", "View", "feature_table", "examples_table", "seniority",

@@ -48,10 +48,10 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from graph_store.base import GraphStore
-from schemas.events import Contact, InputEvent, Opportunity, Order
-from schemas.timeutil import MICROS_PER_DAY, to_micros
-from schemas.types import PLACED
+from leadpulse.graph_store.base import GraphStore
+from leadpulse.schemas.events import Contact, InputEvent, Opportunity, Order
+from leadpulse.schemas.timeutil import MICROS_PER_DAY, to_micros
+from leadpulse.schemas.types import PLACED
 
 __all__ = ["DEFAULT_TASK", "TARGET_TABLES", "Task", "TaskError", "parse_task"]
 

@@ -31,8 +31,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from graph_store.timeline import Orders, TimelineBlock, Timelines, shared_block
-from schemas.timeutil import MICROS_PER_DAY
+from leadpulse.graph_store.timeline import Orders, TimelineBlock, Timelines, shared_block
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
 
 __all__ = [
     "ACTIVITY_TYPES", "HIGH_INTENT_TYPES", "KEY_PAGES", "WINDOWS_DAYS", "RECENCY_CAP_DAYS",

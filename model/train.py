@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from model.base import CutoffExamples, ExampleSet
-from model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
-from model.gnn import Calibration, EnsembleSAGE, GNNLeadModel, HeteroSAGE, edge_index_dict
-from schemas.types import CONTACT, NODE_TYPES
+from leadpulse.model.base import CutoffExamples, ExampleSet
+from leadpulse.model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
+from leadpulse.model.gnn import Calibration, EnsembleSAGE, GNNLeadModel, HeteroSAGE, edge_index_dict
+from leadpulse.schemas.types import CONTACT, NODE_TYPES
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from schemas.timeutil import to_micros
+from leadpulse.schemas.timeutil import to_micros
 
 
 def as_micros(value: Any) -> Optional[int]:

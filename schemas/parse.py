@@ -15,8 +15,8 @@ from typing import Any, Mapping, Union
 
 from pydantic import ValidationError
 
-from schemas.events import InputEvent
-from schemas.topics import input_spec_for_topic
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.topics import input_spec_for_topic
 
 MAX_MESSAGE_BYTES = 1_000_000
 

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from schemas.events import InputEvent
-from schemas.parse import ParseError, parse_record
-from schemas.topics import INPUT_TOPICS, TopicSpec, input_spec_for_topic
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.parse import ParseError, parse_record
+from leadpulse.schemas.topics import INPUT_TOPICS, TopicSpec, input_spec_for_topic
 
 LIST_SEP = ";"
 

@@ -6,7 +6,7 @@ from typing import Optional, Type
 
 from pydantic import BaseModel
 
-from schemas.events import (
+from leadpulse.schemas.events import (
     Activity, Company, Contact, DeadLetter, LeadAlert, LeadScore, ModelUpdate, Opportunity, Order,
 )
 

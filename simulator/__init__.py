@@ -2,11 +2,11 @@
 
 Leaf package: imports only ``schemas``, numpy and the standard library.
 
-    >>> from simulator import simulate
+    >>> from leadpulse.simulator import simulate
     >>> world = simulate("tiny", seed=0)
 """
-from simulator.params import SIZES, SimParams, SizeSpec
-from simulator.simulate import simulate
-from simulator.world import LABEL_COLUMNS, World
+from leadpulse.simulator.params import SIZES, SimParams, SizeSpec
+from leadpulse.simulator.simulate import simulate
+from leadpulse.simulator.world import LABEL_COLUMNS, World
 
 __all__ = ["simulate", "SimParams", "SIZES", "SizeSpec", "World", "LABEL_COLUMNS"]

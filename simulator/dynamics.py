@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator import catalog as cat
-from simulator.params import SimParams, SizeSpec
-from simulator.population import Population
+from leadpulse.simulator import catalog as cat
+from leadpulse.simulator.params import SimParams, SizeSpec
+from leadpulse.simulator.population import Population
 
 #: the mechanism terms of the log-hazard, each weighed by ``SimParams.w_<term>``
 TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer")

@@ -15,11 +15,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from schemas.events import Activity, Company, Contact, Opportunity, Order
-from simulator import catalog as cat
-from simulator.dynamics import LATENT_FIELDS, Trace
-from simulator.params import SimParams, SizeSpec
-from simulator.population import Population
+from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order
+from leadpulse.simulator import catalog as cat
+from leadpulse.simulator.dynamics import LATENT_FIELDS, Trace
+from leadpulse.simulator.params import SimParams, SizeSpec
+from leadpulse.simulator.population import Population
 
 DAY_S = 86_400
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator import catalog as cat
-from simulator.params import SimParams, SizeSpec
+from leadpulse.simulator import catalog as cat
+from leadpulse.simulator.params import SimParams, SizeSpec
 
 _NAME_A = ("North", "Blue", "Bright", "Iron", "Silver", "Quantum", "Cedar", "Summit", "Vertex",
            "Harbor", "Nova", "Granite", "Lumen", "Pioneer", "Atlas", "Maple", "Orbit", "Crest")

@@ -16,10 +16,10 @@ from datetime import datetime
 
 import numpy as np
 
-from schemas.timeutil import MICROS_PER_DAY, to_micros
-from simulator.dynamics import TERMS, conversion_hazard, simulate_days
-from simulator.params import SIZES, SimParams
-from simulator.population import build_population
+from leadpulse.schemas.timeutil import MICROS_PER_DAY, to_micros
+from leadpulse.simulator.dynamics import TERMS, conversion_hazard, simulate_days
+from leadpulse.simulator.params import SIZES, SimParams
+from leadpulse.simulator.population import build_population
 
 __all__ = ["TERMS", "Hazard", "hazard_after", "hazards", "last_whole_day"]
 

@@ -9,11 +9,11 @@ from typing import Optional
 
 import numpy as np
 
-from simulator.dynamics import simulate_days
-from simulator.emit import emit
-from simulator.params import SIZES, SimParams, SizeSpec
-from simulator.population import build_population
-from simulator.world import World
+from leadpulse.simulator.dynamics import simulate_days
+from leadpulse.simulator.emit import emit
+from leadpulse.simulator.params import SIZES, SimParams, SizeSpec
+from leadpulse.simulator.population import build_population
+from leadpulse.simulator.world import World
 
 logger = logging.getLogger(__name__)
 

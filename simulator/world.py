@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from schemas.events import Activity, Company, Contact, InputEvent, Opportunity, Order
-from schemas.tables import format_time, write_table
-from schemas.topics import input_spec_for_topic
-from simulator.params import SimParams
+from leadpulse.schemas.events import Activity, Company, Contact, InputEvent, Opportunity, Order
+from leadpulse.schemas.tables import format_time, write_table
+from leadpulse.schemas.topics import input_spec_for_topic
+from leadpulse.simulator.params import SimParams
 
 LABEL_COLUMNS = (
     "contact_id", "company_id", "person_id", "is_duplicate", "seniority", "decision_maker",

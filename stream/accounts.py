@@ -19,19 +19,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Optional, Sequence
 
-from graph_store.base import ApplyEffect, GraphStore
-from graph_store.reads import paused_gc
-from model.explain import explain
-from model.scorer import Scorer
-from schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
-from schemas.timeutil import from_micros, to_micros
-from schemas.types import WORKS_AT
-from stream.alerts import announced_tier, tier_alert_cut
-from stream.ingest import RawRecord
-from stream.metrics import Metrics
-from stream.pending import Pending
-from stream.router import decode_forward, forward_kind
-from stream.state import KVState
+from leadpulse.graph_store.base import ApplyEffect, GraphStore
+from leadpulse.graph_store.reads import paused_gc
+from leadpulse.model.explain import explain
+from leadpulse.model.scorer import Scorer
+from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
+from leadpulse.schemas.timeutil import from_micros, to_micros
+from leadpulse.schemas.types import WORKS_AT
+from leadpulse.stream.alerts import announced_tier, tier_alert_cut
+from leadpulse.stream.ingest import RawRecord
+from leadpulse.stream.metrics import Metrics
+from leadpulse.stream.pending import Pending
+from leadpulse.stream.router import decode_forward, forward_kind
+from leadpulse.stream.state import KVState
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from model.gnn import TIERS
+from leadpulse.model.gnn import TIERS
 
 
 def announced_tier(entry: dict) -> str:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from stream.config import Settings
+from leadpulse.stream.config import Settings
 
 #: benchmark name -> (full-mode extra arguments, quick-mode extra arguments), in run order
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
@@ -44,7 +44,7 @@ BY_PATH = {"graph_store", "accuracy"}
 
 
 def bench_dir() -> Path:
-    import bench
+    from leadpulse import bench
     return Path(bench.__file__).resolve().parent
 
 
@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     _merge_earlier(out / "run.json", suite)
     (out / "run.json").write_text(json.dumps(suite, indent=2) + "\n")
     # its own process too: matplotlib stays out of the CLI process
-    code = subprocess.call([sys.executable, "-m", "bench.report", "--results", str(out)], cwd=bench_dir().parent)
+    code = subprocess.call([sys.executable, "-m", "leadpulse.bench.report", "--results", str(out)], cwd=bench_dir().parent)
     if code != 0:
         print(f"leadpulse bench: the report failed (exit {code})", file=sys.stderr)
         return 1

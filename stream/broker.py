@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Optional
 
-from stream.config import Settings
-from stream.topics_admin import BrokerUnavailable, ensure_topics, wait_until_ready
+from leadpulse.stream.config import Settings
+from leadpulse.stream.topics_admin import BrokerUnavailable, ensure_topics, wait_until_ready
 
 logger = logging.getLogger(__name__)
 

@@ -21,17 +21,17 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from stream.config import Settings, SettingsError
+from leadpulse.stream.config import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
-COMMAND_MODULES: list[str] = ["stream.cli", "stream.demo", "stream.worker", "stream.modelcmds", "stream.benchcmd"]
+COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.benchcmd"]
 
 
 # --------------------------------------------------------------------------- broker
 def _run_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.broker import EmbeddedBroker, ensure_topics
+    from leadpulse.stream.broker import EmbeddedBroker, ensure_topics
 
     with EmbeddedBroker(bin=settings.broker_bin, port=args.port) as broker:
         if not args.no_topics:
@@ -50,7 +50,7 @@ def _run_broker(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- simulate
 def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        import simulator
+        from leadpulse import simulator
     except ImportError as exc:
         print(f"leadpulse simulate: the simulator package is not available ({exc})", file=sys.stderr)
         return 2
@@ -63,7 +63,7 @@ def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 # --------------------------------------------------------------------------- publish
 def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.publish import publish
+    from leadpulse.stream.publish import publish
 
     bootstrap = args.bootstrap or settings.kafka_bootstrap
     if not bootstrap:

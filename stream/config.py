@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ from typing import AsyncIterator, Callable, Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from stream.topics_admin import topic_partitions
+from leadpulse.stream.topics_admin import topic_partitions
 
 logger = logging.getLogger(__name__)
 

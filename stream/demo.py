@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence, TextIO
 
-from stream.config import Settings
+from leadpulse.stream.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def step_broker(ctx: DemoContext) -> None:
         ctx.bootstrap = ctx.settings.kafka_bootstrap
         ctx.say(f"[broker] attached to {ctx.bootstrap} (KAFKA_BOOTSTRAP)")
         return
-    from stream.broker import EmbeddedBroker
+    from leadpulse.stream.broker import EmbeddedBroker
 
     # started in the loop's own thread on purpose: its death signal is tied to that thread
     broker = ctx.stack.enter_context(EmbeddedBroker(bin=ctx.settings.broker_bin))
@@ -77,7 +77,7 @@ async def step_broker(ctx: DemoContext) -> None:
 
 
 async def step_topics(ctx: DemoContext) -> None:
-    from stream.topics_admin import ensure_topics
+    from leadpulse.stream.topics_admin import ensure_topics
 
     s = ctx.settings
     counts = await asyncio.to_thread(ensure_topics, ctx.bootstrap, s.all_topics + [s.topic_accounts],
@@ -91,7 +91,7 @@ async def step_simulate(ctx: DemoContext) -> None:
         ctx.say(f"[simulate] using existing tables in {ctx.tables_dir}")
         return
     try:
-        import simulator
+        from leadpulse import simulator
     except ImportError as exc:
         raise DemoError(f"the simulator package is not available ({exc}); pass --tables DIR") from exc
     out = ctx.settings.data_dir / "demo" / f"tables-{ctx.args.size}-{ctx.args.seed}"
@@ -104,8 +104,8 @@ async def step_simulate(ctx: DemoContext) -> None:
 
 async def step_stream(ctx: DemoContext) -> None:
     """Publish the tables and count what arrives on every topic, printing live."""
-    from stream.consume import tail
-    from stream.publish import publish_async
+    from leadpulse.stream.consume import tail
+    from leadpulse.stream.publish import publish_async
 
     s = ctx.settings
     watched = s.all_topics
@@ -172,8 +172,8 @@ async def step_split(ctx: DemoContext) -> None:
     """History (the model trains on it) and the rest (replayed live), split in event time."""
     import shutil
 
-    from schemas.tables import read_tables, write_table
-    from schemas.topics import INPUT_TOPICS
+    from leadpulse.schemas.tables import read_tables, write_table
+    from leadpulse.schemas.topics import INPUT_TOPICS
 
     events, _ = await asyncio.to_thread(read_tables, ctx.tables_dir)
     behaviour = [e.event_time for e in events if e.kind in ("activity", "order", "opportunity")]
@@ -204,7 +204,7 @@ async def step_train(ctx: DemoContext) -> None:
     """Train the first model on the history in a separate process (as a retrain job would)."""
     ctx.say(f"[train] training the first GNN on the history (max {ctx.args.epochs} epochs) ...")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream.cli", "train", "--tables", str(ctx.split["history"][0]),
+        sys.executable, "-m", "leadpulse.stream.cli", "train", "--tables", str(ctx.split["history"][0]),
         "--epochs", str(ctx.args.epochs), env=_env(ctx, LEADPULSE_LOG_LEVEL="WARNING"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     ctx.stack.push_async_callback(_stop_process, proc)
@@ -217,13 +217,13 @@ async def step_train(ctx: DemoContext) -> None:
 
 async def step_worker(ctx: DemoContext) -> None:
     """Start ``leadpulse worker`` and wait until it answers on /healthz."""
-    from stream.broker import free_port
+    from leadpulse.stream.broker import free_port
 
     port = free_port()
     log = _state_dir(ctx) / "worker.log"
     fh = open(log, "wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stream.cli", "worker", env=_env(ctx, LEADPULSE_WEB_PORT=str(port)),
+        sys.executable, "-m", "leadpulse.stream.cli", "worker", env=_env(ctx, LEADPULSE_WEB_PORT=str(port)),
         stdout=fh, stderr=asyncio.subprocess.STDOUT)
     ctx.stack.push_async_callback(_stop_process, proc)
     ctx.stack.callback(fh.close)
@@ -251,9 +251,9 @@ def _pace(args: argparse.Namespace, default_rate: float) -> tuple[Optional[float
 
 async def step_replay(ctx: DemoContext) -> None:
     """Publish the history at full speed, then the rest at ``--rate``, with the live view."""
-    from stream.consume import tail
-    from stream.liveview import LiveView
-    from stream.publish import publish_async
+    from leadpulse.stream.consume import tail
+    from leadpulse.stream.liveview import LiveView
+    from leadpulse.stream.publish import publish_async
 
     s = ctx.settings
     view = LiveView()
@@ -301,7 +301,7 @@ async def _follow(ctx: DemoContext, view, expected: int, published: Callable[[],
     """Refresh the live view every 2 s until the worker has worked through ``expected`` input
     events: all of them consumed, every one that was not rejected applied (or, should the count
     never get there, no score moved for 6 s). False when ``--timeout`` s passed since ``began``."""
-    from stream.liveview import parse_metrics
+    from leadpulse.stream.liveview import parse_metrics
 
     last, quiet_since = None, None
     window: deque = deque()  # (time, metrics) of the last LATENCY_WINDOW seconds
@@ -402,7 +402,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from stream.cli import add_pacing_arguments
+    from leadpulse.stream.cli import add_pacing_arguments
 
     p = subparsers.add_parser("demo", help="the whole story on the embedded broker, in one command",
                               description="Attach to KAFKA_BOOTSTRAP or start the embedded broker, "

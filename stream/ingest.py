@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional, Union
 
-from schemas.events import DeadLetter, InputEvent
-from schemas.parse import ParseError, parse_event
+from leadpulse.schemas.events import DeadLetter, InputEvent
+from leadpulse.schemas.parse import ParseError, parse_event
 
 
 @dataclass(frozen=True)

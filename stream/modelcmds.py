@@ -13,13 +13,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stream.config import Settings
+from leadpulse.stream.config import Settings
 
 logger = logging.getLogger(__name__)
 
 
 def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from model.evaluate import main as evaluate_main
+    from leadpulse.model.evaluate import main as evaluate_main
     argv = ["--tables", args.tables, "--task", args.task, "--seed", str(args.seed)]
     if args.json:
         argv += ["--json", args.json]
@@ -29,7 +29,7 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train_options(args: argparse.Namespace):
-    from model.train import TrainOptions
+    from leadpulse.model.train import TrainOptions
     kw = {"seed": args.seed}
     if args.epochs:
         kw["epochs"] = args.epochs
@@ -50,7 +50,7 @@ def announce(settings: Settings, result) -> None:
     """Publish the decision on ``models.updates`` (key = model version)."""
     from kafka import KafkaProducer
 
-    from schemas.events import ModelUpdate
+    from leadpulse.schemas.events import ModelUpdate
     update = ModelUpdate(model_version=result.version, trained_at=datetime.now(timezone.utc),
                          metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
                          promoted=result.decision.promoted, reason=result.decision.reason)
@@ -64,7 +64,7 @@ def announce(settings: Settings, result) -> None:
 
 def _parse_task(name: str, args: argparse.Namespace):
     """The ``--task`` query, or None after printing where it is wrong."""
-    from model.task import TaskError, parse_task
+    from leadpulse.model.task import TaskError, parse_task
     try:
         return parse_task(args.task)
     except TaskError as exc:
@@ -75,9 +75,9 @@ def _parse_task(name: str, args: argparse.Namespace):
 def _train_on(name: str, store, start: int, end: int, task, args: argparse.Namespace,
               settings: Settings) -> int:
     """Train, register and decide promotion on ``store``'s data in ``[start, end]``."""
-    from model.examples import SplitError
-    from model.pipeline import train_challenger
-    from model.registry import ModelRegistry
+    from leadpulse.model.examples import SplitError
+    from leadpulse.model.pipeline import train_challenger
+    from leadpulse.model.registry import ModelRegistry
     try:
         result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
                                   _train_options(args))
@@ -88,9 +88,9 @@ def _train_on(name: str, store, start: int, end: int, task, args: argparse.Names
 
 
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from graph_store.memory import MemoryGraphStore
-    from model.examples import data_span
-    from schemas.tables import read_tables
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.examples import data_span
+    from leadpulse.schemas.tables import read_tables
 
     task = _parse_task("train", args)
     if task is None:
@@ -107,7 +107,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    from graph_store.rocks import RocksDBGraphStore
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
 
     task = _parse_task("retrain", args)
     if task is None:
@@ -128,7 +128,7 @@ def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from model.task import DEFAULT_TASK  # light: no torch at --help time
+    from leadpulse.model.task import DEFAULT_TASK  # light: no torch at --help time
 
     p = subparsers.add_parser("evaluate", help="compare the GNN and every baseline on a CSV export",
                               description="Temporal split; prints AUROC, AP, precision and lift at "

@@ -30,10 +30,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from tqdm import tqdm
 
-from schemas.events import InputEvent
-from schemas.tables import RowError, event_json, event_key, read_tables
-from schemas.topics import INPUT_TOPICS, input_spec_for_topic
-from stream.topics_admin import ensure_topics
+from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.tables import RowError, event_json, event_key, read_tables
+from leadpulse.schemas.topics import INPUT_TOPICS, input_spec_for_topic
+from leadpulse.stream.topics_admin import ensure_topics
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.accounts import REPLICA_SUFFIX, AccountProcessor
-from stream.ingest import RawRecord
+from leadpulse.stream.accounts import REPLICA_SUFFIX, AccountProcessor
+from leadpulse.stream.ingest import RawRecord
 
 logger = logging.getLogger(__name__)
 

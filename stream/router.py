@@ -18,12 +18,12 @@ import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from schemas.events import Activity, Company, Contact, InputEvent, Opportunity, Order
-from schemas.parse import ParseError, parse_record
-from schemas.tables import event_json
-from schemas.timeutil import to_micros
-from stream.ingest import RawRecord
-from stream.state import KVState
+from leadpulse.schemas.events import Activity, Company, Contact, InputEvent, Opportunity, Order
+from leadpulse.schemas.parse import ParseError, parse_record
+from leadpulse.schemas.tables import event_json
+from leadpulse.schemas.timeutil import to_micros
+from leadpulse.stream.ingest import RawRecord
+from leadpulse.stream.state import KVState
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from stream.config import Settings
+from leadpulse.stream.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class WorkerParts:
 
 
 def _champion(settings: Settings) -> Optional[str]:
-    from model.registry import ModelRegistry
+    from leadpulse.model.registry import ModelRegistry
     if settings.model_version != "champion":
         return settings.model_version  # pinned: never swapped
     try:
@@ -45,8 +45,8 @@ def _champion(settings: Settings) -> Optional[str]:
 
 def load_scorer(settings: Settings, version: Optional[str] = None):
     """The scorer of the configured model version, or None when the registry has none yet."""
-    from model.registry import ModelRegistry, RegistryError
-    from model.scorer import Scorer
+    from leadpulse.model.registry import ModelRegistry, RegistryError
+    from leadpulse.model.scorer import Scorer
 
     registry = ModelRegistry(settings.models_path)
     try:
@@ -67,7 +67,7 @@ async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> in
     import asyncio
     import os
 
-    argv = [sys.executable, "-m", "stream.cli", "retrain", "--data-dir", str(root.parent)]
+    argv = [sys.executable, "-m", "leadpulse.stream.cli", "retrain", "--data-dir", str(root.parent)]
     if settings.retrain_epochs:
         argv += ["--epochs", str(settings.retrain_epochs)]
     env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, LEADPULSE_MODEL_DIR=str(settings.models_path))
@@ -78,12 +78,13 @@ async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> in
 
 def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = None) -> WorkerParts:
     """Open the stores, load the model and build the Faust app (not started)."""
-    from graph_store.rocks import RocksDBGraphStore
-    from stream.accounts import AccountProcessor, ScoringOptions
-    from stream.app import AppOptions, build_app
-    from stream.metrics import Metrics
-    from stream.router import Router
-    from stream.state import KVState
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
+    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.app import build_app
+    from leadpulse.stream.options import AppOptions
+    from leadpulse.stream.metrics import Metrics
+    from leadpulse.stream.router import Router
+    from leadpulse.stream.state import KVState
 
     root = Path(data_dir or settings.data_dir) / "worker"
     stack = ExitStack()
@@ -119,8 +120,8 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
-    from stream.broker import broker_from_env
-    from stream.topics_admin import ensure_topics
+    from leadpulse.stream.broker import broker_from_env
+    from leadpulse.stream.topics_admin import ensure_topics
 
     if settings.kafka_bootstrap is None:  # our embedded Tansu: its end offsets are wrong (trap 1)
         settings = dataclasses.replace(settings, lag_seconds=0.0)

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def broker() -> Iterator[str]:
     if external:
         yield external
         return
-    from stream.broker import EmbeddedBroker
+    from leadpulse.stream.broker import EmbeddedBroker
 
     with EmbeddedBroker() as embedded:
         yield embedded.bootstrap

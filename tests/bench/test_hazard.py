@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.hazard import SimulatorHazard
-from model.evaluate import run_evaluation
-from simulator import SimParams, simulate
-from simulator.reference import hazard_after, last_whole_day
+from leadpulse.bench.hazard import SimulatorHazard
+from leadpulse.model.evaluate import run_evaluation
+from leadpulse.simulator import SimParams, simulate
+from leadpulse.simulator.reference import hazard_after, last_whole_day
 
 SEED = 3
 
@@ -73,7 +73,7 @@ def test_decomposition_shows_the_account_terms_and_the_future():
     are too few to rank the weaker terms reliably."""
     from datetime import datetime, timezone
 
-    from bench.hazard import decompose
+    from leadpulse.bench.hazard import decompose
     d = decompose("small", SEED, datetime(2026, 5, 31, tzinfo=timezone.utc))
     assert d["first_orders"] > 50
     assert d["window_mean_future"] > d["hazard"] >= d["observed"] - 0.01

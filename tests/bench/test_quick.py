@@ -24,7 +24,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def quick_results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench-results")
     cache = tmp_path_factory.mktemp("bench-cache")
-    proc = subprocess.run([sys.executable, "-m", "stream.cli", "bench", "--quick", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "leadpulse.stream.cli", "bench", "--quick", "--out", str(out),
                            "--cache", str(cache)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out

@@ -8,11 +8,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))   # reference.py, worlds.py (importlib import mode)
 
-from graph_store.memory import MemoryGraphStore  # noqa: E402
-from graph_store.options import GraphStoreOptions  # noqa: E402
-from graph_store.rocks import RocksDBGraphStore  # noqa: E402
+from leadpulse.graph_store.memory import MemoryGraphStore  # noqa: E402
+from leadpulse.graph_store.options import GraphStoreOptions  # noqa: E402
+from leadpulse.graph_store.rocks import RocksDBGraphStore  # noqa: E402
 
 STORES = ["memory", "rocksdb"]
 

@@ -1,11 +1,9 @@
 """Subprocess of test_crash.py: apply batches of a fixed event list forever-ish, resuming from
-the store's recorded position. ``python crash_worker.py PATH N BATCH SEED``"""
-import os
+the store's recorded position. ``python -m tests.graph_store.crash_worker PATH N BATCH SEED``"""
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from graph_store.rocks import RocksDBGraphStore  # noqa: E402
-from worlds import random_events  # noqa: E402
+from leadpulse.graph_store.rocks import RocksDBGraphStore
+from tests.graph_store.worlds import random_events
 
 TOPIC = ("crm.all", 0)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Optional, Sequence
 
-from graph_store.records import to_record
-from schemas.types import BASE_EDGE_TYPES, reverse
+from leadpulse.graph_store.records import to_record
+from leadpulse.schemas.types import BASE_EDGE_TYPES, reverse
 
 REFS = [  # (holder kind, field, target kind, base edge type or None, holder is source)
     ("contact", "company_id", "company", ("contact", "works_at", "company"), True),

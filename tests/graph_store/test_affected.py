@@ -12,10 +12,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embedding import contact_values, embed
-from graph_store.options import GraphStoreOptions
-from reference import Reference, as_sets
-from worlds import event, histories, query_time
+from tests.graph_store.embedding import contact_values, embed
+from leadpulse.graph_store.options import GraphStoreOptions
+from tests.graph_store.reference import Reference, as_sets
+from tests.graph_store.worlds import event, histories, query_time
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
 TIGHTNESS: list[tuple[int, int]] = []

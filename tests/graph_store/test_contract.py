@@ -8,12 +8,12 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph_store.options import GraphStoreOptions
-from reference import Reference, as_sets
-from schemas.events import Activity, Company, Contact, Order
-from schemas.timeutil import from_micros
-from schemas.types import EDGE_TYPES, NODE_TYPES
-from worlds import TIMES, histories, query_time
+from leadpulse.graph_store.options import GraphStoreOptions
+from tests.graph_store.reference import Reference, as_sets
+from leadpulse.schemas.events import Activity, Company, Contact, Order
+from leadpulse.schemas.timeutil import from_micros
+from leadpulse.schemas.types import EDGE_TYPES, NODE_TYPES
+from tests.graph_store.worlds import TIMES, histories, query_time
 
 SMALL_RINGS = GraphStoreOptions(industry_k=2, similar_k=2)
 PROPS = settings(max_examples=int(os.environ.get("GS_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -8,16 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from graph_store.memory import MemoryGraphStore
-from graph_store.rocks import RocksDBGraphStore
-from reference import as_sets
-from worlds import TIMES, random_events
+from leadpulse.graph_store.memory import MemoryGraphStore
+from leadpulse.graph_store.rocks import RocksDBGraphStore
+from tests.graph_store.reference import as_sets
+from tests.graph_store.worlds import TIMES, random_events
 
 N, BATCH, SEED = 16000, 200, 7
-WORKER = os.path.join(os.path.dirname(__file__), "crash_worker.py")
+ROOT = Path(__file__).resolve().parents[2]  # the worker runs as ``-m tests.graph_store.crash_worker``
 T_END = TIMES[0] + 400 * 86_400_000_000
 
 
@@ -31,11 +32,10 @@ def _expected(n: int):
 def test_sigkill_mid_apply_leaves_a_batch_boundary(tmp_path):
     rng = random.Random(1)
     path = str(tmp_path / "store")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     seen = []
     for attempt in range(8):
-        proc = subprocess.Popen([sys.executable, WORKER, path, str(N), str(BATCH), str(SEED)],
-                                stdout=subprocess.PIPE, env=env, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "tests.graph_store.crash_worker", path, str(N), str(BATCH), str(SEED)],
+                                stdout=subprocess.PIPE, cwd=ROOT, text=True)
         line = proc.stdout.readline()           # "ready <offset>": the store is open
         assert line.startswith("ready"), line
         for _ in range(rng.randint(0, 6)):      # let a few batches commit ("applied <offset>"),

@@ -15,15 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rocksdict import Options, Rdict
 
-from graph_store.memory import MemoryGraphStore
-from graph_store.options import GraphStoreOptions
-from graph_store.records import decode_attrs, to_record
-from graph_store.rings import Rings
-from graph_store.rocks import RocksDBGraphStore
-from graph_store.state import GraphState
-from reference import Reference, as_sets
-from schemas.types import EDGE_TYPES, NODE_TYPES
-from worlds import TIMES, histories, query_time, random_events
+from leadpulse.graph_store.memory import MemoryGraphStore
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.records import decode_attrs, to_record
+from leadpulse.graph_store.rings import Rings
+from leadpulse.graph_store.rocks import RocksDBGraphStore
+from leadpulse.graph_store.state import GraphState
+from tests.graph_store.reference import Reference, as_sets
+from leadpulse.schemas.types import EDGE_TYPES, NODE_TYPES
+from tests.graph_store.worlds import TIMES, histories, query_time, random_events
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -200,7 +200,7 @@ def test_effects_of_the_fast_path_name_activity_and_contact():
 def test_effects_equal_constructed_ones():
     from dataclasses import fields
 
-    from graph_store.base import ApplyEffect
+    from leadpulse.graph_store.base import ApplyEffect
     store = MemoryGraphStore()
     events = random_events(40, seed=4)
     effects = store.apply(events + events[:5])

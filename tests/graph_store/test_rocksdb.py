@@ -6,13 +6,13 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted
-from graph_store.memory import MemoryGraphStore
-from graph_store.options import GraphStoreOptions
-from graph_store.rocks import RocksDBGraphStore
-from reference import as_sets
-from schemas.types import EDGE_TYPES
-from worlds import TIMES, histories, query_time, random_events
+from leadpulse.graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted
+from leadpulse.graph_store.memory import MemoryGraphStore
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.rocks import RocksDBGraphStore
+from tests.graph_store.reference import as_sets
+from leadpulse.schemas.types import EDGE_TYPES
+from tests.graph_store.worlds import TIMES, histories, query_time, random_events
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from schemas.events import Activity, Company, Contact, Opportunity, Order
-from schemas.timeutil import MICROS_PER_DAY, from_micros
+from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order
+from leadpulse.schemas.timeutil import MICROS_PER_DAY, from_micros
 
 T0 = 20_000 * MICROS_PER_DAY      # mid 2024
 TIMES = [T0 + d * MICROS_PER_DAY for d in range(12)]

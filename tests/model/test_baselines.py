@@ -6,14 +6,14 @@ import doctest
 import numpy as np
 import pytest
 
-import model.baselines
-import model.rules
-import model.tabular
-from graph_store.base import Subgraph
-from model.base import CutoffExamples
-from model.baselines import (BASELINES, LGBMAggModel, LGBMOptions, feature_table, LGBMFlatModel, LogRegModel,
+import leadpulse.model.baselines
+import leadpulse.model.rules
+import leadpulse.model.tabular
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.base import CutoffExamples
+from leadpulse.model.baselines import (BASELINES, LGBMAggModel, LGBMOptions, feature_table, LGBMFlatModel, LogRegModel,
                              RulesModel, load_model, make_model)
-from schemas.timeutil import MICROS_PER_DAY as DAY
+from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY
 
 T = 400 * DAY
 
@@ -55,7 +55,7 @@ def _examples(g: Subgraph, labels: np.ndarray) -> list[CutoffExamples]:
     return [CutoffExamples(g.as_of, list(g.node_ids["contact"]), labels, lambda: g)]
 
 
-@pytest.mark.parametrize("module", [model.baselines, model.rules, model.tabular])
+@pytest.mark.parametrize("module", [leadpulse.model.baselines, leadpulse.model.rules, leadpulse.model.tabular])
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -98,7 +98,7 @@ def test_single_class_training_predicts_the_base_rate(cls, tmp_path):
 def test_activity_models_find_the_buyers():
     g, y = _graph(120)
     ids = g.node_ids["contact"]
-    from model.metrics import score_metrics
+    from leadpulse.model.metrics import score_metrics
     for cls in (LGBMFlatModel, LGBMAggModel):
         m = cls(LGBMOptions(min_data_in_leaf=5, num_boost_round=50)).fit(_examples(g, y))
         assert score_metrics(y, m.predict_proba(g, ids)).auroc > 0.95, cls.name

@@ -13,19 +13,19 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from model.base import LeadModel
-from model.baselines import BASELINES
-from model.examples import build_examples
-from model.task import DEFAULT_TASK, parse_task
-from schemas.events import Activity, Company, Contact
-from schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
+from leadpulse.model.base import LeadModel
+from leadpulse.model.baselines import BASELINES
+from leadpulse.model.examples import build_examples
+from leadpulse.model.task import DEFAULT_TASK, parse_task
+from leadpulse.schemas.events import Activity, Company, Contact
+from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
 
 
 def _gnn_factory(**extra):
     """The GNN with a short schedule: the contract checks properties, not accuracy."""
     try:
-        gnn = importlib.import_module("model.gnn")
-        options = importlib.import_module("model.train").TrainOptions(
+        gnn = importlib.import_module("leadpulse.model.gnn")
+        options = importlib.import_module("leadpulse.model.train").TrainOptions(
             **{"epochs": 12, "patience": 4, "hidden": 32, **extra})
     except ImportError as exc:  # pragma: no cover - reported as a skip, not a pass
         return exc
@@ -59,13 +59,13 @@ def factory(request):
 
 @pytest.fixture(scope="module")
 def world():
-    from simulator import simulate
+    from leadpulse.simulator import simulate
     return simulate("tiny", seed=0)
 
 
 @pytest.fixture(scope="module")
 def store(world):
-    memory = pytest.importorskip("graph_store.memory")
+    memory = pytest.importorskip("leadpulse.graph_store.memory")
     s = memory.MemoryGraphStore()
     s.apply(world.all_events())
     return s
@@ -146,14 +146,14 @@ def test_scoring_only_reads_the_graph(fitted, split, store):
     before = copy.deepcopy(g.attrs)
     fitted.predict_proba(g, test.contact_ids)
     if fitted.name == "gnn":
-        from model.explain import explain
+        from leadpulse.model.explain import explain
         explain(fitted, g, test.contact_ids[:5])
     assert g.attrs == before
     assert store.subgraph(test.contact_ids, test.as_of, hops=2).attrs == before
 
 
 def test_contacts_without_activity_and_companies_without_peers(fitted, world):
-    from graph_store.memory import MemoryGraphStore
+    from leadpulse.graph_store.memory import MemoryGraphStore
     t = to_micros(world.end)
     at = from_micros(t - 10 * DAY)
     extra = [

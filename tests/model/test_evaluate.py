@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import model.metrics
-from model.evaluate import DEFAULT_MODELS, format_table, main, run_evaluation
-from model.metrics import score_metrics
+import leadpulse.model.metrics
+from leadpulse.model.evaluate import DEFAULT_MODELS, format_table, main, run_evaluation
+from leadpulse.model.metrics import score_metrics
 
 HANDMADE = Path(__file__).parent / "data" / "handmade"
 BASELINE_NAMES = ["rules", "logreg", "lgbm_flat", "lgbm_agg"]
 
-pytest.importorskip("graph_store.memory")
+pytest.importorskip("leadpulse.graph_store.memory")
 
 
 def test_metrics_doctests():
-    result = doctest.testmod(model.metrics)
+    result = doctest.testmod(leadpulse.model.metrics)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -37,8 +37,8 @@ def test_metrics_degenerate_cases():
 def _models() -> list:
     """Every model of a default run; the GNN (when importable) on a short schedule."""
     try:
-        from model.gnn import GNNLeadModel
-        from model.train import TrainOptions
+        from leadpulse.model.gnn import GNNLeadModel
+        from leadpulse.model.train import TrainOptions
         return BASELINE_NAMES + [GNNLeadModel(TrainOptions(epochs=20, patience=5, hidden=32))]
     except ImportError:
         return BASELINE_NAMES + ["gnn"]  # reported as skipped in the table

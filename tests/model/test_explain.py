@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.explain import GROUPS, explain
-from model.train import TrainOptions, train_gnn
+from leadpulse.model.explain import GROUPS, explain
+from leadpulse.model.train import TrainOptions, train_gnn
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
-from test_gnn_synth import make_examples, make_graph  # noqa: E402
+from tests.model.test_gnn_synth import make_examples, make_graph
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def test_explains_every_contact_and_is_deterministic(model):
 def test_explaining_with_the_scored_features_equals_explaining_alone(model):
     """The stream explains with the rows its scoring pass built on the whole batch graph
     (``ScoreBatch.encoded``); alone, ``explain`` builds them on the leads' k-hop union."""
-    from model.scorer import Scorer
+    from leadpulse.model.scorer import Scorer
     g, _ = make_graph(34)
     ids = g.node_ids["contact"][:10]
     batch = Scorer(model).score(g, ids)

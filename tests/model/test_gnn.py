@@ -9,12 +9,11 @@ import copy
 import numpy as np
 import pytest
 
-from model import features as feats
-from model.features import FeatureSpec, extract, khop_subgraph, seed_index, to_hetero_data
-from model.gnn import GNNLeadModel
-from model.train import TrainOptions, train_gnn
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
-from test_gnn_synth import DAY, build, make_examples, make_graph
+from leadpulse.model import features as feats
+from leadpulse.model.features import FeatureSpec, extract, khop_subgraph, seed_index, to_hetero_data
+from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.model.train import TrainOptions, train_gnn
+from tests.model.test_gnn_synth import DAY, build, make_examples, make_graph
 
 OPTS = TrainOptions(epochs=25, patience=10, min_count=2, seed=3)
 
@@ -66,7 +65,7 @@ def test_subgraph_equals_snapshot(model):
 
 def test_big_graph_is_scored_in_chunks_with_the_same_scores(model, monkeypatch):
     """Above ``max_full_nodes``, predict_proba scores chunks of leads on their k-hop subgraphs."""
-    import model.gnn as gnn
+    import leadpulse.model.gnn as gnn
     g, _ = make_graph(15, companies=50)
     ids = list(reversed(g.node_ids["contact"]))  # any order, not the graph's
     whole = model.predict_proba(g, ids)
@@ -94,7 +93,7 @@ def test_isolated_contact_and_lonely_company(model):
     t = 20_000 * DAY
     nodes = {"contact": [("lone", {"seniority": "vp", "timeline": []}), ("stub", {})],
              "company": [("co", {"industry": "software", "orders": []})]}
-    from schemas.types import WORKS_AT
+    from leadpulse.schemas.types import WORKS_AT
     g = build(t, nodes, {WORKS_AT: [(0, 0, t - DAY)]})
     p = model.predict_proba(g, ["lone", "stub"])
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
@@ -145,17 +144,17 @@ def _disjoint(a, b):
 
 def test_feature_doctests():
     import doctest
-    import model.features, model.train
-    assert doctest.testmod(model.features).failed == 0
-    assert doctest.testmod(model.train).failed == 0
+    import leadpulse.model.features, leadpulse.model.train
+    assert doctest.testmod(leadpulse.model.features).failed == 0
+    assert doctest.testmod(leadpulse.model.train).failed == 0
 
 
 def test_stub_nodes_are_marked_as_stubs():
     """A company named by a contact before its record arrives, and a contact named by an
     activity before its record arrives, are stubs in a graph read from the store."""
-    from graph_store.memory import MemoryGraphStore
-    from schemas.events import Activity, Company, Contact
-    from schemas.timeutil import from_micros
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.schemas.events import Activity, Company, Contact
+    from leadpulse.schemas.timeutil import from_micros
     t0 = 1_700_000_000_000_000
     store = MemoryGraphStore()
     store.apply([Company(company_id="known", updated_at=from_micros(t0)),

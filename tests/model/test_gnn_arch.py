@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.features import khop_subgraph
-from model.gnn import GNNLeadModel, LogSumAggregation
-from model.train import TrainOptions, train_gnn
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
-from test_gnn_synth import make_examples, make_graph
+from leadpulse.model.features import khop_subgraph
+from leadpulse.model.gnn import GNNLeadModel, LogSumAggregation
+from leadpulse.model.train import TrainOptions, train_gnn
+from tests.model.test_gnn_synth import make_examples, make_graph
 
 OPTS = TrainOptions(epochs=6, patience=3, min_count=2, seed=5, hidden=16, encoder="mlp",
                     aggr="mean,max,logsum")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graph_store.base import Subgraph
-from model.base import CutoffExamples
-from schemas.types import BASE_EDGE_TYPES, reverse
+from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.base import CutoffExamples
+from leadpulse.schemas.types import BASE_EDGE_TYPES, reverse
 
 DAY = 86_400_000_000
 T0 = 20_000 * DAY  # ~2024-10

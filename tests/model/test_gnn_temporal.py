@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import temporal
-from model.temporal import ACTIVITY_TYPES, CONTACT_COLUMNS, company_order_features, contact_features
+from leadpulse.model import temporal
+from leadpulse.model.temporal import ACTIVITY_TYPES, CONTACT_COLUMNS, company_order_features, contact_features
 
 DAY = 86_400_000_000
 T = 1_000 * DAY
@@ -97,7 +97,7 @@ def test_timeline_views_give_the_features_of_the_lists_they_stand_for():
     """The store hands out ``graph_store.timeline`` views; ``contact_features`` reads their
     columns instead of their tuples and must not see the difference (any order, any subset,
     empty views and plain lists mixed in, unknown types and pages)."""
-    from graph_store.timeline import Timeline, TimelineBlock, Timelines
+    from leadpulse.graph_store.timeline import Timeline, TimelineBlock, Timelines
     rng = np.random.default_rng(3)
     timelines = _random_timelines(rng, 60)
     strings = [None] + sorted({v for tl in timelines for e in tl for v in e[1:] if v is not None})
@@ -121,7 +121,7 @@ def test_timeline_views_give_the_features_of_the_lists_they_stand_for():
 def test_order_columns_give_the_features_of_the_lists_they_stand_for():
     """The store hands out company orders as ``graph_store.timeline.Orders`` columns;
     ``company_order_features`` must give what it gives for the lists they stand for."""
-    from graph_store.timeline import Orders
+    from leadpulse.graph_store.timeline import Orders
     rng = np.random.default_rng(4)
     lists = [sorted((int(T - rng.integers(-5 * DAY, 200 * DAY)), float(rng.integers(1, 10_000)) / 7)
                     for _ in range(int(rng.integers(0, 5)))) for _ in range(80)]

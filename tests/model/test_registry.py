@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.registry import ModelRegistry, RegistryError
-from model.train import TrainOptions, train_gnn
+from leadpulse.model.registry import ModelRegistry, RegistryError
+from leadpulse.model.train import TrainOptions, train_gnn
 
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
-from test_gnn_synth import make_examples, make_graph  # noqa: E402
+from tests.model.test_gnn_synth import make_examples, make_graph
 
 TASK = "PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH contacts.contact_id"
 W1, W2 = [100, 200], [200, 300]
@@ -96,8 +95,8 @@ def test_challenger_without_metrics_is_not_promoted(model, tmp_path):
 
 def test_registry_doctest():
     import doctest
-    import model.registry
-    assert doctest.testmod(model.registry).failed == 0
+    import leadpulse.model.registry
+    assert doctest.testmod(leadpulse.model.registry).failed == 0
 
 
 def test_first_model_is_promoted_even_when_its_window_has_no_positives(model, tmp_path):

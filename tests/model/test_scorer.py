@@ -11,13 +11,12 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from model.base import CutoffExamples
-from model.features import khop_subgraph
-from model.scorer import ScoreBatch, Scorer, score
-from model.train import TrainOptions, train_gnn
-from schemas.timeutil import MICROS_PER_DAY, to_micros
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: helpers by path
-from test_gnn_synth import make_examples, make_graph
+from leadpulse.model.base import CutoffExamples
+from leadpulse.model.features import khop_subgraph
+from leadpulse.model.scorer import ScoreBatch, Scorer, score
+from leadpulse.model.train import TrainOptions, train_gnn
+from leadpulse.schemas.timeutil import MICROS_PER_DAY, to_micros
+from tests.model.test_gnn_synth import make_examples, make_graph
 
 DAY = MICROS_PER_DAY
 
@@ -30,8 +29,8 @@ def synth_model():
 
 @pytest.fixture(scope="module")
 def world_store():
-    memory = pytest.importorskip("graph_store.memory")
-    simulator = pytest.importorskip("simulator")
+    memory = pytest.importorskip("leadpulse.graph_store.memory")
+    simulator = pytest.importorskip("leadpulse.simulator")
     world = simulator.simulate("tiny", seed=0)
     store = memory.MemoryGraphStore()
     store.apply(world.all_events())
@@ -40,7 +39,7 @@ def world_store():
 
 @pytest.fixture(scope="module")
 def world_model(world_store):
-    from model.task import DEFAULT_TASK, parse_task
+    from leadpulse.model.task import DEFAULT_TASK, parse_task
     world, store, _ = world_store
     task = parse_task(DEFAULT_TASK)
     end = to_micros(world.end)
@@ -80,7 +79,7 @@ def test_incremental_equals_full_with_graph_store(world_model, world_store):
 
 def test_future_event_does_not_move_scores_in_store(world_model, world_store):
     world, _, memory = world_store
-    from schemas.events import Activity, Order
+    from leadpulse.schemas.events import Activity, Order
     store = memory.MemoryGraphStore()
     store.apply(world.all_events())
     t = to_micros(world.end) - 20 * DAY

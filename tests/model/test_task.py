@@ -9,19 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import model.examples
-import model.task
-from model.examples import SplitError, SplitOptions, build_examples, contacts_at, plan_split
-from model.task import DEFAULT_TASK, Task, TaskError, parse_task
-from schemas.events import Activity, Contact, Opportunity, Order
-from schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
+import leadpulse.model.examples
+import leadpulse.model.task
+from leadpulse.model.examples import SplitError, SplitOptions, build_examples, contacts_at, plan_split
+from leadpulse.model.task import DEFAULT_TASK, Task, TaskError, parse_task
+from leadpulse.schemas.events import Activity, Contact, Opportunity, Order
+from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
 
 WON = ("PREDICT COUNT(opportunities.*, 0, 30, DAYS) > 0 FOR EACH contacts.contact_id "
        "WHERE opportunities.stage = 'closed_won'")
 
 
 def test_doctests():
-    for module in (model.task, model.examples):
+    for module in (leadpulse.model.task, leadpulse.model.examples):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
 
@@ -111,7 +111,7 @@ def _opp(oid, stage, day, contact=None, company="co1"):
 
 @pytest.fixture(scope="module")
 def tiny_world():
-    from simulator import simulate
+    from leadpulse.simulator import simulate
     return simulate("tiny", seed=0)
 
 
@@ -122,7 +122,7 @@ def tiny_store(tiny_world, store_factory):
 
 @pytest.fixture(scope="module")
 def store_factory():
-    memory = pytest.importorskip("graph_store.memory")
+    memory = pytest.importorskip("leadpulse.graph_store.memory")
 
     def build(events):
         store = memory.MemoryGraphStore()
@@ -214,7 +214,7 @@ def test_split_relaxes_only_the_train_valid_gap():
 # ------------------------------------------------------------------ point in time
 def test_future_events_move_labels_only_inside_the_window(tiny_world, store_factory):
     """Invariant 1: a huge future signal changes no feature at t; labels see only (t, t + w]."""
-    from model.baselines import BASELINES
+    from leadpulse.model.baselines import BASELINES
     task = parse_task(DEFAULT_TASK)
     events = tiny_world.all_events()
     start = to_micros(tiny_world.start)
@@ -224,8 +224,8 @@ def test_future_events_move_labels_only_inside_the_window(tiny_world, store_fact
     train = build_examples(before, task, [start + 20 * DAY, start + 30 * DAY])
     makers = list(BASELINES.values())
     try:
-        from model.gnn import GNNLeadModel
-        from model.train import TrainOptions
+        from leadpulse.model.gnn import GNNLeadModel
+        from leadpulse.model.train import TrainOptions
         makers.append(lambda: GNNLeadModel(TrainOptions(epochs=12, patience=4, hidden=32)))
     except ImportError:  # the contract suite reports the missing GNN
         pass
@@ -261,7 +261,7 @@ def _order_at(oid, cid, micros):
 def test_sampled_training_cutoff_keeps_positives_weights_negatives_and_exact_features(tiny_world, tiny_store):
     """A training cutoff bounded by ``max_examples``: every positive stays, negatives are a seeded
     sample weighing n_neg / n_kept, and its 2-hop subgraph gives the snapshot's features."""
-    from model.tabular import feature_table
+    from leadpulse.model.tabular import feature_table
     task = parse_task(DEFAULT_TASK)
     t = to_micros(tiny_world.start) + 40 * DAY
     [full] = build_examples(tiny_store, task, [t])

@@ -1,4 +1,4 @@
-"""Helpers shared by the operations tests (imported with tests/ops on sys.path)."""
+"""Helpers shared by the operations tests."""
 from __future__ import annotations
 
 import re
@@ -31,7 +31,7 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.5) -> None:
 
 def exposed_metric_names() -> set[str]:
     """Every series name a worker's /metrics can carry (counters with _total, histogram parts)."""
-    from stream.metrics import Metrics
+    from leadpulse.stream.metrics import Metrics
 
     names: set[str] = set()
     for family in Metrics().registry.collect():

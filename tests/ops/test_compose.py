@@ -17,8 +17,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from ops_support import ROOT, exposed_metric_names, metric_names_in  # noqa: E402
+from tests.ops.ops_support import ROOT, exposed_metric_names, metric_names_in
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict = COMPOSE["services"]
@@ -111,7 +110,7 @@ def test_workers_have_state_health_and_restart_policies():
 
 
 def test_leadpulse_environment_names_real_settings():
-    from stream.config import Settings
+    from leadpulse.stream.config import Settings
 
     known = set(Settings.env_vars())
     for name, service in SERVICES.items():

@@ -6,8 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from ops_support import ROOT  # noqa: E402
+from tests.ops.ops_support import ROOT
 
 DOCS = ROOT / "docs"
 NEW_DOCS = ["getting-started.md", "configuration.md", "contracts.md", "operating.md", "bring-your-own-crm.md"]
@@ -15,10 +14,10 @@ NEW_DOCS = ["getting-started.md", "configuration.md", "contracts.md", "operating
 
 def _config_table() -> dict[str, str]:
     """Environment variable -> default, from the table in stream/config.py's docstring."""
-    import stream.config
+    import leadpulse.stream.config
 
     rows = {}
-    for line in stream.config.__doc__.splitlines():
+    for line in leadpulse.stream.config.__doc__.splitlines():
         m = re.match(r"^([A-Z][A-Z0-9_]+)\s{2,}(\S.*?)\s{2,}\S", line)
         if m:
             rows[m.group(1)] = m.group(2).strip()
@@ -26,7 +25,7 @@ def _config_table() -> dict[str, str]:
 
 
 def test_configuration_reference_lists_every_setting_with_its_default():
-    from stream.config import Settings
+    from leadpulse.stream.config import Settings
 
     doc = (DOCS / "configuration.md").read_text()
     table = _config_table()
@@ -63,7 +62,7 @@ def test_relative_links_and_anchors_in_the_new_docs_resolve():
 
 
 def test_getting_started_uses_only_commands_that_exist():
-    from stream.cli import build_parser
+    from leadpulse.stream.cli import build_parser
 
     text = (DOCS / "getting-started.md").read_text()
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
@@ -75,7 +74,7 @@ def test_getting_started_uses_only_commands_that_exist():
 
 
 def test_every_example_in_the_contracts_validates_against_its_topic_model():
-    from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+    from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
     models = {s.name: s.model for s in INPUT_TOPICS + OUTPUT_TOPICS}
     text = (DOCS / "contracts.md").read_text()
@@ -92,7 +91,7 @@ def test_the_worked_crm_mapping_example_runs_and_every_row_is_valid(tmp_path):
     """docs/bring-your-own-crm.md: its export files and its script, run as written."""
     import subprocess
 
-    from schemas.tables import read_tables
+    from leadpulse.schemas.tables import read_tables
 
     text = (DOCS / "bring-your-own-crm.md").read_text()
     files = re.findall(r"<!-- file: (\S+) -->\n```csv\n(.*?)```", text, flags=re.S)

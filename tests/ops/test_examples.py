@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from ops_support import ROOT, wait_for  # noqa: E402
+from tests.ops.ops_support import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +56,7 @@ def _as_expected(rows: dict[str, tuple], expected: dict[str, dict]) -> bool:
 
 
 def _records(run, default_topic: str, metric: str) -> list:
-    from stream.consume import consume
+    from leadpulse.stream.consume import consume
     return consume(run.bootstrap, [run.topics[default_topic]], int(run.metric(metric)), timeout=60)
 
 
@@ -104,7 +103,7 @@ def test_crm_sync_never_regresses_and_completes_after_a_kill(broker, tmp_path):
     is SIGKILLed mid-run and restarted in the same group: the table ends at the newest scores."""
     from kafka import KafkaProducer
 
-    from stream.topics_admin import ensure_topics
+    from leadpulse.stream.topics_admin import ensure_topics
 
     rng = random.Random(7)
     topic = f"ops{uuid.uuid4().hex[:8]}.leads.scores"

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from ops_support import ROOT, require_tool, wait_for  # noqa: E402
+from tests.ops.ops_support import ROOT, require_tool, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,7 @@ def _get(url: str) -> dict:
 @pytest.fixture
 def prometheus(tmp_path, live_worker):
     """Base URL of a Prometheus scraping ``live_worker`` (killed by pid at the end)."""
-    from stream.broker import free_port
+    from leadpulse.stream.broker import free_port
 
     binary = require_tool("prometheus")
     port = free_port()

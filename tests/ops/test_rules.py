@@ -13,8 +13,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from ops_support import ROOT, exposed_metric_names, metric_names_in, require_tool  # noqa: E402
+from tests.ops.ops_support import ROOT, exposed_metric_names, metric_names_in, require_tool
 
 RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 TEST_FILES = sorted((ROOT / "prometheus" / "tests").glob("*.yml"))

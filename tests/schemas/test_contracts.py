@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from schemas import INPUT_TOPICS, OUTPUT_TOPICS, ParseError, parse_event, parse_record
-from schemas.events import Activity, Company, LeadScore
-from schemas.tables import event_json, event_key, read_tables, write_table
-from schemas.topics import input_spec_for_topic
-from schemas.types import BASE_EDGE_TYPES, EDGE_TYPES, NODE_TYPES, reverse
+from leadpulse.schemas import INPUT_TOPICS, OUTPUT_TOPICS, ParseError, parse_event, parse_record
+from leadpulse.schemas.events import Activity, Company, LeadScore
+from leadpulse.schemas.tables import event_json, event_key, read_tables, write_table
+from leadpulse.schemas.topics import input_spec_for_topic
+from leadpulse.schemas.types import BASE_EDGE_TYPES, EDGE_TYPES, NODE_TYPES, reverse
 
 T = "2026-03-01T12:00:00Z"
 

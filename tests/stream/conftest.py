@@ -13,18 +13,17 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
-from stream.config import TOPIC_FIELDS
+from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.stream.config import TOPIC_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).parent))  # tests_support (import-mode=importlib)
 
-from tests_support import wait_for  # noqa: E402
+from tests.stream.tests_support import wait_for
 
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Path:
-    from simulator import simulate
+    from leadpulse.simulator import simulate
     out = tmp_path_factory.mktemp("tiny-world")
     simulate(size="tiny", seed=0, out_dir=out)
     return out
@@ -33,13 +32,13 @@ def tiny_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory, tiny_world) -> tuple[Path, list[str]]:
     """A registry with two GNN versions trained on the tiny world (the first is champion)."""
-    from graph_store.memory import MemoryGraphStore
-    from model.examples import data_span
-    from model.pipeline import train_challenger
-    from model.registry import ModelRegistry
-    from model.task import DEFAULT_TASK, parse_task
-    from model.train import TrainOptions
-    from schemas.tables import read_tables
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.examples import data_span
+    from leadpulse.model.pipeline import train_challenger
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.model.task import DEFAULT_TASK, parse_task
+    from leadpulse.model.train import TrainOptions
+    from leadpulse.schemas.tables import read_tables
 
     root = tmp_path_factory.mktemp("models")
     events, _ = read_tables(tiny_world)
@@ -82,7 +81,7 @@ class WorkerRun:
     def start(self) -> "WorkerRun":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "worker.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "leadpulse.stream.cli", "worker"], cwd=ROOT,
                                      env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: self.get("/healthz") is not None, 60, "worker /healthz")
         return self
@@ -111,8 +110,8 @@ class WorkerRun:
 @pytest.fixture
 def worker_factory(broker, tmp_path, trained_registry) -> Iterator[Callable[..., WorkerRun]]:
     """Builds WorkerRuns sharing one topic prefix (one "deployment") per test."""
-    from stream.broker import free_port
-    from stream.topics_admin import ensure_topics
+    from leadpulse.stream.broker import free_port
+    from leadpulse.stream.topics_admin import ensure_topics
 
     prefix = f"w{uuid.uuid4().hex[:8]}."
     runs: list[WorkerRun] = []

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests_support (import-mode=importlib)
-from tests_support import full_recompute  # noqa: E402
+from tests.stream.tests_support import full_recompute
 
 
 def _new_processor(root, work, options: dict):
     """An account processor on a fresh RocksDB store and score book under ``work``."""
-    from graph_store.rocks import RocksDBGraphStore
-    from model.registry import ModelRegistry
-    from model.scorer import Scorer
-    from stream.accounts import AccountProcessor, ScoringOptions
-    from stream.state import KVState
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.model.scorer import Scorer
+    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.state import KVState
     return AccountProcessor(RocksDBGraphStore(work / "graph"), KVState(work / "scores"),
                             Scorer(ModelRegistry(root).load("champion")), ScoringOptions(**options))
 
@@ -41,8 +40,8 @@ _TOPIC = {"company": "crm.companies", "contact": "crm.contacts", "activity": "cr
 
 
 def _records(events, offset: int = 0, produced_at=None):
-    from stream.ingest import RawRecord
-    from stream.router import Forward
+    from leadpulse.stream.ingest import RawRecord
+    from leadpulse.stream.router import Forward
     return [RawRecord("acc", 0, offset + i, None, Forward("acct", _TOPIC[e.kind], e, produced_at).wire())
             for i, e in enumerate(events)]
 
@@ -54,9 +53,9 @@ def _stream(proc, events, offset: int = 0, batch: int = 200) -> None:
 
 
 def test_the_sweep_brings_quiet_leads_to_the_full_recompute(processor, tiny_world):
-    from schemas.events import Company
-    from schemas.tables import read_tables
-    from schemas.timeutil import from_micros
+    from leadpulse.schemas.events import Company
+    from leadpulse.schemas.tables import read_tables
+    from leadpulse.schemas.timeutil import from_micros
     events, _ = read_tables(tiny_world)
     events.sort(key=lambda e: e.event_time)
     _stream(processor, events)
@@ -102,7 +101,7 @@ def test_the_sweep_brings_quiet_leads_to_the_full_recompute(processor, tiny_worl
 
 
 def _tiny_batches(tiny_world, size: int = 50):
-    from schemas.tables import read_tables
+    from leadpulse.schemas.tables import read_tables
     events, _ = read_tables(tiny_world)
     events.sort(key=lambda e: e.event_time)
     return [(lo, events[lo:lo + size]) for lo in range(0, len(events), size)]
@@ -207,7 +206,7 @@ def _shorten_window(proc, seconds: float = 0.05) -> None:
 
 
 def test_behind_the_input_the_leads_of_several_batches_are_scored_once(twin_and_proc, tiny_world):
-    from schemas.timeutil import from_micros
+    from leadpulse.schemas.timeutil import from_micros
     batches = _tiny_batches(tiny_world, size=40)[:12]
     twin, proc = twin_and_proc
     # Caught up (records just produced): every batch is scored at once, as with no window.

@@ -5,6 +5,6 @@ import doctest
 
 
 def test_doctests() -> None:
-    import stream.alerts
-    result = doctest.testmod(stream.alerts)
+    import leadpulse.stream.alerts
+    result = doctest.testmod(leadpulse.stream.alerts)
     assert result.attempted > 0 and result.failed == 0

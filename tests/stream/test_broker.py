@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from stream.broker import BrokerError, EmbeddedBroker, broker_from_env
-from stream.config import Settings
-from stream.topics_admin import admin_client, ensure_topics, topic_partitions, wait_until_ready
+from leadpulse.stream.broker import BrokerError, EmbeddedBroker, broker_from_env
+from leadpulse.stream.config import Settings
+from leadpulse.stream.topics_admin import admin_client, ensure_topics, topic_partitions, wait_until_ready
 
 
 def _alive(pid: int) -> bool:
@@ -57,7 +57,7 @@ def test_broker_dies_with_its_parent() -> None:
         pytest.skip("parent-death signal is Linux-only")
     code = textwrap.dedent("""
         import sys, time
-        from stream.broker import EmbeddedBroker
+        from leadpulse.stream.broker import EmbeddedBroker
         b = EmbeddedBroker().start()
         print(b.pid, flush=True)
         time.sleep(60)
@@ -83,8 +83,8 @@ def test_start_failure_is_reported_quickly(tmp_path) -> None:
 
 
 def test_wait_until_ready_times_out_on_a_closed_port() -> None:
-    from stream.broker import free_port
-    from stream.topics_admin import BrokerUnavailable
+    from leadpulse.stream.broker import free_port
+    from leadpulse.stream.topics_admin import BrokerUnavailable
 
     with pytest.raises(BrokerUnavailable):
         wait_until_ready(f"127.0.0.1:{free_port()}", timeout=0.5)
@@ -113,6 +113,6 @@ def test_broker_from_env_starts_and_stops_an_embedded_broker() -> None:
     with broker_from_env(Settings(kafka_bootstrap=None)) as bootstrap:
         wait_until_ready(bootstrap, timeout=5)
         port = int(bootstrap.rsplit(":", 1)[1])
-    from stream.topics_admin import _port_open
+    from leadpulse.stream.topics_admin import _port_open
 
     assert not _port_open(f"127.0.0.1:{port}")

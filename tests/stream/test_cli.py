@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from stream.consume import consume
+from leadpulse.stream.consume import consume
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "tables.md"
 
 
 def leadpulse(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "leadpulse.stream.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -103,7 +103,7 @@ def test_demo_with_existing_tables(tmp_path: Path) -> None:
 
 
 def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--no-topics"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "leadpulse.stream.cli", "broker", "--no-topics"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_ctrl_c_reaches_it)
     try:
@@ -121,7 +121,7 @@ def test_broker_command_prints_bootstrap_and_dies_on_ctrl_c() -> None:
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
     rows = "\n".join(f"a{i},c{i % 7},page_view,2026-01-01T00:00:{i % 60:02d}Z" for i in range(2000))
     (tmp_path / "activities.csv").write_text("activity_id,contact_id,type,timestamp\n" + rows + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--events-only", "--tables", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "leadpulse.stream.cli", "demo", "--events-only", "--tables", str(tmp_path),
                              "--rate", "50"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path)},
@@ -162,7 +162,7 @@ def test_demo_pacing(argv: list, default: float, expected: tuple) -> None:
     """--rate, --speedup and --fast pace the live replay; neither: the default rate."""
     import argparse
 
-    from stream.demo import _pace, register
+    from leadpulse.stream.demo import _pace, register
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert _pace(parser.parse_args(["demo", *argv]), default) == expected

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import stream.config
-from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
-from stream.config import Settings, SettingsError
+import leadpulse.stream.config
+from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.stream.config import Settings, SettingsError
 
 
 def test_defaults() -> None:
@@ -49,7 +49,7 @@ def test_frozen() -> None:
 
 
 def test_every_variable_is_documented() -> None:
-    doc = stream.config.__doc__ or ""
+    doc = leadpulse.stream.config.__doc__ or ""
     for env in Settings.env_vars():
         assert env in doc, f"{env} missing from the table in stream/config.py"
 

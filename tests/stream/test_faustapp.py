@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stream.faustapp import FETCH_MAX_WAIT_MS, new_app
+from leadpulse.stream.faustapp import FETCH_MAX_WAIT_MS, new_app
 
 
 def _fetch_wait(**kw) -> int:

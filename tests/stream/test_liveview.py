@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from stream.liveview import LiveView, MetricsSample, parse_metrics
-from stream.metrics import Metrics
+from leadpulse.stream.liveview import LiveView, MetricsSample, parse_metrics
+from leadpulse.stream.metrics import Metrics
 
 
 def _sample(m: Metrics):

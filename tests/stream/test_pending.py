@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stream.pending import Pending
+from leadpulse.stream.pending import Pending
 
 
 def _pending(lag: float) -> Pending:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas.parse import ParseError, parse_event
-from schemas.tables import event_key, read_tables
-from schemas.topics import INPUT_TOPICS, input_spec_for_topic
-from stream.consume import consume
-from stream.publish import publish
+from leadpulse.schemas.parse import ParseError, parse_event
+from leadpulse.schemas.tables import event_key, read_tables
+from leadpulse.schemas.topics import INPUT_TOPICS, input_spec_for_topic
+from leadpulse.stream.consume import consume
+from leadpulse.stream.publish import publish
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "tables.md"
 

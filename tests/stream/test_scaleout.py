@@ -15,17 +15,16 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from tests_support import book_matches_reference, publish, settle, wait_for  # noqa: E402
+from tests.stream.tests_support import book_matches_reference, publish, settle, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, tiny_world, trained_registry):
-    from graph_store.memory import MemoryGraphStore
-    from model.registry import ModelRegistry
-    from schemas.events import Activity
-    from schemas.tables import event_json, format_time, read_tables
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.schemas.events import Activity
+    from leadpulse.schemas.tables import event_json, format_time, read_tables
 
     events, _ = read_tables(tiny_world)
     reference = MemoryGraphStore()

@@ -1,7 +1,7 @@
 """KVState on a real RocksDB: its read cache always answers what the database holds."""
 import random
 
-from stream.state import KVState
+from leadpulse.stream.state import KVState
 
 
 def test_cached_reads_match_the_database_through_puts_deletes_and_reopen(tmp_path):

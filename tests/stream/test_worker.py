@@ -18,8 +18,7 @@ import pytest
 from kafka import KafkaProducer
 
 import sys
-sys.path.insert(0, str(Path(__file__).parent))  # import-mode=importlib
-from tests_support import (book_matches_reference, caught_up, consume, full_recompute,  # noqa: E402
+from tests.stream.tests_support import (book_matches_reference, caught_up, consume, full_recompute,
                            graph_signature, last_scores, open_state, publish, settle, wait_for)
 
 pytestmark = pytest.mark.slow
@@ -46,7 +45,7 @@ UNKNOWN = ("crm.activities", json.dumps({"activity_id": "orphan1", "contact_id":
 
 
 def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny_world, trained_registry):
-    from model.registry import ModelRegistry
+    from leadpulse.model.registry import ModelRegistry
 
     run = worker_factory("w1").start()
     producer = KafkaProducer(bootstrap_servers=run.bootstrap, max_request_size=1_100_000)
@@ -70,7 +69,7 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
     published = last_scores(consume(run, "leads.scores", len(scores), timeout=30))
     run.kill()
 
-    from schemas.tables import read_tables
+    from leadpulse.schemas.tables import read_tables
     events, _ = read_tables(tiny_world)
     contacts = {e.contact_id for e in events if e.kind == "contact"}
     assert contacts <= set(published), "every contact of the world got a score"
@@ -83,7 +82,7 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
             entry = book.get("s", cid)
             assert entry["score"] == pytest.approx(value["score"], abs=1e-12)
             assert value["model_version"] == trained_registry[1][0]
-        from schemas.timeutil import to_micros
+        from leadpulse.schemas.timeutil import to_micros
         from datetime import datetime
         times = {cid: to_micros(datetime.fromisoformat(v["as_of"].replace("Z", "+00:00")))
                  for cid, v in published.items()}
@@ -96,9 +95,9 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
 
 
 def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world, trained_registry):
-    from graph_store.memory import MemoryGraphStore
-    from model.registry import ModelRegistry
-    from schemas.tables import read_tables
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.schemas.tables import read_tables
 
     events, _ = read_tables(tiny_world)
     reference = MemoryGraphStore()
@@ -140,7 +139,7 @@ def test_crash_resume_and_rebuild_match_the_reference(worker_factory, tiny_world
 
 
 def test_model_swap_mid_stream_names_the_new_version(worker_factory, tiny_world, trained_registry):
-    from model.registry import ModelRegistry
+    from leadpulse.model.registry import ModelRegistry
 
     root, (v1, v2) = trained_registry
     registry = ModelRegistry(root)

@@ -1,4 +1,4 @@
-"""Helpers shared by the worker tests (imported through tests/stream on sys.path)."""
+"""Helpers shared by the worker tests."""
 from __future__ import annotations
 
 import json
@@ -44,14 +44,14 @@ def graph_signature(store, as_of: int) -> tuple:
 
 
 def publish(run, tables: Path, rate=None) -> int:
-    from stream.publish import publish
+    from leadpulse.stream.publish import publish
     report = publish(tables, run.bootstrap, rate=rate, progress=False, topics=run.topics, partitions=2)
     return sum(report.counts.values())
 
 
 
 def consume(run, default_topic: str, expected: int, timeout: float = 60):
-    from stream.consume import consume
+    from leadpulse.stream.consume import consume
     return consume(run.bootstrap, [run.topics[default_topic]], expected, timeout=timeout)
 
 
@@ -74,8 +74,8 @@ def settle(run, consumed: int, timeout: float = 240) -> None:
 
 
 def open_state(run):
-    from graph_store.rocks import RocksDBGraphStore
-    from stream.state import KVState
+    from leadpulse.graph_store.rocks import RocksDBGraphStore
+    from leadpulse.stream.state import KVState
     return RocksDBGraphStore(run.data_dir / "worker" / "graph"), KVState(run.data_dir / "worker" / "scores")
 
 
