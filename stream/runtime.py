@@ -1,0 +1,319 @@
+"""The worker's runtime: its state, its locks and the order of its steps, free of Faust.
+
+``ScoringRuntime`` is what a worker *does* with the records it consumes and the ticks of its
+timers; ``leadpulse.stream.app`` is a thin Faust adapter that feeds it. Tests drive the same
+object in-process with a real broker and inject failures at chosen points
+(tests/stream/test_runtime.py).
+
+Two stages (docs/stream.md):
+    ingest   — input records: validate (bad -> dead-letter topic), route by account, forward
+               to the account topic; then one checkpoint commits the router's state and positions.
+    accounts — account-topic records: apply to the graph store, rescore the affected leads
+               (behind the input, those of several batches together), publish; one checkpoint
+               commits the score book and positions.
+
+Correctness never depends on the consumer group's committed offsets (docs/kafka-notes.md#trap-1):
+each stage stores the offsets it consumed in the same RocksDB write as its state; on every
+assignment and after every failure the runtime expects exactly those positions, and asks the
+transport to seek back when a record arrives past them (``PositionGuard``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
+
+from leadpulse.schemas.tables import format_time
+from leadpulse.schemas.timeutil import from_micros
+from leadpulse.schemas.types import NODE_TYPES
+from leadpulse.stream.accounts import AccountProcessor, Outputs
+from leadpulse.stream.ingest import RawRecord, validate
+from leadpulse.stream.metrics import Metrics
+from leadpulse.stream.positions import PositionGuard
+from leadpulse.stream.router import Router
+
+logger = logging.getLogger(__name__)
+
+#: score-book fields that are the worker's bookkeeping, not part of the /leads answer
+_BOOK_ONLY = frozenset({"alerted_tier"})
+
+
+class Producer(Protocol):
+    """What the runtime needs of a Kafka producer: enqueue, then wait for everything enqueued."""
+
+    async def send(self, topic: str, key: Optional[bytes], value: Optional[bytes]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+#: seek(topic, partition, offset): move the consumer of that partition back to ``offset``
+Seek = Callable[[str, int, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RuntimeTopics:
+    """Configured topic names the runtime reads and writes.
+
+    Args:
+        inputs: configured input topic name -> its contract name (``crm.contacts``, ...).
+        accounts: the internal topic keyed by company_id.
+        deadletter, scores, alerts: output topics.
+    """
+    inputs: dict
+    accounts: str
+    deadletter: str
+    scores: str
+    alerts: str
+
+
+class Checkpoint:
+    """One step that keeps the order "send -> producer flush -> state commit".
+
+    The state (and the consumed positions stored with it) is committed only after the producer
+    confirmed every record, so a failure at any point replays the batch from the stored
+    positions: outputs may repeat, never go missing (docs/architecture.md#invariant-3).
+    """
+
+    def __init__(self, producer: Producer):
+        self.producer = producer
+
+    async def run(self, records: Iterable[tuple[str, Optional[bytes], Optional[bytes]]],
+                  commit: Callable[[], None]) -> None:
+        sent = 0
+        for topic, key, value in records:
+            await self.producer.send(topic, key, value)
+            sent += 1
+        if sent:
+            await self.producer.flush()
+        commit()
+
+
+class ScoringRuntime:
+    """The worker's state machine: two stages, the decay sweep, model swaps, lookups.
+
+    Args:
+        router: stage 1 (its state holds the directory, held events and input positions).
+        processor: stage 2 (graph store, score book, pending window).
+        metrics: the worker's metrics.
+        producer: where records go (``Producer``).
+        seek: how to move a consumer back to a stored position.
+        topics: the topic names.
+        batch_size: the adapter's batch bound; a full batch means a backlog (the sweep waits).
+    """
+
+    def __init__(self, router: Router, processor: AccountProcessor, metrics: Metrics, producer: Producer,
+                 seek: Seek, topics: RuntimeTopics, batch_size: int):
+        self.router = router
+        self.processor = processor
+        self.metrics = metrics
+        self.checkpoint = Checkpoint(producer)
+        self.seek = seek
+        self.topics = topics
+        self.batch_size = batch_size
+        #: one writer of the score book at a time: the account stage, the replication reader,
+        #: the flush and sweep timers, a model swap, an on-demand explanation
+        self.scoring = asyncio.Lock()
+        #: the account stage's last batch was full, or it holds a window: the sweep waits
+        self.backlog = False
+        self.ingest_guard = PositionGuard(router.state.positions())
+        self.account_guard = PositionGuard(processor.published_positions())
+        self._warned: dict = {}  # (topic, partition) -> the seek target last warned about
+
+    # ------------------------------------------------------------ admission
+    async def _admit(self, guard: PositionGuard, r: RawRecord) -> bool:
+        verdict = guard.check(r.topic, r.partition, r.offset)
+        if verdict == "seek":
+            target = guard.seek_target(r.topic, r.partition)
+            if self._warned.get((r.topic, r.partition)) != target:
+                self._warned[(r.topic, r.partition)] = target
+                logger.warning("%s[%d] resumed at %d past stored position %d: seeking back",
+                               r.topic, r.partition, r.offset, target)
+            await self.seek(r.topic, r.partition, target)
+        return verdict == "process"
+
+    # ------------------------------------------------------------ stage 1
+    async def ingest(self, records: list[RawRecord]) -> None:
+        """A batch of input records. On failure the stage expects its stored positions again,
+        its partitions are moved back there, and the error propagates (the adapter's agent
+        restarts and re-reads the batch)."""
+        try:
+            await self._ingest(records)
+        except Exception:
+            self.ingest_guard.reset(self.router.state.positions())
+            await self._seek_back(self.ingest_guard, {(r.topic, r.partition) for r in records})
+            raise
+
+    async def _ingest(self, records: list[RawRecord]) -> None:
+        batch, positions, letters = [], {}, []
+        for r in records:
+            if not await self._admit(self.ingest_guard, r):
+                continue
+            positions[(r.topic, r.partition)] = r.offset + 1
+            self.metrics.consumed.labels(topic=r.topic).inc()
+            contract = self.topics.inputs[r.topic]
+            result = validate(r, contract)
+            if isinstance(result, tuple):
+                letter, kind = result
+                self.metrics.rejected.labels(topic=r.topic, reason=kind).inc()
+                letters.append((self.topics.deadletter, r.key, letter.model_dump_json().encode()))
+            else:
+                batch.append((r, contract, result))
+        forwards, change = self.router.route(batch)
+        change["positions"].update(positions)
+        out = letters + [(self.topics.accounts, f.account.encode(), f.wire()) for f in forwards]
+        await self.checkpoint.run(out, lambda: self.router.commit(change))
+
+    # ------------------------------------------------------------ stage 2
+    async def accounts(self, records: list[RawRecord]) -> None:
+        """A batch of account-topic records (any partitions of this worker's share)."""
+        by_partition: dict[int, list[RawRecord]] = {}
+        for r in records:
+            if await self._admit(self.account_guard, r):
+                by_partition.setdefault(r.partition, []).append(r)
+        async with self._pending_scored():
+            held = False
+            for partition, part in sorted(by_partition.items()):
+                # caught up, each partition's share is published before the next one is scored
+                held = not await self._take(part, partition) or held
+            self.backlog = len(records) >= self.batch_size or held
+
+    async def replicated(self, records: list[RawRecord], partition: int) -> None:
+        """A batch of the replication reader (every partition, outside the group)."""
+        async with self._pending_scored():  # on failure the reader re-reads (``discards``)
+            await self._take(records, partition, replica=True)
+
+    async def flush_tick(self) -> None:
+        """Timer: end a coalescing window that no batch ended."""
+        if not self.processor.flush_due():
+            return
+        try:
+            async with self._pending_scored():
+                if self.processor.flush_due():
+                    await self._publish(self.processor.flush())
+                    self.backlog = False  # no batch came to end the window: the sweep may run
+        except Exception:  # the next batch's admission seeks back to the book's positions
+            logger.exception("scoring the pending leads failed; replaying their batches")
+
+    async def sweep_tick(self, limit: int) -> None:
+        """Timer: rescore up to ``limit`` leads whose time-relative features decayed."""
+        if self.backlog:
+            return  # ingestion first: the events being applied rescore their leads anyway
+        async with self.scoring:
+            await self._publish(self.processor.sweep(limit))
+
+    @contextlib.asynccontextmanager
+    async def _pending_scored(self) -> AsyncIterator[None]:
+        # Under the lock; on failure the pending set (the stage's and the replication reader's
+        # batches) is forgotten and both re-read from the book's positions.
+        async with self.scoring:
+            try:
+                yield
+            except Exception:
+                await self._forget_pending()
+                raise
+
+    async def _take(self, records: list[RawRecord], partition: int, replica: bool = False) -> bool:
+        # Behind the input, the leads of several batches are scored together
+        # (``ScoringOptions.coalesce``); whether this batch's leads were published.
+        out = self.processor.take(records, partition, replica)
+        if out is not None:
+            await self._publish(out)
+        return out is not None
+
+    async def _forget_pending(self) -> None:
+        # Every batch applied since the last publication is replayed, whichever partition it
+        # came from: each owned partition goes back to the book's position.
+        self.processor.discard_pending()
+        self.account_guard.reset(self.processor.published_positions())
+        owned = {(self.topics.accounts, p) for p in self.processor.local or ()}
+        await self._seek_back(self.account_guard, owned)
+
+    async def _seek_back(self, guard: PositionGuard, partitions: set[tuple[str, int]]) -> None:
+        # Without it a failed batch would be replayed only when a later record arrives past it.
+        for topic, partition in sorted(partitions):
+            target = guard.seek_target(topic, partition)
+            self._warned[(topic, partition)] = target  # records still in flight past it are expected
+            try:
+                await self.seek(topic, partition, target)
+            except Exception:
+                logger.exception("seeking %s[%d] back to %d failed; the next record asks again",
+                                 topic, partition, target)
+        if partitions:
+            logger.warning("replaying %d partitions from the positions stored with the state", len(partitions))
+
+    async def _publish(self, out: Outputs) -> None:
+        records = [(self.topics.scores, s.contact_id.encode(), s.model_dump_json().encode()) for s in out.scores]
+        records += [(self.topics.alerts, a.contact_id.encode(), a.model_dump_json().encode()) for a in out.alerts]
+        await self.checkpoint.run(records, lambda: self.processor.commit_published(out))
+        done = time.time()
+        for produced in out.produced_at:
+            self.metrics.event_to_publish_seconds.observe(max(0.0, done - produced))
+
+    # ------------------------------------------------------------ group membership
+    def assigned(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """A new assignment: forget what was pending and expect the stored positions.
+
+        Returns the position of every assigned partition, which the adapter commits to the
+        group before the consumer seeks, so it resumes exactly there (after a crash, or from 0
+        when the data directory was deleted); the guards catch anything else.
+        """
+        partitions = list(partitions)
+        self.processor.local = {p for t, p in partitions if t == self.topics.accounts}
+        self.processor.discard_pending()  # replayed from the stored positions
+        self.processor.count_tiers()
+        stage1 = self.router.state.positions()
+        stage2 = self.processor.published_positions()
+        self.ingest_guard.reset(stage1)
+        self.account_guard.reset(stage2)
+        offsets = {}
+        for topic, partition in partitions:
+            if topic in self.topics.inputs:
+                offsets[(topic, partition)] = stage1.get((topic, partition), 0)
+            elif topic == self.topics.accounts:
+                offsets[(topic, partition)] = stage2.get((topic, partition), 0)
+        return offsets
+
+    # ------------------------------------------------------------ model
+    async def swap_model(self, champion: Callable[[], Optional[str]],
+                         load_scorer: Callable[[str], object]) -> Optional[str]:
+        """Load the registry's champion if it changed; the new version, or None."""
+        version = champion()
+        current = getattr(self.processor.scorer, "version", None)
+        if version is None or version == current:
+            return None
+        scorer = await asyncio.get_running_loop().run_in_executor(None, load_scorer, version)
+        if scorer is None:
+            return None
+        async with self.scoring:  # the sweep then rescores every lead under the new version
+            self.processor.scorer = scorer
+        self.metrics.set_model(version, getattr(scorer, "auroc", None))
+        logger.info("hot-swapped model %s -> %s", current, version)
+        return version
+
+    # ------------------------------------------------------------ reads
+    def count_graph_nodes(self) -> None:
+        """Nodes this worker holds as of its newest watermark, replicated ones included."""
+        marks = [w for _, w in self.processor.book.scan("w")]
+        if marks:
+            for ntype in NODE_TYPES:
+                self.metrics.graph_nodes.labels(type=ntype).set(
+                    len(self.processor.store.node_ids(ntype, max(marks))))
+
+    def health(self) -> dict:
+        return {"status": "ok", "model_version": getattr(self.processor.scorer, "version", None),
+                "account_partitions": sorted(self.processor.local or [])}
+
+    async def lead(self, contact_id: str) -> Optional[dict]:
+        """The /leads answer from the local score book (explained on demand), or None."""
+        last = self.processor.last_score(contact_id)
+        if last is None:
+            return None
+        body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
+        body["as_of"] = format_time(from_micros(last["as_of"]))
+        if not body.get("top_factors"):
+            async with self.scoring:  # the stream explains only a budget of leads per batch
+                body["top_factors"] = self.processor.explain_now(contact_id) or []
+        return {"contact_id": contact_id, **body}
