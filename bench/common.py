@@ -232,9 +232,9 @@ class Settled:
     """True once the workers ``svcs`` consumed ``sent`` events, their account stages applied
     them and every score those caused is published (``leadpulse_unpublished_events`` is 0).
 
-    Ingest alone runs far ahead of the account stage (once 360,856 consumed, 98,437 applied),
-    and the account stage scores a coalescing window after applying it, so neither count says
-    the worker is done. Applied may stay short of ``sent`` for good: an activity whose contact
+    Ingest alone runs far ahead of the account stage
+    (docs/benchmarks.md#stream-throughput-and-latency-beside-a-pass-through), and the account
+    stage scores a coalescing window after applying it, so neither count says the worker is done. Applied may stay short of ``sent`` for good: an activity whose contact
     has not arrived yet is held by the router. So: every event applied, or the applied count
     standing still for ``quiet`` seconds, with nothing left unpublished. ``applied`` is the
     last count read (summed over the processes).

@@ -13,7 +13,7 @@ keeps going while the worker is dead, as producers do. ``--kills`` times: SIGKIL
   event to caught up (the publisher keeps sending meanwhile, so this is the rate while behind).
   The default rate (100 events/s) sits below the worker's sustained rate on this machine
   (bench/results/REPORT.md, "Throughput and latency"): above it the worker never catches up and
-  only kill → first new score is measured (the 2026-11-23 run at 300 events/s did exactly that).
+  only kill → first new score is measured (docs/benchmarks.md#recovery).
 
     python bench/recovery.py               # 10k world, 3 kills (~10 min)
     python bench/recovery.py --quick       # tiny world, 1 kill

@@ -68,8 +68,9 @@ class Subgraph:
         seeds: local contact indices of the seed contacts (empty for a full export).
 
     The timelines and orders are derived per read, so they are kept beside ``attrs`` rather
-    than added to copies of them: copying ~3,500 attribute dicts was a fifth of a 100-seed
-    extraction, nearly all of it cache misses on a large store (docs/graph_store.md).
+    than added to copies of them: copying the attribute dicts was a large share of an
+    extraction, nearly all of it cache misses on a large store
+    (docs/graph_store.md#measurements-behind-the-code).
     """
     as_of: int
     node_ids: dict[NodeType, list[str]] = field(default_factory=dict)

@@ -24,8 +24,9 @@ def paused_gc() -> Iterator[None]:
     """Pause Python's cyclic GC around bulk work.
 
     The store creates many small long-lived objects; every full collection would walk the
-    whole graph (measured: ~45 % of apply time, ~40 % of an extraction). The store makes no
-    reference cycles, so nothing is leaked; the previous GC state is restored afterwards.
+    whole graph, a large share of apply and extraction time
+    (docs/graph_store.md#measurements-behind-the-code). The store makes no reference cycles,
+    so nothing is leaked; the previous GC state is restored afterwards.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -65,8 +66,9 @@ class StateBackedStore(GraphStore):
     @staticmethod
     def _effects(events: Sequence[InputEvent], changes: Sequence[Change]) -> list[ApplyEffect]:
         """One ``ApplyEffect`` per event, built without the frozen dataclass's ``__init__`` (five
-        ``object.__setattr__`` calls: measured ~16 % of an in-memory apply); the instances are
-        equal to constructed ones (tests/graph_store/test_index.py)."""
+        ``object.__setattr__`` calls, a visible share of an in-memory apply:
+        docs/graph_store.md#measurements-behind-the-code); the instances are equal to
+        constructed ones (tests/graph_store/test_index.py)."""
         out = []
         append = out.append
         for ev, ch in zip(events, changes):

@@ -132,8 +132,8 @@ PICKLE_PROTOCOL = 5
 def encode_attrs(attrs: dict) -> bytes:
     """The stored form of a version's attributes: a pickle (protocol 5, always starts ``0x80``).
 
-    Half the cost of compact JSON per value (measured: ~7.5k vs ~14.4k CPU instructions for an
-    activity's attributes), and as fast to read back at open. Stores written before (format 1)
+    Half the cost of compact JSON per value, and as fast to read back at open
+    (docs/graph_store.md#measurements-behind-the-code). Stores written before (format 1)
     hold compact UTF-8 JSON objects (starting ``{``); ``decode_attrs`` reads both.
 
     Example:

@@ -208,8 +208,8 @@ class Rings:
     def window_peers(self, r: int, ring: list, cid: str) -> Optional[set[str]]:
         """``_diff`` of ``ring`` with and without ``cid`` when that is only cid's window (the
         ring with cid has more than k + 2 members), read in place; None otherwise. ``ring`` may
-        or may not hold cid. Copying a 500-member ring twice per breakpoint was ~5 % of
-        applying the large synthetic world."""
+        or may not hold cid. Copying the ring twice per breakpoint was a visible share of
+        applying a large world (docs/graph_store.md#measurements-behind-the-code)."""
         k, m = self.ks[r], len(ring)
         key = self.key(cid)
         pos = bisect_left(ring, key)

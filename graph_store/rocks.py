@@ -3,10 +3,10 @@
 Key layout: ``graph_store.keys``. Design: RocksDB is the source of truth; every read is served
 by a write-through in-memory ``GraphState`` (the compact columnar index of ``state.py``)
 rebuilt from the version keys at open (bulk: values decoded many at a time, the index built in
-load mode). A random prefix scan costs ~20-28 µs in rocksdict, so an exact 2-hop extraction
-(hundreds to thousands of adjacency lists) cannot be served from disk within milliseconds; the
-in-memory index serves it, and the edge keys stay on disk as the documented, scannable layout
-(``disk_neighbors``).
+load mode). A random prefix scan costs tens of µs in rocksdict, so an exact 2-hop extraction
+(hundreds to thousands of adjacency lists) cannot be served from disk within milliseconds
+(docs/kafka-notes.md#what-was-measured); the in-memory index serves it, and the edge keys stay
+on disk as the documented, scannable layout (``disk_neighbors``).
 
 Exactly once: ``apply`` writes the new versions, their edges (both directions) and the
 consumed positions in one WriteBatch. A crash leaves the store at a batch boundary with
@@ -76,8 +76,9 @@ class RocksDBGraphStore(StateBackedStore):
         opts.create_if_missing(not read_only)
         # Write-mostly: reads are served by the in-memory index and the disk is scanned at open.
         # A vector memtable makes a put an append (sorted once, at flush, off the apply thread);
-        # measured 3-4x cheaper batch writes than the default skiplist. Prefix scans of a large
-        # unflushed memtable pay that sort per iterator (only ``disk_neighbors``, a tool).
+        # cheaper batch writes than the default skiplist (docs/graph_store.md#measurements-behind-the-code).
+        # Prefix scans of a large unflushed memtable pay that sort per iterator (only
+        # ``disk_neighbors``, a tool).
         opts.set_memtable_factory(MemtableFactory.vector())
         opts.set_allow_concurrent_memtable_write(False)
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES)

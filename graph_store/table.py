@@ -28,7 +28,7 @@ pack_row, last_row = _ROW.pack, _ROW.unpack_from
 
 def _ints() -> array:
     """An int64 column. Not a list: the cyclic GC traverses every item of a list on each full
-    collection (measured: ~120 ms per collection for a 300k-activity store), never an array's."""
+    collection (docs/graph_store.md#measurements-behind-the-code), never an array's."""
     return array("q")
 
 

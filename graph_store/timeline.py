@@ -1,9 +1,9 @@
 """Contact timelines and company orders of one read, kept as columns.
 
-An extraction returns the timelines of every contact it reaches (a 100-seed read: ~1,000
-contacts, ~10,000 entries). As lists of ``(time, type, page)`` tuples they were the largest
-share of the read: one tuple per entry to build, then to scan in the cyclic GC's next young
-collection, then to free. Here they are three columns per read (``TimelineBlock``) cut into
+An extraction returns the timelines of every contact it reaches (thousands of entries for 100
+seeds). As lists of ``(time, type, page)`` tuples they were the largest share of the read
+(docs/graph_store.md#exact-k-hop-extraction): one tuple per entry to build, then to scan in the
+cyclic GC's next young collection, then to free. Here they are three columns per read (``TimelineBlock``) cut into
 one run of rows per contact (``Timelines``, the ``Subgraph.timelines`` of a store read). Indexing
 it gives a ``Timeline`` view, which behaves as the list it stands for (iteration, indexing,
 ``==`` with a list, ``+``, ``repr``, pickling as a plain list), so code that reads timelines as

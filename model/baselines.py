@@ -1,4 +1,4 @@
-"""Baseline lead models, always measured on the same split as the GNN (shared/ARCHITECTURE.md).
+"""Baseline lead models, always measured on the same split as the GNN (docs/evaluation.md#models).
 
 * ``rules``: a points-based BANT-style score (persona and account fit + decayed engagement
   points, ``model.rules``), mapped to a probability by a monotone (Platt) calibration on the

@@ -1,4 +1,4 @@
-"""The prediction task, written as a predictive query (shared/ARCHITECTURE.md).
+"""The prediction task, written as a predictive query (docs/architecture.md#the-prediction-task).
 
 The supported subset::
 

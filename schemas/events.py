@@ -1,4 +1,4 @@
-"""Pydantic models of the input events and the output records (shared/ARCHITECTURE.md).
+"""Pydantic models of the input events and the output records (docs/contracts.md).
 
 Input models keep unknown extra fields (``extra="allow"``): a producer adding a field
 is never an error. Timestamps must carry a zone; they are normalised to UTC.

@@ -1,9 +1,9 @@
 """Read topics without a consumer group: for tests, the demo and inspection tools.
 
 Partitions are assigned manually (no group join, so none of Tansu's generation-0 wait, see
-shared/BROKER_NOTES.md) and read from the beginning. "Done" is never derived from end offsets
-(Tansu's ListOffsets(latest) is wrong when producers batch): callers say how many records
-they expect and how long to wait.
+docs/kafka-notes.md#trap-2) and read from the beginning. "Done" is never derived from end offsets
+(Tansu's ListOffsets(latest) is wrong when producers batch, docs/kafka-notes.md#trap-1):
+callers say how many records they expect and how long to wait.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def tail(bootstrap: str, topics: Iterable[str], from_beginning: bool = Tru
         bootstrap: ``host:port[,...]``.
         topics: topic names; each must exist (waits up to ``metadata_timeout`` for it).
         from_beginning: start at the earliest offset (default) or at the end (on Tansu "the
-            end" may replay the tail of the last batch, see BROKER_NOTES trap 1).
+            end" may replay the tail of the last batch, see docs/kafka-notes.md#trap-1).
         poll_ms: longest wait of one poll (default 200 ms).
     """
     topics = list(topics)

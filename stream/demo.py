@@ -194,7 +194,7 @@ def _env(ctx: DemoContext, **extra: str) -> dict:
     import os
     env = dict(os.environ, KAFKA_BOOTSTRAP=ctx.bootstrap or "", LEADPULSE_DATA_DIR=str(_state_dir(ctx)),
                LEADPULSE_PARTITIONS=str(ctx.settings.partitions), PYTHONUNBUFFERED="1",
-               # the embedded broker's end offsets are wrong when producers batch (BROKER_NOTES trap 1)
+               # the embedded broker's end offsets are wrong when producers batch (docs/kafka-notes.md#trap-1)
                **({"LEADPULSE_LAG_SECONDS": "0"} if ctx.embedded else {}))
     env.update(extra)
     return env

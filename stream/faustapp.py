@@ -5,16 +5,15 @@ Apache Kafka, so the benchmark compares the worker with a pass-through configure
 
 Fetch wait. Faust creates its consumer with ``fetch_max_wait_ms=1500`` and no setting to change
 it. Apache Kafka answers a fetch as soon as data arrives, so the wait only bounds idle polls;
-the embedded Tansu broker holds every fetch for the whole wait (measured here: produce→consume
-median 382 ms at 1,500 ms, 120 ms at 500 ms, 9 ms at 50 ms). The worker has two consumer hops
-(input topics, then the account topic), so that wait was most of its event→publish latency at
-moderate rates. ``fetch_max_wait_ms`` sets it; a short wait costs idle polls only.
+the embedded Tansu broker holds every fetch for the whole wait (docs/kafka-notes.md#fetch-wait).
+The worker has two consumer hops (input topics, then the account topic), so that wait was most
+of its event→publish latency at moderate rates. ``fetch_max_wait_ms`` sets it; a short wait
+costs idle polls only.
 
 Sending. ``send`` enqueues a record with the app's producer (``app.producer.send``), not through
-``Topic.send``: the topic's per-record future message, callbacks and sensor hooks cost ~100 µs a
-record here, 6-8x the producer's own send (20,000 records on the embedded broker, alternating
-rounds in one process: 7.9k-10.7k records/s vs 51k-86k). Both apps send batch by batch and then
-``await app.producer.flush()``, which waits for every enqueued record.
+``Topic.send``: the topic's per-record future message, callbacks and sensor hooks cost several
+times the producer's own send (docs/kafka-notes.md#topic-send). Both apps send batch by batch
+and then ``await app.producer.flush()``, which waits for every enqueued record.
 """
 from __future__ import annotations
 
@@ -23,8 +22,10 @@ from typing import Any, Optional
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from leadpulse.stream.options import AppOptions
+
 #: default of ``LEADPULSE_FETCH_WAIT_MS``
-FETCH_MAX_WAIT_MS = 50
+FETCH_MAX_WAIT_MS = AppOptions.fetch_max_wait_ms
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -68,7 +69,7 @@ def new_app(app_id: str, bootstrap: str, *, partitions: int, web_host: str, web_
         topic_partitions=partitions,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
-        # BROKER_NOTES trap 2: short timeouts from the first run make joins and failover fast.
+        # docs/kafka-notes.md#trap-2: short timeouts from the first run make joins and failover fast.
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=10.0,

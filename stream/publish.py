@@ -9,8 +9,8 @@ Two modes:
 * **as fast as possible** (default): records are packed into per-partition batches with
   aiokafka's ``create_batch``/``send_batch`` and the partition is chosen by aiokafka's
   ``DefaultPartitioner`` (murmur2 of the key, like the Java client), so keys land where any
-  Kafka producer would put them. Measured ~280k msg/s against the embedded broker, against
-  ~60-70k msg/s with one ``send()`` per message.
+  Kafka producer would put them; several times the rate of one ``send()`` per message
+  (docs/kafka-notes.md#publish-batching).
 * **paced**: ``rate`` events per second, or ``speedup`` x event time (``speedup=3600`` plays an
   hour of CRM history per second). One ``send()`` per event at its due time.
 

@@ -5,7 +5,7 @@ whose attributes and orders (by their contacts) feed the peer's features. Those 
 belong to another worker, so each worker also reads *every* partition of the account topic,
 outside the consumer group, and applies the companies, contacts and orders it finds (under
 their own store partition; activities and opportunities stay with the owner). That is what
-makes N workers score exactly like one (shared/ARCHITECTURE.md invariant 4).
+makes N workers score exactly like one (docs/architecture.md#invariant-4).
 
 Its batches go through the same step as the agent's (apply, then publish the pending set if
 it is due), so behind the input they join the agent's coalescing window. The reader's
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
                     take: Callable[[list[RawRecord], int], Awaitable[None]],
-                    batch_size: int = 1000, batch_seconds: float = 0.1, fetch_max_wait_ms: int = 500) -> None:
+                    batch_size: int, batch_seconds: float, fetch_max_wait_ms: int) -> None:
     """Follow every partition of ``topic`` forever (run it as a task; cancel to stop).
 
     ``take(records, partition)`` applies a batch with ``replica=True`` and publishes the

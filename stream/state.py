@@ -34,8 +34,9 @@ class KVState:
 
     ``get`` answers from a bounded LRU cache of decoded values (absent keys included), which
     ``commit`` keeps current: the account stage reads the last score of every lead it rescores,
-    and decoding those JSON entries was ~9 % of its time (py-spy, bench/accounts.py, batches of
-    100). The cache keeps the objects themselves, not their JSON round trip: callers pass JSON-plain
+    and decoding those JSON entries was a visible share of its time
+    (docs/stream.md#measurements-behind-the-code). The cache keeps the objects themselves, not
+    their JSON round trip: callers pass JSON-plain
     values (dicts with str keys, lists, str, numbers, bool, None) and treat what ``get`` returns
     and what they gave ``commit`` as immutable (they build new dicts). One process writes a
     directory (RocksDB locks it), so the cache never goes stale.

@@ -1,4 +1,4 @@
-"""Scale-out (shared/ARCHITECTURE.md invariant 4): two workers over the partitions score exactly
+"""Scale-out (docs/architecture.md#invariant-4): two workers over the partitions score exactly
 like one, route lookups to the owner, and one takes over when the other dies.
 
 "Like one": every lead's final score equals the full recompute on the whole graph as of its

@@ -1,6 +1,6 @@
 """The worker end to end: real embedded broker, real RocksDB, real torch, real processes.
 
-Invariants (shared/ARCHITECTURE.md): incremental equals full (2), exactly-once effect across
+Invariants (docs/architecture.md#invariants): incremental equals full (2), exactly-once effect across
 SIGKILLs and a deleted data directory (3), bad input contained (5), scores name the model
 version that produced them across a hot swap (6).
 """
