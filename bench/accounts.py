@@ -55,7 +55,8 @@ def _hist_sum(hist) -> float:
 
 def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
     from leadpulse.graph_store.rocks import RocksDBGraphStore
-    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.accounts import AccountProcessor
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.metrics import Metrics
     from leadpulse.stream.state import KVState
     work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
@@ -92,7 +93,7 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from leadpulse.stream.accounts import ScoringOptions
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.state import CACHE_ENTRIES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, 300 events")

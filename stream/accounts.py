@@ -29,61 +29,12 @@ from leadpulse.schemas.types import WORKS_AT
 from leadpulse.stream.alerts import announced_tier, tier_alert_cut
 from leadpulse.stream.ingest import RawRecord
 from leadpulse.stream.metrics import Metrics
+from leadpulse.stream.options import ScoringOptions
 from leadpulse.stream.pending import Pending
 from leadpulse.stream.router import decode_forward, forward_kind
 from leadpulse.stream.state import KVState
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """Options of incremental rescoring (built by ``stream.config``).
-
-    Args:
-        epsilon: publish a score only when it moved more than this (default 1e-4).
-        jump_threshold: alert when a score rises by at least this (default 0.2).
-        max_batch_leads: leads per scoring micro-batch (default 1000).
-        hops: receptive field of the model (default 2).
-        top_factors: factors explained per published score (default 3).
-        explain_budget: leads explained per micro-batch (default 16): those with an alert first,
-            then the largest moves; the rest are published with no factors and explained on
-            demand by ``/leads/{contact_id}``.
-        explain_per_second: and at most this many per second of wall time, on average
-            (default 50; a token bucket holding up to ``explain_budget``). Explaining costs
-            ~3.5 ms a lead here (an occluded copy of its neighbourhood per evidence group):
-            without a rate cap, small batches — low traffic, many partitions — spent over half
-            their time explaining (``bench/accounts.py``, batches of 25 records).
-        tier_hysteresis: a ``tier_change`` alert needs the score this far past the cut point it
-            crossed, relative to the cut (default 0.2: 20 % above it going up, below it going
-            down), and compares with the tier of the lead's last tier alert, not its last score.
-            Without it, leads hovering at a cut point flapped across it: one demo run raised
-            23,282 tier alerts beside 673 jumps; ``bench/accounts.py --batches 1000 --events
-            20000`` counts 13,913 at 0 and 6,033 at 0.2. Published scores keep the plain tier.
-        decay_min_age: event-time seconds a lead's last check must be behind its partition's
-            watermark before the decay sweep rescores it (default 3600). Its time-relative
-            features count in days (7/30/90-day windows, a 14-day half-life), so rescoring it
-            more often spends CPU that ingestion needs and moves nothing that matters.
-        coalesce: seconds (default 1.0; 0 = off). When the newest record applied was produced
-            more than this long ago, the worker is behind its input: ``flush_due`` then holds
-            the affected leads of further batches until the oldest has waited as long as that
-            lag exceeds this (at most this long: ``stream.pending.Pending.due``), so a lead
-            that many events touch meanwhile is scored once, as of the newest of them.
-            Rescoring is ~70 % of the account stage (py-spy, ``bench/accounts.py --batches
-            1000``) and costs per lead, so this is what lets a backlog shrink: ``bench/accounts.py
-            --batches 2500,5000,10000 --events 20000`` scored 2.9 / 1.8 / 1.1 leads per event
-            and did 2,451 / 3,768 / 5,604 events/s. Not behind, every batch is scored at once.
-    """
-    epsilon: float = 1e-4
-    jump_threshold: float = 0.2
-    max_batch_leads: int = 1000
-    hops: int = 2
-    top_factors: int = 3
-    explain_budget: int = 16
-    explain_per_second: float = 50.0
-    tier_hysteresis: float = 0.2
-    decay_min_age: float = 3600.0
-    coalesce: float = 1.0
 
 
 #: Contract topics a worker replicates from every account partition (see ``process``).
@@ -176,8 +127,8 @@ class AccountProcessor:
         """
         # The cyclic GC stays off for the whole batch, not only inside the store's calls: what
         # a batch allocates (subgraphs, feature rows, tensors) is freed by reference counting
-        # when it ends, so a collection in between would only scan it (measured ~25 % of an
-        # in-process batch).
+        # when it ends, so a collection in between would only scan it
+        # (docs/stream.md#measurements-behind-the-code).
         with paused_gc():
             self._apply(records, partition, replica)
 
@@ -342,7 +293,7 @@ class AccountProcessor:
         if entry is None or self.scorer is None:
             return None
         graph = self.store.subgraph([contact_id], entry["as_of"], hops=self.options.hops)
-        factors = explain(self.scorer.model, graph, [contact_id], top_k=self.options.top_factors or 3)[0]
+        factors = explain(self.scorer.model, graph, [contact_id], top_k=self.options.top_factors or ScoringOptions.top_factors)[0]
         return [{"factor": f.factor, "contribution": float(f.contribution)} for f in factors]
 
     def stale_leads(self, limit: int) -> dict[int, dict[str, str]]:
@@ -438,8 +389,16 @@ class AccountProcessor:
                 self.metrics.leads_by_tier.labels(tier=before).dec()
             self.metrics.leads_by_tier.labels(tier=after).inc()
 
+    def unpublished(self) -> int:
+        """Events applied whose score changes are not published yet (held or in flight)."""
+        return self._pending.events + self._in_flight
+
+    def holding(self) -> set[int]:
+        """The owner partitions of the leads waiting in the pending set (a coalescing window)."""
+        return set(self._pending.causes) if not self._pending.empty() else set()
+
     def _count_unpublished(self) -> None:
-        self.metrics.unpublished_events.set(self._pending.events + self._in_flight)
+        self.metrics.unpublished_events.set(self.unpublished())
 
     def count_tiers(self) -> None:
         """Set the tier gauge from the score book (at start and after a rebalance)."""

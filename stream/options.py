@@ -1,15 +1,19 @@
-"""Options of the Faust app, built from ``leadpulse.stream.config.Settings``."""
+"""Options of the stream layer: frozen dataclasses whose field defaults are the defaults.
+
+``leadpulse.stream.config.Settings`` takes the default of every setting that maps onto one of
+these fields from here, and builds them (``Settings.app_options``, ``Settings.scoring_options``),
+so each default is written once (docs/configuration.md). This module imports nothing heavy:
+every command reads the settings, and most never load Faust or the model.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from leadpulse.stream.faustapp import FETCH_MAX_WAIT_MS
-
 
 @dataclass(frozen=True)
 class AppOptions:
-    """Options of the Faust app (built from ``stream.config.Settings``).
+    """Options of the Faust app (built by ``Settings.app_options``).
 
     Args:
         app_id: Faust app id = consumer group id.
@@ -26,8 +30,9 @@ class AppOptions:
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
         replicate: run the replication reader (``stream.replica``); off only in unit tests.
-        lag_seconds: how often the consumer-lag gauge is refreshed; 0 = never (on Tansu the
-            high watermark is wrong when producers batch: BROKER_NOTES trap 1).
+        lag_seconds: how often the consumer-lag gauge is refreshed; 0 = never. The worker sets
+            0 on the embedded broker, whose high watermark is wrong when producers batch
+            (docs/kafka-notes.md#trap-1).
         web_url: the URL other workers reach this one at (Faust's canonical URL; default
             ``http://<web_host>:<web_port>``), for routing ``/leads`` to the owner.
         datadir: Faust's own directory; its default is ``<app_id>-data`` in the working directory.
@@ -49,6 +54,54 @@ class AppOptions:
     model_poll_seconds: float = 5.0
     retrain_seconds: float = 0.0
     replicate: bool = True
-    lag_seconds: float = 0.0
+    lag_seconds: float = 15.0
     web_url: Optional[str] = None
-    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    fetch_max_wait_ms: int = 50
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """Options of incremental rescoring (built by ``Settings.scoring_options``).
+
+    Args:
+        epsilon: publish a score only when it moved more than this.
+        jump_threshold: alert when a score rises by at least this.
+        max_batch_leads: leads per scoring micro-batch (by default the app's ``batch_size``:
+            ``LEADPULSE_BATCH_SIZE`` bounds both).
+        hops: receptive field of the model.
+        top_factors: factors explained per published score.
+        explain_budget: leads explained per micro-batch: those with an alert first, then the
+            largest moves; the rest are published with no factors and explained on demand by
+            ``/leads/{contact_id}``.
+        explain_per_second: and at most this many per second of wall time, on average (a token
+            bucket holding up to ``explain_budget``). Explaining costs an occluded copy of the
+            lead's neighbourhood per evidence group: without a rate cap, small batches spent
+            most of their time explaining (docs/stream.md#measurements-behind-the-code).
+        tier_hysteresis: a ``tier_change`` alert needs the score this far past the cut point it
+            crossed, relative to the cut (e.g. 0.2: 20 % above it going up, below it going down),
+            and compares with the tier of the lead's last tier alert, not its last score.
+            Without it, leads hovering at a cut point flap across it
+            (docs/stream.md#measurements-behind-the-code). Published scores keep the plain tier.
+        decay_min_age: event-time seconds a lead's last check must be behind its partition's
+            watermark before the decay sweep rescores it. Its time-relative features count in
+            days (7/30/90-day windows, a 14-day half-life), so rescoring it more often spends
+            CPU that ingestion needs and moves nothing that matters.
+        coalesce: seconds (0 = off). When the newest record applied was produced more than
+            this long ago, the worker is behind its input: ``flush_due`` then holds the
+            affected leads of further batches until the oldest has waited as long as that lag
+            exceeds this (at most this long: ``stream.pending.Pending.due``), so a lead that
+            many events touch meanwhile is scored once, as of the newest of them. Rescoring is
+            most of the account stage and costs per lead, so this is what lets a backlog shrink
+            (docs/stream.md#measurements-behind-the-code). Not behind, every batch is scored at
+            once.
+    """
+    epsilon: float = 1e-4
+    jump_threshold: float = 0.2
+    max_batch_leads: int = AppOptions.batch_size
+    hops: int = 2
+    top_factors: int = 3
+    explain_budget: int = 16
+    explain_per_second: float = 50.0
+    tier_hysteresis: float = 0.2
+    decay_min_age: float = 3600.0
+    coalesce: float = 1.0

@@ -6,7 +6,6 @@ One worker per data directory: its graph store, router state and score book live
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from contextlib import ExitStack
@@ -79,9 +78,8 @@ async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> in
 def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = None) -> WorkerParts:
     """Open the stores, load the model and build the Faust app (not started)."""
     from leadpulse.graph_store.rocks import RocksDBGraphStore
-    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.accounts import AccountProcessor
     from leadpulse.stream.app import build_app
-    from leadpulse.stream.options import AppOptions
     from leadpulse.stream.metrics import Metrics
     from leadpulse.stream.router import Router
     from leadpulse.stream.state import KVState
@@ -98,18 +96,9 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     scorer = load_scorer(settings)
     if scorer is not None:
         metrics.set_model(scorer.version or "unregistered", scorer.auroc)
-    options = ScoringOptions(epsilon=settings.epsilon, jump_threshold=settings.jump_threshold,
-                             max_batch_leads=settings.batch_size, tier_hysteresis=settings.tier_hysteresis,
-                             coalesce=settings.coalesce_ms / 1000)
-    processor = AccountProcessor(store, book, scorer, options, metrics)
+    processor = AccountProcessor(store, book, scorer, settings.scoring_options(), metrics)
     router = Router(router_state)
-    app = build_app(AppOptions(app_id=settings.app_id, bootstrap=bootstrap, partitions=settings.partitions,
-                               topics=settings.topic_map(), account_topic=settings.topic_accounts,
-                               web_host=settings.web_host, web_port=settings.web_port,
-                               batch_size=settings.batch_size, batch_seconds=settings.batch_ms / 1000,
-                               retrain_seconds=settings.retrain_seconds, datadir=str(root / "faust"),
-                               lag_seconds=settings.lag_seconds, web_url=settings.web_url,
-                               fetch_max_wait_ms=settings.fetch_wait_ms),
+    app = build_app(settings.app_options(bootstrap, datadir=str(root / "faust")),
                     router, processor, metrics,
                     champion=lambda: _champion(settings),
                     load_scorer=lambda version: load_scorer(settings, version),
@@ -123,8 +112,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from leadpulse.stream.broker import broker_from_env
     from leadpulse.stream.topics_admin import ensure_topics
 
-    if settings.kafka_bootstrap is None:  # our embedded Tansu: its end offsets are wrong (trap 1)
-        settings = dataclasses.replace(settings, lag_seconds=0.0)
+    # the embedded broker's end offsets are wrong when producers batch (docs/kafka-notes.md#trap-1)
+    if settings.kafka_bootstrap is None:
+        settings = settings.model_copy(update={"lag_seconds": 0.0})
     with broker_from_env(settings) as bootstrap:
         ensure_topics(bootstrap, settings.all_topics + [settings.topic_accounts],
                       settings.partitions, settings.replication)

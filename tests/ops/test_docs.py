@@ -12,30 +12,41 @@ DOCS = ROOT / "docs"
 NEW_DOCS = ["getting-started.md", "configuration.md", "contracts.md", "operating.md", "bring-your-own-crm.md"]
 
 
-def _config_table() -> dict[str, str]:
-    """Environment variable -> default, from the table in stream/config.py's docstring."""
-    import leadpulse.stream.config
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
-    rows = {}
-    for line in leadpulse.stream.config.__doc__.splitlines():
-        m = re.match(r"^([A-Z][A-Z0-9_]+)\s{2,}(\S.*?)\s{2,}\S", line)
-        if m:
-            rows[m.group(1)] = m.group(2).strip()
-    return rows
+
+def _rows(markdown: str) -> dict[str, tuple[str, str]]:
+    """First-column variable -> (default, meaning), for each table row of ``markdown``."""
+    return {m.group(1): (m.group(2).strip(), m.group(3).strip())
+            for m in re.finditer(r"^\|\s*`([A-Z][A-Z0-9_]+)`[^|]*\|([^|]*)\|(.*)\|\s*$", markdown, flags=re.M)}
 
 
 def test_configuration_reference_lists_every_setting_with_its_default():
-    from leadpulse.stream.config import Settings
+    """Settings (stream/config.py) is the source: each field has its row, and every variable the
+    page names is a setting or one of the compose stack's own."""
+    from leadpulse.stream.config import Settings, doc_default
 
-    doc = (DOCS / "configuration.md").read_text()
-    table = _config_table()
-    assert set(table) == set(Settings.env_vars()), "stream/config.py's own table is the source of truth"
-    doc_rows = {m.group(1): m.group(2) for m in re.finditer(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|\s*([^|]*)\|", doc, flags=re.M)}
-    for var in Settings.env_vars():
-        assert var in doc_rows, f"docs/configuration.md has no table row for {var}"
-        default = table[var]
-        assert default.strip("`") in doc_rows[var].replace("`", ""), \
-            f"{var}: default {default!r} not in its row {doc_rows[var]!r}"
+    text = (DOCS / "configuration.md").read_text()
+    rows = _rows(_section(text, "leadpulse settings"))
+    for name, field in Settings.model_fields.items():
+        var = Settings.env_name(name)
+        assert var in rows, f"docs/configuration.md has no table row for {var}"
+        assert rows[var][0] == doc_default(field), f"{var}: default {doc_default(field)!r}, doc {rows[var][0]!r}"
+        assert rows[var][1], f"{var}: no meaning"
+    stack = set(_rows(_section(text, "docker-compose variables"))) - set(Settings.env_vars())
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert all(var in compose for var in stack), [var for var in stack if var not in compose]
+    named = set(re.findall(r"\b((?:LEADPULSE|KAFKA)_[A-Z0-9_]+)", text))
+    assert named <= set(Settings.env_vars()) | stack, f"not settings: {named - set(Settings.env_vars()) - stack}"
+
+
+def test_configuration_reference_is_the_generated_table():
+    from leadpulse.stream.config import update_doc
+
+    text = (DOCS / "configuration.md").read_text()
+    assert update_doc(text) == text, \
+        "stale: run python -m leadpulse.stream.config --update-doc docs/configuration.md"
 
 
 def test_operating_guide_covers_the_operations_issue_6_names():
@@ -111,3 +122,49 @@ def test_the_worked_crm_mapping_example_runs_and_every_row_is_valid(tmp_path):
     assert contacts["hs-1"].company_id == "acme.example" and contacts["hs-2"].seniority == "c_level"
     first = next(e for e in events if e.kind == "activity")
     assert first.timestamp.isoformat() == "2026-01-09T10:00:00+00:00"  # 11:00 Berlin in UTC
+
+
+def _repo_text_files() -> dict[str, str]:
+    """Path -> text of every file git tracks or would track (new files count before their commit)."""
+    import subprocess
+
+    import pytest
+
+    try:
+        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout: {exc}")
+    texts = {}
+    for name in listed:
+        path = ROOT / name
+        if path.is_file():
+            texts[name] = path.read_bytes().decode("utf-8", errors="ignore")
+    return texts
+
+
+def test_the_repository_cites_only_its_own_docs():
+    """Comments, docstrings and docs cite docs/ in the repository, never notes kept outside it,
+    and every ``docs/<page>.md#<anchor>`` they cite (and every ``<page>.md#<anchor>`` link between
+    the docs) names an ``<a id>`` or a heading of that page (docs/architecture.md#layout)."""
+    # built from parts so that this file does not cite them itself
+    outside = re.compile("|".join([r"\bshared" + "/", "BROKER" + "_NOTES", r"\bARCHITECTURE" + r"\.md",
+                                   r"\bSTYLE" + r"\.md"]))
+    texts = _repo_text_files()
+    offenders = [f"{name}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
+                 for name, text in texts.items() for m in outside.finditer(text)]
+    assert not offenders, "cites notes outside the repository (cite docs/ instead):\n" + "\n".join(offenders)
+
+    def anchors(page: str) -> set[str]:
+        markdown = (DOCS / page).read_text()
+        return _anchors(markdown) | set(re.findall(r"<a\s+(?:id|name)=\"([^\"]+)\"", markdown))
+
+    cited = [(name, page, anchor) for name, text in texts.items()
+             for page, anchor in re.findall(r"\bdocs/([\w.-]+\.md)#([\w-]+)", text)]
+    cited += [(name, page or Path(name).name, anchor) for name, text in texts.items()
+              if name.startswith("docs/") and name.endswith(".md")
+              for page, anchor in re.findall(r"\]\(([\w.-]+\.md)?#([\w-]+)\)", text)]
+    assert cited, "no docs anchors found: the pattern is wrong"
+    missing = [f"{name}: docs/{page}#{anchor}" for name, page, anchor in cited
+               if not (DOCS / page).is_file() or anchor not in anchors(page)]
+    assert not missing, "cited anchors that do not exist:\n" + "\n".join(sorted(set(missing)))

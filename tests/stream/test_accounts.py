@@ -21,7 +21,8 @@ def _new_processor(root, work, options: dict):
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.model.registry import ModelRegistry
     from leadpulse.model.scorer import Scorer
-    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.accounts import AccountProcessor
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.state import KVState
     return AccountProcessor(RocksDBGraphStore(work / "graph"), KVState(work / "scores"),
                             Scorer(ModelRegistry(root).load("champion")), ScoringOptions(**options))

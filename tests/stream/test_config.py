@@ -1,18 +1,23 @@
-"""Settings from the environment."""
+"""Settings from the environment, and the options built from them."""
 from __future__ import annotations
 
-import dataclasses
+import doctest
 from pathlib import Path
+from typing import Optional
 
 import pytest
+from pydantic import Field, SecretStr, ValidationError
 
 import leadpulse.stream.config
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
-from leadpulse.stream.config import Settings, SettingsError
+from leadpulse.stream.config import TOPIC_FIELDS, Settings, SettingsError
+from leadpulse.stream.options import AppOptions, ScoringOptions
+
+DEFAULTS = Settings.from_env({})
 
 
 def test_defaults() -> None:
-    s = Settings.from_env({})
+    s = DEFAULTS
     assert s.kafka_bootstrap is None and s.partitions == 4 and s.data_dir == Path("var")
     assert s.input_topics == [t.name for t in INPUT_TOPICS]
     assert s.output_topics == [t.name for t in OUTPUT_TOPICS]
@@ -33,27 +38,126 @@ def test_overrides() -> None:
 
 
 def test_empty_means_default() -> None:
-    s = Settings.from_env({"KAFKA_BOOTSTRAP": "  ", "LEADPULSE_PARTITIONS": ""})
-    assert s.kafka_bootstrap is None and s.partitions == 4
+    s = Settings.from_env({"KAFKA_BOOTSTRAP": "  ", "LEADPULSE_PARTITIONS": "", "LEADPULSE_TOPIC_SCORES": " "})
+    assert s.kafka_bootstrap is None and s.partitions == 4 and s.topic_scores == "leads.scores"
 
 
-@pytest.mark.parametrize("env", [{"LEADPULSE_PARTITIONS": "zero"}, {"LEADPULSE_PARTITIONS": "0"}])
-def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
-    with pytest.raises(SettingsError, match="LEADPULSE_PARTITIONS"):
+def test_each_setting_has_one_variable() -> None:
+    # the Kafka client's names have no prefix, and the prefixed spelling of one is not read
+    assert Settings.from_env({"LEADPULSE_KAFKA_BOOTSTRAP": "k:9092"}).kafka_bootstrap is None
+    assert Settings.env_name("kafka_bootstrap") == "KAFKA_BOOTSTRAP"
+    assert Settings.env_name("web_port") == "LEADPULSE_WEB_PORT"
+    assert Settings.env_vars() == {Settings.env_name(name): name for name in Settings.model_fields}
+
+
+def test_from_env_reads_only_the_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADPULSE_PARTITIONS", "7")
+    assert Settings.from_env({}).partitions == 4
+    assert Settings.from_env().partitions == Settings().partitions == 7
+    assert Settings(partitions=2).partitions == 2  # keyword arguments win over the environment
+
+
+@pytest.mark.parametrize("env", [
+    {"LEADPULSE_PARTITIONS": "zero"}, {"LEADPULSE_PARTITIONS": "0"}, {"LEADPULSE_EPSILON": "-1"},
+    {"LEADPULSE_EPSILON": "nan"}, {"LEADPULSE_WEB_PORT": "70000"}, {"LEADPULSE_LOG_LEVEL": "loud"},
+    {"LEADPULSE_RETRAIN_EPOCHS": "0"},
+])
+def test_bad_values_name_the_variable_and_the_value(env: dict[str, str]) -> None:
+    (name, value), = env.items()
+    with pytest.raises(SettingsError, match=f"^{name}='{value}': "):
         Settings.from_env(env)
 
 
+def test_bad_keyword_arguments_name_the_variable_too() -> None:
+    with pytest.raises(SettingsError, match="^KAFKA_BOOTSTRAP=1: "):
+        Settings(kafka_bootstrap=1)  # type: ignore[arg-type]
+
+
 def test_frozen() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().partitions = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        DEFAULTS.partitions = 2  # type: ignore[misc]
+    assert DEFAULTS.model_copy(update={"partitions": 2}).partitions == 2 and DEFAULTS.partitions == 4
 
 
-def test_every_variable_is_documented() -> None:
-    doc = leadpulse.stream.config.__doc__ or ""
-    for env in Settings.env_vars():
-        assert env in doc, f"{env} missing from the table in stream/config.py"
+def test_every_setting_is_described() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no description (it is the doc's meaning column)"
+
+
+def test_the_doctests_of_the_module_pass() -> None:
+    assert doctest.testmod(leadpulse.stream.config).failed == 0
 
 
 def test_unknown_topic() -> None:
     with pytest.raises(KeyError):
-        Settings().topic("nope")
+        DEFAULTS.topic("nope")
+
+
+def test_each_topic_field_holds_its_own_topic() -> None:
+    assert set(TOPIC_FIELDS) == {s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+    for default, name in TOPIC_FIELDS.items():  # topic_deadletter <- crm.deadletter, ...
+        assert name.rsplit("_", 1)[-1] in default, (name, default)
+
+
+# ------------------------------------------------------------- built options
+def test_default_settings_build_the_options_defaults() -> None:
+    """Each default is written once, in the options: the settings' defaults give them back."""
+    app = DEFAULTS.app_options("k:9092")
+    assert app == AppOptions(app_id=DEFAULTS.app_id, bootstrap="k:9092", partitions=DEFAULTS.partitions,
+                             topics=DEFAULTS.topic_map())
+    assert DEFAULTS.scoring_options() == ScoringOptions()
+
+
+#: settings that feed no option of the app or of scoring (the worker reads them itself)
+NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
+               "model_version", "retrain_epochs"}
+
+
+def _changed(value: object) -> object:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return f"{value}-x" if value is not None else "x"
+
+
+@pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - NOT_OPTIONS))
+def test_every_setting_reaches_the_options(name: str) -> None:
+    changed = DEFAULTS.model_copy(update={name: _changed(getattr(DEFAULTS, name))})
+    assert (changed.app_options("k:9092"), changed.scoring_options()) != \
+        (DEFAULTS.app_options("k:9092"), DEFAULTS.scoring_options()), f"{name} is not passed to any option"
+
+
+def test_batch_size_bounds_both_stages() -> None:
+    s = Settings.from_env({"LEADPULSE_BATCH_SIZE": "50", "LEADPULSE_BATCH_MS": "20", "LEADPULSE_COALESCE_MS": "0"})
+    assert s.app_options("k").batch_size == s.scoring_options().max_batch_leads == 50
+    assert s.app_options("k").batch_seconds == 0.02 and s.scoring_options().coalesce == 0
+
+
+# ------------------------------------------------------------------- secrets
+class _WithSecret(Settings):
+    """How a secret (e.g. the later ``KAFKA_SASL_PASSWORD``) is declared and read."""
+    kafka_sasl_password: Optional[SecretStr] = Field(
+        None, validation_alias="KAFKA_SASL_PASSWORD", min_length=8, description="password")
+
+
+def test_a_secret_comes_from_its_variable_or_its_file(tmp_path: Path) -> None:
+    assert _WithSecret.env_vars()["KAFKA_SASL_PASSWORD_FILE"] == "kafka_sasl_password"
+    s = _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "hunter2hunter2"})
+    assert s.kafka_sasl_password.get_secret_value() == "hunter2hunter2"
+    assert "hunter2" not in repr(s)
+    (tmp_path / "pw").write_text("from-a-file\n")
+    s = _WithSecret.from_env({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw")})
+    assert s.kafka_sasl_password.get_secret_value() == "from-a-file"
+    assert "`KAFKA_SASL_PASSWORD_FILE`" in leadpulse.stream.config.markdown_table(_WithSecret)
+
+
+def test_a_bad_secret_is_named_but_never_shown(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="^KAFKA_SASL_PASSWORD='\\*+': ") as err:
+        _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "short"})
+    assert "short" not in str(err.value)
+    with pytest.raises(SettingsError, match="KAFKA_SASL_PASSWORD_FILE="):
+        _WithSecret.from_env({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="both set"):
+        (tmp_path / "pw").write_text("a-password")
+        _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "a-password", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw")})

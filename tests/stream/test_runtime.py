@@ -187,7 +187,8 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.model.registry import ModelRegistry
     from leadpulse.model.scorer import Scorer
-    from leadpulse.stream.accounts import AccountProcessor, ScoringOptions
+    from leadpulse.stream.accounts import AccountProcessor
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.metrics import Metrics
     from leadpulse.stream.router import Router
     from leadpulse.stream.runtime import RuntimeTopics, ScoringRuntime
