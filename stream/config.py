@@ -33,13 +33,14 @@ import os
 import sys
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Mapping, Optional, Sequence, get_args
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, get_args
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.stream.connection import ConnectionSettingsError, KafkaConnection
 from leadpulse.stream.options import AppOptions, ScoringOptions
 
 
@@ -68,6 +69,10 @@ _ENVIRON: ContextVar[Optional[Mapping[str, str]]] = ContextVar("leadpulse_enviro
 
 def _is_secret(field: FieldInfo) -> bool:
     return SecretStr in (field.annotation, *get_args(field.annotation))
+
+
+def _reveal(value: Optional[SecretStr]) -> Optional[str]:
+    return value.get_secret_value() if value is not None else None
 
 
 def _shown(default: str) -> dict[str, str]:
@@ -124,6 +129,36 @@ class Settings(BaseSettings):
         description="`host:port[,host:port]` of a running Kafka. Unset: the commands that need a broker "
                     "start the embedded Tansu broker on a free loopback port (development only: it keeps "
                     "everything in memory).")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
+        description="how every Kafka client of leadpulse talks to the cluster: `PLAINTEXT`, `SSL` (TLS), "
+                    "`SASL_PLAINTEXT` or `SASL_SSL` (TLS and SASL, what managed clusters use). See "
+                    "[operating](operating.md#a-secured-cluster).")
+    kafka_ssl_cafile: Optional[str] = Field(
+        None, validation_alias="KAFKA_SSL_CAFILE", json_schema_extra=_shown("(the system's trust store)"),
+        description="PEM file of the CA that signed the brokers' certificates (`SSL`, `SASL_SSL`).")
+    kafka_ssl_certfile: Optional[str] = Field(
+        None, validation_alias="KAFKA_SSL_CERTFILE",
+        description="PEM client certificate, for clusters that require mutual TLS (with `KAFKA_SSL_KEYFILE`).")
+    kafka_ssl_keyfile: Optional[str] = Field(
+        None, validation_alias="KAFKA_SSL_KEYFILE",
+        description="PEM private key of the client certificate.")
+    kafka_ssl_key_password: Optional[SecretStr] = Field(
+        None, validation_alias="KAFKA_SSL_KEY_PASSWORD",
+        description="password of `KAFKA_SSL_KEYFILE`, if it has one.")
+    kafka_sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = Field(
+        None, validation_alias="KAFKA_SASL_MECHANISM",
+        description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with the `SASL_*` protocols).")
+    kafka_sasl_username: Optional[SecretStr] = Field(
+        None, validation_alias="KAFKA_SASL_USERNAME",
+        description="SASL user name (an API key on Confluent Cloud).")
+    kafka_sasl_password: Optional[SecretStr] = Field(
+        None, validation_alias="KAFKA_SASL_PASSWORD",
+        description="SASL password (an API secret on Confluent Cloud).")
+    kafka_timeout_seconds: float = Field(
+        KafkaConnection.request_timeout_s, gt=0,
+        description="how long a Kafka client waits for the cluster before a command stops with an error "
+                    "naming the bootstrap (an unreachable or refusing broker never hangs a command).")
     partitions: int = Field(
         4, ge=1,
         description="partitions of every topic leadpulse creates, the internal account topic included. It "
@@ -239,6 +274,8 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise SettingsError(type(self)._explain(exc)) from exc
+        # a wrong or incomplete security setting stops every command at start, broker or not
+        self.kafka_connection(self.kafka_bootstrap or "localhost:9092")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -317,6 +354,23 @@ class Settings(BaseSettings):
         return ScoringOptions(epsilon=self.epsilon, jump_threshold=self.jump_threshold,
                               max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
                               coalesce=self.coalesce_ms / 1000)
+
+    def kafka_connection(self, bootstrap: Optional[str] = None) -> KafkaConnection:
+        """How every Kafka client connects: ``bootstrap`` (default ``KAFKA_BOOTSTRAP``) with the
+        security settings.
+
+        Raises:
+            SettingsError: the security settings are wrong or incomplete (naming the variable).
+        """
+        try:
+            return KafkaConnection(
+                bootstrap or self.kafka_bootstrap or "", self.kafka_security_protocol,
+                ssl_cafile=self.kafka_ssl_cafile, ssl_certfile=self.kafka_ssl_certfile,
+                ssl_keyfile=self.kafka_ssl_keyfile, ssl_key_password=_reveal(self.kafka_ssl_key_password),
+                sasl_mechanism=self.kafka_sasl_mechanism, sasl_username=_reveal(self.kafka_sasl_username),
+                sasl_password=_reveal(self.kafka_sasl_password), request_timeout_s=self.kafka_timeout_seconds)
+        except ConnectionSettingsError as exc:
+            raise SettingsError(str(exc)) from exc
 
     # ------------------------------------------------------------------ paths
     @property

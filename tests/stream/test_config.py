@@ -47,7 +47,9 @@ def test_each_setting_has_one_variable() -> None:
     assert Settings.from_env({"LEADPULSE_KAFKA_BOOTSTRAP": "k:9092"}).kafka_bootstrap is None
     assert Settings.env_name("kafka_bootstrap") == "KAFKA_BOOTSTRAP"
     assert Settings.env_name("web_port") == "LEADPULSE_WEB_PORT"
-    assert Settings.env_vars() == {Settings.env_name(name): name for name in Settings.model_fields}
+    secrets = {"kafka_ssl_key_password", "kafka_sasl_username", "kafka_sasl_password"}
+    assert Settings.env_vars() == {**{Settings.env_name(name): name for name in Settings.model_fields},
+                                   **{Settings.env_name(name) + "_FILE": name for name in secrets}}
 
 
 def test_from_env_reads_only_the_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +112,7 @@ def test_default_settings_build_the_options_defaults() -> None:
 
 #: settings that feed no option of the app or of scoring (the worker reads them itself)
 NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
-               "model_version", "retrain_epochs"}
+               "model_version", "retrain_epochs"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
 
 
 def _changed(value: object) -> object:
@@ -136,28 +138,61 @@ def test_batch_size_bounds_both_stages() -> None:
 
 # ------------------------------------------------------------------- secrets
 class _WithSecret(Settings):
-    """How a secret (e.g. the later ``KAFKA_SASL_PASSWORD``) is declared and read."""
-    kafka_sasl_password: Optional[SecretStr] = Field(
-        None, validation_alias="KAFKA_SASL_PASSWORD", min_length=8, description="password")
+    """How a secret is declared and read (one with a constraint, to see a bad one named)."""
+    example_secret: Optional[SecretStr] = Field(
+        None, validation_alias="EXAMPLE_SECRET", min_length=8, description="password")
 
 
 def test_a_secret_comes_from_its_variable_or_its_file(tmp_path: Path) -> None:
-    assert _WithSecret.env_vars()["KAFKA_SASL_PASSWORD_FILE"] == "kafka_sasl_password"
-    s = _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "hunter2hunter2"})
-    assert s.kafka_sasl_password.get_secret_value() == "hunter2hunter2"
+    assert _WithSecret.env_vars()["EXAMPLE_SECRET_FILE"] == "example_secret"
+    s = _WithSecret.from_env({"EXAMPLE_SECRET": "hunter2hunter2"})
+    assert s.example_secret.get_secret_value() == "hunter2hunter2"
     assert "hunter2" not in repr(s)
     (tmp_path / "pw").write_text("from-a-file\n")
-    s = _WithSecret.from_env({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw")})
-    assert s.kafka_sasl_password.get_secret_value() == "from-a-file"
-    assert "`KAFKA_SASL_PASSWORD_FILE`" in leadpulse.stream.config.markdown_table(_WithSecret)
+    s = _WithSecret.from_env({"EXAMPLE_SECRET_FILE": str(tmp_path / "pw")})
+    assert s.example_secret.get_secret_value() == "from-a-file"
+    assert "`EXAMPLE_SECRET_FILE`" in leadpulse.stream.config.markdown_table(_WithSecret)
 
 
 def test_a_bad_secret_is_named_but_never_shown(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="^KAFKA_SASL_PASSWORD='\\*+': ") as err:
-        _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "short"})
+    with pytest.raises(SettingsError, match="^EXAMPLE_SECRET='\\*+': ") as err:
+        _WithSecret.from_env({"EXAMPLE_SECRET": "short"})
     assert "short" not in str(err.value)
-    with pytest.raises(SettingsError, match="KAFKA_SASL_PASSWORD_FILE="):
-        _WithSecret.from_env({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="EXAMPLE_SECRET_FILE="):
+        _WithSecret.from_env({"EXAMPLE_SECRET_FILE": str(tmp_path / "missing")})
     with pytest.raises(SettingsError, match="both set"):
         (tmp_path / "pw").write_text("a-password")
-        _WithSecret.from_env({"KAFKA_SASL_PASSWORD": "a-password", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw")})
+        _WithSecret.from_env({"EXAMPLE_SECRET": "a-password", "EXAMPLE_SECRET_FILE": str(tmp_path / "pw")})
+
+
+# ------------------------------------------------------------- kafka security
+SASL_SSL = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "key", "KAFKA_SASL_PASSWORD": "s3cret-s3cret"}
+
+
+def test_every_kafka_setting_reaches_the_connection(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-a-file\n")
+    env = {**SASL_SSL, "KAFKA_SASL_PASSWORD": "", "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "pw"),
+           "LEADPULSE_KAFKA_TIMEOUT_SECONDS": "3"}
+    c = Settings.from_env(env).kafka_connection("b:9093")
+    assert (c.bootstrap, c.security_protocol, c.sasl_mechanism, c.sasl_username, c.sasl_password,
+            c.request_timeout_s) == ("b:9093", "SASL_SSL", "SCRAM-SHA-512", "key", "from-a-file", 3.0)
+    assert "from-a-file" not in repr(c) and "s3cret" not in repr(Settings.from_env(SASL_SSL))
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_MECHANISM"),
+    ({**SASL_SSL, "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+    ({**SASL_SSL, "KAFKA_SASL_PASSWORD": ""}, "KAFKA_SASL_PASSWORD"),
+    ({"KAFKA_SASL_USERNAME": "u"}, "KAFKA_SASL_USERNAME"),
+    ({"KAFKA_SSL_CAFILE": "/etc/hostname"}, "KAFKA_SSL_CAFILE"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent.pem"}, "KAFKA_SSL_CAFILE"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERTFILE": "/etc/hostname"}, "KAFKA_SSL_CERTFILE"),
+    ({**SASL_SSL, "KAFKA_SASL_PASSWORD": "", "KAFKA_SASL_PASSWORD_FILE": "/nonexistent"},
+     "KAFKA_SASL_PASSWORD_FILE"),
+])
+def test_a_wrong_or_incomplete_security_setting_names_the_variable(env: dict, variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}\\b") as err:
+        Settings.from_env(env)
+    assert "s3cret" not in str(err.value)
