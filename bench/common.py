@@ -306,9 +306,7 @@ def benchmark_model(args) -> Path:
     if args.models is None:
         # keyed by the default architecture too: a cached model of an older one would measure
         # the speed of a network the worker no longer trains
-        from dataclasses import asdict
-
         from leadpulse.model.train import TrainOptions
-        arch = hashlib.sha256(json.dumps(asdict(TrainOptions()), sort_keys=True).encode()).hexdigest()[:8]
+        arch = hashlib.sha256(json.dumps(TrainOptions().to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         args.models = args.cache / f"models-{args.model_world}-e{args.epochs}-{arch}"
     return ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)

@@ -248,13 +248,13 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
     if encoded is None:
         # rows depend only on each node and as_of: built once, on the leads' k-hop union only
         # (``graph`` may be a whole snapshot)
-        graph = khop_subgraph(graph, local, hops=model.options.layers)
+        graph = khop_subgraph(graph, local, hops=model.options.arch.layers)
         local = graph.seeds
         encoded = encode_graph(graph, spec)
     parts, per_lead = [], []
     for c in local:
         seed = np.array([int(c)], dtype=np.int64)
-        nodes = khop_nodes(graph, seed, hops=model.options.layers)
+        nodes = khop_nodes(graph, seed, hops=model.options.arch.layers)
         sub = induced_subgraph(graph, nodes, seed)
         raw, xs = encoded.take(sub, nodes)
         copies = _copies(model, sub, raw, xs, blank)

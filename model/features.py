@@ -35,7 +35,7 @@ from torch_geometric.data import HeteroData
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
-from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph  # noqa: F401 (re-exported)
+from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.values import as_micros, as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,

@@ -37,7 +37,7 @@ Example:
     >>> parse_task("PREDICT COUNT(leads.*, 0, 30, DAYS) > 0 FOR EACH contacts.contact_id")
     Traceback (most recent call last):
     ...
-    model.task.TaskError: at position 14: expected a target table (orders or opportunities), got 'leads'
+    leadpulse.model.task.TaskError: at position 14: expected a target table (orders or opportunities), got 'leads'
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def _train_options(args: argparse.Namespace):
     kw = {"seed": args.seed}
     if args.epochs:
         kw["epochs"] = args.epochs
-    return TrainOptions(**kw)
+    return TrainOptions.of(**kw)
 
 
 def _report(result, settings: Settings) -> int:

@@ -25,7 +25,7 @@ def _gnn_factory(**extra):
     """The GNN with a short schedule: the contract checks properties, not accuracy."""
     try:
         gnn = importlib.import_module("leadpulse.model.gnn")
-        options = importlib.import_module("leadpulse.model.train").TrainOptions(
+        options = importlib.import_module("leadpulse.model.train").TrainOptions.of(
             **{"epochs": 12, "patience": 4, "hidden": 32, **extra})
     except ImportError as exc:  # pragma: no cover - reported as a skip, not a pass
         return exc

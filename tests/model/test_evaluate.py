@@ -39,7 +39,7 @@ def _models() -> list:
     try:
         from leadpulse.model.gnn import GNNLeadModel
         from leadpulse.model.train import TrainOptions
-        return BASELINE_NAMES + [GNNLeadModel(TrainOptions(epochs=20, patience=5, hidden=32))]
+        return BASELINE_NAMES + [GNNLeadModel(TrainOptions.of(epochs=20, patience=5, hidden=32))]
     except ImportError:
         return BASELINE_NAMES + ["gnn"]  # reported as skipped in the table
 

@@ -17,7 +17,7 @@ from tests.model.test_gnn_synth import make_examples, make_graph
 @pytest.fixture(scope="module")
 def model():
     return train_gnn(make_examples([1, 2, 3, 5]), make_examples([4]),
-                     TrainOptions(epochs=40, patience=15, min_count=2, seed=1))
+                     TrainOptions.of(epochs=40, patience=15, min_count=2, seed=1))
 
 
 def _without_pricing_demo(g, ci):

@@ -15,7 +15,7 @@ from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.train import TrainOptions, train_gnn
 from tests.model.test_gnn_synth import DAY, build, make_examples, make_graph
 
-OPTS = TrainOptions(epochs=25, patience=10, min_count=2, seed=3)
+OPTS = TrainOptions.of(epochs=25, patience=10, min_count=2, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_big_graph_is_scored_in_chunks_with_the_same_scores(model, monkeypatch):
     ids = list(reversed(g.node_ids["contact"]))  # any order, not the graph's
     whole = model.predict_proba(g, ids)
     chunked = copy.copy(model)
-    chunked.options = TrainOptions(**{**OPTS.__dict__, "max_full_nodes": 10})
+    chunked.options = OPTS.replaced(max_full_nodes=10)
     monkeypatch.setattr(gnn, "PREDICT_CHUNK", 7)
     assert len(ids) > 7 and sum(map(len, g.node_ids.values())) > 10
     np.testing.assert_allclose(chunked.predict_proba(g, ids), whole, atol=1e-5, rtol=0)
@@ -120,7 +120,7 @@ def test_missing_contact_raises(model):
 
 
 def test_big_graph_trains_on_sampled_subgraphs():
-    opts = TrainOptions(epochs=3, patience=2, min_count=2, max_full_nodes=50, min_negatives=20)
+    opts = TrainOptions.of(epochs=3, patience=2, min_count=2, max_full_nodes=50, min_negatives=20)
     m = train_gnn(make_examples([1, 2]), make_examples([4]), opts)
     g, _ = make_graph(18)
     assert np.isfinite(m.predict_proba(g, g.node_ids["contact"])).all()

@@ -1,24 +1,24 @@
 """Architecture options of the GNN: the MLP encoder and log-sum aggregation keep the model
 invariants (a lead scores the same on its 2-hop subgraph as on the snapshot; save/load), and
-models saved before the ``encoder`` option existed still load with the linear encoder."""
+models saved before the ``encoder`` option existed (format 1) still load with the linear encoder."""
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from leadpulse.model.features import khop_subgraph
-from leadpulse.model.gnn import GNNLeadModel, LogSumAggregation
-from leadpulse.model.train import TrainOptions, train_gnn
+from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.model.gnn_format import FORMAT_VERSION
+from leadpulse.model.gnn_net import LogSumAggregation
+from leadpulse.model.train import Encoder, TrainOptions, train_gnn
 from tests.model.test_gnn_synth import make_examples, make_graph
+from tests.model.test_gnn_options import as_v1
 
-OPTS = TrainOptions(epochs=6, patience=3, min_count=2, seed=5, hidden=16, encoder="mlp",
-                    aggr="mean,max,logsum")
+OPTS = TrainOptions.of(epochs=6, patience=3, min_count=2, seed=5, hidden=16, encoder=Encoder.MLP,
+                       aggr=("mean", "max", "logsum"))
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +47,32 @@ def test_mlp_logsum_subgraph_equals_snapshot(model):
 def test_mlp_save_load_identical(model, tmp_path):
     model.save(tmp_path / "m")
     loaded = GNNLeadModel.load(tmp_path / "m")
-    assert loaded.options.encoder == "mlp"
+    assert loaded.options == model.options and loaded.options.arch.encoder is Encoder.MLP
     g, _ = make_graph(13)
     ids = g.node_ids["contact"]
     np.testing.assert_array_equal(model.predict_proba(g, ids), loaded.predict_proba(g, ids))
 
 
+def test_save_records_the_format_version_and_typed_options(model, tmp_path):
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["options"]["arch"]["aggr"] == ["mean", "max", "logsum"]
+    assert TrainOptions.from_dict(meta["options"]) == model.options
+
+
 def test_model_saved_without_encoder_option_loads_as_linear(tmp_path):
-    opts = TrainOptions(epochs=2, patience=2, min_count=2, hidden=8, encoder="linear")
+    opts = TrainOptions.of(epochs=2, patience=2, min_count=2, hidden=8, encoder="linear")
     old = train_gnn(make_examples([1]), make_examples([4]), opts)
     old.save(tmp_path / "old")
     meta_path = tmp_path / "old" / "model.json"
     meta = json.loads(meta_path.read_text())
-    meta["options"] = {k: v for k, v in asdict(opts).items() if k != "encoder"}  # as saved before
+    # as the first saves wrote it: format 1 had no version key and no encoder option
+    del meta["format_version"]
+    meta["options"] = {k: v for k, v in as_v1(old.options).items() if k != "encoder"}
     meta_path.write_text(json.dumps(meta))
     loaded = GNNLeadModel.load(tmp_path / "old")
-    assert loaded.options.encoder == "linear"
+    assert loaded.options.arch.encoder is Encoder.LINEAR and loaded.options == old.options
     g, _ = make_graph(13)
     ids = g.node_ids["contact"]
     np.testing.assert_array_equal(old.predict_proba(g, ids), loaded.predict_proba(g, ids))
@@ -72,7 +82,7 @@ def test_ema_training_is_deterministic_and_differs_from_raw_weights():
     g, _ = make_graph(12)
     ids = g.node_ids["contact"]
     kw = dict(epochs=4, patience=4, min_count=2, seed=7, hidden=8)
-    runs = [train_gnn(make_examples([1, 2]), make_examples([4]), TrainOptions(**kw, ema=e)).predict_proba(g, ids)
+    runs = [train_gnn(make_examples([1, 2]), make_examples([4]), TrainOptions.of(**kw, ema=e)).predict_proba(g, ids)
             for e in (0.8, 0.8, 0.0)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.isfinite(runs[0]).all() and not np.allclose(runs[0], runs[2])

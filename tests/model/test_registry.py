@@ -19,7 +19,7 @@ W1, W2 = [100, 200], [200, 300]
 
 @pytest.fixture(scope="module")
 def model():
-    return train_gnn(make_examples([1, 2]), make_examples([4]), TrainOptions(epochs=5, min_count=2))
+    return train_gnn(make_examples([1, 2]), make_examples([4]), TrainOptions.of(epochs=5, min_count=2))
 
 
 def test_register_load_round_trip(model, tmp_path):

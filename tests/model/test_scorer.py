@@ -24,7 +24,7 @@ DAY = MICROS_PER_DAY
 @pytest.fixture(scope="module")
 def synth_model():
     return train_gnn(make_examples([1, 2, 3]), make_examples([4]),
-                     TrainOptions(epochs=20, patience=10, min_count=2))
+                     TrainOptions.of(epochs=20, patience=10, min_count=2))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def world_model(world_store):
         ids = [c for c in store.node_ids("contact", t) if store.node("contact", c, t)]
         examples.append(CutoffExamples(t, ids, task.label(store, ids, t),
                                        build_graph=lambda t=t: store.snapshot(t)))
-    return train_gnn(examples[:2], examples[2:], TrainOptions(epochs=10, patience=5, min_count=2))
+    return train_gnn(examples[:2], examples[2:], TrainOptions.of(epochs=10, patience=5, min_count=2))
 
 
 def test_scorer_equals_full_on_synthetic_khop(synth_model):

@@ -226,7 +226,7 @@ def test_future_events_move_labels_only_inside_the_window(tiny_world, store_fact
     try:
         from leadpulse.model.gnn import GNNLeadModel
         from leadpulse.model.train import TrainOptions
-        makers.append(lambda: GNNLeadModel(TrainOptions(epochs=12, patience=4, hidden=32)))
+        makers.append(lambda: GNNLeadModel(TrainOptions.of(epochs=12, patience=4, hidden=32)))
     except ImportError:  # the contract suite reports the missing GNN
         pass
     models = [make().fit(train[:1], train[1:], seed=0) for make in makers]
