@@ -63,7 +63,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     """
     app = new_app(options.app_id, options.bootstrap, partitions=options.partitions,
                   web_host=options.web_host, web_port=options.web_port,
-                  fetch_max_wait_ms=options.fetch_max_wait_ms,
+                  fetch_max_wait_ms=options.fetch_max_wait_ms, api_token=options.api_token,
+                  faust_views=options.faust_views,
                   **({"datadir": options.datadir} if options.datadir else {}),
                   **({"canonical_url": options.web_url} if options.web_url else {}))
     contract_of = {options.topics[s.name]: s.name for s in INPUT_TOPICS}
@@ -155,8 +156,19 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
 
     @app.page("/healthz")
     class Health(View):
+        """Liveness: the process answers (its event loop runs)."""
+
         async def get(self, request: Request) -> Response:
             return self.json(runtime.health())
+
+    @app.page("/readyz")
+    class Ready(View):
+        """Readiness: a model, an assignment, and applied data close to its input."""
+
+        async def get(self, request: Request) -> Response:
+            reasons = runtime.readiness(options.ready_max_lag_seconds)
+            body = {"ready": not reasons, "reasons": reasons, **runtime.health()}
+            return self.json(body, status=503 if reasons else 200)
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -212,6 +212,20 @@ class Settings(BaseSettings):
         description="the URL other workers reach this one at; `/leads` requests for leads of another "
                     "worker's partitions are forwarded there (Faust's canonical URL). Set it when the "
                     "worker binds `0.0.0.0`, e.g. `http://worker-1:6066`.")
+    api_token: Optional[SecretStr] = Field(
+        None,
+        description="when set, every HTTP view of the worker but `/healthz`, `/readyz` and `/metrics` "
+                    "(`/leads/{contact_id}` above all: it serves personal data) requires "
+                    "`Authorization: Bearer <token>`, else 401.")
+    faust_views: bool = Field(
+        AppOptions.faust_views,
+        description="serve Faust's own web views (`/router`, `/table`, `/graph`, stats pages); off, they "
+                    "would describe the deployment to anyone who reaches the port.")
+    ready_max_lag_seconds: float = Field(
+        AppOptions.ready_max_lag_seconds, gt=0,
+        description="`/readyz` answers 503 while the data the worker applied is further behind its input "
+                    "than this many seconds (how old the newest record was when it was applied; an idle "
+                    "input counts as caught up).")
     model_dir: Optional[Path] = Field(
         None, json_schema_extra=_shown("`<data dir>/models`"),
         description="model registry directory (`champion.json`, one directory per version). Share it "
@@ -342,12 +356,13 @@ class Settings(BaseSettings):
             bootstrap: the broker to use (``kafka_bootstrap``, or the embedded broker's).
             datadir: Faust's own directory.
         """
-        return AppOptions(app_id=self.app_id, bootstrap=bootstrap, partitions=self.partitions,
+        return AppOptions(app_id=self.app_id, bootstrap=self.kafka_connection(bootstrap), partitions=self.partitions,
                           topics=self.topic_map(), account_topic=self.topic_accounts, datadir=datadir,
                           web_host=self.web_host, web_port=self.web_port, batch_size=self.batch_size,
                           batch_seconds=self.batch_ms / 1000, retrain_seconds=self.retrain_seconds,
                           lag_seconds=self.lag_seconds, web_url=self.web_url,
-                          fetch_max_wait_ms=self.fetch_wait_ms)
+                          fetch_max_wait_ms=self.fetch_wait_ms, api_token=_reveal(self.api_token),
+                          faust_views=self.faust_views, ready_max_lag_seconds=self.ready_max_lag_seconds)
 
     def scoring_options(self) -> ScoringOptions:
         """The rescoring options: every setting they have, their own defaults for the rest."""

@@ -17,12 +17,14 @@ and then ``await app.producer.flush()``, which waits for every enqueued record.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from leadpulse.stream.connection import KafkaConnection, faust_settings
 from leadpulse.stream.options import AppOptions
+from leadpulse.stream.webauth import token_middleware
 
 #: default of ``LEADPULSE_FETCH_WAIT_MS``
 FETCH_MAX_WAIT_MS = AppOptions.fetch_max_wait_ms
@@ -47,24 +49,35 @@ class _Transport(faust_aiokafka.Transport):
 
 class _App(faust.App):
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    api_token: Optional[str] = None
+
+    def on_webserver_init(self, web: Any) -> None:
+        # before the aiohttp application starts (it freezes its middlewares then)
+        if self.api_token:
+            web.web_app.middlewares.append(token_middleware(self.api_token))
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
 
 
-def new_app(app_id: str, bootstrap: str, *, partitions: int, web_host: str, web_port: int,
-            fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, **settings: Any) -> faust.App:
+def new_app(app_id: str, bootstrap: Union[str, KafkaConnection], *, partitions: int, web_host: str,
+            web_port: int, fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS, api_token: Optional[str] = None,
+            faust_views: bool = False, **settings: Any) -> faust.App:
     """A Faust app on ``bootstrap`` with leadpulse's settings; ``settings`` adds Faust settings.
 
     Args:
         app_id: Faust app id (= consumer group id).
+        bootstrap: the cluster, with its TLS and SASL settings (a ``host:port`` is PLAINTEXT).
         partitions: partitions of topics the app declares.
         web_host, web_port: where its HTTP views listen.
         fetch_max_wait_ms: longest wait of a consumer fetch (see the module docstring).
+        api_token: require ``Authorization: Bearer <token>`` on every view but the public ones
+            (``leadpulse.stream.webauth``).
+        faust_views: serve Faust's own views (router, tables, graph, stats).
     """
     app = _App(
         app_id,
-        broker=f"kafka://{bootstrap}",
+        **faust_settings(bootstrap),
         store="memory://",
         topic_partitions=partitions,
         topic_allow_declare=True,
@@ -77,9 +90,15 @@ def new_app(app_id: str, bootstrap: str, *, partitions: int, web_host: str, web_
         web_port=web_port,
         web_host=web_host,
         web_enabled=True,
+        web_router_enabled=faust_views,
+        web_tables_enabled=faust_views,
+        web_graph_enabled=faust_views,
+        web_stats_enabled=faust_views,
+        web_metrics_enabled=faust_views,
         **settings,
     )
     app.fetch_max_wait_ms = fetch_max_wait_ms
+    app.api_token = api_token
     return app
 
 

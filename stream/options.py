@@ -7,8 +7,10 @@ every command reads the settings, and most never load Faust or the model.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from leadpulse.stream.connection import KafkaConnection
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class AppOptions:
 
     Args:
         app_id: Faust app id = consumer group id.
-        bootstrap: Kafka bootstrap servers.
+        bootstrap: the cluster and how to connect to it (a ``host:port`` string is PLAINTEXT).
         partitions: partitions of every topic, the account topic included.
         topics: contract topic name -> configured name.
         account_topic: the internal repartition topic, keyed by company_id.
@@ -38,9 +40,15 @@ class AppOptions:
         datadir: Faust's own directory; its default is ``<app_id>-data`` in the working directory.
         fetch_max_wait_ms: longest wait of a consumer fetch, Faust's and the replication
             reader's (``stream.faustapp``: Tansu holds every fetch that long).
+        api_token: when set, every HTTP view but ``/healthz``, ``/readyz`` and ``/metrics``
+            requires ``Authorization: Bearer <token>``.
+        faust_views: serve Faust's own views (``/router``, ``/table``, ``/graph``, stats); they
+            describe the deployment to anyone who can reach the port, so they are off.
+        ready_max_lag_seconds: ``/readyz`` fails while the applied data is further behind its
+            input than this (``ScoringRuntime.input_lag``).
     """
     app_id: str
-    bootstrap: str
+    bootstrap: Union[str, KafkaConnection]
     partitions: int
     topics: dict
     account_topic: str = "leadpulse.accounts"
@@ -57,6 +65,9 @@ class AppOptions:
     lag_seconds: float = 15.0
     web_url: Optional[str] = None
     fetch_max_wait_ms: int = 50
+    api_token: Optional[str] = field(default=None, repr=False)
+    faust_views: bool = False
+    ready_max_lag_seconds: float = 120.0
 
 
 @dataclass(frozen=True)

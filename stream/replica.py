@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Union
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from leadpulse.stream.accounts import REPLICA_SUFFIX, AccountProcessor
+from leadpulse.stream.connection import KafkaConnection, aiokafka_kwargs
 from leadpulse.stream.ingest import RawRecord
 
 logger = logging.getLogger(__name__)
 
 
-async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
+async def replicate(bootstrap: Union[str, KafkaConnection], topic: str, processor: AccountProcessor,
                     take: Callable[[list[RawRecord], int], Awaitable[None]],
                     batch_size: int, batch_seconds: float, fetch_max_wait_ms: int) -> None:
     """Follow every partition of ``topic`` forever (run it as a task; cancel to stop).
@@ -38,7 +39,7 @@ async def replicate(bootstrap: str, topic: str, processor: AccountProcessor,
     ``take(records, partition)`` applies a batch with ``replica=True`` and publishes the
     pending set when it is due, as the account agent does with its own batches.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(bootstrap), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
     try:

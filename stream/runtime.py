@@ -121,6 +121,8 @@ class ScoringRuntime:
         self.ingest_guard = PositionGuard(router.state.positions())
         self.account_guard = PositionGuard(processor.published_positions())
         self._warned: dict = {}  # (topic, partition) -> the seek target last warned about
+        #: stage -> (wall time a batch was taken, how old its newest record was then)
+        self._behind: dict[str, tuple[float, float]] = {}
 
     # ------------------------------------------------------------ admission
     async def _admit(self, guard: PositionGuard, r: RawRecord) -> bool:
@@ -147,6 +149,7 @@ class ScoringRuntime:
             raise
 
     async def _ingest(self, records: list[RawRecord]) -> None:
+        self._observe("ingest", records)
         batch, positions, letters = [], {}, []
         for r in records:
             if not await self._admit(self.ingest_guard, r):
@@ -169,6 +172,7 @@ class ScoringRuntime:
     # ------------------------------------------------------------ stage 2
     async def accounts(self, records: list[RawRecord]) -> None:
         """A batch of account-topic records (any partitions of this worker's share)."""
+        self._observe("accounts", records)
         by_partition: dict[int, list[RawRecord]] = {}
         for r in records:
             if await self._admit(self.account_guard, r):
@@ -292,6 +296,37 @@ class ScoringRuntime:
         self.metrics.set_model(version, getattr(scorer, "auroc", None))
         logger.info("hot-swapped model %s -> %s", current, version)
         return version
+
+    # ------------------------------------------------------------ readiness
+    def _observe(self, stage: str, records: list[RawRecord]) -> None:
+        stamps = [r.timestamp for r in records if r.timestamp]
+        if stamps:
+            now = time.time()
+            self._behind[stage] = (now, max(0.0, now - max(stamps)))
+
+    def input_lag(self, idle_after: float = 10.0) -> float:
+        """Seconds the applied data is behind its input: how old the newest record of each
+        stage's last batch was when it was taken (the larger of the two stages). A stage that
+        took no batch for ``idle_after`` seconds has an idle input: it counts as caught up,
+        unless the account stage still holds applied events unpublished."""
+        now, lag = time.time(), 0.0
+        for stage, (at, behind) in self._behind.items():
+            idle = now - at > idle_after and not (stage == "accounts" and self.processor.unpublished())
+            lag = max(lag, 0.0 if idle else behind)
+        return lag
+
+    def readiness(self, max_lag: float) -> list[str]:
+        """Why this worker should not get traffic yet; empty when it is ready."""
+        reasons = []
+        if self.processor.scorer is None:
+            reasons.append("no model loaded: train one (`leadpulse train`) or check LEADPULSE_MODEL_DIR")
+        if self.processor.local is None:
+            reasons.append("no partitions assigned yet (joining the consumer group)")
+        lag = self.input_lag()
+        if lag > max_lag:
+            reasons.append(f"applied data is {lag:.0f} s behind its input (limit {max_lag:.0f} s, "
+                           "LEADPULSE_READY_MAX_LAG_SECONDS)")
+        return reasons
 
     # ------------------------------------------------------------ reads
     def count_graph_nodes(self) -> None:

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError
 import leadpulse.stream.config
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.config import TOPIC_FIELDS, Settings, SettingsError
+from leadpulse.stream.connection import KafkaConnection
 from leadpulse.stream.options import AppOptions, ScoringOptions
 
 DEFAULTS = Settings.from_env({})
@@ -47,7 +48,7 @@ def test_each_setting_has_one_variable() -> None:
     assert Settings.from_env({"LEADPULSE_KAFKA_BOOTSTRAP": "k:9092"}).kafka_bootstrap is None
     assert Settings.env_name("kafka_bootstrap") == "KAFKA_BOOTSTRAP"
     assert Settings.env_name("web_port") == "LEADPULSE_WEB_PORT"
-    secrets = {"kafka_ssl_key_password", "kafka_sasl_username", "kafka_sasl_password"}
+    secrets = {"kafka_ssl_key_password", "kafka_sasl_username", "kafka_sasl_password", "api_token"}
     assert Settings.env_vars() == {**{Settings.env_name(name): name for name in Settings.model_fields},
                                    **{Settings.env_name(name) + "_FILE": name for name in secrets}}
 
@@ -105,7 +106,7 @@ def test_each_topic_field_holds_its_own_topic() -> None:
 def test_default_settings_build_the_options_defaults() -> None:
     """Each default is written once, in the options: the settings' defaults give them back."""
     app = DEFAULTS.app_options("k:9092")
-    assert app == AppOptions(app_id=DEFAULTS.app_id, bootstrap="k:9092", partitions=DEFAULTS.partitions,
+    assert app == AppOptions(app_id=DEFAULTS.app_id, bootstrap=KafkaConnection("k:9092"), partitions=DEFAULTS.partitions,
                              topics=DEFAULTS.topic_map())
     assert DEFAULTS.scoring_options() == ScoringOptions()
 
@@ -125,7 +126,8 @@ def _changed(value: object) -> object:
 
 @pytest.mark.parametrize("name", sorted(set(Settings.model_fields) - NOT_OPTIONS))
 def test_every_setting_reaches_the_options(name: str) -> None:
-    changed = DEFAULTS.model_copy(update={name: _changed(getattr(DEFAULTS, name))})
+    secret = Settings.model_fields[name].annotation == Optional[SecretStr]
+    changed = DEFAULTS.model_copy(update={name: SecretStr("x") if secret else _changed(getattr(DEFAULTS, name))})
     assert (changed.app_options("k:9092"), changed.scoring_options()) != \
         (DEFAULTS.app_options("k:9092"), DEFAULTS.scoring_options()), f"{name} is not passed to any option"
 
