@@ -45,6 +45,9 @@ ENV LEADPULSE_DATA_DIR=/data \
     LEADPULSE_WEB_HOST=0.0.0.0 \
     LEADPULSE_WEB_PORT=6066
 EXPOSE 6066
+# liveness only: readiness (/readyz) is the orchestrator's probe, see docs/operating.md
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/healthz', timeout=3)"
 VOLUME ["/data", "/models"]
 
 ENTRYPOINT ["leadpulse"]

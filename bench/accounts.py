@@ -17,18 +17,22 @@ Prometheus histograms; the rest is affected-lead search, explanations and bookke
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import shutil
+import tempfile
+import time
+import zlib
+from pathlib import Path
 
-
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
-                          load_scorer, model_defaults, write_json)
+from leadpulse.bench.common import (
+    add_model_args,
+    benchmark_model,
+    ensure_world,
+    fill_defaults,
+    load_scorer,
+    model_defaults,
+    write_json,
+)
 
 
 def account_records(events: list, partitions: int, first_offset: int, company_of: dict) -> dict[int, list]:
@@ -56,8 +60,8 @@ def _hist_sum(hist) -> float:
 def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.stream.accounts import AccountProcessor
-    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.metrics import Metrics
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.state import KVState
     work = Path(tempfile.mkdtemp(prefix="lp-bench-accounts-"))
     company_of: dict = {}

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from leadpulse.bench.hazard import NAMES as REFERENCES
+from leadpulse.bench.hazard import references
+from leadpulse.model.evaluate import DEFAULT_MODELS, run_evaluation
+from leadpulse.model.examples import SplitOptions
 
-from leadpulse.bench.hazard import NAMES as REFERENCES, references  # noqa: E402
-from leadpulse.model.evaluate import DEFAULT_MODELS, run_evaluation  # noqa: E402
-from leadpulse.model.examples import SplitOptions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 METRICS = (("AUROC", "auroc", 3), ("AP", "average_precision", 3), ("P@10%", "precision_at_top", 3),
            ("lift@10%", "lift_at_top", 2), ("Brier", "brier", 4), ("fit s", "fit_seconds", 0))

@@ -2,7 +2,8 @@
 
 Benchmarks measure and write JSON; they never assert timings. Everything here is real: the
 simulator's worlds, a GNN trained by ``leadpulse train``, ``leadpulse worker`` processes on a
-real (embedded or ``KAFKA_BOOTSTRAP``) broker.
+real broker: ``KAFKA_BOOTSTRAP`` with the TLS and SASL settings every leadpulse client reads
+(``Settings.kafka_connection``), or the embedded one.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
+
+from leadpulse.stream.connection import KafkaConnection, as_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path(os.environ.get("LEADPULSE_BENCH_CACHE", "/tmp/leadpulse-bench"))
@@ -141,9 +144,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.25)
 class Service:
     """One ``leadpulse worker`` (or pass-through) process of a deployment with its own topics.
 
-    Every topic name carries ``prefix`` so runs on one broker never share a topic or group.
+    Every topic name carries ``prefix`` so runs on one broker never share a topic or group. The
+    process gets ``KAFKA_BOOTSTRAP`` from ``bootstrap`` and every other connection variable from
+    this process's environment, as the connection was built from it (:func:`start_broker`).
     """
-    bootstrap: str
+    bootstrap: Union[str, KafkaConnection]
     data_dir: Path
     prefix: str = field(default_factory=lambda: f"b{uuid.uuid4().hex[:8]}.")
     partitions: int = 4
@@ -158,7 +163,8 @@ class Service:
 
     def env(self) -> dict:
         from leadpulse.stream.config import TOPIC_FIELDS
-        env = dict(os.environ, KAFKA_BOOTSTRAP=self.bootstrap, LEADPULSE_DATA_DIR=str(self.data_dir),
+        env = dict(os.environ, KAFKA_BOOTSTRAP=as_connection(self.bootstrap).bootstrap,
+                   LEADPULSE_DATA_DIR=str(self.data_dir),
                    LEADPULSE_WEB_PORT=str(self.port), LEADPULSE_PARTITIONS=str(self.partitions),
                    LEADPULSE_APP_ID=self.prefix + "leadpulse", LEADPULSE_LOG_LEVEL="WARNING",
                    LEADPULSE_TOPIC_ACCOUNTS=self.prefix + "leadpulse.accounts", PYTHONUNBUFFERED="1")
@@ -170,10 +176,14 @@ class Service:
         return env
 
     def ensure_topics(self, extra: tuple[str, ...] = ()) -> None:
-        from leadpulse.stream.config import TOPIC_FIELDS
-        from leadpulse.stream.topics_admin import ensure_topics
-        names = [self.topic(t) for t in TOPIC_FIELDS] + [self.topic("leadpulse.accounts")]
-        ensure_topics(self.bootstrap, names + [self.topic(t) for t in extra], self.partitions)
+        from leadpulse.stream.config import Settings
+        from leadpulse.stream.topics_admin import TopicLayout, create_topics, ensure_topics
+        # the names env() gives the worker, created as `leadpulse topics create` creates them
+        layout = TopicLayout.from_settings(Settings.from_env({"LEADPULSE_PARTITIONS": str(self.partitions)}),
+                                           self.prefix)
+        create_topics(self.bootstrap, layout)
+        if extra:
+            ensure_topics(self.bootstrap, [self.topic(t) for t in extra], self.partitions)
 
     def start(self, timeout: float = 90) -> "Service":
         """Start the process and wait until it answers HTTP (not yet: until it joined its group)."""
@@ -265,12 +275,23 @@ class Settled:
         return now - self._last[1] >= self.quiet
 
 
-def start_broker(stack) -> str:
-    """``KAFKA_BOOTSTRAP`` if set, else an embedded broker owned by ``stack`` (an ExitStack)."""
+def start_broker(stack) -> KafkaConnection:
+    """The cluster of ``KAFKA_BOOTSTRAP`` with the security settings (checked: it answers), else
+    an embedded broker (PLAINTEXT) owned by ``stack`` (an ExitStack).
+
+    Raises:
+        leadpulse.stream.connection.BrokerUnavailable: ``KAFKA_BOOTSTRAP`` does not answer (the
+            message says why).
+    """
     from leadpulse.stream.broker import EmbeddedBroker
-    if os.environ.get("KAFKA_BOOTSTRAP"):
-        return os.environ["KAFKA_BOOTSTRAP"]
-    return stack.enter_context(EmbeddedBroker()).bootstrap
+    from leadpulse.stream.config import Settings
+    from leadpulse.stream.connection import check_reachable
+    settings = Settings.from_env()
+    if settings.kafka_bootstrap:
+        conn = settings.kafka_connection()
+        check_reachable(conn)
+        return conn
+    return KafkaConnection(stack.enter_context(EmbeddedBroker()).bootstrap)
 
 
 def script_setup() -> None:

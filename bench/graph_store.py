@@ -21,17 +21,15 @@ import random
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-
-from leadpulse.graph_store.memory import MemoryGraphStore  # noqa: E402
-from leadpulse.graph_store.rocks import RocksDBGraphStore  # noqa: E402
-from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order  # noqa: E402
-from leadpulse.schemas.timeutil import to_micros  # noqa: E402
+from leadpulse.graph_store.memory import MemoryGraphStore
+from leadpulse.graph_store.rocks import RocksDBGraphStore
+from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order
+from leadpulse.schemas.timeutil import to_micros
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 INDUSTRIES = [f"industry{i}" for i in range(20)]
@@ -88,7 +86,7 @@ def synthetic(scale: float, seed: int = 0) -> list:
 
 
 def from_simulator(size: str, seed: int) -> list:
-    from leadpulse.simulator.simulate import simulate   # noqa: PLC0415 (optional dependency of the bench)
+    from leadpulse.simulator.simulate import simulate
     world = simulate(size, seed=seed)
     out = [e for rows in world.events.values() for e in rows]
     out.sort(key=lambda e: e.event_time)

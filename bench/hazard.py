@@ -27,11 +27,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from leadpulse.model.base import ExampleSet, LeadModel  # noqa: E402
-from leadpulse.model.metrics import score_metrics  # noqa: E402
-from leadpulse.schemas.timeutil import to_micros  # noqa: E402
-from leadpulse.simulator import SimParams  # noqa: E402
-from leadpulse.simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day  # noqa: E402
+from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.metrics import score_metrics
+from leadpulse.schemas.timeutil import to_micros
+from leadpulse.simulator import SimParams
+from leadpulse.simulator.reference import TERMS, Hazard, hazard_after, hazards, last_whole_day
 
 NAMES = {"sim_hazard": False, "sim_hazard_observed": True}
 

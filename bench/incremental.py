@@ -18,19 +18,24 @@ difference between the incremental and the full score of the same lead (invarian
 """
 from __future__ import annotations
 
+import argparse
+import shutil
+import statistics
 import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
 
-
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults, load_scorer,  # noqa: E402
-                          model_defaults, write_json)
+from leadpulse.bench.common import (
+    add_model_args,
+    benchmark_model,
+    ensure_world,
+    fill_defaults,
+    load_scorer,
+    model_defaults,
+    write_json,
+)
 
 
 def load_store(path: Path, events: list, batch: int = 5000):

@@ -19,23 +19,32 @@ Growth per 100k events is the least-squares slope over the samples.
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import gc
+import shutil
 import sys
+import tempfile
+import time
+from pathlib import Path
 
+import psutil
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import psutil  # noqa: E402
-
-from leadpulse.bench.common import (add_model_args, benchmark_model, du, ensure_world, fill_defaults, Settled,  # noqa: E402
-                          model_defaults, Service, start_broker, wait_for, write_json)
-from leadpulse.bench.stream import Phase, load_stream, send  # noqa: E402
+from leadpulse.bench.common import (
+    Service,
+    Settled,
+    add_model_args,
+    benchmark_model,
+    du,
+    ensure_world,
+    fill_defaults,
+    model_defaults,
+    start_broker,
+    wait_for,
+    write_json,
+)
+from leadpulse.bench.stream import Phase, load_stream, send
 
 TARGET = 1_000_000  # the issue's figure
 
@@ -76,11 +85,9 @@ def worker_series(args: argparse.Namespace) -> dict:
         sent = 0
 
         async def send_step(step: list) -> None:
-            from aiokafka import AIOKafkaProducer
-
-            from leadpulse.stream.publish import PRODUCER_DEFAULTS
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_DEFAULTS)
-            await producer.start()
+            from leadpulse.stream.publish import new_producer, start_producer
+            producer = new_producer(bootstrap, client_id="leadpulse-bench")
+            await start_producer(producer, bootstrap)
             try:
                 await send(producer, svc.prefix, Phase("step", None, step))
             finally:

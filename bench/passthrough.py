@@ -13,13 +13,14 @@ topic is ``<LEADPULSE_TOPIC_SCORES>.passthrough``::
 from __future__ import annotations
 
 import sys
+from typing import Union
 
+import faust
+from faust.web import Request, Response, View
 
-import faust  # noqa: E402
-from faust.web import Request, Response, View  # noqa: E402
-
-from leadpulse.stream.config import Settings  # noqa: E402
-from leadpulse.stream.faustapp import new_app, send  # noqa: E402
+from leadpulse.stream.config import Settings
+from leadpulse.stream.connection import KafkaConnection
+from leadpulse.stream.faustapp import new_app, send
 
 
 def output_topic(settings: Settings) -> str:
@@ -27,7 +28,7 @@ def output_topic(settings: Settings) -> str:
     return settings.topic_scores + ".passthrough"
 
 
-def build_app(settings: Settings, bootstrap: str) -> faust.App:
+def build_app(settings: Settings, bootstrap: Union[str, KafkaConnection]) -> faust.App:
     """The pass-through app, on the same Faust app factory as ``stream.app.build_app``."""
     app = new_app(settings.app_id + "-passthrough", bootstrap, partitions=settings.partitions,
                   web_host=settings.web_host, web_port=settings.web_port,
@@ -38,7 +39,7 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
     batch_seconds = settings.batch_ms / 1000
 
     @app.agent(inputs)
-    async def passthrough(stream):  # noqa: ANN001 - Faust stream
+    async def passthrough(stream):
         async for events in stream.take_events(settings.batch_size, within=batch_seconds):
             for ev in events:
                 await send(app, out, ev.message.key, ev.message.value)
@@ -58,7 +59,7 @@ def main() -> int:
     if not settings.kafka_bootstrap:
         print("bench.passthrough: set KAFKA_BOOTSTRAP", file=sys.stderr)
         return 2
-    app = build_app(settings, settings.kafka_bootstrap)
+    app = build_app(settings, settings.kafka_connection())
     faust.Worker(app, loglevel="warning", quiet=True, override_logging=False).execute_from_commandline()
     return 0
 

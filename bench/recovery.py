@@ -20,27 +20,35 @@ keeps going while the worker is dead, as producers do. ``--kills`` times: SIGKIL
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import statistics
 import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
-                          model_defaults, Service, start_broker, wait_for, write_json)
-from leadpulse.bench.stream import Collector, Phase, load_stream, send  # noqa: E402
+from leadpulse.bench.common import (
+    Service,
+    add_model_args,
+    benchmark_model,
+    ensure_world,
+    fill_defaults,
+    model_defaults,
+    start_broker,
+    wait_for,
+    write_json,
+)
+from leadpulse.bench.stream import Collector, Phase, load_stream, send
+from leadpulse.stream.connection import KafkaConnection
 
 
 class Publisher:
     """Sends phases in a thread of its own; ``sent`` counts acknowledged-or-pending sends."""
 
-    def __init__(self, bootstrap: str, prefix: str, phases: list[Phase]):
+    def __init__(self, bootstrap: KafkaConnection, prefix: str, phases: list[Phase]):
         self.phases, self.sent, self.done = phases, 0, threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run(bootstrap, prefix)), daemon=True)
         self._thread.start()
@@ -49,12 +57,10 @@ class Publisher:
     def sent_now(self) -> int:
         return sum(len(p.sent_ms) for p in self.phases)
 
-    async def _run(self, bootstrap: str, prefix: str) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        from leadpulse.stream.publish import PRODUCER_DEFAULTS
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_DEFAULTS)
-        await producer.start()
+    async def _run(self, bootstrap: KafkaConnection, prefix: str) -> None:
+        from leadpulse.stream.publish import new_producer, start_producer
+        producer = new_producer(bootstrap, client_id="leadpulse-bench")
+        await start_producer(producer, bootstrap)
         try:
             for phase in self.phases:
                 await send(producer, prefix, phase)

@@ -9,18 +9,16 @@ graph size, memory vs events.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import re
 import sys
+from pathlib import Path
+from typing import Optional
 
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
-
-from leadpulse.bench.common import DEFAULT_OUT, ROOT  # noqa: E402
-from leadpulse.bench.report_accuracy import accuracy_headline, accuracy_section  # noqa: E402
-from leadpulse.bench.report_common import f, plt, save, table  # noqa: E402
+from leadpulse.bench.common import DEFAULT_OUT, ROOT
+from leadpulse.bench.report_accuracy import accuracy_headline, accuracy_section
+from leadpulse.bench.report_common import f, plt, save, table
 
 
 def load(results: Path) -> dict:

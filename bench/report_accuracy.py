@@ -57,8 +57,9 @@ def accuracy_section(data: dict, out: Path) -> list[str]:
         rows = []
         for m in a.get("models", a.get("summary", {})):
             s = a.get("summary", {}).get(m, {})
-            cell = lambda k, d=3: (f"{s[k]['mean']:.{d}f} ± {s[k]['sd']:.{d}f} [{s[k]['min']:.{d}f}–{s[k]['max']:.{d}f}]"  # noqa: E731
-                                   if k in s else "n/a")
+            def cell(k: str, d: int = 3, s: dict = s) -> str:
+                return (f"{s[k]['mean']:.{d}f} ± {s[k]['sd']:.{d}f} [{s[k]['min']:.{d}f}–{s[k]['max']:.{d}f}]"
+                        if k in s else "n/a")
             rows.append([m, cell("auroc"), cell("average_precision"), cell("lift_at_top", 2)])
         lines += [f"**{size}** world, seeds {a.get('seeds')}", "",
                   table(["model", "AUROC", "average precision", "lift at top decile"], rows), ""]

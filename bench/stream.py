@@ -27,23 +27,32 @@ the router until its contact arrives is scored phases later; ``outputs_after_set
 """
 from __future__ import annotations
 
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
 
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import bisect  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
-
-from leadpulse.bench.common import (add_model_args, benchmark_model, ensure_world, fill_defaults,  # noqa: E402
-                          model_defaults, percentiles, Service, Settled, start_broker, write_json)
+from leadpulse.bench.common import (
+    Service,
+    Settled,
+    add_model_args,
+    benchmark_model,
+    ensure_world,
+    fill_defaults,
+    model_defaults,
+    percentiles,
+    start_broker,
+    write_json,
+)
+from leadpulse.stream.connection import KafkaConnection
 
 CDF_POINTS = 200
 
@@ -104,7 +113,7 @@ class Collector:
     keeps the benchmark's memory and CPU small beside the process it measures.
     """
 
-    def __init__(self, bootstrap: str, topic: str, keep=lambda value: value):
+    def __init__(self, bootstrap: KafkaConnection, topic: str, keep=lambda value: value):
         self.records: list[tuple[int, object]] = []
         self.kept = 0  # records whose ``keep`` is not None (for the worker: caused by an event)
         self._keep = keep
@@ -112,7 +121,7 @@ class Collector:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run(bootstrap, topic)), daemon=True)
         self._thread.start()
 
-    async def _run(self, bootstrap: str, topic: str) -> None:
+    async def _run(self, bootstrap: KafkaConnection, topic: str) -> None:
         from leadpulse.stream.consume import tail
         gen = tail(bootstrap, [topic], poll_ms=100, metadata_timeout=30)
         try:
@@ -191,12 +200,10 @@ async def drain(kind: str, svcs: list[Service], collector: Collector, phase: Pha
         await asyncio.sleep(0.25)
 
 
-async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], phases: list[Phase],
+async def run_app(kind: str, bootstrap: KafkaConnection, work: Path, preload: list[Msg], phases: list[Phase],
                   args: argparse.Namespace) -> dict:
     """One deployment of ``kind`` through the preload and every phase; raw measurements."""
-    from aiokafka import AIOKafkaProducer
-
-    from leadpulse.stream.publish import PRODUCER_DEFAULTS
+    from leadpulse.stream.publish import new_producer, start_producer
     argv = [sys.executable, "-m", "leadpulse.bench.passthrough"] if kind == "passthrough" else None
     first = Service(bootstrap, work / kind / "p0", partitions=args.partitions, model_dir=args.models, argv=argv)
     # more processes of the deployment: the same topics and consumer group, their own state
@@ -207,8 +214,8 @@ async def run_app(kind: str, bootstrap: str, work: Path, preload: list[Msg], pha
     for svc in svcs:
         await asyncio.to_thread(svc.start)
     collector = Collector(bootstrap, out_topic, keep=cause_of if kind == "worker" else (lambda v: v))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="leadpulse-bench", **PRODUCER_DEFAULTS)
-    await producer.start()
+    producer = new_producer(bootstrap, client_id="leadpulse-bench")
+    await start_producer(producer, bootstrap)
     sent = 0
     pre = Phase("preload", None, preload)
     try:

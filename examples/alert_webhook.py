@@ -13,7 +13,10 @@ webhooks show it as is) and the alert itself under ``alert``. Delivery is at lea
     WEBHOOK_URL=https://hooks.example.com/... python examples/alert_webhook.py
     python examples/alert_webhook.py --kinds jump,tier_change --idle-exit 10
 
-Without a webhook URL it logs the payloads instead. Needs only ``kafka-python``.
+Without a webhook URL it logs the payloads instead. It connects like every leadpulse client:
+``KAFKA_BOOTSTRAP`` with the TLS and SASL variables of docs/configuration.md (read by
+``leadpulse.stream.config.Settings``), and stops at start, naming the cause, when the cluster
+cannot be reached with them.
 """
 from __future__ import annotations
 
@@ -26,7 +29,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
+
+from leadpulse.stream.config import Settings, SettingsError
+from leadpulse.stream.connection import (
+    BrokerUnavailable,
+    KafkaConnection,
+    as_connection,
+    check_reachable,
+    kafka_python_kwargs,
+)
 
 logger = logging.getLogger("alert_webhook")
 
@@ -80,9 +92,11 @@ def deliver(send: Callable[[dict], None], alert: dict, backoff: float = 0.5, max
             delay = min(delay * 2, max_backoff)
 
 
-def run(bootstrap: str, topic: str, url: Optional[str], group: str, kinds: set,
+def run(bootstrap: Union[str, KafkaConnection], topic: str, url: Optional[str], group: str, kinds: set,
         idle_exit: Optional[float] = None) -> int:
     """Consume ``topic`` and post alerts of ``kinds`` until interrupted (or idle ``idle_exit`` s).
+
+    ``bootstrap``: the cluster, a ``KafkaConnection`` (TLS, SASL) or ``host:port`` (PLAINTEXT).
 
     Returns the number of alerts delivered (accepted by the webhook, or logged without one).
     """
@@ -93,9 +107,11 @@ def run(bootstrap: str, topic: str, url: Optional[str], group: str, kinds: set,
         logger.info("would post: %s", payload(alert)["text"])
 
     send = (lambda alert: post(url, alert)) if url else log_only
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+    kafka = as_connection(bootstrap)
+    consumer = KafkaConsumer(topic, **kafka_python_kwargs(kafka), group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest",
                              session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+                             bootstrap_timeout_ms=int(kafka.request_timeout_s * 1000),
                              client_id="leadpulse-alert-webhook")
     delivered, last_record = 0, time.monotonic()
     try:
@@ -150,7 +166,13 @@ def main(argv: Optional[list] = None) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     kinds = {k.strip() for k in args.kinds.split(",") if k.strip()}
     try:
-        delivered = run(args.bootstrap, args.topic, args.url, args.group, kinds, args.idle_exit)
+        connection = Settings.from_env().kafka_connection(args.bootstrap)
+        check_reachable(connection)
+    except (SettingsError, BrokerUnavailable) as exc:
+        print(f"alert_webhook: {exc}", file=sys.stderr)
+        return 2
+    try:
+        delivered = run(connection, args.topic, args.url, args.group, kinds, args.idle_exit)
     except KeyboardInterrupt:
         return 130
     print(f"alert_webhook: {delivered} alerts delivered", flush=True)

@@ -15,7 +15,10 @@ order across leads. The sync is therefore written to be safe under both:
     python examples/crm_sync.py --db crm.sqlite --idle-exit 10  # stop after 10 s without records
 
 Replace :func:`upsert` with a call to your CRM's API (keyed by contact_id, with the same
-"only if newer" condition) to sync a real CRM. Needs only ``kafka-python``.
+"only if newer" condition) to sync a real CRM. It connects like every leadpulse client:
+``KAFKA_BOOTSTRAP`` with the TLS and SASL variables of docs/configuration.md (read by
+``leadpulse.stream.config.Settings``), and stops at start, naming the cause, when the cluster
+cannot be reached with them.
 """
 from __future__ import annotations
 
@@ -28,7 +31,16 @@ import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
+
+from leadpulse.stream.config import Settings, SettingsError
+from leadpulse.stream.connection import (
+    BrokerUnavailable,
+    KafkaConnection,
+    as_connection,
+    check_reachable,
+    kafka_python_kwargs,
+)
 
 logger = logging.getLogger("crm_sync")
 
@@ -104,18 +116,23 @@ def upsert(conn: sqlite3.Connection, values: Iterable[bytes]) -> int:
     return len(rows)
 
 
-def run(bootstrap: str, topic: str, db: str, group: str, idle_exit: Optional[float] = None) -> int:
+def run(bootstrap: Union[str, KafkaConnection], topic: str, db: str, group: str,
+        idle_exit: Optional[float] = None) -> int:
     """Consume ``topic`` into ``db`` until interrupted (or idle for ``idle_exit`` seconds).
+
+    ``bootstrap``: the cluster, a ``KafkaConnection`` (TLS, SASL) or ``host:port`` (PLAINTEXT).
 
     Returns the number of records applied (duplicates and older scores included).
     """
     from kafka import KafkaConsumer
     from kafka.errors import CommitFailedError
 
+    kafka = as_connection(bootstrap)
     conn = open_db(db)
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+    consumer = KafkaConsumer(topic, **kafka_python_kwargs(kafka), group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest",
                              session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
+                             bootstrap_timeout_ms=int(kafka.request_timeout_s * 1000),
                              client_id="leadpulse-crm-sync")
     applied, last_record = 0, time.monotonic()
     try:
@@ -161,7 +178,13 @@ def main(argv: Optional[list] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
-        applied = run(args.bootstrap, args.topic, args.db, args.group, args.idle_exit)
+        connection = Settings.from_env().kafka_connection(args.bootstrap)
+        check_reachable(connection)
+    except (SettingsError, BrokerUnavailable) as exc:
+        print(f"crm_sync: {exc}", file=sys.stderr)
+        return 2
+    try:
+        applied = run(connection, args.topic, args.db, args.group, args.idle_exit)
     except KeyboardInterrupt:
         return 130
     print(f"crm_sync: {applied} score records applied to {args.db}", flush=True)

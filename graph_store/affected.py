@@ -72,4 +72,7 @@ def _contacts_at(state: GraphState, ntype: str, idx: int, t: int) -> list[tuple[
             held = tab.rev[code][idx]
             if held:
                 out += [(CONTACT, vn[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
+    if refs and state.deletes:   # a contact an activity or order names may be deleted (staff rows end)
+        ctab = state.tables[CONTACT]
+        out = [x for x in out if not ctab.dead(x[1], t)]
     return out

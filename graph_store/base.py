@@ -169,5 +169,5 @@ class GraphStore(ABC):
         """``(earliest, latest)`` version time in the store, or None when it is empty."""
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - trivial default
+    def close(self) -> None:  # noqa: B027 - optional hook: a store without resources keeps it
         """Release resources (files, handles)."""

@@ -15,6 +15,11 @@ per-type scratch array of marks (reset before returning). Node attributes are th
 dicts themselves (``Subgraph``: read-only); timelines are one set of columns for the read
 (``Timelines``), and so are company orders (``Orders``); only column-only activity rows get
 a dict built per node.
+
+Deletes (``state.py``): a deleted node's own edges end with its tombstone, so the BFS only has to
+drop, when the state holds tombstones at all, the nodes a live node still names or is named by
+that are not alive at t (``_hidden``); a snapshot numbers only live nodes and keeps the edges
+with both ends numbered.
 """
 from __future__ import annotations
 
@@ -65,6 +70,34 @@ def _rows_at(cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> np.ndarray:
         if not bad.any():
             return rows
         rows[bad] = vp[rows[bad]]
+
+
+def _dead(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> np.ndarray:
+    """Per node: is it deleted at ``t`` (its valid row a tombstone)."""
+    tab = state.tables[kind]
+    if not tab.tombs or not len(nodes):
+        return np.zeros(len(nodes), dtype=bool)
+    rows = _rows_at(cols, kind, nodes, t)
+    out = rows >= 0
+    out[out] = tab.tomb_rows()[rows[out]]
+    return out
+
+
+def _hidden(state: GraphState, cols: _Cols, kind: str, nodes: np.ndarray, t: int) -> np.ndarray:
+    """Per existing node: is it not alive at ``t`` (``GraphState.alive``): deleted, or an activity
+    whose contact is."""
+    out = _dead(state, cols, kind, nodes, t)
+    if kind == ACTIVITY and state.tables[CONTACT].tombs and len(nodes):
+        rows = _rows_at(cols, ACTIVITY, nodes, t)
+        live = np.nonzero((rows >= 0) & ~out)[0]
+        contacts = cols(ACTIVITY, "refs", _CONTACT_J)[rows[live]]
+        out[live] = _dead(state, cols, CONTACT, contacts, t)
+    return out
+
+
+def _drop(ok: np.ndarray, bad: np.ndarray) -> None:
+    """Clear the entries of mask ``ok`` whose kept position is flagged in ``bad``."""
+    ok[np.nonzero(ok)[0][bad]] = False
 
 
 def _marks(state: GraphState, kind: str) -> np.ndarray:
@@ -231,6 +264,7 @@ class _Bfs:
     def scan(self, kind: str, frontier: np.ndarray) -> None:
         """Emit the edges of ``frontier`` nodes (edges to scanned nodes once, from the base source)."""
         state, cols, t, last = self.state, self.cols, self.t, self.last
+        deletes = state.deletes
         tab = state.tables[kind]
         mine = self.marks[kind][frontier] - 1
         refs = REFS[kind]
@@ -243,6 +277,8 @@ class _Bfs:
                 for j, ref in enumerate(refs):
                     target = cols(kind, "refs", j)[rows]
                     has = target >= 0
+                    if deletes and has.any():
+                        _drop(has, _hidden(state, cols, ref.target, target[has], t))
                     if not has.any():
                         continue
                     other = self.discover(ref.target, target[has])
@@ -258,6 +294,8 @@ class _Bfs:
             hk, _, ref = HOLDER_OF[base]
             vt = cols(hk, "vt")[rows]
             ok = (vt <= t) & (cols(hk, "ve")[rows] > t)
+            if deletes and hk == ACTIVITY and ok.any():   # a valid row's holder is alive, unless its contact is not
+                _drop(ok, _dead(state, cols, CONTACT, cols(ACTIVITY, "refs", _CONTACT_J)[rows[ok]], t))
             me = np.repeat(mine, lens)[ok]
             times = vt[ok]
             other = self.discover(hk, cols(hk, "vn")[rows[ok]])
@@ -313,7 +351,7 @@ def subgraph(state: GraphState, seeds: Sequence[str], t: int, hops: int = 2) -> 
     seen: set[int] = set()
     for s in seeds:
         i = ctab.ids.get(s)
-        if i is None or ctab.first[i] > t or i in seen:
+        if i is None or ctab.first[i] > t or i in seen or (state.deletes and not state.alive(CONTACT, i, t)):
             continue
         seen.add(i)
         seed_ids.append(i)
@@ -342,7 +380,10 @@ def snapshot(state: GraphState, t: int) -> Subgraph:
         local: dict[str, np.ndarray] = {}
         for nt in NODE_TYPES:
             names = state.tables[nt].names
-            present = np.nonzero(cols(nt, "first") <= t)[0].tolist()
+            present = np.nonzero(cols(nt, "first") <= t)[0]
+            if state.deletes:
+                present = present[~_hidden(state, cols, nt, present, t)]
+            present = present.tolist()
             order = np.array(sorted(present, key=names.__getitem__), dtype=np.int64)
             nodes[nt] = order
             loc = np.full(len(names), -1, dtype=np.int64)
@@ -355,10 +396,14 @@ def snapshot(state: GraphState, t: int) -> Subgraph:
             ok = (vt <= t) & (cols(hk, "ve") > t) & (target >= 0)
             holder = local[hk][cols(hk, "vn")[ok]]
             other = local[ref.target][target[ok]]
+            times = vt[ok]
+            if state.deletes:   # only live nodes are numbered: keep the edges between two of them
+                keep = (holder >= 0) & (other >= 0)
+                holder, other, times = holder[keep], other[keep], times[keep]
             src, dst = (holder, other) if ref.holder_is_src else (other, holder)
             per[code][0].append(src)
             per[code][1].append(dst)
-            per[code][2].append(vt[ok])
+            per[code][2].append(times)
         ctab = state.tables[COMPANY]
         for r, code in enumerate(RING_KINDS):   # each company's peers: both directions overall
             src, dst, tim = [], [], []

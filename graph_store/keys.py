@@ -7,9 +7,13 @@ by 2**63 (``t8``) so negative times sort too. Ids are ``id``: a u16 length then 
 =========================================================  ==============================
 key                                                        value
 =========================================================  ==============================
-``M`` name                                                 meta (``format`` -> b"2")
+``M`` name                                                 meta (``format`` -> b"2", or b"3"
+                                                           once it holds a tombstone)
+``R`` ``D`` id(company) t8(delete time)                    b"" (company tombstone);
+                                                           replicated: no partition
 ``R`` ``V`` id(company) t8(version time)                   company version attrs (attrs);
                                                            replicated: no partition
+``P`` p4 ``D`` kind(u8) id t8(delete time)                 b"" (account tombstone)
 ``P`` p4 ``V`` kind(u8) id t8(version time)                account version attrs (attrs)
 ``P`` p4 ``E`` etype(u8) id(X) t8(edge time) id(holder)  b"" (edge X -> holder, asserted
                                                            by the holder's version)
@@ -28,7 +32,15 @@ is one prefix scan:
   holder's assertion that is not superseded by a later holder version <= t.
 
 So one edge costs one index key, written with the version in the same WriteBatch and never
-rewritten. Derived company edges (``industry_peer``, ``similar_to``) are a function of the
+rewritten.
+
+A delete (``schemas.events.Delete``) is a *tombstone* key beside the version keys: ``D`` instead
+of ``V``, the same kind, id and time, an empty value and no edge keys. It lives in its own key
+space because a version and a delete may share a time (the delete wins the tie, so both must
+be kept). The layout is additive: a store without deletes is byte for byte what it was, and
+stays format 2. The first tombstone sets the format to 3 in its WriteBatch, so code from before
+deletes (which reads formats 1 and 2 and would not see the ``D`` keys) refuses the store instead
+of resurrecting deleted entities. Derived company edges (``industry_peer``, ``similar_to``) are a function of the
 replicated company versions and are not stored.
 
 (attrs) is ``records.encode_attrs``: a pickle (protocol 5) of the record's attribute dict in
@@ -42,6 +54,7 @@ import struct
 SHIFT = 1 << 63
 META = b"M"
 REPL_VERSION = b"RV"
+REPL_TOMB = b"RD"
 _T = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
@@ -85,6 +98,21 @@ def version_key(p: int, kind: int, nid: str, t: int) -> bytes:
 
 def company_key(nid: str, t: int) -> bytes:
     return REPL_VERSION + ident(nid) + t8(t)
+
+
+def tomb_prefix(p: int, kind: int, nid: str) -> bytes:
+    """``P p4 D kind id``; ``p`` None: the replicated company tombstones ``R D id``."""
+    return REPL_TOMB + ident(nid) if p is None else part(p) + b"D" + _KIND[kind] + ident(nid)
+
+
+def tomb_key(p: int, kind: int, nid: str, t: int) -> bytes:
+    """A tombstone: ``P p4 D kind id t8``, or ``R D id t8`` when ``p`` is None (a company).
+
+    Example:
+        >>> parse_version(tomb_key(3, 1, "c1", 5), 7), parse_version(tomb_key(None, 0, "a1", -5), 2)
+        (('c1', 5), ('a1', -5))
+    """
+    return tomb_prefix(p, kind, nid) + t8(t)
 
 
 def edge_prefix(p: int, etype: int, src: str) -> bytes:

@@ -12,7 +12,7 @@ from leadpulse.graph_store.errors import StoreClosed
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.graph_store.records import ETYPE_CODE, Record, to_record
 from leadpulse.graph_store.state import NEW, Change, GraphState
-from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.events import Delete, InputEvent
 from leadpulse.schemas.types import COMPANY, CONTACT, NODE_TYPES, EdgeType, NodeType
 
 logger = logging.getLogger(__name__)
@@ -127,11 +127,23 @@ class StateBackedStore(GraphStore):
             for effects in groups:
                 feats: set = set()
                 edges: set = set()
+                gone: set = set()
                 for eff in effects:
                     if not eff.changed or (eff.time is not None and eff.time > as_of):
                         continue
                     feats |= eff.feature_nodes
                     edges |= eff.edge_nodes
-                out.append(affected.affected(self.state, feats, edges, as_of, hops, memo)
-                           if feats or edges else set())
+                    ev = eff.event
+                    if ev.__class__ is Delete and ev.entity == CONTACT and (CONTACT, ev.entity_id) in eff.feature_nodes:
+                        gone.add(ev.entity_id)
+                found = affected.affected(self.state, feats, edges, as_of, hops, memo) if feats or edges else set()
+                if gone:
+                    found |= self._deleted_contacts(gone, as_of)
+                out.append(found)
         return out
+
+    def _deleted_contacts(self, ids: set, as_of: int) -> set[str]:
+        """The contacts of ``ids`` deleted as of ``as_of``: absent from the graph, so no search
+        finds them, yet their score changed (to none: the stream publishes a tombstone)."""
+        tab = self.state.tables[CONTACT]
+        return {c for c in ids if (i := tab.ids.get(c)) is not None and tab.first[i] <= as_of and tab.dead(i, as_of)}

@@ -4,6 +4,10 @@ A record is what the store versions: the event's fields (and unknown extra field
 ``None`` dropped and every timestamp as int micros (``schemas.timeutil``). References to other
 entities (``REFS``) become edges; each edge is asserted by one version of its *holder* (the
 entity whose field names the other one) and lasts until the holder's next version.
+
+A ``Delete`` event becomes a *tombstone* record: ``(entity, id, deleted_at, TOMB)``. It is
+versioned like any record (so the version before it ends at ``deleted_at``, and a later version
+re-creates the entity); ``TOMB`` tells it apart (docs/graph_store.md, "Deletes").
 """
 from __future__ import annotations
 
@@ -13,10 +17,23 @@ import pickle
 from datetime import datetime
 from typing import Any, NamedTuple, Optional, get_args
 
-from leadpulse.schemas.events import InputEvent
+from leadpulse.schemas.events import Delete, InputEvent
 from leadpulse.schemas.timeutil import EPOCH, to_micros
-from leadpulse.schemas.types import (ACTIVITY, BASE_EDGE_TYPES, COMPANY, CONTACT, HAD_ACTIVITY, OPPORTUNITY, ORDER,
-                           OWNS, PLACED, RELATED_TO, WORKS_AT, EdgeType, reverse)
+from leadpulse.schemas.types import (
+    ACTIVITY,
+    BASE_EDGE_TYPES,
+    COMPANY,
+    CONTACT,
+    HAD_ACTIVITY,
+    OPPORTUNITY,
+    ORDER,
+    OWNS,
+    PLACED,
+    RELATED_TO,
+    WORKS_AT,
+    EdgeType,
+    reverse,
+)
 
 KINDS: tuple[str, ...] = (COMPANY, CONTACT, ACTIVITY, OPPORTUNITY, ORDER)
 KIND_CODE: dict[str, int] = {k: i for i, k in enumerate(KINDS)}
@@ -57,6 +74,21 @@ class Record(NamedTuple):
     attrs: dict
 
 
+class _Tomb(dict):
+    """The attributes of a tombstone: empty, and recognised by identity (``attrs is TOMB``)."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOMB"
+
+    def __reduce__(self):
+        return "TOMB"
+
+
+#: the one attribute object of every tombstone record (never mutated: stored attrs are read-only)
+TOMB: dict = _Tomb()
+
+
 def micros(value: datetime) -> int:
     """``schemas.timeutil.to_micros`` for an aware datetime, without the division (hot path)."""
     d = value - EPOCH
@@ -81,6 +113,8 @@ def to_record(event: InputEvent) -> Record:
     """
     spec = _SPECS.get(event.__class__)
     if spec is None:
+        if event.__class__ is Delete:   # never cached in _SPECS: versions pay no extra check
+            return Record(event.entity, event.entity_id, micros(event.deleted_at), TOMB)
         spec = _SPECS[event.__class__] = _Spec.of(event)
     # built by insertion, not copy-and-delete: a dict without holes is smaller and copies faster
     attrs = {k: v for k, v in event.__dict__.items() if v is not None}

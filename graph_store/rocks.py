@@ -28,15 +28,28 @@ from leadpulse.graph_store.base import ApplyEffect, Positions
 from leadpulse.graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted, StoreWriteFailed
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.graph_store.reads import StateBackedStore, paused_gc
-from leadpulse.graph_store.records import (ETYPE_CODE, KIND_CODE, KINDS, NB, REFS, RING_KINDS, Record, decode_attrs,
-                                 decode_many, encode_attrs)
+from leadpulse.graph_store.records import (
+    ETYPE_CODE,
+    KIND_CODE,
+    KINDS,
+    NB,
+    REFS,
+    RING_KINDS,
+    TOMB,
+    Record,
+    decode_attrs,
+    decode_many,
+    encode_attrs,
+)
 from leadpulse.graph_store.state import DUPLICATE, NEW, NEW_IN_PARTITION, REPLICATED
 from leadpulse.schemas.events import InputEvent
-from leadpulse.schemas.types import COMPANY, EdgeType
+from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, EdgeType, NodeType
 
 logger = logging.getLogger(__name__)
 FORMAT = b"2"   # 2: values are pickles (records.encode_attrs); 1: JSON, still readable
-READABLE_FORMATS = (b"1", FORMAT)
+#: format 2 plus tombstone keys (keys.py): set by the first delete, so older code refuses the store
+FORMAT_DELETES = b"3"
+READABLE_FORMATS = (b"1", FORMAT, FORMAT_DELETES)
 WRITE_BUFFER_BYTES = 64 << 20
 _HOLDER = {ref.etype: (kind, ref) for kind, refs in REFS.items() for ref in refs}
 #: per kind: (reference field, edge type of the key indexed from the referenced end, towards the holder)
@@ -91,6 +104,7 @@ class RocksDBGraphStore(StateBackedStore):
         self._wopt = WriteOptions()
         self._wopt.sync = self.options.sync_writes
         self._partitions: set[int] = set()
+        self._format = FORMAT
         with paused_gc():
             self._load()
         if self.options.gc_freeze:
@@ -115,8 +129,9 @@ class RocksDBGraphStore(StateBackedStore):
             if fmt is not None and fmt not in READABLE_FORMATS:
                 raise StoreCorrupted(f"graph store at {self.path} has format {fmt!r}, expected one of "
                                      f"{READABLE_FORMATS!r}")
-            if fmt != FORMAT and not self.read_only:   # new, or format 1 about to get format-2 values
+            if fmt not in (FORMAT, FORMAT_DELETES) and not self.read_only:   # new, or format 1 about to get format-2 values
                 db.put(K.META + b"format", FORMAT)
+            self._format = FORMAT_DELETES if fmt == FORMAT_DELETES else FORMAT
             state = self._new_state()
             state.loading = True
             positions: dict[int, dict] = {}
@@ -127,11 +142,16 @@ class RocksDBGraphStore(StateBackedStore):
                     break
                 nid, t = K.parse_version(key, 2)
                 loader.add(COMPANY, nid, t, REPLICATED, value)
+            for key in db.keys(from_key=K.REPL_TOMB):
+                if not key.startswith(K.REPL_TOMB):
+                    break
+                nid, t = K.parse_version(key, 2)
+                loader.add(COMPANY, nid, t, REPLICATED, None)
             loader.flush()
             head = _first_key(db, b"P")
             while head is not None and head[:1] == b"P":
                 p = K.parse_partition(head)
-                ohead, vhead = K.part(p) + b"O", K.part(p) + b"V"
+                ohead, vhead, dhead = K.part(p) + b"O", K.part(p) + b"V", K.part(p) + b"D"
                 bit = 1 << p
                 for key, value in db.items(from_key=ohead):
                     if not key.startswith(ohead):
@@ -144,6 +164,11 @@ class RocksDBGraphStore(StateBackedStore):
                         break
                     nid, t = K.parse_version(key, 7)
                     loader.add(KINDS[key[6]], nid, t, bit, value)
+                for key in db.keys(from_key=dhead):
+                    if not key.startswith(dhead):
+                        break
+                    nid, t = K.parse_version(key, 7)
+                    loader.add(KINDS[key[6]], nid, t, bit, None)
                 loader.flush()
                 self._partitions.add(p)
                 head = _first_key(db, K.part(p + 1))
@@ -166,12 +191,16 @@ class RocksDBGraphStore(StateBackedStore):
         changes = []
         try:
             with paused_gc():
-                changes = self._apply_batch(wb, self._records(events), partition, bit)
+                changes, tombs = self._apply_batch(wb, self._records(events), partition, bit)
+            if tombs and self._format != FORMAT_DELETES:
+                wb.put(K.META + b"format", FORMAT_DELETES)
             if positions:
                 for (topic, tp), off in positions.items():
                     wb.put(K.offset_key(partition, topic, tp), K.encode_offset(off))
             if not wb.is_empty():
                 db.write(wb, self._wopt)
+            if tombs:
+                self._format = FORMAT_DELETES
         except Exception as exc:
             logger.error("graph store batch failed, reloading from disk: %s", exc)
             with paused_gc():
@@ -182,9 +211,11 @@ class RocksDBGraphStore(StateBackedStore):
             self._positions.setdefault(partition, {}).update(positions)
         return self._effects(events, changes)
 
-    def _apply_batch(self, wb: WriteBatch, records: list[Record], partition: int, bit: int) -> list:
-        """Apply to the index, then put each new version and its edge keys into ``wb``."""
+    def _apply_batch(self, wb: WriteBatch, records: list[Record], partition: int, bit: int) -> tuple[list, int]:
+        """Apply to the index, then put each new version and its edge keys into ``wb``; also
+        returns how many tombstones were put."""
         changes = self.state.apply_batch(records, bit)
+        tombs = 0
         put = wb.put
         keys = K.BatchKeys(partition)
         vheads, eheads, ident, pack, company_key = keys.vheads, keys.eheads, K.ident_raw, K.pack_t8, keys.company
@@ -193,6 +224,11 @@ class RocksDBGraphStore(StateBackedStore):
             if status == DUPLICATE:
                 continue
             kind, nid, t, attrs = rec
+            if attrs is TOMB:   # no edge keys: a tombstone asserts no edge
+                if kind != COMPANY or status == NEW:
+                    put(K.tomb_key(None if kind == COMPANY else partition, KIND_CODE[kind], nid, t), b"")
+                    tombs += 1
+                continue
             if kind == COMPANY:
                 if status == NEW:
                     put(company_key(nid, t), encode_attrs(attrs))
@@ -205,7 +241,7 @@ class RocksDBGraphStore(StateBackedStore):
                 other = attrs.get(field)
                 if other is not None:
                     put(eheads[code] + ident(other.encode()) + t8 + raw, b"")
-        return changes
+        return changes, tombs
 
     def _writable(self) -> Rdict:
         if self.read_only:
@@ -232,20 +268,33 @@ class RocksDBGraphStore(StateBackedStore):
         self._state = None
 
     # ----------------------------------------------------- on-disk read path
-    def _disk_versions(self, kind: str, nid: str, as_of: int) -> list[tuple[int, bytes]]:
-        """``(time, raw attrs)`` of the versions with time <= as_of, one prefix scan per partition."""
-        out = {}
-        prefixes = ([K.REPL_VERSION + K.ident(nid)] if kind == COMPANY else
-                    [K.version_prefix(p, KIND_CODE[kind], nid) for p in self._partitions])
-        for prefix in prefixes:
-            for key, value in self.db.items(from_key=prefix):
-                if not key.startswith(prefix):
-                    break
-                t = K.un_t8(key[len(prefix):len(prefix) + 8])
-                if t > as_of:
-                    break
-                out.setdefault(t, value)
-        return sorted(out.items())
+    def _disk_versions(self, kind: str, nid: str, as_of: int) -> list[tuple[int, Optional[bytes]]]:
+        """``(time, raw attrs)`` of the versions with time <= as_of, and ``(time, None)`` of the
+        tombstones, in chain order (a tombstone after the version of its time); one prefix scan
+        per partition and key space."""
+        out: dict = {}
+        code = KIND_CODE[kind]
+        parts = [None] if kind == COMPANY else sorted(self._partitions)
+        for p in parts:
+            for prefix, tomb in ((K.REPL_VERSION + K.ident(nid) if p is None else K.version_prefix(p, code, nid), False),
+                                 (K.tomb_prefix(p, code, nid), True)):
+                for key, value in self.db.items(from_key=prefix):
+                    if not key.startswith(prefix):
+                        break
+                    t = K.un_t8(key[len(prefix):len(prefix) + 8])
+                    if t > as_of:
+                        break
+                    out.setdefault((t, tomb), None if tomb else value)
+        return [(t, value) for (t, _), value in sorted(out.items())]
+
+    def _disk_alive(self, ntype: NodeType, nid: str, as_of: int) -> bool:
+        """``GraphState.alive`` from the version and tombstone keys (of a node that exists)."""
+        versions = self._disk_versions(ntype, nid, as_of)
+        if versions and versions[-1][1] is None:
+            return False
+        if ntype == ACTIVITY and versions:
+            return self._disk_alive(CONTACT, decode_attrs(versions[-1][1])["contact_id"], as_of)
+        return True
 
     def disk_neighbors(self, etype: EdgeType, node_id: str, as_of: int) -> list[tuple[str, int]]:
         """``neighbors`` answered from the edge keys by prefix scans (slow; for checks and tools)."""
@@ -253,10 +302,14 @@ class RocksDBGraphStore(StateBackedStore):
         if code % NB in RING_KINDS:
             raise GraphStoreError("derived company edges are not stored; use neighbors()")
         kind, ref = _HOLDER[code % NB]
+        if not self._disk_alive(etype[0], node_id, as_of):
+            return []
         if ref.holder_is_src == (code < NB):   # node_id is the holder: its latest version names it
             versions = self._disk_versions(kind, node_id, as_of)
-            other = decode_attrs(versions[-1][1]).get(ref.field) if versions else None
-            return [] if other is None else [(other, versions[-1][0])]
+            other = decode_attrs(versions[-1][1]).get(ref.field) if versions and versions[-1][1] else None
+            if other is None or not self._disk_alive(ref.target, other, as_of):
+                return []
+            return [(other, versions[-1][0])]
         found = set()
         for p in self._partitions:
             prefix = K.edge_prefix(p, code, node_id)
@@ -270,7 +323,7 @@ class RocksDBGraphStore(StateBackedStore):
         out = []
         for other, t in found:
             versions = self._disk_versions(kind, other, as_of)
-            if versions and versions[-1][0] == t:
+            if versions and versions[-1][0] == t and versions[-1][1] is not None and self._disk_alive(kind, other, as_of):
                 out.append((other, t))
         return sorted(out, key=lambda x: (x[1], x[0]))
 
@@ -292,7 +345,8 @@ class _Loader:
         self.meta: list[tuple[str, str, int, int]] = []
         self.raws: list[bytes] = []
 
-    def add(self, kind: str, nid: str, t: int, mask: int, raw: bytes) -> None:
+    def add(self, kind: str, nid: str, t: int, mask: int, raw: Optional[bytes]) -> None:
+        """Buffer a version (``raw``: its stored attrs) or a tombstone (``raw`` None)."""
         if self.meta and self.meta[0][3] != mask:
             self.flush()
         self.meta.append((kind, nid, t, mask))
@@ -304,7 +358,13 @@ class _Loader:
         """Apply the buffered versions (one partition, or the replicated companies, per flush)."""
         if self.meta:
             mask = self.meta[0][3]
+            raws = self.raws
+            if None in raws:   # tombstones: only the versions have values to decode
+                kept = iter(decode_many([r for r in raws if r is not None]))
+                decoded = [TOMB if r is None else next(kept) for r in raws]
+            else:
+                decoded = decode_many(raws)
             self.state.apply_batch([Record(kind, nid, t, attrs) for (kind, nid, t, _), attrs
-                                    in zip(self.meta, decode_many(self.raws))], mask)
+                                    in zip(self.meta, decoded)], mask)
         self.meta.clear()
         self.raws.clear()

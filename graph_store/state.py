@@ -45,6 +45,13 @@ was appended or changed since the last read):
   versions count for) and ``corders`` (company -> sorted ``(time, order id, end, amount)``).
 * Companies also get a small ``CNode`` (version times and buckets) for the derived ring edges
   (``rings.py``).
+* A delete is a *tombstone* row (``records.TOMB`` attributes, no references, listed in the
+  table's ``tombs``) linked into its node's chain like a version: the version before it ends at
+  its time, and a later version ends it (re-creation). A tombstone sorts after a version of the
+  same time (the delete wins the tie). So a deleted node's own edges and a deleted activity's
+  timeline entry end by themselves; what reads filter is the rest: a node is *alive* at t unless
+  its valid row is a tombstone or, for an activity, its contact's is, and an edge needs both ends
+  alive. ``GraphState.deletes`` counts tombstones; with none, no read does any of this.
 """
 from __future__ import annotations
 
@@ -54,11 +61,21 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from leadpulse.graph_store.records import (ETYPES, EXTRA_REFS, KINDS, NB, REFS, RING_KINDS as RING_CODES, Record,
-                                 industry_bucket, similar_bucket)
+from leadpulse.graph_store.records import (
+    ETYPES,
+    EXTRA_REFS,
+    KINDS,
+    NB,
+    REFS,
+    TOMB,
+    Record,
+    industry_bucket,
+    similar_bucket,
+)
+from leadpulse.graph_store.records import RING_KINDS as RING_CODES
 from leadpulse.graph_store.rings import INF, Rings
 from leadpulse.graph_store.table import HOLDER_OF, Table, last_row, pack_row, rows_of
-from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, ORDER
+from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, OPPORTUNITY, ORDER
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
 PLACED_CODE = REFS[ORDER][0].etype
@@ -116,6 +133,7 @@ class GraphState:
         self.strings: list = [None]          # timeline types and pages, interned: code -> value
         self.codes: dict = {None: 0}
         self._string_array = np.array(self.strings, dtype=object)
+        self.deletes = 0   # tombstone rows in all tables (0: reads skip every delete check)
 
     def _code(self, value) -> int:
         code = self.codes.get(value)
@@ -152,6 +170,7 @@ class GraphState:
         loading = self.loading
         for rec in records:
             kind, nid, t, attrs = rec
+            # (a tombstone of an unknown activity has no contact_id: it goes through ``apply`` below)
             if kind != ACTIVITY or nid in a_ids or attrs.get("opportunity_id") is not None:
                 append(apply(rec, REPLICATED if kind == COMPANY else mask))
                 continue
@@ -212,11 +231,13 @@ class GraphState:
     def apply(self, rec: Record, mask: int) -> Change:
         """Insert version ``rec`` held by partitions ``mask`` (``REPLICATED`` for companies)."""
         kind, nid, t, attrs = rec
+        tomb = attrs is TOMB
         tab = self.tables[kind]
         idx = tab.ids.get(nid)
         vt = tab.vt
         prev = nxt = -1
-        if idx is None:
+        unknown = idx is None
+        if unknown:
             idx = tab.add(nid, t)
         else:
             prev = tab.latest[idx]
@@ -224,7 +245,11 @@ class GraphState:
             while prev >= 0 and vt[prev] > t:
                 nxt = prev
                 prev = vp[prev]
-            if prev >= 0 and vt[prev] == t:
+            tombs = tab.tombs
+            if prev >= 0 and vt[prev] == t and not tomb and prev in tombs:
+                nxt = prev   # a version at a tombstone's time sits before it: the delete wins the tie
+                prev = vp[prev]
+            if prev >= 0 and vt[prev] == t and (prev in tombs) == tomb:
                 stored = self.row_attrs(tab, prev)
                 nominal = self._nominal(kind, nid, stored)
                 if tab.parts[prev] & mask == mask:
@@ -248,6 +273,9 @@ class GraphState:
         tab.vn.append(idx)
         tab.parts.append(mask)
         tab.attrs.append(attrs)
+        if tomb:
+            tab.tombs.add(row)
+            self.deletes += 1
         prev_attrs = None
         if prev >= 0:
             tab.ve[prev] = t   # the previous version (and its edges) now ends at t
@@ -296,6 +324,8 @@ class GraphState:
             value = attrs.get(field)
             if value is not None:
                 self._touch(target_kind, value, t, feats)
+        if not loading and (tomb or (prev >= 0 and prev in tab.tombs)):   # deleted, or re-created
+            self._incoming(kind, idx, t, tab.ve[row], feats, edges)
         if edges:
             edges.add((kind, nid))
         if kind == ORDER:
@@ -310,7 +340,7 @@ class GraphState:
             node = self.cnodes.get(nid)
             if node is None:
                 node = self.cnodes[nid] = CNode()
-            i = bisect_left(node.times, t)
+            i = (bisect_right if tomb else bisect_left)(node.times, t)   # as in the row chain: the delete wins a tie
             node.times.insert(i, t)
             node.bk.insert(i, (industry_bucket(attrs), similar_bucket(attrs)))
             if loading:
@@ -320,7 +350,30 @@ class GraphState:
                     edges.add((COMPANY, c))
         if loading:
             return _LOADED
+        if tomb and unknown:   # stored for a version that may still arrive; no read changed
+            return _tuple_new(Change, (NEW, t, frozenset(), frozenset(), None))
         return _tuple_new(Change, (NEW, t, frozenset(feats), frozenset(edges), None))
+
+    def _incoming(self, kind: str, idx: int, lo: int, hi: int, feats: set, edges: set) -> None:
+        """Effects of node ``idx`` vanishing (or returning) during ``[lo, hi)``: the holders of
+        edges to it valid then, and for a contact the activities that go with it (their
+        timeline entries and their opportunities' edges)."""
+        tables = self.tables
+        for code, lists in tables[kind].rev.items():
+            held = lists[idx]
+            if not held:
+                continue
+            hk = HOLDER_OF[code][0]
+            htab = tables[hk]
+            vt, ve, vn, names = htab.vt, htab.ve, htab.vn, htab.names
+            for h in rows_of(held):
+                if vt[h] < hi and ve[h] > lo:
+                    edges.add((hk, names[vn[h]]))
+                    if code == HAD_ACTIVITY_CODE:
+                        feats.add((hk, names[vn[h]]))
+                        opp = htab.refs[1 - _ACTIVITY_CONTACT_J][h]
+                        if opp >= 0:
+                            edges.add((OPPORTUNITY, tables[OPPORTUNITY].names[opp]))
 
     def finish_load(self) -> None:
         """End a bulk load: sort the ``had_activity`` lists into timeline order."""
@@ -423,10 +476,24 @@ class GraphState:
 
     # ================================================================== reads
     def get(self, ntype: str, nid: str, t: int) -> Optional[int]:
-        """The node's int id if it exists at ``t``, else None."""
+        """The node's int id if it exists at ``t`` (and is not deleted), else None."""
         tab = self.tables[ntype]
         idx = tab.ids.get(nid)
-        return idx if idx is not None and tab.first[idx] <= t else None
+        if idx is None or tab.first[idx] > t:
+            return None
+        return idx if not self.deletes or self.alive(ntype, idx, t) else None
+
+    def alive(self, ntype: str, idx: int, t: int) -> bool:
+        """Whether an existing node is not deleted at ``t``: its valid row is no tombstone and,
+        for an activity, its contact's is none either (a deleted contact's activities go with it)."""
+        tab = self.tables[ntype]
+        r = tab.row_at(idx, t)
+        if r in tab.tombs:
+            return False
+        if ntype == ACTIVITY and r >= 0:
+            c = tab.refs[_ACTIVITY_CONTACT_J][r]
+            return c < 0 or not self.tables[CONTACT].dead(c, t)
+        return True
 
     def attrs(self, ntype: str, nid: str, t: int) -> Optional[dict]:
         """Version attributes plus the derived lists (``timeline``, ``orders``); None if absent."""
@@ -470,6 +537,14 @@ class GraphState:
 
     def edges_at(self, ntype: str, idx: int, t: int) -> Iterator[tuple[int, str, int, int]]:
         """Every edge of node ``idx`` valid at ``t``: ``(edge type code, other type, other node, time)``."""
+        edges = self._edges_at(ntype, idx, t)
+        if not self.deletes:
+            return edges
+        alive = self.alive
+        return (e for e in edges if alive(e[1], e[2], t))
+
+    def _edges_at(self, ntype: str, idx: int, t: int) -> Iterator[tuple[int, str, int, int]]:
+        """``edges_at`` without the delete filter."""
         tables = self.tables
         tab = tables[ntype]
         r = tab.row_at(idx, t)
@@ -516,10 +591,16 @@ class GraphState:
                 held = self.tables[src_type].rev[base][idx]
                 vt, ve, vn, names = htab.vt, htab.ve, htab.vn, htab.names
                 out = [(names[vn[h]], vt[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
+            if self.deletes:
+                dst = ETYPES[code][2]
+                out = [x for x in out if self.get(dst, x[0], t) is not None]
         return sorted(out, key=lambda x: (x[1], x[0]))
 
     def ids(self, ntype: str, t: int) -> list[str]:
         tab = self.tables[ntype]
+        if self.deletes:
+            alive = self.alive
+            return sorted(n for i, (n, f) in enumerate(zip(tab.names, tab.first)) if f <= t and alive(ntype, i, t))
         return sorted(n for n, f in zip(tab.names, tab.first) if f <= t)
 
     # ============================================================ partitions

@@ -40,7 +40,8 @@ def rows_of(held: Optional[bytes]) -> Sequence[int]:
 class Table:
     """One node type: its nodes (dense ints) and its version rows (columns)."""
     __slots__ = ("kind", "ids", "names", "first", "latest", "vt", "ve", "vp", "vn", "parts", "attrs",
-                 "refs", "rev", "ttype", "tpage", "dirty_rows", "dirty_nodes", "mirror", "synced")
+                 "refs", "rev", "ttype", "tpage", "dirty_rows", "dirty_nodes", "mirror", "synced", "tombs",
+                 "tomb_mask", "tomb_count")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -65,6 +66,11 @@ class Table:
         self.dirty_nodes: list[int] = []
         self.mirror: dict[str, np.ndarray] = {}
         self.synced = [0, 0]   # rows, nodes copied into ``mirror``
+        #: rows that are tombstones (a deleted interval of their node); empty in most stores, and
+        #: every read checks it before doing any delete-related work
+        self.tombs: set[int] = set()
+        self.tomb_mask: Optional[np.ndarray] = None   # ``tomb_rows()`` cache
+        self.tomb_count = 0
 
     def add(self, nid: str, first: int) -> int:
         idx = len(self.names)
@@ -83,6 +89,19 @@ class Table:
         while r >= 0 and vt[r] > t:
             r = vp[r]
         return r
+
+    def dead(self, idx: int, t: int) -> bool:
+        """Whether node ``idx`` is deleted at ``t`` (its version valid at ``t`` is a tombstone)."""
+        return bool(self.tombs) and self.row_at(idx, t) in self.tombs
+
+    def tomb_rows(self) -> np.ndarray:
+        """A bool per row: is it a tombstone (rebuilt when rows or tombstones were added)."""
+        m = self.tomb_mask   # rows and tombstones are only ever added: their counts key the cache
+        if m is None or len(m) != len(self.vt) or self.tomb_count != len(self.tombs):
+            m = np.zeros(len(self.vt), dtype=bool)
+            m[list(self.tombs)] = True
+            self.tomb_mask, self.tomb_count = m, len(self.tombs)
+        return m
 
     def rows(self, idx: int) -> list[int]:
         """Rows of node ``idx``'s versions, oldest first."""

@@ -33,11 +33,22 @@ import torch
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
 from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
-from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
-from leadpulse.schemas.types import (COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, INDUSTRY_PEER,
-                           NODE_TYPES, OPPORTUNITY, OWNS, SIMILAR_TO, WORKS_AT, reverse)
+from leadpulse.schemas.types import (
+    COMPANY,
+    CONTACT,
+    EDGE_TYPES,
+    HAD_ACTIVITY,
+    INDUSTRY_PEER,
+    NODE_TYPES,
+    OPPORTUNITY,
+    OWNS,
+    SIMILAR_TO,
+    WORKS_AT,
+    reverse,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -38,8 +38,18 @@ from leadpulse.model import temporal
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.values import as_micros, as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
-from leadpulse.schemas.types import (ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, HAD_ACTIVITY, NODE_TYPES,
-                           OPPORTUNITY, ORDER, PLACED, NodeType)
+from leadpulse.schemas.types import (
+    ACTIVITY,
+    COMPANY,
+    CONTACT,
+    EDGE_TYPES,
+    HAD_ACTIVITY,
+    NODE_TYPES,
+    OPPORTUNITY,
+    ORDER,
+    PLACED,
+    NodeType,
+)
 
 __all__ = ["FeatureSpec", "RawGraph", "Encoded", "encode_graph", "extract", "to_hetero_data", "khop_subgraph",
            "khop_nodes", "induced_subgraph",

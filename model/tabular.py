@@ -33,8 +33,17 @@ from leadpulse.model import temporal
 from leadpulse.model.base import ExampleSet
 from leadpulse.model.values import as_micros, as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
-from leadpulse.schemas.types import (COMPANY, CONTACT, INDUSTRY_PEER, OPPORTUNITY, OWNS, PLACED,
-                           SIMILAR_TO, WORKS_AT, EdgeType)
+from leadpulse.schemas.types import (
+    COMPANY,
+    CONTACT,
+    INDUSTRY_PEER,
+    OPPORTUNITY,
+    OWNS,
+    PLACED,
+    SIMILAR_TO,
+    WORKS_AT,
+    EdgeType,
+)
 
 __all__ = ["RawTable", "Encoder", "View", "feature_table", "examples_table", "seniority",
            "DECISION_MAKERS", "STAGES"]

@@ -18,8 +18,17 @@ from typing import Optional
 
 from leadpulse.model.base import ExampleSet
 from leadpulse.model.gnn import GNNLeadModel
-from leadpulse.model.gnn_options import (Aggr, ArchOptions, Encoder, Loss, Monitor, Norm, OptimOptions,
-                                         SamplingOptions, TrainOptions)
+from leadpulse.model.gnn_options import (
+    Aggr,
+    ArchOptions,
+    Encoder,
+    Loss,
+    Monitor,
+    Norm,
+    OptimOptions,
+    SamplingOptions,
+    TrainOptions,
+)
 
 __all__ = ["train_gnn", "TrainOptions", "ArchOptions", "OptimOptions", "SamplingOptions", "Aggr",
            "Encoder", "Norm", "Loss", "Monitor"]

@@ -10,7 +10,7 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_ID = 256
 MAX_TEXT = 1024
@@ -161,7 +161,27 @@ class Order(_Input):
         return self.order_id
 
 
-InputEvent = Union[Company, Contact, Activity, Opportunity, Order]
+class Delete(_Input):
+    """The entity ``entity_id`` of type ``entity`` is deleted as of ``deleted_at``.
+
+    Reads as of ``deleted_at`` or later no longer see it (nor its edges; a deleted contact's
+    activities go with it); reads as of earlier times are unchanged. A later version of the
+    entity (time after ``deleted_at``) re-creates it. Orders are facts of the account's
+    revenue and are not deleted this way (erasing a person is a separate step).
+    No input topic carries it yet: it is what a change-data-capture delete will become
+    (docs/graph_store.md, "Deletes").
+    """
+    kind: ClassVar[str] = "delete"
+    entity: Literal["company", "contact", "activity", "opportunity"]
+    entity_id: EntityId
+    deleted_at: Timestamp
+
+    @property
+    def event_time(self) -> datetime:
+        return self.deleted_at
+
+
+InputEvent = Union[Company, Contact, Activity, Opportunity, Order, Delete]
 
 
 # ---------------------------------------------------------------- outputs

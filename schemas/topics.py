@@ -7,7 +7,15 @@ from typing import Optional, Type
 from pydantic import BaseModel
 
 from leadpulse.schemas.events import (
-    Activity, Company, Contact, DeadLetter, LeadAlert, LeadScore, ModelUpdate, Opportunity, Order,
+    Activity,
+    Company,
+    Contact,
+    DeadLetter,
+    LeadAlert,
+    LeadScore,
+    ModelUpdate,
+    Opportunity,
+    Order,
 )
 
 

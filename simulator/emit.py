@@ -162,19 +162,19 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
         ))
 
     # ---------------------------------------------------------------- orders
-    O = tr.orders
-    n_ord = len(O["contact"])
-    owho = O["contact"].astype(np.int64)
-    o_dup = (dup_index[owho] >= 0) & (O["day"] >= dup_from[owho]) & (rng.random(n_ord) < 0.15)
+    orders = tr.orders
+    n_ord = len(orders["contact"])
+    owho = orders["contact"].astype(np.int64)
+    o_dup = (dup_index[owho] >= 0) & (orders["day"] >= dup_from[owho]) & (rng.random(n_ord) < 0.15)
     o_id = np.where(o_dup, dup_index[owho], owho)
     o_keep_co = _keep(rng, n_ord, m)
-    o_secs = O["day"].astype(np.int64) * DAY_S + O["sec"].astype(np.int64)
+    o_secs = orders["day"].astype(np.int64) * DAY_S + orders["sec"].astype(np.int64)
     orders: list[Order] = []
     for r in _arrival_order(rng, o_secs, p.late_rate):
         c = int(owho[r])
         orders.append(Order(
-            order_id=f"or_{r:06d}", contact_id=ct_ids[o_id[r]], amount=float(O["amount"][r]),
-            timestamp=clock.at(int(O["day"][r]), int(O["sec"][r])),
+            order_id=f"or_{r:06d}", contact_id=ct_ids[o_id[r]], amount=float(orders["amount"][r]),
+            timestamp=clock.at(int(orders["day"][r]), int(orders["sec"][r])),
             company_id=co_ids[pop.co[c]] if o_keep_co[r] else None,
         ))
 
@@ -199,15 +199,15 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
     ct_arr = np.array([t[0] for t in ct_rows], dtype=np.int64)
     contacts = [ct_rows[i][1] for i in _arrival_order(rng, ct_arr, p.late_rate)]
 
-    labels = _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, O, clock)
+    labels = _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, orders, clock)
     return Emitted(companies, contacts, activities, opportunities, orders, labels, len(dup_person))
 
 
-def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, O, clock) -> list[dict]:
+def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, orders, clock) -> list[dict]:
     n_ids = len(ct_ids)
     first_rec = np.full(n_ids, -1, dtype=np.int64)
     count = np.bincount(o_id, minlength=n_ids) if len(o_id) else np.zeros(n_ids, dtype=np.int64)
-    o_secs = O["day"].astype(np.int64) * DAY_S + O["sec"].astype(np.int64)
+    o_secs = orders["day"].astype(np.int64) * DAY_S + orders["sec"].astype(np.int64)
     for r in np.argsort(o_secs, kind="stable")[::-1]:
         first_rec[o_id[r]] = o_secs[r]
     rows = []

@@ -11,7 +11,7 @@ docs/simulator.md explains every term.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 

@@ -8,7 +8,8 @@ after (see docs/stream.md for why scores are published only when they move more 
 
 Score book (``stream.state.KVState``; its ``o`` namespace holds the consumed positions):
     ``s\x00<contact_id>``   -> last published score, tier, as_of, factors, owner partition
-    ``w\x00<partition>``    -> watermark: newest event time applied in that account partition
+    ``w\x00<partition>``    -> watermark: newest event time applied in that account partition, at
+                               most the wall clock plus ``ScoringOptions.max_future`` (``_advance``)
     ``own\x00<contact_id>`` -> [account partition of its newest version, that version's time]
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from leadpulse.graph_store.reads import paused_gc
 from leadpulse.model.explain import explain
 from leadpulse.model.scorer import Scorer
 from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
+from leadpulse.schemas.tables import format_time
 from leadpulse.schemas.timeutil import from_micros, to_micros
 from leadpulse.schemas.types import WORKS_AT
 from leadpulse.stream.alerts import announced_tier, tier_alert_cut
@@ -180,9 +182,7 @@ class AccountProcessor:
             return
         owners = self._owners(events, partition)
         pending.book.update({("own", cid): owner for cid, owner in owners.items()})
-        if not replica:
-            mark = max([to_micros(e.event_time) for e in events] + [self.watermark(partition) or 0])
-            self.book.commit({("w", str(partition)): mark})
+        late = self._advance(events, partition) if not replica else [False] * len(events)
         # Leads are scored as of their owner partition's watermark, which may be later than
         # this batch's events: look for affected leads as far as the newest watermark.
         horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
@@ -193,10 +193,12 @@ class AccountProcessor:
         each = self.store.affected_leads_each([[_rescore_effect(eff)] for eff in effects], horizon,
                                               hops=self.options.hops)
         causes: dict[str, str] = {}
-        for (_, topic, event, _), effect, leads in zip(decoded, effects, each):
+        for (_, topic, event, _), effect, leads, was_late in zip(decoded, effects, each, late):
             if not replica:
                 (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
                 self.metrics.affected.labels(kind=event.kind).observe(len(leads))
+                if was_late and effect.changed:
+                    self.metrics.late.labels(kind=event.kind).inc()
             cause = cause_of(topic, event)
             for lead in leads:
                 causes[lead] = cause
@@ -204,6 +206,33 @@ class AccountProcessor:
             owner = owners.get(lead) or self._owner(lead)
             if owner is not None and self.owns(owner[0]):
                 pending.add_lead(lead, owner[0], cause)
+
+    def _advance(self, events: Sequence[InputEvent], partition: int) -> list[bool]:
+        """Move the partition's watermark to the newest event time of the batch, never back and
+        never past the wall clock plus ``options.max_future``; whether each event (in offset
+        order) is late, dated before the watermark it met.
+
+        Stage 1 rejects events dated past that bound already; this holds the bound for records
+        it did not check (written by an older version, or by a worker whose clock ran ahead):
+        such an event is applied at its own time, which no as-of read reaches before the clock
+        does (docs/architecture.md#invariant-7).
+        """
+        limit = time.time_ns() // 1000 + round(self.options.max_future * 1_000_000)
+        mark = self.watermark(partition) or 0
+        late = []
+        newest = mark
+        for e in events:
+            t = to_micros(e.event_time)
+            late.append(t < mark)
+            newest = max(newest, t)
+            mark = max(mark, min(t, limit))
+        if newest > limit:
+            logger.warning("account partition %d: an event dated %s is past the clock plus the tolerance "
+                           "(%g s, LEADPULSE_MAX_FUTURE_SECONDS); the partition is scored as of %s",
+                           partition, format_time(from_micros(newest)), self.options.max_future,
+                           format_time(from_micros(mark)))
+        self.book.commit({("w", str(partition)): mark})
+        return late
 
     def _owner(self, contact_id: str) -> Optional[list]:
         """[partition, time] of the contact's newest version: pending writes first."""

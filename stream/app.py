@@ -139,6 +139,11 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
     async def graph_size() -> None:
         runtime.count_graph_nodes()
 
+    if options.hold_days > 0:
+        @app.timer(options.expire_seconds)
+        async def expire_held() -> None:
+            await runtime.expire_held(options.hold_days * 86400)
+
     if options.lag_seconds > 0:
         @app.timer(options.lag_seconds)
         async def consumer_lag() -> None:

@@ -7,6 +7,9 @@ dies without cleaning up (SIGKILL, crash), the kernel kills the broker too, so t
 brokers. (The death signal fires when the *thread* that started the broker exits, so start it
 from a long-lived thread, normally the main one.)
 
+Only ``leadpulse broker``, ``leadpulse demo`` and ``leadpulse worker --embedded`` start one
+(``broker_from_env(settings, embedded=True)``); every other command needs ``KAFKA_BOOTSTRAP``.
+
 >>> with EmbeddedBroker() as broker:            # doctest: +SKIP
 ...     ensure_topics(broker.bootstrap, ["t"], partitions=2)
 {'t': 2}
@@ -31,7 +34,8 @@ from leadpulse.stream.topics_admin import BrokerUnavailable, ensure_topics, wait
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BrokerError", "EmbeddedBroker", "broker_from_env", "ensure_topics", "resolve_broker_bin"]
+__all__ = ["BrokerError", "EmbeddedBroker", "NoBrokerConfigured", "broker_from_env", "ensure_topics",
+           "resolve_broker_bin"]
 
 # Tansu reads these from the environment; the embedded broker must not inherit a user's value.
 _TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
@@ -195,16 +199,29 @@ class EmbeddedBroker:
         return ""
 
 
-@contextlib.contextmanager
-def broker_from_env(settings: Optional[Settings] = None) -> Iterator[str]:
-    """Yield a bootstrap string: ``settings.kafka_bootstrap`` if set, else an embedded broker's.
+class NoBrokerConfigured(BrokerError):
+    """``KAFKA_BOOTSTRAP`` is unset and no embedded broker was asked for."""
 
-    The embedded broker (if any) is killed when the block exits.
+
+@contextlib.contextmanager
+def broker_from_env(settings: Optional[Settings] = None, embedded: bool = False) -> Iterator[str]:
+    """Yield a bootstrap string: ``settings.kafka_bootstrap`` if set, else (only when
+    ``embedded``) an embedded broker's, killed when the block exits.
+
+    A service started without ``KAFKA_BOOTSTRAP`` must not fall back to a memory-only broker
+    silently: its input and its state would vanish with the process.
+
+    Raises:
+        NoBrokerConfigured: ``KAFKA_BOOTSTRAP`` is unset and ``embedded`` is False.
     """
     settings = settings or Settings.from_env()
     if settings.kafka_bootstrap:
         logger.info("using Kafka at %s (KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
         yield settings.kafka_bootstrap
         return
+    if not embedded:
+        raise NoBrokerConfigured("no Kafka configured: set KAFKA_BOOTSTRAP=host:port")
     with EmbeddedBroker(bin=settings.broker_bin) as broker:
+        logger.warning("KAFKA_BOOTSTRAP unset: embedded broker on %s (development only: it keeps "
+                       "everything in memory)", broker.bootstrap)
         yield broker.bootstrap

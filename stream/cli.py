@@ -6,6 +6,7 @@ appending its module to :data:`COMMAND_MODULES`; heavy imports belong inside ``r
 ``leadpulse --help`` stays fast.
 
     leadpulse broker                       # embedded broker in the foreground
+    leadpulse topics create | check        # the topics on KAFKA_BOOTSTRAP, as they must be
     leadpulse simulate --size small --seed 7 --out var/tables
     leadpulse publish --tables var/tables [--rate 500 | --speedup 3600]
     leadpulse demo
@@ -22,20 +23,22 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from leadpulse.stream.config import Settings, SettingsError
+from leadpulse.stream.connection import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
-COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.benchcmd"]
+COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.topicscmd", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.benchcmd"]
 
 
 # --------------------------------------------------------------------------- broker
 def _run_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from leadpulse.stream.broker import EmbeddedBroker, ensure_topics
+    from leadpulse.stream.broker import EmbeddedBroker
+    from leadpulse.stream.topics_admin import TopicLayout, create_topics
 
     with EmbeddedBroker(bin=settings.broker_bin, port=args.port) as broker:
         if not args.no_topics:
-            ensure_topics(broker.bootstrap, settings.all_topics, settings.partitions, settings.replication)
+            create_topics(broker.bootstrap, TopicLayout.from_settings(settings))
         print(f"embedded broker (pid {broker.pid}) listening; in another shell:", flush=True)
         print(f"  export KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
         print("Ctrl-C stops it (it keeps everything in memory: topics die with it).", flush=True)
@@ -63,16 +66,21 @@ def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 # --------------------------------------------------------------------------- publish
 def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from leadpulse.stream.publish import publish
+    from leadpulse.stream.publish import PublishError, publish
+    from leadpulse.stream.topics_admin import TopicsError
 
     bootstrap = args.bootstrap or settings.kafka_bootstrap
     if not bootstrap:
         print("leadpulse publish: no broker; set KAFKA_BOOTSTRAP or pass --bootstrap "
               "(`leadpulse broker` starts one)", file=sys.stderr)
         return 2
-    report = publish(args.tables, bootstrap, rate=args.rate, speedup=args.speedup,
-                     progress=not args.no_progress, topics=settings.topic_map(),
-                     partitions=settings.partitions)
+    try:
+        report = publish(args.tables, settings.kafka_connection(bootstrap), rate=args.rate, speedup=args.speedup,
+                         progress=not args.no_progress, topics=settings.topic_map(),
+                         partitions=settings.partitions, replication=settings.replication)
+    except (TopicsError, PublishError, FileNotFoundError) as exc:
+        print(f"leadpulse publish: {exc}", file=sys.stderr)
+        return 2
     for err in report.errors[:50]:
         print(f"bad row: {err}", file=sys.stderr)
     if len(report.errors) > 50:
@@ -101,7 +109,9 @@ def add_pacing_arguments(parser: argparse.ArgumentParser, default: str = "as fas
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground",
                               description="Start the embedded Tansu broker on a loopback port, create "
-                                          "the leadpulse topics and print the bootstrap address.")
+                                          "the leadpulse topics (as `leadpulse topics create` does) and "
+                                          "print the bootstrap address. Development only: it keeps "
+                                          "everything in memory.")
     p.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     p.add_argument("--no-topics", action="store_true", help="do not create the leadpulse topics")
     p.set_defaults(func=_run_broker)
@@ -116,7 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("publish", help="send CSV tables to the input topics",
                               description="Send every valid row of a table directory (docs/tables.md) "
                                           "to its input topic, in event-time order. Bad rows are "
-                                          "reported and skipped.")
+                                          "reported and skipped. Needs KAFKA_BOOTSTRAP (or "
+                                          "--bootstrap); missing input topics are created as "
+                                          "`leadpulse topics create` creates them.")
     p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
     add_pacing_arguments(p)
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default: $KAFKA_BOOTSTRAP)")
@@ -129,7 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadpulse", description="Real-time B2B lead scoring.",
-        epilog="Environment: KAFKA_BOOTSTRAP (unset = embedded broker), LEADPULSE_PARTITIONS, "
+        epilog="Environment: KAFKA_BOOTSTRAP (required by worker, publish and topics; only demo, broker "
+               "and worker --embedded start an embedded broker), LEADPULSE_PARTITIONS, "
                "LEADPULSE_DATA_DIR, LEADPULSE_TOPIC_* ... (see stream/config.py).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -167,6 +180,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)  # clean up (kill brokers) on SIGTERM too
     try:
         return int(args.func(args, settings) or 0)
+    except (BrokerUnavailable, SettingsError) as exc:  # a Kafka client's traceback would bury the cause
+        print(f"leadpulse {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

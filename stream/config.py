@@ -126,9 +126,10 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: Optional[str] = Field(
         None, validation_alias="KAFKA_BOOTSTRAP",
-        description="`host:port[,host:port]` of a running Kafka. Unset: the commands that need a broker "
-                    "start the embedded Tansu broker on a free loopback port (development only: it keeps "
-                    "everything in memory).")
+        description="`host:port[,host:port]` of a running Kafka. Required by `worker`, `publish` and "
+                    "`topics`; unset, they stop with an error. Only `leadpulse demo`, `leadpulse broker` and "
+                    "`leadpulse worker --embedded` start the embedded Tansu broker instead (development "
+                    "only: it keeps everything in memory).")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
         description="how every Kafka client of leadpulse talks to the cluster: `PLAINTEXT`, `SSL` (TLS), "
@@ -167,6 +168,13 @@ class Settings(BaseSettings):
     replication: int = Field(
         1, ge=1,
         description="replication factor of the topics leadpulse creates; use 3 on a production cluster.")
+    allow_unsafe_topics: bool = Field(
+        False,
+        description="start the worker even when its topics are unsafe: input and account topics with "
+                    "different partition counts, or an input or account topic whose retention is finite "
+                    "or that is compacted (a lost data directory could then not be rebuilt). Without it "
+                    "the worker refuses to start and names the topics; `leadpulse topics check` lists "
+                    "every problem (see [operating](operating.md#topics)).")
     data_dir: Path = Field(
         Path("var"),
         description="working directory: the worker's state lives in `<data dir>/worker` (RocksDB graph, "
@@ -245,11 +253,9 @@ class Settings(BaseSettings):
         ScoringOptions.tier_hysteresis, ge=0,
         description="a `tier_change` alert needs the score at least this far past the tier cut point it "
                     "crossed, relative to the cut (at 0.2: 20 % above it going up, below it going down), and "
-                    "compares with the tier of the lead's last tier alert. Leads hovering at a cut point "
-                    "otherwise flap: one demo run raised 23,282 tier alerts beside 673 jumps; "
-                    "`bench/accounts.py --batches 1000 --events 20000` counts 13,913 tier alerts with "
-                    "`--tier-hysteresis 0` and 6,033 with 0.2 (10k world, benchmark model). Published "
-                    "scores always carry the plain tier. 0 = alert on every change.")
+                    "compares with the tier of the lead's last tier alert, so leads hovering at a cut point do "
+                    "not flap ([measured](stream.md#measurements-behind-the-code)). Published scores "
+                    "always carry the plain tier. 0 = alert on every change.")
     batch_size: int = Field(
         AppOptions.batch_size, ge=1,
         description="max events per ingest batch and max leads per scoring micro-batch. Lower it to cut "
@@ -263,13 +269,24 @@ class Settings(BaseSettings):
                     "batches it applies — as long as its lag exceeds this, at most this long — and scores "
                     "them together, each once (docs/stream.md, \"Coalescing under backlog\"); `0` scores "
                     "every batch at once.")
+    max_future_seconds: float = Field(
+        ScoringOptions.max_future, ge=0, allow_inf_nan=False,
+        description="how far ahead of the worker's wall clock an event's time (`timestamp`, or `updated_at`) "
+                    "may be, in seconds. A later event (a mistyped year in a CRM date field) goes to the "
+                    "dead-letter topic with the reason, counted in "
+                    "`leadpulse_events_rejected_total{reason=\"future\"}`, and no event moves an account "
+                    "partition's scoring time (the `as_of` of its leads) past the clock plus this "
+                    "([stream](stream.md#event-time-is-bounded-by-the-wall-clock)). Keep it above the clock "
+                    "skew between the systems that stamp events and the workers. Replaying events dated "
+                    "ahead of the clock needs it larger than their lead; the simulated worlds (`leadpulse "
+                    "simulate`, the demo, the benchmarks, the tests) end by 2026-10-01 (`SimParams.start` "
+                    "2026-01-01 plus at most 273 days), behind the clock, and need nothing.")
     fetch_wait_ms: int = Field(
         AppOptions.fetch_max_wait_ms, ge=1,
         description="longest wait of a consumer fetch, in milliseconds. Faust hard-codes 1,500; Apache "
                     "Kafka answers a fetch as soon as data arrives, but the embedded Tansu broker waits "
-                    "out the whole interval (produce→consume median 382 ms at 1,500 ms, 9 ms at 50 ms), "
-                    "so this bounds the latency of each of the worker's two consumer hops. A short wait "
-                    "costs only idle polls.")
+                    "out the whole interval ([measured](kafka-notes.md#fetch-wait)), so this bounds the "
+                    "latency of each of the worker's two consumer hops. A short wait costs only idle polls.")
     retrain_seconds: float = Field(
         AppOptions.retrain_seconds, ge=0,
         description="run `leadpulse retrain` on the worker's own graph this often, in its own process "
@@ -282,6 +299,12 @@ class Settings(BaseSettings):
         description="refresh `leadpulse_consumer_lag{topic,partition}` (broker end offsets minus the "
                     "positions stored with the worker's state) this often; 0 = never. Forced to 0 on the "
                     "embedded broker, whose end offsets are wrong when producers batch.")
+    hold_days: float = Field(
+        AppOptions.hold_days, ge=0,
+        description="an activity or order for a contact the worker has not seen is held until the contact "
+                    "arrives, at most this many days (wall-clock time since it was held); then it goes to "
+                    "the dead-letter topic with the reason `contact never arrived`. 0 = hold until the "
+                    "contact comes. Why 7: [operating](operating.md#held-events).")
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -362,13 +385,14 @@ class Settings(BaseSettings):
                           batch_seconds=self.batch_ms / 1000, retrain_seconds=self.retrain_seconds,
                           lag_seconds=self.lag_seconds, web_url=self.web_url,
                           fetch_max_wait_ms=self.fetch_wait_ms, api_token=_reveal(self.api_token),
-                          faust_views=self.faust_views, ready_max_lag_seconds=self.ready_max_lag_seconds)
+                          faust_views=self.faust_views, ready_max_lag_seconds=self.ready_max_lag_seconds,
+                          hold_days=self.hold_days)
 
     def scoring_options(self) -> ScoringOptions:
         """The rescoring options: every setting they have, their own defaults for the rest."""
         return ScoringOptions(epsilon=self.epsilon, jump_threshold=self.jump_threshold,
                               max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
-                              coalesce=self.coalesce_ms / 1000)
+                              coalesce=self.coalesce_ms / 1000, max_future=self.max_future_seconds)
 
     def kafka_connection(self, bootstrap: Optional[str] = None) -> KafkaConnection:
         """How every Kafka client connects: ``bootstrap`` (default ``KAFKA_BOOTSTRAP``) with the

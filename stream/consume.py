@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Callable, Iterable, Optional
+from typing import AsyncIterator, Callable, Iterable, Optional, Union
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from leadpulse.stream.connection import KafkaConnection, aiokafka_kwargs, explain_failure
 from leadpulse.stream.topics_admin import topic_partitions
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ConsumeTimeout", "consume", "consume_async", "tail"]
+
+Target = Union[str, KafkaConnection]
 
 
 class ConsumeTimeout(TimeoutError):
@@ -29,22 +32,30 @@ class ConsumeTimeout(TimeoutError):
         self.records = records
 
 
-async def tail(bootstrap: str, topics: Iterable[str], from_beginning: bool = True,
+async def tail(bootstrap: Target, topics: Iterable[str], from_beginning: bool = True,
                poll_ms: int = 200, metadata_timeout: float = 10.0) -> AsyncIterator[list[ConsumerRecord]]:
     """Yield batches of records from every partition of ``topics`` (an empty batch on idle polls).
 
     Args:
-        bootstrap: ``host:port[,...]``.
+        bootstrap: the cluster (a ``KafkaConnection``; a ``host:port[,...]`` is PLAINTEXT).
         topics: topic names; each must exist (waits up to ``metadata_timeout`` for it).
         from_beginning: start at the earliest offset (default) or at the end (on Tansu "the
             end" may replay the tail of the last batch, see docs/kafka-notes.md#trap-1).
         poll_ms: longest wait of one poll (default 200 ms).
+
+    Raises:
+        BrokerUnavailable: the consumer could not bootstrap from the cluster.
+        ConsumeTimeout: a topic did not appear within ``metadata_timeout``.
     """
     topics = list(topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(bootstrap), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest",
                                 client_id="leadpulse-tail")
-    await consumer.start()
+    try:
+        await consumer.start()
+    except Exception as exc:  # aiokafka reports some SASL refusals as a bare KeyError
+        await consumer.stop()
+        raise await asyncio.to_thread(explain_failure, bootstrap, exc) from exc
     try:
         deadline = time.monotonic() + metadata_timeout
         while True:
@@ -67,7 +78,7 @@ async def tail(bootstrap: str, topics: Iterable[str], from_beginning: bool = Tru
         await consumer.stop()
 
 
-async def consume_async(bootstrap: str, topics: Iterable[str], expected: int, timeout: float = 30.0,
+async def consume_async(bootstrap: Target, topics: Iterable[str], expected: int, timeout: float = 30.0,
                         on_batch: Optional[Callable[[list[ConsumerRecord]], None]] = None) -> list[ConsumerRecord]:
     """Read ``topics`` from the beginning until ``expected`` records arrived.
 
@@ -91,6 +102,6 @@ async def consume_async(bootstrap: str, topics: Iterable[str], expected: int, ti
     return records  # pragma: no cover - tail never ends
 
 
-def consume(bootstrap: str, topics: Iterable[str], expected: int, timeout: float = 30.0) -> list[ConsumerRecord]:
+def consume(bootstrap: Target, topics: Iterable[str], expected: int, timeout: float = 30.0) -> list[ConsumerRecord]:
     """Blocking form of :func:`consume_async`."""
     return asyncio.run(consume_async(bootstrap, topics, expected, timeout))

@@ -6,7 +6,7 @@ is an ``async`` function of the context; it may push cleanups onto ``ctx.stack``
 started is stopped. The steps:
 
 1. ``broker``   attach to ``KAFKA_BOOTSTRAP``, or start the embedded broker;
-2. ``topics``   create the leadpulse topics;
+2. ``topics``   create the leadpulse topics (as ``leadpulse topics create`` does);
 3. ``simulate`` write a small simulated CRM world as CSV tables (or use ``--tables DIR``);
 4. ``split``    cut the events in event time: history (training) and the rest (live);
 5. ``train``    ``leadpulse train`` on the history, in its own process;
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Optional, Sequence, TextIO
 
 from leadpulse.stream.config import Settings
+from leadpulse.stream.connection import KafkaConnection, check_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class DemoContext:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
+    @property
+    def connection(self) -> KafkaConnection:
+        """The broker with the configured TLS and SASL settings (``Settings.kafka_connection``)."""
+        return self.settings.kafka_connection(self.bootstrap)
+
 
 Step = Callable[[DemoContext], Awaitable[None]]
 
@@ -66,6 +72,7 @@ Step = Callable[[DemoContext], Awaitable[None]]
 async def step_broker(ctx: DemoContext) -> None:
     if ctx.settings.kafka_bootstrap:
         ctx.bootstrap = ctx.settings.kafka_bootstrap
+        await asyncio.to_thread(check_reachable, ctx.connection)
         ctx.say(f"[broker] attached to {ctx.bootstrap} (KAFKA_BOOTSTRAP)")
         return
     from leadpulse.stream.broker import EmbeddedBroker
@@ -77,12 +84,13 @@ async def step_broker(ctx: DemoContext) -> None:
 
 
 async def step_topics(ctx: DemoContext) -> None:
-    from leadpulse.stream.topics_admin import ensure_topics
+    from leadpulse.stream.topics_admin import TopicLayout, create_topics
 
     s = ctx.settings
-    counts = await asyncio.to_thread(ensure_topics, ctx.bootstrap, s.all_topics + [s.topic_accounts],
-                                     s.partitions, s.replication)
-    ctx.say(f"[topics] {len(counts)} topics ready ({s.partitions} partitions for new ones)")
+    layout = TopicLayout.from_settings(s)
+    created = await asyncio.to_thread(create_topics, s.kafka_connection(ctx.bootstrap), layout)
+    ctx.say(f"[topics] {len(layout.names)} topics ready ({len(created)} created, {s.partitions} partitions "
+            f"for new ones)")
 
 
 async def step_simulate(ctx: DemoContext) -> None:
@@ -113,7 +121,7 @@ async def step_stream(ctx: DemoContext) -> None:
     published = asyncio.Event()
 
     async def watch() -> None:
-        gen = tail(ctx.bootstrap, watched)  # type: ignore[arg-type]
+        gen = tail(ctx.connection, watched)
         last_print = 0.0
         try:
             async for batch in gen:
@@ -133,7 +141,7 @@ async def step_stream(ctx: DemoContext) -> None:
     ctx.stack.push_async_callback(_cancel, watcher)
     rate, speedup, pace = _pace(ctx.args, DEFAULT_RATE)
     ctx.say(f"[stream] publishing {ctx.tables_dir} -> input topics at {pace}; messages seen per topic:")
-    report = await publish_async(ctx.tables_dir, ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
+    report = await publish_async(ctx.tables_dir, ctx.connection, rate=rate,  # type: ignore[arg-type]
                                  speedup=speedup, progress=False, topics=s.topic_map(),
                                  partitions=s.partitions)
     ctx.published = {t: n for t, n in report.counts.items() if n}
@@ -260,7 +268,7 @@ async def step_replay(ctx: DemoContext) -> None:
     scores_topic, alerts_topic = s.topic("leads.scores"), s.topic("leads.alerts")
 
     async def watch() -> None:
-        gen = tail(ctx.bootstrap, [scores_topic, alerts_topic])  # type: ignore[arg-type]
+        gen = tail(ctx.connection, [scores_topic, alerts_topic])
         try:
             async for batch in gen:
                 for record in batch:
@@ -271,7 +279,7 @@ async def step_replay(ctx: DemoContext) -> None:
     watcher = asyncio.create_task(watch())
     ctx.stack.push_async_callback(_cancel, watcher)
     ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
-    await publish_async(ctx.split["history"][0], ctx.bootstrap, progress=False, topics=s.topic_map(),
+    await publish_async(ctx.split["history"][0], ctx.connection, progress=False, topics=s.topic_map(),
                         partitions=s.partitions)
     began = time.monotonic()
     # Live events only after the history is scored, as a deployment backfills before it goes
@@ -281,7 +289,7 @@ async def step_replay(ctx: DemoContext) -> None:
     else:
         rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
         ctx.say(f"[replay] history scored; replaying {ctx.split['live'][1]:,} later events live at {pace}")
-        live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.bootstrap, rate=rate,  # type: ignore[arg-type]
+        live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.connection, rate=rate,  # type: ignore[arg-type]
                                                  speedup=speedup, progress=False, topics=s.topic_map(),
                                                  partitions=s.partitions))
         ctx.stack.push_async_callback(_cancel, live)
@@ -296,7 +304,7 @@ async def step_replay(ctx: DemoContext) -> None:
             await asyncio.sleep(3600)
 
 
-async def _follow(ctx: DemoContext, view, expected: int, published: Callable[[], bool],  # noqa: ANN001
+async def _follow(ctx: DemoContext, view, expected: int, published: Callable[[], bool],
                   began: float) -> bool:
     """Refresh the live view every 2 s until the worker has worked through ``expected`` input
     events: all of them consumed, every one that was not rejected applied (or, should the count

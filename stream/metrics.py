@@ -1,19 +1,61 @@
 """Prometheus metrics of a worker (prometheus-client), one registry per worker.
 
 A registry per instance, not the process-global default, so tests and an embedded demo can
-run several workers in one process without metric collisions.
+run several workers in one process without metric collisions. It also carries the process's
+own figures (``process_*``: RSS, CPU seconds, open fds; ``python_*``: GC, version), which
+prometheus_client registers only on its global registry unless told otherwise.
+
+Figures that are state rather than events (held events, the applied event time per partition)
+are read at each scrape from the functions ``Metrics.watch`` is given: nothing scans state per
+batch, and an age keeps growing while nothing is applied, which is what stale data looks like.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Seconds buckets from 1 ms to 30 s: scoring is milliseconds, event-time→publish under load is seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 SIZE_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # a coalescing window holds several seconds' worth of events when the worker is far behind
 WINDOW_BUCKETS = SIZE_BUCKETS + (10000, 20000, 50000)
+
+
+class _Freshness(Collector):
+    """The newest applied event time of each account partition, and its age on the wall clock."""
+
+    def __init__(self) -> None:
+        #: partition -> newest applied event time (epoch seconds), of the partitions this worker owns
+        self.source: Callable[[], Mapping[int, float]] = dict
+
+    def collect(self) -> Iterable[Metric]:
+        at = GaugeMetricFamily(
+            "leadpulse_applied_event_time_seconds",
+            "Newest event time applied in each account partition this worker owns (the partition's "
+            "watermark, the time its leads are scored as of)", labels=["partition"])
+        age = GaugeMetricFamily(
+            "leadpulse_applied_event_age_seconds",
+            "Wall-clock time minus the newest event time applied in each account partition this worker owns",
+            labels=["partition"])
+        now = time.time()
+        for partition, t in sorted(self.source().items()):
+            at.add_metric([str(partition)], t)
+            age.add_metric([str(partition)], now - t)
+        return [at, age]
 
 
 @dataclass
@@ -29,6 +71,10 @@ class Metrics:
                                ["kind"], registry=r)
         self.duplicates = Counter("leadpulse_events_duplicate", "Events already applied (no effect)",
                                   ["kind"], registry=r)
+        self.late = Counter(
+            "leadpulse_events_late",
+            "Events applied with a time before their account partition's scoring time (the watermark): "
+            "applied at their own time, their leads scored as of the watermark", ["kind"], registry=r)
         self.apply_seconds = Histogram("leadpulse_apply_seconds", "Graph store apply latency per batch",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.score_seconds = Histogram("leadpulse_score_seconds", "Scoring latency per micro-batch",
@@ -63,6 +109,20 @@ class Metrics:
                                    ["tier"], registry=r)
         self.consumer_lag = Gauge("leadpulse_consumer_lag", "Records behind the partition end",
                                   ["topic", "partition"], registry=r)
+        self.held_events = Gauge(
+            "leadpulse_held_events",
+            "Activities and orders held by the router for a contact not seen yet", registry=r)
+        self._freshness = _Freshness()
+        r.register(self._freshness)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+
+    def watch(self, held: Callable[[], float], watermarks: Callable[[], Mapping[int, float]]) -> None:
+        """Read these at every scrape: the held-event count, and partition -> newest applied
+        event time (epoch seconds) of the account partitions this worker owns."""
+        self.held_events.set_function(held)
+        self._freshness.source = watermarks
 
     def set_model(self, version: str, auroc: float | None) -> None:
         self.model_info.clear()

@@ -42,22 +42,41 @@ def _report(result, settings: Settings) -> int:
           + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if isinstance(v, float)))
     print(("PROMOTED: " if d.promoted else "not promoted: ") + d.reason)
     if settings.kafka_bootstrap:
-        announce(settings, result)
+        from kafka.errors import KafkaError
+
+        from leadpulse.stream.connection import BrokerUnavailable
+        try:
+            announce(settings, result)
+        except (BrokerUnavailable, KafkaError) as exc:
+            print(f"the decision is in the registry ({settings.models_path}) but was not announced on "
+                  f"{settings.topic('models.updates')}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
 def announce(settings: Settings, result) -> None:
-    """Publish the decision on ``models.updates`` (key = model version)."""
+    """Publish the decision on ``models.updates`` (key = model version) over the configured
+    connection (``Settings.kafka_connection``: TLS, SASL, timeout).
+
+    Raises:
+        BrokerUnavailable: no broker answered with the connection's settings (the message says why).
+        kafka.errors.KafkaError: the record was not acknowledged within the connection's timeout.
+    """
     from kafka import KafkaProducer
 
     from leadpulse.schemas.events import ModelUpdate
+    from leadpulse.stream.connection import check_reachable, kafka_python_kwargs
     update = ModelUpdate(model_version=result.version, trained_at=datetime.now(timezone.utc),
                          metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
                          promoted=result.decision.promoted, reason=result.decision.reason)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    conn = settings.kafka_connection()
+    check_reachable(conn)
+    timeout_ms = int(conn.request_timeout_s * 1000)
+    producer = KafkaProducer(**kafka_python_kwargs(conn), client_id="leadpulse-models", request_timeout_ms=timeout_ms,
+                             bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms)
     try:
         producer.send(settings.topic("models.updates"), key=result.version.encode(),
-                      value=update.model_dump_json().encode()).get(timeout=30)
+                      value=update.model_dump_json().encode()).get(timeout=conn.request_timeout_s)
     finally:
         producer.close()
 

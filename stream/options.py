@@ -46,6 +46,10 @@ class AppOptions:
             describe the deployment to anyone who can reach the port, so they are off.
         ready_max_lag_seconds: ``/readyz`` fails while the applied data is further behind its
             input than this (``ScoringRuntime.input_lag``).
+        hold_days: an activity or order held for a contact not seen yet becomes a dead letter
+            ("contact never arrived") after this many days of wall-clock time; 0 = held until
+            its contact comes (docs/stream.md, "Held events").
+        expire_seconds: how often held events are checked against ``hold_days``.
     """
     app_id: str
     bootstrap: Union[str, KafkaConnection]
@@ -68,6 +72,8 @@ class AppOptions:
     api_token: Optional[str] = field(default=None, repr=False)
     faust_views: bool = False
     ready_max_lag_seconds: float = 120.0
+    hold_days: float = 7.0
+    expire_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,11 @@ class ScoringOptions:
             most of the account stage and costs per lead, so this is what lets a backlog shrink
             (docs/stream.md#measurements-behind-the-code). Not behind, every batch is scored at
             once.
+        max_future: seconds an event's time may be ahead of the worker's wall clock. Stage 1
+            dead-letters a later event (``stream.ingest.validate``), and no batch moves a
+            partition's watermark past the clock plus this (``AccountProcessor``), so one
+            mistyped date cannot move the time every lead of a partition is scored as of
+            (docs/architecture.md#invariant-7, docs/stream.md#event-time-is-bounded-by-the-wall-clock).
     """
     epsilon: float = 1e-4
     jump_threshold: float = 0.2
@@ -116,3 +127,4 @@ class ScoringOptions:
     tier_hysteresis: float = 0.2
     decay_min_age: float = 3600.0
     coalesce: float = 1.0
+    max_future: float = 3600.0

@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Mapping, Optional, Sequence
+from typing import Awaitable, Callable, Mapping, Optional, Sequence, Union
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -33,16 +33,24 @@ from tqdm import tqdm
 from leadpulse.schemas.events import InputEvent
 from leadpulse.schemas.tables import RowError, event_json, event_key, read_tables
 from leadpulse.schemas.topics import INPUT_TOPICS, input_spec_for_topic
-from leadpulse.stream.topics_admin import ensure_topics
+from leadpulse.stream.connection import (
+    KafkaConnection,
+    aiokafka_kwargs,
+    check_reachable,
+    explain_failure,
+)
+from leadpulse.stream.topics_admin import ensure_input_topics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PublishError", "PublishReport", "Message", "publish", "publish_async", "publish_messages",
-           "to_messages"]
+__all__ = ["PublishError", "PublishReport", "Message", "new_producer", "publish", "publish_async",
+           "publish_messages", "start_producer", "to_messages"]
 
-#: producer settings (``acks="all"`` is what production Kafka needs; it costs nothing on Tansu)
-PRODUCER_DEFAULTS: dict = {"acks": "all", "linger_ms": 5, "max_batch_size": 256 * 1024,
-                           "request_timeout_ms": 30_000}
+#: producer settings (``acks="all"`` is what production Kafka needs; it costs nothing on Tansu); the
+#: request timeout is the connection's (``LEADPULSE_KAFKA_TIMEOUT_SECONDS``)
+PRODUCER_DEFAULTS: dict = {"acks": "all", "linger_ms": 5, "max_batch_size": 256 * 1024}
+
+Target = Union[str, KafkaConnection]
 _CHUNK = 5_000  # messages between progress updates / delivery checks
 
 
@@ -99,7 +107,24 @@ def to_messages(events: Sequence[InputEvent], topics: Optional[Mapping[str, str]
     return out
 
 
-async def publish_messages(messages: Sequence[Message], bootstrap: str, rate: Optional[float] = None,
+def new_producer(target: Target, client_id: str = "leadpulse-publish",
+                 config: Optional[Mapping] = None) -> AIOKafkaProducer:
+    """An aiokafka producer on the connection (TLS, SASL, timeout) with :data:`PRODUCER_DEFAULTS`
+    and ``config`` over them (not started)."""
+    return AIOKafkaProducer(**{**aiokafka_kwargs(target), "client_id": client_id, **PRODUCER_DEFAULTS,
+                               **(config or {})})
+
+
+async def start_producer(producer: AIOKafkaProducer, target: Target) -> None:
+    """Start ``producer``; a cluster it cannot bootstrap from is :class:`BrokerUnavailable`."""
+    try:
+        await producer.start()
+    except Exception as exc:  # aiokafka reports some SASL refusals as a bare KeyError
+        await producer.stop()
+        raise await asyncio.to_thread(explain_failure, target, exc) from exc
+
+
+async def publish_messages(messages: Sequence[Message], bootstrap: Target, rate: Optional[float] = None,
                            speedup: Optional[float] = None, progress: bool = True,
                            producer_config: Optional[Mapping] = None,
                            on_progress: Optional[Callable[[int], None]] = None) -> dict[str, int]:
@@ -107,7 +132,7 @@ async def publish_messages(messages: Sequence[Message], bootstrap: str, rate: Op
 
     Args:
         messages: what to send, in sending order.
-        bootstrap: ``host:port[,...]``.
+        bootstrap: the cluster (a ``KafkaConnection``; a ``host:port[,...]`` is PLAINTEXT).
         rate: events per second (paced), or None.
         speedup: multiple of event time (paced), or None. At most one of rate and speedup.
         progress: show a tqdm bar on stderr (default True).
@@ -116,6 +141,7 @@ async def publish_messages(messages: Sequence[Message], bootstrap: str, rate: Op
 
     Raises:
         ValueError: both or a non-positive rate/speedup.
+        BrokerUnavailable: the producer could not bootstrap from the cluster.
         PublishError: a message was not acknowledged.
     """
     if rate is not None and speedup is not None:
@@ -125,8 +151,8 @@ async def publish_messages(messages: Sequence[Message], bootstrap: str, rate: Op
     counts: dict[str, int] = {}
     for m in messages:
         counts[m.topic] = counts.get(m.topic, 0) + 1
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="leadpulse-publish",
-                                **{**PRODUCER_DEFAULTS, **(producer_config or {})})
+    producer = new_producer(bootstrap, config=producer_config)
+    await start_producer(producer, bootstrap)
     bar = tqdm(total=len(messages), unit="ev", unit_scale=True, disable=not progress, desc="publish")
     done = 0
 
@@ -137,7 +163,6 @@ async def publish_messages(messages: Sequence[Message], bootstrap: str, rate: Op
         if on_progress is not None:
             on_progress(done)
 
-    await producer.start()
     try:
         if rate is None and speedup is None:
             await _send_batched(producer, messages, advance)
@@ -229,10 +254,10 @@ async def _send_paced(producer: AIOKafkaProducer, messages: Sequence[Message], r
         advance(len(pending))
 
 
-async def publish_async(tables_dir: Path | str, bootstrap: str, rate: Optional[float] = None,
+async def publish_async(tables_dir: Path | str, bootstrap: Target, rate: Optional[float] = None,
                         speedup: Optional[float] = None, progress: bool = True, *,
                         topics: Optional[Mapping[str, str]] = None, partitions: Optional[int] = 4,
-                        producer_config: Optional[Mapping] = None,
+                        replication: int = 1, producer_config: Optional[Mapping] = None,
                         on_progress: Optional[Callable[[int], None]] = None) -> PublishReport:
     """Async form of :func:`publish` (same arguments)."""
     if rate is not None and speedup is not None:
@@ -240,6 +265,7 @@ async def publish_async(tables_dir: Path | str, bootstrap: str, rate: Optional[f
     tables_dir = Path(tables_dir)
     if not tables_dir.is_dir():
         raise FileNotFoundError(f"tables directory {tables_dir} does not exist")
+    await asyncio.to_thread(check_reachable, bootstrap)  # before reading tables for minutes
     t = time.perf_counter()
     logger.info("reading tables from %s", tables_dir)
     events, errors = await asyncio.to_thread(read_tables, tables_dir)
@@ -251,7 +277,7 @@ async def publish_async(tables_dir: Path | str, bootstrap: str, rate: Optional[f
         logger.warning("... and %d more bad rows", len(errors) - 20)
     names = [(topics or {}).get(s.name, s.name) for s in INPUT_TOPICS]
     if partitions is not None:
-        await asyncio.to_thread(ensure_topics, bootstrap, names, partitions)
+        await asyncio.to_thread(ensure_input_topics, bootstrap, names, partitions, replication)
     t = time.perf_counter()
     sent = await publish_messages(messages, bootstrap, rate=rate, speedup=speedup, progress=progress,
                                   producer_config=producer_config, on_progress=on_progress)
@@ -261,21 +287,23 @@ async def publish_async(tables_dir: Path | str, bootstrap: str, rate: Optional[f
     return report
 
 
-def publish(tables_dir: Path | str, bootstrap: str, rate: Optional[float] = None,
+def publish(tables_dir: Path | str, bootstrap: Target, rate: Optional[float] = None,
             speedup: Optional[float] = None, progress: bool = True, *,
             topics: Optional[Mapping[str, str]] = None, partitions: Optional[int] = 4,
-            producer_config: Optional[Mapping] = None) -> PublishReport:
+            replication: int = 1, producer_config: Optional[Mapping] = None) -> PublishReport:
     """Read ``tables_dir`` and send every valid row to its input topic, in event-time order.
 
     Args:
         tables_dir: directory of ``companies.csv``, ``contacts.csv``, ... (docs/tables.md).
-        bootstrap: ``host:port[,...]`` of the cluster.
+        bootstrap: the cluster, a ``KafkaConnection`` (``Settings.kafka_connection()``: TLS, SASL,
+            timeout) or a ``host:port[,...]`` (PLAINTEXT).
         rate: pace at this many events per second (default None: as fast as possible).
         speedup: pace at this multiple of event time (default None). Not with ``rate``.
         progress: show a tqdm progress bar (default True).
         topics: default topic name -> configured name (default: the default names);
             ``Settings.topic_map()`` fits.
-        partitions: create missing input topics with this many partitions (default 4);
+        partitions: create missing input topics with this many partitions (default 4),
+            ``replication`` replicas and unlimited retention, as ``leadpulse topics create`` does;
             None = the topics must exist.
         producer_config: aiokafka producer overrides (default :data:`PRODUCER_DEFAULTS`).
 
@@ -284,7 +312,9 @@ def publish(tables_dir: Path | str, bootstrap: str, rate: Optional[float] = None
 
     Raises:
         FileNotFoundError: ``tables_dir`` is not a directory.
+        BrokerUnavailable: no broker answered with the connection's settings (the message says why).
         PublishError: the broker did not acknowledge every message.
     """
     return asyncio.run(publish_async(tables_dir, bootstrap, rate, speedup, progress, topics=topics,
-                                     partitions=partitions, producer_config=producer_config))
+                                     partitions=partitions, replication=replication,
+                                     producer_config=producer_config))

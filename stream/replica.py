@@ -84,7 +84,7 @@ async def replicate(bootstrap: Union[str, KafkaConnection], topic: str, processo
                            for m in messages]
                 try:
                     await take(records, tp.partition)
-                except Exception:  # noqa: BLE001 - the worker's other stages go on meanwhile
+                except Exception:
                     logger.exception("replicating account partition %d failed; re-reading it", tp.partition)
                     await asyncio.sleep(batch_seconds)
     finally:

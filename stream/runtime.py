@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
 
 from leadpulse.schemas.tables import format_time
@@ -33,7 +34,7 @@ from leadpulse.stream.accounts import AccountProcessor, Outputs
 from leadpulse.stream.ingest import RawRecord, validate
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.positions import PositionGuard
-from leadpulse.stream.router import Router
+from leadpulse.stream.router import NEVER_ARRIVED, Router
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class ScoringRuntime:
         self._warned: dict = {}  # (topic, partition) -> the seek target last warned about
         #: stage -> (wall time a batch was taken, how old its newest record was then)
         self._behind: dict[str, tuple[float, float]] = {}
+        #: one writer of the router state at a time: the ingest stage and the held-event expiry
+        self.routing = asyncio.Lock()
+        metrics.watch(router.held_count, self.watermarks)
 
     # ------------------------------------------------------------ admission
     async def _admit(self, guard: PositionGuard, r: RawRecord) -> bool:
@@ -142,7 +146,8 @@ class ScoringRuntime:
         its partitions are moved back there, and the error propagates (the adapter's agent
         restarts and re-reads the batch)."""
         try:
-            await self._ingest(records)
+            async with self.routing:
+                await self._ingest(records)
         except Exception:
             self.ingest_guard.reset(self.router.state.positions())
             await self._seek_back(self.ingest_guard, {(r.topic, r.partition) for r in records})
@@ -151,13 +156,16 @@ class ScoringRuntime:
     async def _ingest(self, records: list[RawRecord]) -> None:
         self._observe("ingest", records)
         batch, positions, letters = [], {}, []
+        # an event dated past the clock plus this would move its partition's scoring time
+        # (docs/stream.md#event-time-is-bounded-by-the-wall-clock)
+        now, max_future = datetime.now(timezone.utc), self.processor.options.max_future
         for r in records:
             if not await self._admit(self.ingest_guard, r):
                 continue
             positions[(r.topic, r.partition)] = r.offset + 1
             self.metrics.consumed.labels(topic=r.topic).inc()
             contract = self.topics.inputs[r.topic]
-            result = validate(r, contract)
+            result = validate(r, contract, now, max_future)
             if isinstance(result, tuple):
                 letter, kind = result
                 self.metrics.rejected.labels(topic=r.topic, reason=kind).inc()
@@ -266,6 +274,7 @@ class ScoringRuntime:
         """
         partitions = list(partitions)
         self.processor.local = {p for t, p in partitions if t == self.topics.accounts}
+        self.router.assigned = frozenset((t, p) for t, p in partitions if t in self.topics.inputs)
         self.processor.discard_pending()  # replayed from the stored positions
         self.processor.count_tiers()
         stage1 = self.router.state.positions()
@@ -328,7 +337,52 @@ class ScoringRuntime:
                            "LEADPULSE_READY_MAX_LAG_SECONDS)")
         return reasons
 
+    # ------------------------------------------------------------ held events
+    async def expire_held(self, max_age: float, chunk: int = 1000) -> int:
+        """Timer: dead-letter the held events of this worker's input partitions whose contact
+        did not arrive within ``max_age`` seconds of wall-clock time (docs/stream.md, "Held
+        events"); how many. Chunk by chunk under the routing lock, each sent, flushed, then
+        committed (``Checkpoint``): an event a batch releases meanwhile is never also expired,
+        and a failure sends a chunk again at the next tick rather than lose it."""
+        expired = 0
+        try:
+            while True:
+                done = await self._expire_chunk(max_age, chunk)
+                expired += done
+                if done < chunk:
+                    break
+        except Exception:
+            logger.exception("expiring held events failed; the next tick tries again")
+        if expired:
+            logger.warning("dead-lettered %d held events whose contact never arrived", expired)
+        return expired
+
+    async def _expire_chunk(self, max_age: float, chunk: int) -> int:
+        async with self.routing:  # released between chunks: ingestion goes on meanwhile
+            letters, change = self.router.expire(max_age, limit=chunk)
+            if not change["deletes"]:
+                return 0
+            out = [(self.topics.deadletter, key, letter.model_dump_json().encode()) for letter, key in letters]
+            await self.checkpoint.run(out, lambda: self.router.commit(change))
+        for letter, _ in letters:
+            self.metrics.rejected.labels(topic=letter.source_topic, reason=NEVER_ARRIVED).inc()
+        return len(letters)
+
     # ------------------------------------------------------------ reads
+    def watermarks(self) -> dict[int, float]:
+        """Newest applied event time (epoch seconds) of each account partition this worker
+        owns (all with one before the first assignment); partitions with none yet are absent."""
+        marks = {int(k[0]): w / 1e6 for k, w in self.processor.book.scan("w")}
+        local = self.processor.local
+        return marks if local is None else {p: t for p, t in marks.items() if p in local}
+
+    def freshness(self, now: Optional[float] = None) -> dict[int, float]:
+        """Account partition -> seconds between the wall clock and its newest applied event
+        time (``leadpulse_applied_event_age_seconds``). Event time, not arrival: a feed whose
+        events arrive late, or a replay of history, reads old; a future-dated event, negative."""
+        now = time.time() if now is None else now
+        return {p: now - t for p, t in self.watermarks().items()}
+
     def count_graph_nodes(self) -> None:
         """Nodes this worker holds as of its newest watermark, replicated ones included."""
         marks = [w for _, w in self.processor.book.scan("w")]

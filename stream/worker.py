@@ -69,6 +69,8 @@ async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> in
     argv = [sys.executable, "-m", "leadpulse.stream.cli", "retrain", "--data-dir", str(root.parent)]
     if settings.retrain_epochs:
         argv += ["--epochs", str(settings.retrain_epochs)]
+    # the rest of the connection (KAFKA_SECURITY_PROTOCOL, KAFKA_SSL_*, KAFKA_SASL_* and their _FILE
+    # forms) comes with os.environ, as this worker read it; only the bootstrap may be the embedded one
     env = dict(os.environ, KAFKA_BOOTSTRAP=bootstrap, LEADPULSE_MODEL_DIR=str(settings.models_path))
     with open(root / "retrain.log", "ab") as log:
         proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)
@@ -107,17 +109,36 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
-
     from leadpulse.stream.broker import broker_from_env
-    from leadpulse.stream.topics_admin import ensure_topics
+    from leadpulse.stream.connection import check_reachable
+    from leadpulse.stream.topics_admin import TopicsError
+    from leadpulse.stream.topicscmd import prepare_worker_topics
 
+    if args.embedded and settings.kafka_bootstrap:
+        print(f"leadpulse worker: --embedded starts its own broker, but KAFKA_BOOTSTRAP is set "
+              f"({settings.kafka_bootstrap}): unset it, or drop --embedded", file=sys.stderr)
+        return 2
+    if not args.embedded and not settings.kafka_bootstrap:
+        print("leadpulse worker: no Kafka configured: set KAFKA_BOOTSTRAP=host:port[,host:port] "
+              "(or pass --embedded for development: an in-memory broker that loses every topic "
+              "when the worker stops)", file=sys.stderr)
+        return 2
     # the embedded broker's end offsets are wrong when producers batch (docs/kafka-notes.md#trap-1)
-    if settings.kafka_bootstrap is None:
+    if args.embedded:
         settings = settings.model_copy(update={"lag_seconds": 0.0})
-    with broker_from_env(settings) as bootstrap:
-        ensure_topics(bootstrap, settings.all_topics + [settings.topic_accounts],
-                      settings.partitions, settings.replication)
+    with broker_from_env(settings, embedded=args.embedded) as bootstrap:
+        # the cause at once (refused, certificate, SASL mechanism), not a Kafka client's retries
+        check_reachable(settings.kafka_connection(bootstrap))
+        try:
+            refusal = prepare_worker_topics(settings, bootstrap)
+        except TopicsError as exc:
+            print(f"leadpulse worker: cannot create or check the topics on {bootstrap}: {exc}", file=sys.stderr)
+            return 2
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
+        import faust  # only now: a refusal above stays instant
+
         parts = build_worker(settings, bootstrap)
         print(f"leadpulse worker: broker {bootstrap}; http://{settings.web_host}:{settings.web_port}"
               f"/metrics  /healthz  /leads/<contact_id>", flush=True)
@@ -134,7 +155,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "worker", help="run the scoring service (Faust worker)",
         description="Consume the CRM topics, apply them to the graph store, rescore affected leads "
-                    "and publish score changes and alerts. Uses KAFKA_BOOTSTRAP, or starts the "
-                    "embedded broker when it is unset.")
+                    "and publish score changes and alerts. Needs KAFKA_BOOTSTRAP. Creates missing topics "
+                    "as `leadpulse topics create` does, and refuses to start when the input and account "
+                    "topics differ in partition count or keep less than everything (unless "
+                    "LEADPULSE_ALLOW_UNSAFE_TOPICS=true).")
+    p.add_argument("--embedded", action="store_true",
+                   help="development only: start an in-memory embedded broker instead of using "
+                        "KAFKA_BOOTSTRAP (it loses every topic when the worker stops)")
     p.set_defaults(func=_run)
 

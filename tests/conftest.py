@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -41,6 +42,37 @@ def topic_map(topic_prefix: str) -> dict[str, str]:
     Pass it wherever a ``topics`` mapping is accepted (``stream.publish.publish(topics=...)``).
     """
     return {s.name: topic_prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    from leadpulse.simulator import simulate
+    out = tmp_path_factory.mktemp("tiny-world")
+    simulate(size="tiny", seed=0, out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory, tiny_world) -> tuple[Path, list[str]]:
+    """A registry with two GNN versions trained on the tiny world (the first is champion)."""
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.examples import data_span
+    from leadpulse.model.pipeline import train_challenger
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.model.task import DEFAULT_TASK, parse_task
+    from leadpulse.model.train import TrainOptions
+    from leadpulse.schemas.tables import read_tables
+
+    root = tmp_path_factory.mktemp("models")
+    events, _ = read_tables(tiny_world)
+    store = MemoryGraphStore()
+    store.apply(events)
+    start, end = data_span(events)
+    registry = ModelRegistry(root)
+    versions = [train_challenger(store, start, end, parse_task(DEFAULT_TASK), registry,
+                                 TrainOptions.of(epochs=8, seed=seed)).version for seed in (0, 1)]
+    registry.set_champion(versions[0], "test: first model")
+    return root, versions
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,17 +1,14 @@
 """Fixtures of the graph store suites: one factory per store implementation."""
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from typing import Callable, Iterator
 
 import pytest
 
-
-from leadpulse.graph_store.memory import MemoryGraphStore  # noqa: E402
-from leadpulse.graph_store.options import GraphStoreOptions  # noqa: E402
-from leadpulse.graph_store.rocks import RocksDBGraphStore  # noqa: E402
+from leadpulse.graph_store.memory import MemoryGraphStore
+from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.graph_store.rocks import RocksDBGraphStore
 
 STORES = ["memory", "rocksdb"]
 

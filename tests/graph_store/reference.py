@@ -3,6 +3,10 @@
 Every read scans every version; nothing is indexed or incremental. It restates the rules in
 ``graph_store/state.py`` and ``graph_store/rings.py`` independently, so the stores are checked
 against the rules rather than against themselves.
+
+Deletes (docs/graph_store.md, "Deletes"): an entity is deleted at t when it has a delete at some
+d <= t and no version in (d, t] after the latest such d. A deleted entity has no valid version,
+and is absent; so is an activity whose contact is deleted; an edge needs both ends present.
 """
 from __future__ import annotations
 
@@ -30,15 +34,35 @@ def _h(text: str) -> int:
 class Reference:
     def __init__(self, events: Iterable, industry_k: int = 8, similar_k: int = 4) -> None:
         self.versions: dict[tuple[str, str], dict[int, dict]] = {}
+        self.deletes: dict[tuple[str, str], set[int]] = {}
         for ev in events:
             rec = to_record(ev)
-            self.versions.setdefault((rec.kind, rec.id), {}).setdefault(rec.time, rec.attrs)
+            if ev.kind == "delete":
+                self.deletes.setdefault((rec.kind, rec.id), set()).add(rec.time)
+            else:
+                self.versions.setdefault((rec.kind, rec.id), {}).setdefault(rec.time, rec.attrs)
         self.ks = {"industry_peer": industry_k, "similar_to": similar_k}
 
     # ------------------------------------------------------------ versions
+    def deleted(self, kind: str, nid: str, t: int) -> bool:
+        ds = [d for d in self.deletes.get((kind, nid), ()) if d <= t]
+        return bool(ds) and not any(max(ds) < tv <= t for tv in self.versions.get((kind, nid), {}))
+
     def valid(self, kind: str, nid: str, t: int) -> Optional[tuple[int, dict]]:
+        if self.deleted(kind, nid, t):
+            return None
         vs = [(tv, a) for tv, a in self.versions.get((kind, nid), {}).items() if tv <= t]
         return max(vs, key=lambda x: x[0]) if vs else None
+
+    def present(self, kind: str, nid: str, t: int, first: Optional[dict] = None) -> bool:
+        """Exists at t (seen by then) and is not deleted, nor an activity of a deleted contact."""
+        ft = (self.first_seen() if first is None else first).get((kind, nid))
+        if ft is None or ft > t or self.deleted(kind, nid, t):
+            return False
+        if kind == "activity":
+            v = self.valid(kind, nid, t)
+            return v is None or not self.deleted("contact", v[1]["contact_id"], t)
+        return True
 
     def first_seen(self) -> dict[tuple[str, str], int]:
         first: dict = {}
@@ -53,7 +77,8 @@ class Reference:
         return first
 
     def ids(self, kind: str, t: int) -> list[str]:
-        return sorted(nid for (k, nid), ft in self.first_seen().items() if k == kind and ft <= t)
+        first = self.first_seen()
+        return sorted(nid for (k, nid) in first if k == kind and self.present(k, nid, t, first))
 
     # --------------------------------------------------------------- reads
     def timeline(self, cid: str, t: int) -> list:
@@ -84,8 +109,7 @@ class Reference:
         return [(tv, amount) for tv, _, amount in sorted(rows)]
 
     def node(self, kind: str, nid: str, t: int) -> Optional[dict]:
-        ft = self.first_seen().get((kind, nid))
-        if ft is None or ft > t:
+        if not self.present(kind, nid, t):
             return None
         v = self.valid(kind, nid, t)
         out = dict(v[1]) if v else {}
@@ -104,6 +128,7 @@ class Reference:
     def edges(self, t: int) -> dict[tuple, set]:
         """Every edge as of t: {edge type (base and reverse): {(src, dst, time)}}."""
         out: dict[tuple, set] = {e: set() for e in BASE_EDGE_TYPES}
+        first = self.first_seen()
         for hk, field, target, etype, holder_is_src in REFS:
             if etype is None:
                 continue
@@ -113,6 +138,8 @@ class Reference:
                 v = self.valid(kind, nid, t)
                 if v and v[1].get(field) is not None:
                     other = v[1][field]
+                    if not (self.present(kind, nid, t, first) and self.present(target, other, t, first)):
+                        continue
                     out[etype].add((nid, other, v[0]) if holder_is_src else (other, nid, v[0]))
         for rel, k in self.ks.items():
             buckets: dict[str, list] = {}

@@ -2,7 +2,8 @@
 
 For a random history and a random new batch, every contact whose embedding (computed on the
 reference snapshot before and after the batch, at a random as-of time) changes must be in the
-affected set. The ratio changed/affected is reported as the set's tightness.
+affected set. The ratio changed/affected is reported as the set's tightness. With deletes, a
+deleted contact's embedding changes to none: it must be in the set too, though absent at t.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.graph_store.embedding import contact_values, embed
 from leadpulse.graph_store.options import GraphStoreOptions
+from tests.graph_store.embedding import contact_values, embed
 from tests.graph_store.reference import Reference, as_sets
-from tests.graph_store.worlds import event, histories, query_time
+from tests.graph_store.worlds import event, event_or_delete, histories, query_time
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
 TIGHTNESS: list[tuple[int, int]] = []
@@ -25,6 +26,17 @@ TIGHTNESS: list[tuple[int, int]] = []
 @given(history=histories(max_size=35), batch=st.lists(event, min_size=1, max_size=3),
        t=query_time, seed=st.integers(0, 2**16))
 def test_every_changed_contact_is_affected(make_store, history, batch, t, seed):
+    _every_changed_contact_is_affected(make_store, history, batch, t, seed)
+
+
+@settings(max_examples=int(os.environ.get("GS_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_size=35, with_deletes=True), batch=st.lists(event_or_delete, min_size=1, max_size=3),
+       t=query_time, seed=st.integers(0, 2**16))
+def test_every_changed_contact_is_affected_with_deletes(make_store, history, batch, t, seed):
+    _every_changed_contact_is_affected(make_store, history, batch, t, seed)
+
+
+def _every_changed_contact_is_affected(make_store, history, batch, t, seed):
     store = make_store(OPTS)
     rng = random.Random(seed)
     if history:
@@ -40,7 +52,9 @@ def test_every_changed_contact_is_affected(make_store, history, batch, t, seed):
     # the batched form (one neighbour memo shared by the groups) answers each group alike
     groups = [[e] for e in effects] + [effects]
     assert store.affected_leads_each(groups, t) == [store.affected_leads(g, t) for g in groups]
-    assert affected <= set(after)   # only contacts that exist at t
+    # only contacts that exist at t, and those the batch deleted
+    deleted = {e.entity_id for e in batch if e.kind == "delete" and e.entity == "contact"}
+    assert affected <= set(after) | deleted
     TIGHTNESS.append((len(changed), len(affected)))
 
 
@@ -56,6 +70,16 @@ def test_report_tightness():
 @settings(max_examples=int(os.environ.get("GS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories(max_size=40), t=query_time, seed=st.integers(0, 2**16))
 def test_subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed):
+    _subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed)
+
+
+@settings(max_examples=int(os.environ.get("GS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_size=40, with_deletes=True), t=query_time, seed=st.integers(0, 2**16))
+def test_subgraph_with_deletes_gives_seeds_their_full_graph_value(make_store, history, t, seed):
+    _subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed)
+
+
+def _subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed):
     store = make_store(OPTS)
     store.apply(history)
     full = embed(*as_sets(store.snapshot(t)))

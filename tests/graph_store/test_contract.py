@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadpulse.graph_store.options import GraphStoreOptions
-from tests.graph_store.reference import Reference, as_sets
 from leadpulse.schemas.events import Activity, Company, Contact, Order
 from leadpulse.schemas.timeutil import from_micros
 from leadpulse.schemas.types import EDGE_TYPES, NODE_TYPES
+from tests.graph_store.reference import Reference, as_sets
 from tests.graph_store.worlds import TIMES, histories, query_time
 
 SMALL_RINGS = GraphStoreOptions(industry_k=2, similar_k=2)
@@ -52,6 +52,17 @@ def _check_reads(store, ref, t, rng):
 @PROPS
 @given(events=histories(), seed=st.integers(0, 2**16), times=st.lists(query_time, min_size=1, max_size=3))
 def test_reads_match_reference(make_store, events, seed, times):
+    _reads_match_reference(make_store, events, seed, times)
+
+
+@PROPS
+@given(events=histories(with_deletes=True), seed=st.integers(0, 2**16),
+       times=st.lists(query_time, min_size=1, max_size=3))
+def test_reads_match_reference_with_deletes(make_store, events, seed, times):
+    _reads_match_reference(make_store, events, seed, times)
+
+
+def _reads_match_reference(make_store, events, seed, times):
     store = make_store(SMALL_RINGS)
     rng = random.Random(seed)
     _apply_in_batches(store, events, rng)
@@ -63,6 +74,16 @@ def test_reads_match_reference(make_store, events, seed, times):
 @PROPS
 @given(events=histories(max_size=25), seed=st.integers(0, 2**16))
 def test_reapplying_changes_nothing(make_store, events, seed):
+    _reapplying_changes_nothing(make_store, events, seed)
+
+
+@PROPS
+@given(events=histories(max_size=25, with_deletes=True), seed=st.integers(0, 2**16))
+def test_reapplying_with_deletes_changes_nothing(make_store, events, seed):
+    _reapplying_changes_nothing(make_store, events, seed)
+
+
+def _reapplying_changes_nothing(make_store, events, seed):
     store = make_store(SMALL_RINGS)
     rng = random.Random(seed)
     _apply_in_batches(store, events, rng)
@@ -80,15 +101,27 @@ def test_reapplying_changes_nothing(make_store, events, seed):
 @given(events=histories(max_size=30), parts=st.lists(st.integers(0, 2), min_size=30, max_size=30),
        dropped=st.integers(0, 2))
 def test_drop_partition_forgets_only_that_partition(make_store, events, parts, dropped):
+    _drop_partition_forgets_only_that_partition(make_store, events, parts, dropped)
+
+
+@PROPS
+@given(events=histories(max_size=30, with_deletes=True), parts=st.lists(st.integers(0, 2), min_size=30, max_size=30),
+       dropped=st.integers(0, 2))
+def test_drop_partition_with_deletes(make_store, events, parts, dropped):
+    _drop_partition_forgets_only_that_partition(make_store, events, parts, dropped)
+
+
+def _drop_partition_forgets_only_that_partition(make_store, events, parts, dropped):
     store = make_store(SMALL_RINGS)
     for ev, p in zip(events, parts):
         store.apply([ev], {("crm.x", p): 1}, partition=p)
     store.drop_partition(dropped)
-    first: dict = {}   # (kind, id, time) -> (first delivered event, partitions that delivered it)
+    first: dict = {}   # (kind, entity, id, time) -> (first delivered event, partitions that delivered it)
     for ev, p in zip(events, parts):
-        key = (ev.kind, ev.entity_id, ev.event_time)
+        key = (ev.kind, getattr(ev, "entity", None), ev.entity_id, ev.event_time)
         first.setdefault(key, (ev, set()))[1].add(p)
-    kept = [ev for ev, ps in first.values() if ps - {dropped} or ev.kind == "company"]
+    # company versions and company deletes are replicated: never dropped
+    kept = [ev for ev, ps in first.values() if ps - {dropped} or "company" in (ev.kind, getattr(ev, "entity", None))]
     ref = Reference(kept, industry_k=2, similar_k=2)
     t = TIMES[-1]
     assert as_sets(store.snapshot(t)) == ref.snapshot(t)

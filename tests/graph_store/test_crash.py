@@ -33,7 +33,7 @@ def test_sigkill_mid_apply_leaves_a_batch_boundary(tmp_path):
     rng = random.Random(1)
     path = str(tmp_path / "store")
     seen = []
-    for attempt in range(8):
+    for _attempt in range(8):
         proc = subprocess.Popen([sys.executable, "-m", "tests.graph_store.crash_worker", path, str(N), str(BATCH), str(SEED)],
                                 stdout=subprocess.PIPE, cwd=ROOT, text=True)
         line = proc.stdout.readline()           # "ready <offset>": the store is open

@@ -5,6 +5,8 @@
 * the numpy copies of the columns (synced in bulk at each read) across interleaved writes;
 * the ring-diff shortcut against the explicit peer-set comparison;
 * stores written in format 1 (JSON values) still open and read the same.
+
+The first three also run on worlds with deletes (tombstone rows in the chains).
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ from leadpulse.graph_store.records import decode_attrs, to_record
 from leadpulse.graph_store.rings import Rings
 from leadpulse.graph_store.rocks import RocksDBGraphStore
 from leadpulse.graph_store.state import GraphState
-from tests.graph_store.reference import Reference, as_sets
 from leadpulse.schemas.types import EDGE_TYPES, NODE_TYPES
+from tests.graph_store.reference import Reference, as_sets
 from tests.graph_store.worlds import TIMES, histories, query_time, random_events
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
@@ -52,6 +54,16 @@ def _reads(store, t: int, seeds: list[str]) -> tuple:
 @PROPS
 @given(events=histories(max_size=40), seed=st.integers(0, 2**16))
 def test_fast_path_equals_one_apply_per_record(events, seed):
+    _fast_path_equals_one_apply_per_record(events, seed)
+
+
+@PROPS
+@given(events=histories(max_size=40, with_deletes=True), seed=st.integers(0, 2**16))
+def test_fast_path_equals_one_apply_per_record_with_deletes(events, seed):
+    _fast_path_equals_one_apply_per_record(events, seed)
+
+
+def _fast_path_equals_one_apply_per_record(events, seed):
     rng = random.Random(seed)
     records = [to_record(e) for e in events]
     batched, single = GraphState(2, 2), GraphState(2, 2)
@@ -73,6 +85,17 @@ def test_fast_path_equals_one_apply_per_record(events, seed):
 @given(events=histories(max_size=40), parts=st.lists(st.integers(0, 2), min_size=40, max_size=40),
        more=histories(max_size=10))
 def test_index_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory, events, parts, more):
+    _index_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory, events, parts, more)
+
+
+@PROPS
+@given(events=histories(max_size=40, with_deletes=True), parts=st.lists(st.integers(0, 2), min_size=40, max_size=40),
+       more=histories(max_size=10, with_deletes=True))
+def test_index_with_deletes_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory, events, parts, more):
+    _index_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory, events, parts, more)
+
+
+def _index_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory, events, parts, more):
     path = tmp_path_factory.mktemp("reopen")
     store = RocksDBGraphStore(path, OPTS)
     for k, (ev, p) in enumerate(zip(events, parts)):
@@ -97,6 +120,16 @@ def test_index_rebuilt_at_open_equals_index_built_incrementally(tmp_path_factory
 @given(events=histories(min_size=5, max_size=40), seed=st.integers(0, 2**16), t=query_time)
 def test_column_copies_follow_interleaved_writes(events, seed, t):
     """Reads between batches (late versions rewrite ``ve``/``vp``/``latest``/``first`` in place)."""
+    _column_copies_follow_interleaved_writes(events, seed, t)
+
+
+@PROPS
+@given(events=histories(min_size=5, max_size=40, with_deletes=True), seed=st.integers(0, 2**16), t=query_time)
+def test_column_copies_and_tombstone_masks_follow_interleaved_writes(events, seed, t):
+    _column_copies_follow_interleaved_writes(events, seed, t)
+
+
+def _column_copies_follow_interleaved_writes(events, seed, t):
     rng = random.Random(seed)
     store = MemoryGraphStore(OPTS)
     applied = []

@@ -10,8 +10,8 @@ from leadpulse.graph_store.errors import GraphStoreError, StoreClosed, StoreCorr
 from leadpulse.graph_store.memory import MemoryGraphStore
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.graph_store.rocks import RocksDBGraphStore
-from tests.graph_store.reference import as_sets
 from leadpulse.schemas.types import EDGE_TYPES
+from tests.graph_store.reference import as_sets
 from tests.graph_store.worlds import TIMES, histories, query_time, random_events
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
@@ -41,9 +41,51 @@ def test_reopen_restores_everything(tmp_path):
     store.close()
 
 
+def test_reopen_with_deletes_restores_everything_and_marks_the_format(tmp_path):
+    events = random_events(3000, seed=3, deletes=0.05)
+    assert sum(e.kind == "delete" for e in events) > 100
+    store = RocksDBGraphStore(tmp_path, OPTS)
+    twin = MemoryGraphStore(OPTS)
+    for p, lo in enumerate(range(0, len(events), 500)):
+        store.apply(events[lo:lo + 500], {("crm.all", p % 2): lo + 500}, partition=p % 2)
+        twin.apply(events[lo:lo + 500], partition=p % 2)
+    assert store.db.get(b"Mformat") == b"3"   # older code, blind to tombstones, refuses the store
+    times = [TIMES[0] + d * 86_400_000_000 for d in (5, 30, 61)]
+    before = [as_sets(store.snapshot(t)) for t in times]
+    assert before == [as_sets(twin.snapshot(t)) for t in times]
+    store.close()
+    store = RocksDBGraphStore(tmp_path, OPTS)
+    assert [as_sets(store.snapshot(t)) for t in times] == before
+    store.drop_partition(1)
+    twin.drop_partition(1)
+    store.close()
+    store = RocksDBGraphStore(tmp_path, OPTS)
+    assert [as_sets(store.snapshot(t)) for t in times] == [as_sets(twin.snapshot(t)) for t in times]
+    store.close()
+
+
+def test_store_without_deletes_keeps_format_2(tmp_path):
+    store = RocksDBGraphStore(tmp_path, OPTS)
+    store.apply(random_events(300, seed=1))
+    store.close()
+    store = RocksDBGraphStore(tmp_path, OPTS)
+    assert store.db.get(b"Mformat") == b"2" and not any(k[:2] == b"RD" or k[5:6] == b"D" for k in store.db.keys())
+    store.close()
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=histories(max_size=30), t=query_time)
 def test_disk_prefix_scans_match_the_index(tmp_path_factory, events, t):
+    _disk_prefix_scans_match_the_index(tmp_path_factory, events, t)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=histories(max_size=30, with_deletes=True), t=query_time)
+def test_disk_prefix_scans_with_deletes_match_the_index(tmp_path_factory, events, t):
+    _disk_prefix_scans_match_the_index(tmp_path_factory, events, t)
+
+
+def _disk_prefix_scans_match_the_index(tmp_path_factory, events, t):
     store = RocksDBGraphStore(tmp_path_factory.mktemp("disk"), OPTS)
     rng = random.Random(len(events))
     for ev in events:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from leadpulse.schemas.events import Activity, Company, Contact, Opportunity, Order
+from leadpulse.schemas.events import Activity, Company, Contact, Delete, Opportunity, Order
 from leadpulse.schemas.timeutil import MICROS_PER_DAY, from_micros
 
 T0 = 20_000 * MICROS_PER_DAY      # mid 2024
@@ -15,6 +15,7 @@ _time = st.sampled_from(TIMES).map(from_micros)
 _company_id = st.sampled_from([f"co{i}" for i in range(7)])
 _contact_id = st.sampled_from([f"ct{i}" for i in range(6)])
 _opp_id = st.sampled_from([f"op{i}" for i in range(3)])
+_activity_id = st.sampled_from([f"ac{i}" for i in range(10)])
 
 companies = st.builds(Company, company_id=_company_id, updated_at=_time,
                       industry=st.none() | st.sampled_from(INDUSTRIES),
@@ -23,7 +24,7 @@ companies = st.builds(Company, company_id=_company_id, updated_at=_time,
 contacts = st.builds(Contact, contact_id=_contact_id, company_id=_company_id, updated_at=_time,
                      title=st.none() | st.sampled_from(["cto", "vp", "dev"]),
                      seniority=st.none() | st.sampled_from(["ic", "vp"]))
-activities = st.builds(Activity, activity_id=st.sampled_from([f"ac{i}" for i in range(10)]),
+activities = st.builds(Activity, activity_id=_activity_id,
                        contact_id=_contact_id, timestamp=_time,
                        type=st.sampled_from(["page_view", "demo_request", "email_open"]),
                        page=st.none() | st.sampled_from(["/pricing", "/docs"]),
@@ -37,11 +38,19 @@ orders = st.builds(Order, order_id=st.sampled_from([f"or{i}" for i in range(5)])
 
 event = st.one_of(companies, companies, contacts, contacts, activities, activities, opportunities, orders)
 
+deletes = st.one_of(*(st.builds(Delete, entity=st.just(kind), entity_id=ids, deleted_at=_time) for kind, ids in
+                      (("company", _company_id), ("contact", _contact_id), ("activity", _activity_id),
+                       ("opportunity", _opp_id))))
+#: an event or, one time in four, a delete
+event_or_delete = st.one_of(event, event, event, deletes)
+
 
 @st.composite
-def histories(draw, min_size: int = 1, max_size: int = 40):
-    """A list of events in arrival order, with duplicates re-delivered at random later points."""
-    events = draw(st.lists(event, min_size=min_size, max_size=max_size))
+def histories(draw, min_size: int = 1, max_size: int = 40, with_deletes: bool = False):
+    """A list of events in arrival order, with duplicates re-delivered at random later points
+    (``with_deletes``: a quarter of them are deletes; off, the worlds are those drawn before
+    deletes existed)."""
+    events = draw(st.lists(event_or_delete if with_deletes else event, min_size=min_size, max_size=max_size))
     dups = draw(st.lists(st.integers(0, max(len(events) - 1, 0)), max_size=len(events) // 3 + 1))
     out = list(events)
     for i in dups:
@@ -55,8 +64,10 @@ query_time = st.sampled_from([TIMES[0] - 1] + TIMES + [TIMES[-1] + 1]).flatmap(
     lambda t: st.sampled_from([t, t - 1]))
 
 
-def random_events(n: int, seed: int, contacts: int = 300, companies: int = 40) -> list:
-    """``n`` plain-random events (deterministic by ``seed``), for crash and reopen tests."""
+def random_events(n: int, seed: int, contacts: int = 300, companies: int = 40, deletes: float = 0.0) -> list:
+    """``n`` plain-random events (deterministic by ``seed``), for crash and reopen tests; with
+    ``deletes`` > 0, a delete of a random contact, company, recent activity or opportunity
+    follows an event with that probability (``deletes`` 0 draws the same events as before)."""
     import random
     rng = random.Random(seed)
     out = []
@@ -77,4 +88,9 @@ def random_events(n: int, seed: int, contacts: int = 300, companies: int = 40) -
                                    updated_at=t, amount=rng.randrange(1000)))
         else:
             out.append(Order(order_id=f"or{i}", contact_id=ct, amount=rng.randrange(1, 500), timestamp=t))
+        if deletes and rng.random() < deletes:
+            entity, nid = rng.choice([("contact", ct), ("company", co), ("activity", f"ac{rng.randrange(max(i, 1))}"),
+                                      ("opportunity", f"op{rng.randrange(50)}")])
+            when = from_micros(T0 + rng.randrange(60) * MICROS_PER_DAY + rng.randrange(1000))
+            out.append(Delete(entity=entity, entity_id=nid, deleted_at=when))
     return out

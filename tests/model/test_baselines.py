@@ -11,8 +11,17 @@ import leadpulse.model.rules
 import leadpulse.model.tabular
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import CutoffExamples
-from leadpulse.model.baselines import (BASELINES, LGBMAggModel, LGBMOptions, feature_table, LGBMFlatModel, LogRegModel,
-                             RulesModel, load_model, make_model)
+from leadpulse.model.baselines import (
+    BASELINES,
+    LGBMAggModel,
+    LGBMFlatModel,
+    LGBMOptions,
+    LogRegModel,
+    RulesModel,
+    feature_table,
+    load_model,
+    make_model,
+)
 from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY
 
 T = 400 * DAY

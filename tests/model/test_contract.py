@@ -18,7 +18,8 @@ from leadpulse.model.baselines import BASELINES
 from leadpulse.model.examples import build_examples
 from leadpulse.model.task import DEFAULT_TASK, parse_task
 from leadpulse.schemas.events import Activity, Company, Contact
-from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
+from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY
+from leadpulse.schemas.timeutil import from_micros, to_micros
 
 
 def _gnn_factory(**extra):

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leadpulse.model.explain import GROUPS, explain
 from leadpulse.model.train import TrainOptions, train_gnn
-
 from tests.model.test_gnn_synth import make_examples, make_graph
 
 
@@ -23,7 +20,8 @@ def model():
 def _without_pricing_demo(g, ci):
     """The graph with contact ``ci``'s pricing views and demo requests deleted (nodes, edges, timeline)."""
     g = copy.deepcopy(g)
-    bad = lambda typ, page: typ == "demo_request" or page == "pricing"
+    def bad(typ, page):
+        return typ == "demo_request" or page == "pricing"
     g.timelines = list(g.all_timelines())
     g.timelines[ci] = [e for e in g.timeline(ci) if not bad(e[1], e[2])]
     ha = g.edges[("contact", "had_activity", "activity")]
@@ -48,7 +46,8 @@ def test_pricing_then_demo_is_a_top_factor_and_removing_it_lowers_the_score(mode
     g, _ = make_graph(31, companies=60)
     ids = g.node_ids["contact"]
     p = model.predict_proba(g, ids)
-    cols = lambda tl: [(e[1], e[2]) for e in sorted(tl)]
+    def cols(tl):
+        return [(e[1], e[2]) for e in sorted(tl)]
     planted = [i for i, tl in enumerate(g.all_timelines())
                if ("page_view", "pricing") in cols(tl) and ("demo_request", None) in cols(tl)
                and cols(tl).index(("page_view", "pricing")) < cols(tl).index(("demo_request", None))]

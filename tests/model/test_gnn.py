@@ -1,9 +1,6 @@
 """GNNLeadModel: determinism, save/load, subgraph == snapshot, point in time, edge cases."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import copy
 
 import numpy as np
@@ -144,7 +141,9 @@ def _disjoint(a, b):
 
 def test_feature_doctests():
     import doctest
-    import leadpulse.model.features, leadpulse.model.train
+
+    import leadpulse.model.features
+    import leadpulse.model.train
     assert doctest.testmod(leadpulse.model.features).failed == 0
     assert doctest.testmod(leadpulse.model.train).failed == 0
 

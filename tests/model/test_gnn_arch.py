@@ -14,8 +14,8 @@ from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.gnn_format import FORMAT_VERSION
 from leadpulse.model.gnn_net import LogSumAggregation
 from leadpulse.model.train import Encoder, TrainOptions, train_gnn
-from tests.model.test_gnn_synth import make_examples, make_graph
 from tests.model.test_gnn_options import as_v1
+from tests.model.test_gnn_synth import make_examples, make_graph
 
 OPTS = TrainOptions.of(epochs=6, patience=3, min_count=2, seed=5, hidden=16, encoder=Encoder.MLP,
                        aggr=("mean", "max", "logsum"))

@@ -11,8 +11,17 @@ import leadpulse.model.gnn_format
 import leadpulse.model.gnn_options
 import leadpulse.model.train
 from leadpulse.model.gnn_format import FORMAT_VERSION, upgrade
-from leadpulse.model.gnn_options import (Aggr, ArchOptions, Encoder, Loss, Monitor, Norm, OptimOptions,
-                                         SamplingOptions, TrainOptions)
+from leadpulse.model.gnn_options import (
+    Aggr,
+    ArchOptions,
+    Encoder,
+    Loss,
+    Monitor,
+    Norm,
+    OptimOptions,
+    SamplingOptions,
+    TrainOptions,
+)
 
 #: ``options`` of a model.json written by the version-1 code with its defaults, verbatim
 V1_DEFAULT_OPTIONS = {

@@ -94,7 +94,7 @@ def make_graph(seed: int = 0, companies: int = 30, per_company: int = 6, as_of: 
             if any(as_of - tt <= 14 * DAY for tt, _, _ in timeline):
                 recent_active += 1
             members.append((c, mode))
-        for c, mode in members:
+        for _, mode in members:
             p = 0.02 + (0.85 if mode > 0.8 else 0.0) + (0.1 if recent_active >= 3 else 0.0)
             labels.append(float(rng.random() < p))
     return build(as_of, nodes, edges), np.array(labels)

@@ -25,7 +25,8 @@ def _random_timelines(rng, n):
 def _reference(tl, t):
     """Straightforward per-contact loop for a handful of columns."""
     past = [e for e in tl if e[0] <= t]
-    age = lambda e: (t - e[0]) / DAY
+    def age(e):
+        return (t - e[0]) / DAY
     ref = {}
     for w in (7, 30, 90):
         ref[f"n_all_{w}d"] = sum(age(e) <= w for e in past)
@@ -37,7 +38,8 @@ def _reference(tl, t):
     pricing = [e[0] for e in past if e[2] == "pricing"]
     ref["order_pricing_before_demo"] = 0.0 if not demos else (1.0 if pricing and min(pricing) < min(demos) else -1.0)
     ref["engagement"] = sum(temporal.INTENT_WEIGHTS[temporal.type_index(e[1])] * 2 ** (-age(e) / 14) for e in past)
-    hi = lambda e: e[1] in temporal.HIGH_INTENT_TYPES
+    def hi(e):
+        return e[1] in temporal.HIGH_INTENT_TYPES
     n14 = sum(hi(e) and age(e) <= 14 for e in past)
     n90 = sum(hi(e) and age(e) <= 90 for e in past)
     ref["velocity_high_intent"] = 90 / 14 * n14 / n90 if n90 else 0.0
@@ -72,11 +74,11 @@ def test_empty_and_per_row_as_of():
     assert X[:, cols.index("days_since_last_activity")].tolist() == [365.0, 365.0]
     assert X[:, cols.index("n_all_ever")].tolist() == [0.0, 0.0]
     assert contact_features([], T)[0].shape == (0, len(cols))
-    O, ocols = company_order_features([[], [(T - 10 * DAY, 5.0), (T - 100 * DAY, 7.0)]], T)
-    row = dict(zip(ocols, O[1]))
+    orders, ocols = company_order_features([[], [(T - 10 * DAY, 5.0), (T - 100 * DAY, 7.0)]], T)
+    row = dict(zip(ocols, orders[1]))
     assert row == {"orders_30d": 1, "orders_90d": 1, "orders_ever": 2, "order_amount_90d": 5.0,
                    "days_since_last_order": 10.0, "ever_bought": 1.0}
-    assert O[0, ocols.index("ever_bought")] == 0.0
+    assert orders[0, ocols.index("ever_bought")] == 0.0
 
 
 def test_recent_order_of_key_steps():

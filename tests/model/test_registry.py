@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leadpulse.model.registry import ModelRegistry, RegistryError
 from leadpulse.model.train import TrainOptions, train_gnn
-
 from tests.model.test_gnn_synth import make_examples, make_graph
 
 TASK = "PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH contacts.contact_id"
@@ -95,6 +92,7 @@ def test_challenger_without_metrics_is_not_promoted(model, tmp_path):
 
 def test_registry_doctest():
     import doctest
+
     import leadpulse.model.registry
     assert doctest.testmod(leadpulse.model.registry).failed == 0
 

@@ -2,9 +2,6 @@
 tiers, and latency figures (printed, never asserted)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import time
 from datetime import timedelta
 

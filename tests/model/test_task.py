@@ -14,7 +14,8 @@ import leadpulse.model.task
 from leadpulse.model.examples import SplitError, SplitOptions, build_examples, contacts_at, plan_split
 from leadpulse.model.task import DEFAULT_TASK, Task, TaskError, parse_task
 from leadpulse.schemas.events import Activity, Contact, Opportunity, Order
-from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY, from_micros, to_micros
+from leadpulse.schemas.timeutil import MICROS_PER_DAY as DAY
+from leadpulse.schemas.timeutil import from_micros, to_micros
 
 WON = ("PREDICT COUNT(opportunities.*, 0, 30, DAYS) > 0 FOR EACH contacts.contact_id "
        "WHERE opportunities.stage = 'closed_won'")

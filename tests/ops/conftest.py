@@ -8,14 +8,11 @@ tiny world until its scores settled: the Prometheus and example tests read what 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.ops.ops_support import ROOT, wait_for
-
-from tests.stream.conftest import WorkerRun, tiny_world, trained_registry  # noqa: F401 (fixtures)
+from tests.stream.conftest import WorkerRun
 from tests.stream.tests_support import settle
 
 #: alert threshold of the live worker: low, so the tiny world surely raises jump alerts
@@ -25,14 +22,14 @@ JUMP_THRESHOLD = "0.001"
 @pytest.fixture(scope="session")
 def live_worker(broker, tmp_path_factory, tiny_world, trained_registry) -> Iterator[WorkerRun]:
     """A ``leadpulse worker`` that consumed the whole tiny world and published its scores."""
-    from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
     from leadpulse.stream.broker import free_port
+    from leadpulse.stream.config import Settings
     from leadpulse.stream.publish import publish
-    from leadpulse.stream.topics_admin import ensure_topics
+    from leadpulse.stream.topics_admin import TopicLayout, create_topics
 
     prefix = f"ops{uuid.uuid4().hex[:8]}."
-    ensure_topics(broker, [prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS]
-                  + [prefix + "leadpulse.accounts"], partitions=2)
+    # as `leadpulse topics create` makes them: on Apache Kafka the worker refuses finite retention
+    create_topics(broker, TopicLayout.from_settings(Settings.from_env({"LEADPULSE_PARTITIONS": "2"}), prefix))
     # The world is sent at once, so the worker is behind its input and would score the whole
     # tiny world in one coalescing window: each lead once, with no earlier score to jump from.
     # Scored batch by batch, the low threshold turns score rises into the alerts these tests use.

@@ -45,5 +45,6 @@ def exposed_metric_names() -> set[str]:
 
 
 def metric_names_in(expr: str) -> set[str]:
-    """The leadpulse metric names (and ``up``) a PromQL expression refers to."""
-    return set(re.findall(r"\b(leadpulse_[a-z_]+|up)\b(?=\s*[{\[)\s]|$)", expr))
+    """The metric names of a worker (leadpulse's, the process's and Python's) and ``up`` that a
+    PromQL expression refers to."""
+    return set(re.findall(r"\b((?:leadpulse|process|python)_[a-z_]+|up)\b(?=\s*[{\[)\s]|$)", expr))

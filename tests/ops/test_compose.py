@@ -12,7 +12,6 @@ import json
 import posixpath
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -59,7 +58,7 @@ def test_every_referenced_file_exists():
             context = ROOT / build["context"]
             assert context.is_dir(), f"{name}: build context {context}"
             assert (context / build.get("dockerfile", "Dockerfile")).is_file(), f"{name}: Dockerfile"
-        for host, target in _binds(service):
+        for host, _target in _binds(service):
             assert host.exists(), f"{name}: bind mount source {host} missing"
         entry = (service.get("entrypoint") or []) + (service.get("command") or [])
         for arg in entry:  # scripts and examples the service runs from the repository
@@ -157,13 +156,34 @@ def test_grafana_provisions_the_data_source_and_the_dashboard():
     assert dashboards, "the provider's path holds the dashboard JSON"
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert _in_container(grafana, home).is_file()
-    uids = {d["uid"] for d in ds}
+    # the dashboard names no data source: a variable of type datasource picks one (the
+    # provisioned default here, any Prometheus where the JSON is imported)
+    assert [d["type"] for d in ds if d.get("isDefault")] == ["prometheus"]
     for path in dashboards:
         dash = json.loads(path.read_text())
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        source = variables["DS_PROMETHEUS"]
+        assert (source["type"], source["query"]) == ("datasource", "prometheus")
+        used = "${DS_PROMETHEUS}"
+        for v in variables.values():
+            if "datasource" in v:
+                assert v["datasource"] == {"type": "prometheus", "uid": used}, v["name"]
         for panel in dash["panels"]:
-            assert panel["datasource"]["uid"] in uids, panel["title"]
+            assert panel["datasource"] == {"type": "prometheus", "uid": used}, panel["title"]
             for t in panel["targets"]:
-                assert t["datasource"]["uid"] in uids, panel["title"]
+                assert t["datasource"] == {"type": "prometheus", "uid": used}, panel["title"]
+        assert not re.search(r'"uid":\s*"prometheus"', path.read_text()), "a hard-coded data source uid"
+
+
+def test_grafana_wants_a_login_and_a_password_of_its_own():
+    env = SERVICES["grafana"]["environment"]
+    assert str(env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    # the password comes from the environment, and compose refuses to start without it
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "admin/admin" not in text and not re.search(r"GRAFANA_ADMIN_PASSWORD:-", text), "a default password"
+    assert str(env.get("GF_USERS_ALLOW_SIGN_UP", "false")).lower() == "false"
 
 
 def test_dashboard_shows_what_operators_need():
@@ -182,6 +202,9 @@ def test_dashboard_shows_what_operators_need():
         "model version": "leadpulse_model_info",
         "AUROC": "leadpulse_model_auroc",
         "dead letters": "rate(leadpulse_events_rejected_total",
+        "held events": "leadpulse_held_events",
+        "data freshness": "leadpulse_applied_event_age_seconds",
+        "process RSS": "process_resident_memory_bytes",
     }
     everything = " ".join(exprs.values())
     for what, fragment in wanted.items():
@@ -194,8 +217,8 @@ def test_dockerfile_copies_only_what_exists_and_ignores_nothing_it_needs():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, flags=re.M)
     assert "download.pytorch.org/whl/cpu" in text and "pip install -c constraints.txt ." in text
-    ignored = {l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
-               if l.strip() and not l.startswith("#")}
+    ignored = {entry.strip() for entry in (ROOT / ".dockerignore").read_text().splitlines()
+               if entry.strip() and not entry.startswith("#")}
     for line in re.findall(r"^COPY\s+(.+)$", text, flags=re.M):
         for source in line.split()[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: missing"

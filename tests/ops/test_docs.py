@@ -56,9 +56,11 @@ def test_operating_guide_covers_the_operations_issue_6_names():
 
 
 def _anchors(markdown: str) -> set[str]:
-    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    """GitHub's heading anchors (lower case, punctuation dropped, spaces to dashes) and the
+    explicit ``<a id="...">`` ones."""
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-            for h in re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)}
+            for h in re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)} \
+        | set(re.findall(r'<a id="([^"]+)"></a>', markdown))
 
 
 def test_relative_links_and_anchors_in_the_new_docs_resolve():
@@ -76,7 +78,7 @@ def test_getting_started_uses_only_commands_that_exist():
     from leadpulse.stream.cli import build_parser
 
     text = (DOCS / "getting-started.md").read_text()
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
     # command lines, not the live view's "leadpulse live —" header
     for sub in re.findall(r"^leadpulse ([a-z]+)\b(?! —)", text, flags=re.M):
         assert sub in commands, f"getting-started uses `leadpulse {sub}`"

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,7 +153,7 @@ class _Hook(BaseHTTPRequestHandler):
     received: list = []
     failures = 2
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         fail = _Hook.failures > 0
         _Hook.failures -= fail
@@ -186,5 +185,5 @@ def test_alert_webhook_posts_every_jump_once_and_retries_a_failing_endpoint(live
     assert [s for s, _, _ in _Hook.received].count(503) == 2  # ... and both were retried
     key = lambda a: "|".join(str(a[k]) for k in ("contact_id", "kind", "as_of", "model_version"))  # noqa: E731
     assert sorted(k for k, _ in accepted) == sorted(key(a) for a in jumps)
-    for k, body in accepted:
+    for _k, body in accepted:
         assert body["alert"]["kind"] == "jump" and body["alert"]["contact_id"] in body["text"]

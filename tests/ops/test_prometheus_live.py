@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 

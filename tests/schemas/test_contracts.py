@@ -155,7 +155,7 @@ def test_output_contracts_validate():
                       top_factors=[{"factor": "viewed pricing then requested a demo", "contribution": 0.2}])
     assert score.as_of.tzinfo is not None
     assert {s.name for s in OUTPUT_TOPICS} == {"leads.scores", "leads.alerts", "crm.deadletter", "models.updates"}
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pydantic's ValidationError
         LeadScore(**{**score.model_dump(), "score": 1.5})
 
 

@@ -157,7 +157,7 @@ def _sequence_conversion(world: World) -> dict[str, list[int]]:
     for p, steps in seq.items():
         for i, (d, kind) in enumerate(steps):
             before = [k for dd, k in steps[:i] if d - dd <= 30]
-            if not before or (other := ("pricing" if kind == "demo" else "demo")) not in before:
+            if not before or ("pricing" if kind == "demo" else "demo") not in before:
                 continue
             if p in first_order and first_order[p] <= d:
                 break

@@ -15,41 +15,9 @@ import pytest
 
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.config import TOPIC_FIELDS
-
-ROOT = Path(__file__).resolve().parents[2]
-
 from tests.stream.tests_support import wait_for
 
-
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory) -> Path:
-    from leadpulse.simulator import simulate
-    out = tmp_path_factory.mktemp("tiny-world")
-    simulate(size="tiny", seed=0, out_dir=out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def trained_registry(tmp_path_factory, tiny_world) -> tuple[Path, list[str]]:
-    """A registry with two GNN versions trained on the tiny world (the first is champion)."""
-    from leadpulse.graph_store.memory import MemoryGraphStore
-    from leadpulse.model.examples import data_span
-    from leadpulse.model.pipeline import train_challenger
-    from leadpulse.model.registry import ModelRegistry
-    from leadpulse.model.task import DEFAULT_TASK, parse_task
-    from leadpulse.model.train import TrainOptions
-    from leadpulse.schemas.tables import read_tables
-
-    root = tmp_path_factory.mktemp("models")
-    events, _ = read_tables(tiny_world)
-    store = MemoryGraphStore()
-    store.apply(events)
-    start, end = data_span(events)
-    registry = ModelRegistry(root)
-    versions = [train_challenger(store, start, end, parse_task(DEFAULT_TASK), registry,
-                                 TrainOptions.of(epochs=8, seed=seed)).version for seed in (0, 1)]
-    registry.set_champion(versions[0], "test: first model")
-    return root, versions
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -111,12 +79,13 @@ class WorkerRun:
 def worker_factory(broker, tmp_path, trained_registry) -> Iterator[Callable[..., WorkerRun]]:
     """Builds WorkerRuns sharing one topic prefix (one "deployment") per test."""
     from leadpulse.stream.broker import free_port
-    from leadpulse.stream.topics_admin import ensure_topics
+    from leadpulse.stream.config import Settings
+    from leadpulse.stream.topics_admin import TopicLayout, create_topics
 
     prefix = f"w{uuid.uuid4().hex[:8]}."
     runs: list[WorkerRun] = []
-    names = [prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS] + [prefix + "leadpulse.accounts"]
-    ensure_topics(broker, names, partitions=2)
+    # as `leadpulse topics create` makes them: on Apache Kafka the worker refuses finite retention
+    create_topics(broker, TopicLayout.from_settings(Settings.from_env({"LEADPULSE_PARTITIONS": "2"}), prefix))
 
     def make(name: str = "w1", **env: str) -> WorkerRun:
         run = WorkerRun(broker, tmp_path / name, trained_registry[0], prefix, free_port(), dict(env))

@@ -7,9 +7,7 @@ lead's score is the full recompute as of that watermark (within epsilon).
 """
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -327,3 +325,42 @@ def test_replica_batches_replayed_after_a_discard_rescore_their_leads(twin_and_p
     # an unmoved lead keeps its published score, within epsilon of the recompute
     assert max(abs(score - reference[cid]) for cid, score in scored.items()) <= proc.options.epsilon + 1e-6
     assert proc.published_positions() == twin.published_positions()
+
+
+def test_no_event_moves_the_watermark_past_the_clock_plus_the_tolerance(processor, tiny_world):
+    """Stage 1 dead-letters a far-future event; one that reaches the account topic anyway (an
+    older version wrote it, or a worker's clock ran ahead) is applied at its own time, and the
+    partition's scoring time stops at the clock plus the tolerance (docs/architecture.md#invariant-7)."""
+    from datetime import datetime, timezone
+
+    from leadpulse.schemas.events import Activity
+    from leadpulse.schemas.tables import read_tables
+    from leadpulse.schemas.timeutil import from_micros, to_micros
+    events, _ = read_tables(tiny_world)
+    events.sort(key=lambda e: e.event_time)
+    _stream(processor, events)
+    mark = processor.watermark(0)
+    contact = next(e.contact_id for e in reversed(events) if isinstance(e, Activity))
+    typo = Activity(activity_id="ac_typo_2099", contact_id=contact, type="page_view",
+                    timestamp=datetime(2099, 1, 1, tzinfo=timezone.utc))
+    tolerance = processor.options.max_future * 1_000_000
+    before = to_micros(datetime.now(timezone.utc))
+    out = processor.process(_records([typo], len(events)), 0)
+    processor.commit_published(out)
+    after = to_micros(datetime.now(timezone.utc))
+    assert mark < before + tolerance <= processor.watermark(0) <= after + tolerance
+    assert out.scores and all(to_micros(s.as_of) <= after + tolerance for s in out.scores)
+    assert "ac_typo_2099" in processor.store.node_ids("activity", to_micros(typo.timestamp))
+    assert "ac_typo_2099" not in processor.store.node_ids("activity", processor.watermark(0))
+
+    # an event dated before the scoring time is applied at its own time and counted as late
+    clamped = processor.watermark(0)
+    late = Activity(activity_id="ac_late", contact_id=contact, type="page_view", timestamp=from_micros(mark))
+    processor.commit_published(processor.process(_records([late], len(events) + 1), 0))
+    assert processor.watermark(0) == clamped
+    assert "ac_late" in processor.store.node_ids("activity", mark)
+    registry = processor.metrics.registry
+    assert registry.get_sample_value("leadpulse_events_late_total", {"kind": "activity"}) == 1
+    # a replayed duplicate is not counted again
+    processor.commit_published(processor.process(_records([late], len(events) + 1), 0))
+    assert registry.get_sample_value("leadpulse_events_late_total", {"kind": "activity"}) == 1

@@ -47,7 +47,7 @@ def test_embedded_broker_starts_answers_and_stops() -> None:
     assert not _alive(pid)  # reaped by stop(), not merely signalled
     assert broker.pid is None and not broker.is_running()
     with pytest.raises(BrokerError):
-        broker.bootstrap
+        _ = broker.bootstrap
     broker.stop()  # idempotent
 
 
@@ -110,9 +110,31 @@ def test_broker_from_env_prefers_kafka_bootstrap(broker: str) -> None:
 
 
 def test_broker_from_env_starts_and_stops_an_embedded_broker() -> None:
-    with broker_from_env(Settings(kafka_bootstrap=None)) as bootstrap:
+    with broker_from_env(Settings(kafka_bootstrap=None), embedded=True) as bootstrap:
         wait_until_ready(bootstrap, timeout=5)
         port = int(bootstrap.rsplit(":", 1)[1])
     from leadpulse.stream.topics_admin import _port_open
 
     assert not _port_open(f"127.0.0.1:{port}")
+
+
+def test_broker_from_env_starts_no_embedded_broker_unless_asked() -> None:
+    from leadpulse.stream.broker import NoBrokerConfigured
+
+    with pytest.raises(NoBrokerConfigured, match="KAFKA_BOOTSTRAP"):
+        with broker_from_env(Settings(kafka_bootstrap=None)):
+            pytest.fail("no broker may be yielded")
+
+
+def test_admin_client_takes_a_connection(broker: str, topic_prefix: str) -> None:
+    from leadpulse.stream.connection import KafkaConnection
+
+    conn = KafkaConnection(broker, request_timeout_s=5)
+    name = topic_prefix + "conn"
+    assert ensure_topics(conn, [name], partitions=2) == {name: 2}
+    assert topic_partitions(conn, [name]) == {name: 2}
+    client = admin_client(conn)
+    try:
+        assert name in client.list_topics()
+    finally:
+        client.close()

@@ -166,3 +166,52 @@ def test_demo_pacing(argv: list, default: float, expected: tuple) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert _pace(parser.parse_args(["demo", *argv]), default) == expected
+
+
+# --------------------------------------------------------------------------- no accidental broker
+def test_worker_without_kafka_bootstrap_exits_at_once_and_says_what_to_set() -> None:
+    t = time.monotonic()
+    out = leadpulse("worker", env={"KAFKA_BOOTSTRAP": ""})
+    assert out.returncode == 2
+    assert "set KAFKA_BOOTSTRAP" in out.stderr and "--embedded" in out.stderr
+    assert "listening" not in out.stdout + out.stderr and time.monotonic() - t < 30
+
+
+def test_worker_embedded_and_kafka_bootstrap_are_exclusive() -> None:
+    out = leadpulse("worker", "--embedded", env={"KAFKA_BOOTSTRAP": "127.0.0.1:9"})
+    assert out.returncode == 2 and "--embedded" in out.stderr and "KAFKA_BOOTSTRAP" in out.stderr
+
+
+@pytest.mark.parametrize("action", ["create", "check"])
+def test_topics_commands_need_kafka_bootstrap(action: str) -> None:
+    out = leadpulse("topics", action, env={"KAFKA_BOOTSTRAP": ""})
+    assert out.returncode == 2 and "set KAFKA_BOOTSTRAP" in out.stderr
+    assert leadpulse("topics", action, "--help").stdout.startswith(f"usage: leadpulse topics {action}")
+
+
+def test_worker_embedded_starts_its_own_broker(tmp_path: Path) -> None:
+    from leadpulse.stream.broker import free_port
+    from tests.stream.tests_support import wait_for
+
+    port = free_port()
+    log = open(tmp_path / "worker.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "leadpulse.stream.cli", "worker", "--embedded"], cwd=ROOT,
+                            env={**os.environ, "KAFKA_BOOTSTRAP": "", "LEADPULSE_DATA_DIR": str(tmp_path),
+                                 "LEADPULSE_WEB_PORT": str(port)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import urllib.request
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    return True
+            except OSError:
+                return proc.poll() is not None  # stop waiting if it died
+        wait_for(healthy, 60, "worker --embedded /healthz", every=0.2)
+        assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        text = (tmp_path / "worker.log").read_text()
+        assert "embedded broker on 127.0.0.1:" in text and "development only" in text
+    finally:
+        _reap(proc)
+        log.close()

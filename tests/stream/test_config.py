@@ -63,7 +63,8 @@ def test_from_env_reads_only_the_mapping_given(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("env", [
     {"LEADPULSE_PARTITIONS": "zero"}, {"LEADPULSE_PARTITIONS": "0"}, {"LEADPULSE_EPSILON": "-1"},
     {"LEADPULSE_EPSILON": "nan"}, {"LEADPULSE_WEB_PORT": "70000"}, {"LEADPULSE_LOG_LEVEL": "loud"},
-    {"LEADPULSE_RETRAIN_EPOCHS": "0"},
+    {"LEADPULSE_RETRAIN_EPOCHS": "0"}, {"LEADPULSE_MAX_FUTURE_SECONDS": "-1"},
+    {"LEADPULSE_MAX_FUTURE_SECONDS": "inf"},
 ])
 def test_bad_values_name_the_variable_and_the_value(env: dict[str, str]) -> None:
     (name, value), = env.items()
@@ -113,7 +114,7 @@ def test_default_settings_build_the_options_defaults() -> None:
 
 #: settings that feed no option of the app or of scoring (the worker reads them itself)
 NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
-               "model_version", "retrain_epochs"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
+               "model_version", "retrain_epochs", "allow_unsafe_topics"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
 
 
 def _changed(value: object) -> object:

@@ -66,7 +66,7 @@ def test_publish_round_trips_every_event(broker: str, topic_map: dict[str, str],
     assert sorted(map(repr, (g[3] for g in got))) == sorted(map(repr, events))
     # and within a partition in event-time order (publish sends in time order)
     by_partition = defaultdict(list)
-    for topic, partition, offset, ev in sorted(got, key=lambda g: (g[0], g[1], g[2])):
+    for topic, partition, _offset, ev in sorted(got, key=lambda g: (g[0], g[1], g[2])):
         by_partition[(topic, partition)].append(ev.event_time)
     for times in by_partition.values():
         assert times == sorted(times)

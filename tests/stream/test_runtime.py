@@ -178,6 +178,7 @@ class Outcome:
     marks: dict
     book: dict
     scores_topic: str
+    metrics: object = None  # the run's ``Metrics``
 
 
 def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run: str,
@@ -188,8 +189,8 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
     from leadpulse.model.registry import ModelRegistry
     from leadpulse.model.scorer import Scorer
     from leadpulse.stream.accounts import AccountProcessor
-    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.metrics import Metrics
+    from leadpulse.stream.options import ScoringOptions
     from leadpulse.stream.router import Router
     from leadpulse.stream.runtime import RuntimeTopics, ScoringRuntime
     from leadpulse.stream.state import KVState
@@ -256,7 +257,7 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
     try:
         faults, while_away = asyncio.run(go())
         return Outcome(faults, while_away, graph_signature(store, 2**62), {int(k[0]): v for k, v in book.scan("w")},
-                       {k[0]: v for k, v in book.scan("s")}, topics.scores)
+                       {k[0]: v for k, v in book.scan("s")}, topics.scores, metrics)
     finally:
         store.close()
         book.close()

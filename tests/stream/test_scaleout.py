@@ -9,8 +9,6 @@ companies, contacts and orders of every partition (stream/replica.py).
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer

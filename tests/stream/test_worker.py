@@ -11,15 +11,23 @@ import json
 import random
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-import sys
-from tests.stream.tests_support import (book_matches_reference, caught_up, consume, full_recompute,
-                           graph_signature, last_scores, open_state, publish, settle, wait_for)
+from tests.stream.tests_support import (
+    book_matches_reference,
+    caught_up,
+    consume,
+    full_recompute,
+    graph_signature,
+    last_scores,
+    open_state,
+    publish,
+    settle,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -82,8 +90,9 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
             entry = book.get("s", cid)
             assert entry["score"] == pytest.approx(value["score"], abs=1e-12)
             assert value["model_version"] == trained_registry[1][0]
-        from leadpulse.schemas.timeutil import to_micros
         from datetime import datetime
+
+        from leadpulse.schemas.timeutil import to_micros
         times = {cid: to_micros(datetime.fromisoformat(v["as_of"].replace("Z", "+00:00")))
                  for cid, v in published.items()}
         reference = full_recompute(store, model, times)
