@@ -149,22 +149,22 @@ def as_connection(target: Union[str, KafkaConnection]) -> KafkaConnection:
 def aiokafka_kwargs(target: Union[str, KafkaConnection]) -> dict[str, Any]:
     """Keyword arguments of ``AIOKafkaProducer`` / ``AIOKafkaConsumer`` / the aiokafka admin."""
     c = as_connection(target)
-    kwargs: dict[str, Any] = {"bootstrap_servers": c.bootstrap, "security_protocol": c.security_protocol,
-                              "request_timeout_ms": int(c.request_timeout_s * 1000)}
-    if c.uses_ssl:
-        kwargs["ssl_context"] = c.ssl_context()
-    if c.uses_sasl:
-        kwargs.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
-                      sasl_plain_password=c.sasl_password)
-    return kwargs
+    return {"bootstrap_servers": c.bootstrap, "security_protocol": c.security_protocol,
+            "request_timeout_ms": int(c.request_timeout_s * 1000), **_security_kwargs(c)}
 
 
 def kafka_python_kwargs(target: Union[str, KafkaConnection]) -> dict[str, Any]:
     """Keyword arguments of kafka-python's clients (admin, producer, consumer)."""
     c = as_connection(target)
-    kwargs: dict[str, Any] = {"bootstrap_servers": c.bootstrap}
+    kwargs: dict[str, Any] = {"bootstrap_servers": c.bootstrap, **_security_kwargs(c)}
     if c.security_protocol != "PLAINTEXT":
         kwargs["security_protocol"] = c.security_protocol
+    return kwargs
+
+
+def _security_kwargs(c: KafkaConnection) -> dict[str, Any]:
+    # aiokafka and kafka-python name the TLS context and the SASL settings alike
+    kwargs: dict[str, Any] = {}
     if c.uses_ssl:
         kwargs["ssl_context"] = c.ssl_context()
     if c.uses_sasl:
