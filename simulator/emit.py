@@ -162,19 +162,19 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
         ))
 
     # ---------------------------------------------------------------- orders
-    orders = tr.orders
-    n_ord = len(orders["contact"])
-    owho = orders["contact"].astype(np.int64)
-    o_dup = (dup_index[owho] >= 0) & (orders["day"] >= dup_from[owho]) & (rng.random(n_ord) < 0.15)
+    order_rows = tr.orders
+    n_ord = len(order_rows["contact"])
+    owho = order_rows["contact"].astype(np.int64)
+    o_dup = (dup_index[owho] >= 0) & (order_rows["day"] >= dup_from[owho]) & (rng.random(n_ord) < 0.15)
     o_id = np.where(o_dup, dup_index[owho], owho)
     o_keep_co = _keep(rng, n_ord, m)
-    o_secs = orders["day"].astype(np.int64) * DAY_S + orders["sec"].astype(np.int64)
+    o_secs = order_rows["day"].astype(np.int64) * DAY_S + order_rows["sec"].astype(np.int64)
     orders: list[Order] = []
     for r in _arrival_order(rng, o_secs, p.late_rate):
         c = int(owho[r])
         orders.append(Order(
-            order_id=f"or_{r:06d}", contact_id=ct_ids[o_id[r]], amount=float(orders["amount"][r]),
-            timestamp=clock.at(int(orders["day"][r]), int(orders["sec"][r])),
+            order_id=f"or_{r:06d}", contact_id=ct_ids[o_id[r]], amount=float(order_rows["amount"][r]),
+            timestamp=clock.at(int(order_rows["day"][r]), int(order_rows["sec"][r])),
             company_id=co_ids[pop.co[c]] if o_keep_co[r] else None,
         ))
 
@@ -199,15 +199,15 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
     ct_arr = np.array([t[0] for t in ct_rows], dtype=np.int64)
     contacts = [ct_rows[i][1] for i in _arrival_order(rng, ct_arr, p.late_rate)]
 
-    labels = _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, orders, clock)
+    labels = _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, order_rows, clock)
     return Emitted(companies, contacts, activities, opportunities, orders, labels, len(dup_person))
 
 
-def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, orders, clock) -> list[dict]:
+def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, order_rows, clock) -> list[dict]:
     n_ids = len(ct_ids)
     first_rec = np.full(n_ids, -1, dtype=np.int64)
     count = np.bincount(o_id, minlength=n_ids) if len(o_id) else np.zeros(n_ids, dtype=np.int64)
-    o_secs = orders["day"].astype(np.int64) * DAY_S + orders["sec"].astype(np.int64)
+    o_secs = order_rows["day"].astype(np.int64) * DAY_S + order_rows["sec"].astype(np.int64)
     for r in np.argsort(o_secs, kind="stable")[::-1]:
         first_rec[o_id[r]] = o_secs[r]
     rows = []
