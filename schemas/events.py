@@ -168,8 +168,9 @@ class Delete(_Input):
     activities go with it); reads as of earlier times are unchanged. A later version of the
     entity (time after ``deleted_at``) re-creates it. Orders are facts of the account's
     revenue and are not deleted this way (erasing a person is a separate step).
-    No input topic carries it yet: it is what a change-data-capture delete will become
-    (docs/graph_store.md, "Deletes").
+    Stage 1 makes one of a change-data-capture delete or a tombstone (docs/graph_store.md,
+    "Deletes"; docs/bring-your-own-crm.md); extra fields (``contact_id``, ``company_id``) are
+    hints the router uses to find the account.
     """
     kind: ClassVar[str] = "delete"
     entity: Literal["company", "contact", "activity", "opportunity"]
@@ -182,6 +183,16 @@ class Delete(_Input):
 
 
 InputEvent = Union[Company, Contact, Activity, Opportunity, Order, Delete]
+
+
+class Erasure(BaseModel):
+    """A request to erase a person from every state the workers keep (``crm.erasures``, key
+    contact_id; docs/operating.md, "Erasing a person"). Events of the person dated up to
+    ``requested_at`` that arrive later are dropped, not applied."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contact_id: EntityId
+    requested_at: Timestamp
 
 
 # ---------------------------------------------------------------- outputs

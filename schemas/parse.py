@@ -16,7 +16,7 @@ from typing import Any, Mapping, Union
 from pydantic import ValidationError
 
 from leadpulse.schemas.events import InputEvent
-from leadpulse.schemas.topics import input_spec_for_topic
+from leadpulse.schemas.topics import TopicSpec, input_spec_for_topic
 
 MAX_MESSAGE_BYTES = 1_000_000
 
@@ -42,14 +42,23 @@ class ParseError:
 ParseResult = Union[InputEvent, ParseError]
 
 
-def parse_record(topic: str, record: Mapping[str, Any]) -> ParseResult:
-    """Validate a decoded record for ``topic`` (name, kind or table stem)."""
+def record_spec(topic: str, record: Any) -> Union[TopicSpec, ParseError]:
+    """The contract of ``topic`` (name, kind or table stem) if ``record`` can be one of its
+    records (a JSON object), else why not."""
     try:
         spec = input_spec_for_topic(topic)
     except KeyError as exc:
         return ParseError("", f"topic: {exc.args[0]}")
     if not isinstance(record, Mapping):
         return ParseError("", f"shape: expected a JSON object, got {type(record).__name__}")
+    return spec
+
+
+def parse_record(topic: str, record: Mapping[str, Any]) -> ParseResult:
+    """Validate a decoded record for ``topic`` (name, kind or table stem)."""
+    spec = record_spec(topic, record)
+    if isinstance(spec, ParseError):
+        return spec
     try:
         return spec.model.model_validate(record)  # type: ignore[return-value]
     except ValidationError as exc:
@@ -65,6 +74,24 @@ def parse_event(topic: str, raw: bytes | str | None) -> ParseResult:
     """Decode UTF-8 JSON bytes and validate them for ``topic``."""
     if raw is None:
         return ParseError("", "shape: empty message (tombstone)")
+    record = load_json(raw)
+    if isinstance(record, ParseError):
+        return record
+    return parse_record(topic, record)
+
+
+def load_json(raw: bytes | str) -> Any:
+    """The JSON value in ``raw``, or a ``ParseError`` (kind ``size``, ``encoding`` or ``json``).
+
+    Shared by every decoder of message bytes (values and keys, here and in ``schemas.feeds``) so
+    the limits are the same everywhere. No JSON value is a ``ParseError``, so callers tell the two
+    apart with ``isinstance``.
+
+    >>> load_json(b'{"a": 1}')
+    {'a': 1}
+    >>> load_json(b"\\xff").reason
+    'encoding: not UTF-8 (invalid start byte at byte 0)'
+    """
     if len(raw) > MAX_MESSAGE_BYTES:
         return ParseError("", f"size: message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
@@ -72,10 +99,9 @@ def parse_event(topic: str, raw: bytes | str | None) -> ParseResult:
     except UnicodeDecodeError as exc:
         return ParseError("", f"encoding: not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
-        record = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:
         return ParseError("", f"json: {exc}"[:300])
-    return parse_record(topic, record)
 
 
 def _loc(loc: tuple) -> str:

@@ -11,6 +11,7 @@ from leadpulse.schemas.events import (
     Company,
     Contact,
     DeadLetter,
+    Erasure,
     LeadAlert,
     LeadScore,
     ModelUpdate,
@@ -49,6 +50,20 @@ OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("crm.deadletter", DeadLetter, "source_topic"),
     TopicSpec("models.updates", ModelUpdate, "model_version"),
 )
+
+#: per node kind of an input topic: the field holding the entity's own id, and its event time
+ENTITY_ID_FIELD = {"company": "company_id", "contact": "contact_id", "activity": "activity_id",
+                   "opportunity": "opportunity_id", "order": "order_id"}
+EVENT_TIME_FIELD = {"company": "updated_at", "contact": "updated_at", "activity": "timestamp",
+                    "opportunity": "updated_at", "order": "timestamp"}
+
+#: topics that steer every worker rather than feed the graph
+CONTROL_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("crm.erasures", Erasure, "contact_id"),
+)
+
+#: every topic of the contract
+ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS + CONTROL_TOPICS
 
 _BY_NAME = {s.name: s for s in INPUT_TOPICS}
 _BY_KIND = {s.model.kind: s for s in INPUT_TOPICS}  # type: ignore[attr-defined]
