@@ -126,6 +126,28 @@ class GraphStore(ABC):
     def drop_partition(self, partition: int) -> None:
         """Forget everything applied under ``partition`` (replicated data stays)."""
 
+    @abstractmethod
+    def erase_contact(self, contact_id: str, as_of: int, hops: int = 2) -> set[str]:
+        """Remove every trace of a person, at every time (right to erasure).
+
+        Removes all versions and tombstones of the contact, every version and tombstone of the
+        activities and orders one of whose applied versions names it (``contact_id``), the
+        edge keys they hold or that point at them, and the ``contact_id`` attribute of the
+        opportunity versions naming it (the opportunity stays: it belongs to the account), in
+        every store partition. Afterwards every read at every time answers as if those records
+        had never been applied and no opportunity had named the person; source positions stay.
+        A later event for the same id is applied normally. Unlike a ``Delete`` (which hides an
+        entity after its time and keeps its history), nothing of the person's history remains.
+
+        Returns the other contacts whose ``hops``-layer output as of ``as_of`` can change,
+        computed on the graph before the removal with the ``affected_leads`` rule (the erased
+        nodes are feature nodes, the ends of the removed edges are edge nodes); the erased
+        contact is not in it. Idempotent: an unknown or already erased id returns an empty set
+        and changes nothing. Cost: the in-memory index is rebuilt (O(store)); the RocksDB store
+        also compacts its whole key range so no file holds the removed keys any more
+        (docs/graph_store.md, "Erasure").
+        """
+
     # ----------------------------------------------------------------- reads
     @abstractmethod
     def node(self, ntype: NodeType, node_id: str, as_of: int) -> Optional[dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from leadpulse.graph_store import erase
 from leadpulse.graph_store.base import ApplyEffect, Positions
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.graph_store.reads import StateBackedStore, paused_gc
@@ -43,6 +44,15 @@ class MemoryGraphStore(StateBackedStore):
         with paused_gc():
             self._state = self.state.without_partition(partition)
         self._positions.pop(partition, None)
+
+    def erase_contact(self, contact_id: str, as_of: int, hops: int = 2) -> set[str]:
+        with paused_gc():
+            plan = erase.plan(self.state, contact_id)
+            if plan is None:
+                return set()
+            leads = erase.affected_contacts(self.state, plan, as_of, hops)
+            self._state = erase.without(self.state, plan)
+        return leads
 
     def close(self) -> None:
         self._state = None

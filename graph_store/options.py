@@ -21,6 +21,9 @@ class GraphStoreOptions:
         gc_freeze: call ``gc.freeze()`` after the RocksDB store has loaded its index, so
             Python's collector never walks the loaded graph again (it holds millions of
             objects and no reference cycles). Process-wide, like every GC setting. Default True.
+        compression: RocksDB's snappy block compression of the store files. False writes them
+            uncompressed: larger on disk, and a byte scan of the files can then verify an
+            erasure, which snappy makes vacuous (docs/graph_store.md, "Erasure"). Default True.
 
     Example:
         >>> GraphStoreOptions(industry_k=4).similar_k
@@ -31,6 +34,7 @@ class GraphStoreOptions:
     ring_breakpoints: int = 32
     sync_writes: bool = False
     gc_freeze: bool = True
+    compression: bool = True
 
     def __post_init__(self) -> None:
         for name in ("industry_k", "similar_k"):

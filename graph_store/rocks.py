@@ -21,8 +21,19 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rocksdict import AccessType, MemtableFactory, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    BottommostLevelCompaction,
+    CompactOptions,
+    DBCompressionType,
+    MemtableFactory,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
+from leadpulse.graph_store import erase
 from leadpulse.graph_store import keys as K
 from leadpulse.graph_store.base import ApplyEffect, Positions
 from leadpulse.graph_store.errors import GraphStoreError, StoreClosed, StoreCorrupted, StoreWriteFailed
@@ -85,22 +96,7 @@ class RocksDBGraphStore(StateBackedStore):
         super().__init__(options)
         self.path = str(Path(path))
         self.read_only = read_only
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(not read_only)
-        # Write-mostly: reads are served by the in-memory index and the disk is scanned at open.
-        # A vector memtable makes a put an append (sorted once, at flush, off the apply thread);
-        # cheaper batch writes than the default skiplist (docs/graph_store.md#measurements-behind-the-code).
-        # Prefix scans of a large unflushed memtable pay that sort per iterator (only
-        # ``disk_neighbors``, a tool).
-        opts.set_memtable_factory(MemtableFactory.vector())
-        opts.set_allow_concurrent_memtable_write(False)
-        opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
-        try:
-            self._db: Optional[Rdict] = Rdict(
-                self.path, opts, access_type=AccessType.read_only() if read_only else AccessType.read_write())
-        except Exception as exc:
-            raise StoreCorrupted(f"cannot open graph store at {self.path}: {exc}. Move the directory "
-                                 "aside and restart to rebuild it from the source topics.") from exc
+        self._db: Optional[Rdict] = self._open()
         self._wopt = WriteOptions()
         self._wopt.sync = self.options.sync_writes
         self._partitions: set[int] = set()
@@ -111,6 +107,26 @@ class RocksDBGraphStore(StateBackedStore):
             gc.freeze()
 
     # ------------------------------------------------------------------- open
+    def _open(self) -> Rdict:
+        read_only = self.read_only
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(not read_only)
+        # Write-mostly: reads are served by the in-memory index and the disk is scanned at open.
+        # A vector memtable makes a put an append (sorted once, at flush, off the apply thread);
+        # cheaper batch writes than the default skiplist (docs/graph_store.md#measurements-behind-the-code).
+        # Prefix scans of a large unflushed memtable pay that sort per iterator (only
+        # ``disk_neighbors``, a tool).
+        opts.set_memtable_factory(MemtableFactory.vector())
+        opts.set_allow_concurrent_memtable_write(False)
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
+        if not self.options.compression:
+            opts.set_compression_type(DBCompressionType.none())
+        try:
+            return Rdict(self.path, opts, access_type=AccessType.read_only() if read_only else AccessType.read_write())
+        except Exception as exc:
+            raise StoreCorrupted(f"cannot open graph store at {self.path}: {exc}. Move the directory "
+                                 "aside and restart to rebuild it from the source topics.") from exc
+
     @property
     def db(self) -> Rdict:
         if self._db is None:
@@ -261,6 +277,60 @@ class RocksDBGraphStore(StateBackedStore):
         self._positions.pop(partition, None)
         self._partitions.discard(partition)
 
+    def erase_contact(self, contact_id: str, as_of: int, hops: int = 2) -> set[str]:
+        """See ``GraphStore.erase_contact``. One WriteBatch deletes the person's keys in every
+        partition and rewrites the opportunity versions that named it; then ``purge``."""
+        db = self._writable()
+        with paused_gc():
+            plan = erase.plan(self.state, contact_id)
+            if plan is None:
+                return set()
+            leads = erase.affected_contacts(self.state, plan, as_of, hops)
+            wb = WriteBatch(raw_mode=True)
+            for rec, mask in erase.removed(self.state, plan):
+                for key in _record_keys(rec, mask):
+                    wb.delete(key)
+            for rec, mask in erase.rewritten(self.state, plan):
+                value = encode_attrs(rec.attrs)
+                for p in _partitions_of(mask):
+                    wb.put(K.version_key(p, KIND_CODE[rec.kind], rec.id, rec.time), value)
+            try:
+                db.write(wb, self._wopt)
+            except Exception as exc:
+                raise StoreWriteFailed(f"cannot erase contact {contact_id!r}: {exc}") from exc
+            try:
+                self._state = erase.without(self.state, plan)
+            except Exception:   # the disk is erased already: the index must follow it
+                self._load()
+                raise
+        self.purge()
+        return leads
+
+    def purge(self) -> None:
+        """Rewrite the store's files so deleted keys are gone from disk, not only from reads.
+
+        A delete is a tombstone beside the old value until a compaction merges them at the
+        bottom level, so: flush the memtable (the WAL that logged the deletes becomes obsolete
+        and is removed), compact the whole key range through the bottom level (every file
+        rewritten without the deleted values and their tombstones), then reopen: RocksDB starts
+        a new MANIFEST, and the old one lists the smallest and largest key of every file it
+        ever had, which can be a deleted key. Costs a full rewrite of the store (measured in
+        docs/graph_store.md, "Erasure"). ``erase_contact`` calls it; call it again if it failed.
+        """
+        db = self._writable()
+        try:
+            db.flush()
+            db.flush_wal()
+            compact = CompactOptions()
+            compact.set_bottommost_level_compaction(BottommostLevelCompaction.force_optimized())
+            db.compact_range(None, None, compact)
+            db.close()
+        except Exception as exc:
+            raise StoreWriteFailed(f"graph store at {self.path}: the physical purge failed ({exc}); the "
+                                   "erased keys are deleted but may linger on disk: call purge() again") from exc
+        self._db = None
+        self._db = self._open()
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -328,6 +398,29 @@ class RocksDBGraphStore(StateBackedStore):
         return sorted(out, key=lambda x: (x[1], x[0]))
 
 
+
+
+def _partitions_of(mask: int) -> list[int]:
+    """The store partitions whose bits are set in an account version's partition mask."""
+    return [p for p in range(mask.bit_length()) if mask >> p & 1]
+
+
+def _record_keys(rec: Record, mask: int) -> list[bytes]:
+    """The keys ``apply`` wrote for an account record in the partitions of ``mask``: its version
+    and the edge keys it asserts, or its tombstone."""
+    kind, nid, t, attrs = rec
+    code = KIND_CODE[kind]
+    out = []
+    for p in _partitions_of(mask):
+        if attrs is TOMB:
+            out.append(K.tomb_key(p, code, nid, t))
+            continue
+        out.append(K.version_key(p, code, nid, t))
+        for field, etype in _EDGE_KEYS[kind]:
+            other = attrs.get(field)
+            if other is not None:
+                out.append(K.edge_key(p, etype, other, t, nid))
+    return out
 
 
 def _first_key(db: Rdict, start: bytes) -> Optional[bytes]:
