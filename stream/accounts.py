@@ -11,9 +11,14 @@ Score book (``stream.state.KVState``; its ``o`` namespace holds the consumed pos
     ``w\x00<partition>``    -> watermark: newest event time applied in that account partition, at
                                most the wall clock plus ``ScoringOptions.max_future`` (``_advance``)
     ``own\x00<contact_id>`` -> [account partition of its newest version, that version's time]
+    ``x\x00<sha-256 of a contact_id>`` -> {"status": "deleted" | "erased", "as_of"}: the lead's score
+                               was withdrawn (a tombstone on the scores topic); ``/leads`` says why
+    ``e\x00<sha-256 of a contact_id>`` -> {"at": micros}: the person was erased; their events up to
+                               then are dropped (``stream.erasure``)
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -25,11 +30,14 @@ from leadpulse.graph_store.reads import paused_gc
 from leadpulse.model.explain import explain
 from leadpulse.model.scorer import Scorer
 from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
+from leadpulse.schemas.parse import ParseError
 from leadpulse.schemas.tables import format_time
 from leadpulse.schemas.timeutil import from_micros, to_micros
 from leadpulse.schemas.types import WORKS_AT
 from leadpulse.stream.alerts import announced_tier, tier_alert_cut
-from leadpulse.stream.ingest import RawRecord
+from leadpulse.stream.erasure import erased_key, person_of
+from leadpulse.stream.ingest import RawRecord, dead_letter, reason_kind
+from leadpulse.stream.merge import Resolver
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.options import ScoringOptions
 from leadpulse.stream.pending import Pending
@@ -53,12 +61,18 @@ class Outputs:
     tiers: list = field(default_factory=list)  # (previous tier or None, tier) of each published score
     produced_at: list = field(default_factory=list)  # input record times of the events processed
     events: int = 0  # events applied whose scores these outputs complete (0 for the decay sweep)
+    tombstones: list = field(default_factory=list)  # contact ids whose score is gone (deleted, erased)
+    dropped: list = field(default_factory=list)  # score-book keys to delete with the commit
+    letters: list = field(default_factory=list)  # (dead letter, key, reason kind): merges that failed
 
     def merge(self, other: "Outputs") -> None:
         self.scores += other.scores
         self.alerts += other.alerts
         self.book.update(other.book)
         self.tiers += other.tiers
+        self.tombstones += other.tombstones
+        self.dropped += other.dropped
+        self.letters += other.letters
 
 
 def cause_of(topic: str, event: InputEvent) -> str:
@@ -148,7 +162,7 @@ class AccountProcessor:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
         pending, self._pending = self._pending, Pending()
         out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at,
-                      events=pending.events)
+                      events=pending.events, letters=pending.letters)
         self._in_flight += pending.events
         if pending.events:
             self.metrics.flush_events.observe(pending.events)
@@ -167,7 +181,8 @@ class AccountProcessor:
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
-        decoded = [(r, *decode_forward(r.value)) for r in records if r.value is not None and wanted(r)]
+        decoded = self._resolve([(r, decode_forward(r.value)) for r in records if r.value is not None and wanted(r)],
+                                replica)
         events = [e for _, _, e, _ in decoded]
         topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
         pending = self._pending
@@ -183,16 +198,8 @@ class AccountProcessor:
         owners = self._owners(events, partition)
         pending.book.update({("own", cid): owner for cid, owner in owners.items()})
         late = self._advance(events, partition) if not replica else [False] * len(events)
-        # Leads are scored as of their owner partition's watermark, which may be later than
-        # this batch's events: look for affected leads as far as the newest watermark.
-        horizon = max([to_micros(e.event_time) for e in events] + [w for _, w in self.book.scan("w")])
-        # One call for the whole batch (it shares neighbour lists), one set per event so each
-        # lead is credited with the last event that reached it. A duplicate rescores its leads
-        # too, replica or not: it is a batch replayed from the book's positions after a crash or
-        # a discarded window, whose leads were never scored.
-        each = self.store.affected_leads_each([[_rescore_effect(eff)] for eff in effects], horizon,
-                                              hops=self.options.hops)
-        causes: dict[str, str] = {}
+        each = self._affected(effects, events, owners)
+        causes: dict[str, tuple[str, int]] = {}
         for (_, topic, event, _), effect, leads, was_late in zip(decoded, effects, each, late):
             if not replica:
                 (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
@@ -200,12 +207,71 @@ class AccountProcessor:
                 if was_late and effect.changed:
                     self.metrics.late.labels(kind=event.kind).inc()
             cause = cause_of(topic, event)
-            for lead in leads:
-                causes[lead] = cause
-        for lead, cause in causes.items():
-            owner = owners.get(lead) or self._owner(lead)
-            if owner is not None and self.owns(owner[0]):
-                pending.add_lead(lead, owner[0], cause)
+            for lead, owner in leads.items():
+                causes[lead] = (cause, owner)
+        for lead, (cause, owner) in causes.items():
+            pending.add_lead(lead, owner, cause)
+
+    def _affected(self, effects: list, events: Sequence[InputEvent], owners: dict) -> list[dict[str, int]]:
+        """Per event, the owned leads it may move -> their owner partition.
+
+        A lead is scored as of its owner partition's watermark, so it is searched for as of
+        that time: the graph's shape is not monotone in time (a company that changes industry
+        leaves its ring, a deleted company takes its edges), and a lead reachable from an
+        event as of its partition's watermark may not be as of a later one. One search per
+        distinct watermark of the owned partitions that is not before the batch (an event
+        dated after a watermark moves nothing as of it), each keeping the leads owned by a
+        partition at that watermark, and one as of the newest time, keeping every owned lead
+        it finds. One call per time for the whole batch (it shares
+        neighbour lists), one set per event so each lead is credited with the last event that
+        reached it. A duplicate rescores its leads too, replica or not: it is a batch replayed
+        from the book's positions after a crash or a discarded window, whose leads were never
+        scored.
+        """
+        every = [w for _, w in self.book.scan("w")]
+        marks = {int(k[0]): w for k, w in self.book.scan("w") if self.owns(int(k[0]))}
+        earliest = min(to_micros(e.event_time) for e in events)
+        # the newest time too, for any owner: a lead an event reaches only later than its
+        # partition's watermark is brought up to that watermark now rather than by the sweep
+        horizon = max([to_micros(e.event_time) for e in events] + every)
+        times = sorted({w for w in marks.values() if w >= earliest} | {horizon})
+        groups = [[_rescore_effect(eff)] for eff in effects]
+        out: list[dict[str, int]] = [{} for _ in events]
+        for t in times:
+            for found, leads in zip(out, self.store.affected_leads_each(groups, t, hops=self.options.hops)):
+                for lead in leads:
+                    owner = owners.get(lead) or self._owner(lead)
+                    if owner is not None and self.owns(owner[0]) and (t == horizon or marks.get(owner[0]) == t):
+                        found[lead] = owner[0]
+        return out
+
+    def _resolve(self, decoded: list, replica: bool) -> list[tuple[RawRecord, str, InputEvent, Optional[float]]]:
+        """Whole events for the batch's items, in order: partial updates merged onto the
+        entity's version as of their time, re-sent snapshot rows that change nothing and events
+        of erased persons left out (``stream.merge``, ``stream.erasure``). A merge that fails is
+        a dead letter (sent by the owner only: a replica's would repeat it)."""
+        resolver, out = Resolver(self.store), []
+        for r, fwd in decoded:
+            if self._erased(fwd.item):
+                self.metrics.erased_dropped.inc()
+                continue
+            event = resolver.resolve(fwd.item)
+            if event is None:
+                if not replica:
+                    self.metrics.duplicates.labels(kind=fwd.item.event.kind).inc()
+            elif isinstance(event, ParseError):
+                if not replica:
+                    self._pending.letters.append(_merge_letter(fwd, str(event)))
+            else:
+                out.append((r, fwd.topic, event, fwd.produced_at))
+        return out
+
+    def _erased(self, item) -> bool:
+        person = person_of(item)
+        if person is None:
+            return False
+        since = self.book.get("e", erased_key(person))
+        return since is not None and to_micros(item.event_time) <= since["at"]
 
     def _advance(self, events: Sequence[InputEvent], partition: int) -> list[bool]:
         """Move the partition's watermark to the newest event time of the batch, never back and
@@ -256,6 +322,10 @@ class AccountProcessor:
         Every scored lead's book entry records that it was checked as of ``as_of`` with this
         model version (so the decay sweep skips it), even when its score did not move enough
         to be published; the published score and its ``as_of`` change only when it did.
+        A lead that was scored as of an earlier time and is absent as of ``as_of`` was deleted
+        (a contact exists from its first version on, until a delete): it loses its score, a
+        tombstone on the scores topic and its book entry dropped. The delete may have been
+        applied long before, dated ahead of the watermark; the decay sweep brings it here.
         """
         out = Outputs()
         if self.scorer is None or not causes:
@@ -268,6 +338,9 @@ class AccountProcessor:
             began = time.perf_counter()
             graph = self.store.subgraph(chunk, as_of, hops=self.options.hops)
             present = set(graph.node_ids.get("contact", ()))
+            for cid in chunk:
+                if cid not in present:
+                    self._withdraw_if_gone(cid, as_of, out)
             # A lead replicated ahead of its partition's watermark does not exist as of it yet;
             # its own partition's apply rescores it once the watermark passes it.
             chunk = [cid for cid in chunk if cid in present]
@@ -296,6 +369,49 @@ class AccountProcessor:
                 top = [Factor(factor=f.factor, contribution=float(f.contribution)) for f in explained.get(cid, [])]
                 self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out)
         return out
+
+    def _withdraw_if_gone(self, cid: str, as_of: int, out: Outputs) -> None:
+        prev = self.book.get("s", cid)
+        if prev is not None and prev["as_of"] <= as_of:
+            self._drop(cid, as_of, "deleted", out)
+
+    def _drop(self, cid: str, as_of: int, status: str, out: Outputs) -> None:
+        """The lead's score is gone: a tombstone if one was published, and the marker that
+        ``/leads`` answers with (keyed by a hash of the id, so an erasure leaves none)."""
+        prev = self.book.get("s", cid)
+        out.book[("x", erased_key(cid))] = {"status": status, "as_of": as_of}
+        if prev is None:
+            return
+        out.tombstones.append(cid)
+        out.dropped.append(("s", cid))
+        out.book.pop(("s", cid), None)
+        out.tiers.append((prev["tier"], None))
+
+    def erase(self, contact_id: str, at: int) -> Outputs:
+        """Remove a person from the graph store (every partition, replicas included) and the
+        score book, and rescore the owned leads that saw them; what to publish (the person's
+        tombstone when a score was published here). Call with nothing pending (``flush``
+        first), then ``commit_published`` and ``purge``. Idempotent."""
+        horizon = max([w for _, w in self.book.scan("w")], default=0)
+        affected = self.store.erase_contact(contact_id, horizon, hops=self.options.hops)
+        out = Outputs()
+        self._drop(contact_id, horizon, "erased", out)
+        known = self.book.get("e", erased_key(contact_id))
+        out.book[("e", erased_key(contact_id))] = {"at": max(at, known["at"] if known else at)}
+        out.dropped.append(("own", contact_id))
+        by_partition: dict[int, dict[str, str]] = {}
+        for lead in sorted(affected - {contact_id}):
+            owner = self._owner(lead)
+            if owner is not None and self.owns(owner[0]):
+                by_partition.setdefault(owner[0], {})[lead] = "erasure"
+        with paused_gc():  # a lead that existed only through the person's records is withdrawn
+            for part, causes in sorted(by_partition.items()):
+                out.merge(self.rescore(causes, self.watermark(part) or 0, part))
+        return out
+
+    def purge(self) -> None:
+        """After an erasure is committed: no file of the score book keeps the deleted keys."""
+        self.book.purge()
 
     def _to_explain(self, moved: list) -> set[str]:
         """The leads worth explaining within the budget: alerts first, then the largest moves."""
@@ -403,8 +519,8 @@ class AccountProcessor:
 
     def commit_published(self, out: Outputs) -> None:
         """Record what was published (after the producer flushed it)."""
-        if out.book or out.positions:
-            self.book.commit(out.book, positions=out.positions)
+        if out.book or out.positions or out.dropped:
+            self.book.commit(out.book, out.dropped, positions=out.positions)
         # a rebalance (``discard_pending``, outside the scoring lock) may have zeroed the count
         # while these outputs were being sent
         self._in_flight = max(0, self._in_flight - out.events)
@@ -416,7 +532,13 @@ class AccountProcessor:
         for before, after in out.tiers:
             if before is not None:
                 self.metrics.leads_by_tier.labels(tier=before).dec()
-            self.metrics.leads_by_tier.labels(tier=after).inc()
+            if after is not None:
+                self.metrics.leads_by_tier.labels(tier=after).inc()
+        for letter, _, kind in out.letters:
+            self.metrics.rejected.labels(topic=letter.source_topic, reason=kind).inc()
+        for cid in out.tombstones:
+            marker = out.book.get(("x", erased_key(cid)), {})
+            self.metrics.deletes.labels(status=marker.get("status", "deleted")).inc()
 
     def unpublished(self) -> int:
         """Events applied whose score changes are not published yet (held or in flight)."""
@@ -452,6 +574,22 @@ class AccountProcessor:
 
     def last_score(self, contact_id: str) -> Optional[dict]:
         return self.book.get("s", contact_id)
+
+    def withdrawn(self, contact_id: str) -> Optional[dict]:
+        """Why a lead has no score any more (``{"contact_id", "status": "deleted" | "erased"}``),
+        or None if it never had one here."""
+        marker = self.book.get("x", erased_key(contact_id))
+        return None if marker is None else {"contact_id": contact_id, "status": marker["status"]}
+
+
+def _merge_letter(fwd, error: str) -> tuple:
+    """The dead letter of a partial update the account stage could not merge, naming its input
+    record (``Forward.source``)."""
+    topic, partition, offset = (fwd.source or "?:0:0").rsplit(":", 2)
+    raw = json.dumps(fwd.item.wire(), separators=(",", ":")).encode()
+    letter = dead_letter(RawRecord(topic, int(partition), int(offset), None, raw), error)
+    kind = reason_kind(ParseError("", error.split(": ", 1)[-1])) if ": " in error else "invalid"
+    return letter, None, kind
 
 
 def _rescore_effect(effect: ApplyEffect) -> ApplyEffect:

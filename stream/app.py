@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from leadpulse.schemas.topics import INPUT_TOPICS
 from leadpulse.stream.accounts import AccountProcessor
+from leadpulse.stream.erasure import follow_erasures
 from leadpulse.stream.faustapp import new_app
 from leadpulse.stream.ingest import RawRecord
 from leadpulse.stream.metrics import Metrics
@@ -79,8 +80,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
         router, processor, metrics, FaustProducer(app), seek,
         RuntimeTopics(inputs=contract_of, accounts=options.account_topic,
                       deadletter=options.topics["crm.deadletter"], scores=options.topics["leads.scores"],
-                      alerts=options.topics["leads.alerts"]),
-        batch_size=options.batch_size)
+                      alerts=options.topics["leads.alerts"], erasures=options.topics["crm.erasures"]),
+        batch_size=options.batch_size, feeds=options.feeds)
 
     @app.agent(inputs)
     async def ingest(stream):
@@ -103,6 +104,12 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             # (docs/architecture.md#invariant-4).
             await replicate(options.bootstrap, options.account_topic, processor, runtime.replicated,
                             options.batch_size, options.batch_seconds, options.fetch_max_wait_ms)
+
+    @app.task
+    async def erasure_reader() -> None:
+        # Every worker reads every erasure: the person's traces are in several workers' state.
+        await follow_erasures(options.bootstrap, options.topics["crm.erasures"], processor.book.positions,
+                              runtime.erase_record)
 
     @app.timer(options.sweep_seconds)
     async def decay_sweep() -> None:
@@ -192,6 +199,8 @@ def build_app(options: AppOptions, router: Router, processor: AccountProcessor,
             body = await runtime.lead(contact_id)
             if body is None:
                 return self.json({"error": f"no score for {contact_id}"}, status=404)
+            if "status" in body:  # deleted or erased: the score was withdrawn
+                return self.json({"error": f"{contact_id} was {body['status']}", **body}, status=404)
             return self.json(body)
 
     return app

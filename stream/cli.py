@@ -10,6 +10,7 @@ appending its module to :data:`COMMAND_MODULES`; heavy imports belong inside ``r
     leadpulse simulate --size small --seed 7 --out var/tables
     leadpulse publish --tables var/tables [--rate 500 | --speedup 3600]
     leadpulse demo
+    leadpulse erase --contact ID           # right to erasure, on every worker
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from leadpulse.stream.connection import BrokerUnavailable
 logger = logging.getLogger(__name__)
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
-COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.topicscmd", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.benchcmd"]
+COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.topicscmd", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.erasecmd", "leadpulse.stream.benchcmd"]
 
 
 # --------------------------------------------------------------------------- broker

@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -39,7 +40,8 @@ from pydantic import AfterValidator, Field, SecretStr, StringConstraints, Valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.feeds import FeedSpec, feed_specs
+from leadpulse.schemas.topics import ALL_TOPICS, CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.connection import ConnectionSettingsError, KafkaConnection
 from leadpulse.stream.options import AppOptions, ScoringOptions
 
@@ -62,6 +64,7 @@ _LogLevel = Annotated[str, StringConstraints(strip_whitespace=True), AfterValida
 # tests/stream/test_config.py checks against the field names
 _COMPANIES, _CONTACTS, _ACTIVITIES, _OPPORTUNITIES, _ORDERS = (s.name for s in INPUT_TOPICS)
 _SCORES, _ALERTS, _DEADLETTER, _MODEL_UPDATES = (s.name for s in OUTPUT_TOPICS)
+(_ERASURES,) = (s.name for s in CONTROL_TOPICS)
 
 #: the mapping ``Settings()`` reads; ``None`` = ``os.environ`` (``Settings.from_env`` sets another)
 _ENVIRON: ContextVar[Optional[Mapping[str, str]]] = ContextVar("leadpulse_environ", default=None)
@@ -126,7 +129,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: Optional[str] = Field(
         None, validation_alias="KAFKA_BOOTSTRAP",
-        description="`host:port[,host:port]` of a running Kafka. Required by `worker`, `publish` and "
+        description="`host:port[,host:port]` of a running Kafka. Required by `worker`, `publish`, `erase` and "
                     "`topics`; unset, they stop with an error. Only `leadpulse demo`, `leadpulse broker` and "
                     "`leadpulse worker --embedded` start the embedded Tansu broker instead (development "
                     "only: it keeps everything in memory).")
@@ -198,6 +201,9 @@ class Settings(BaseSettings):
     topic_deadletter: _Name = Field(
         _DEADLETTER, description="rejected input events, with the reason and the original bytes")
     topic_model_updates: _Name = Field(_MODEL_UPDATES, description="model promotion decisions")
+    topic_erasures: _Name = Field(
+        _ERASURES, description="requests to erase a person (`leadpulse erase`), read by every worker; "
+                               "compacted, so a rebuilt worker erases again")
     topic_accounts: _Name = Field(
         AppOptions.account_topic,
         description="internal repartition topic (key `company_id`); needs unlimited retention like the "
@@ -305,6 +311,14 @@ class Settings(BaseSettings):
                     "arrives, at most this many days (wall-clock time since it was held); then it goes to "
                     "the dead-letter topic with the reason `contact never arrived`. 0 = hold until the "
                     "contact comes. Why 7: [operating](operating.md#held-events).")
+    feeds: Optional[str] = Field(
+        None, json_schema_extra=_shown("(every topic detected by shape)"),
+        description="format and field mapping of the input topics, as JSON: contract topic name -> "
+                    "`{\"format\": \"auto|record|connect|debezium|salesforce\", \"fields\": {source: contract}, "
+                    "\"epoch\": {field: \"s|ms|us|ns\"}, \"partial\": false}`. See "
+                    "[bring your own CRM](bring-your-own-crm.md#change-data-capture-feeds).")
+    feeds_file: Optional[Path] = Field(
+        None, description="a file holding the `LEADPULSE_FEEDS` JSON instead (set one of the two).")
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -313,6 +327,7 @@ class Settings(BaseSettings):
             raise SettingsError(type(self)._explain(exc)) from exc
         # a wrong or incomplete security setting stops every command at start, broker or not
         self.kafka_connection(self.kafka_bootstrap or "localhost:9092")
+        self.feed_specs()  # so does a feed mapping that cannot be read
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],
@@ -372,6 +387,25 @@ class Settings(BaseSettings):
         return "; ".join(problems)
 
     # ----------------------------------------------------------------- options
+    def feed_specs(self) -> dict[str, FeedSpec]:
+        """Contract input topic -> its format and field mapping (``LEADPULSE_FEEDS`` or
+        ``LEADPULSE_FEEDS_FILE``); topics not named detect their format by shape."""
+        if self.feeds and self.feeds_file:
+            raise SettingsError("LEADPULSE_FEEDS and LEADPULSE_FEEDS_FILE are both set: set only one")
+        name, text = "LEADPULSE_FEEDS", self.feeds
+        if self.feeds_file:
+            name = "LEADPULSE_FEEDS_FILE"
+            try:
+                text = self.feeds_file.read_text()
+            except OSError as exc:
+                raise SettingsError(f"{name}={str(self.feeds_file)!r}: {exc.strerror or exc}") from exc
+        if not text:
+            return {}
+        try:
+            return feed_specs(json.loads(text))
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"{name}: {exc}"[:1000]) from exc
+
     def app_options(self, bootstrap: str, datadir: Optional[str] = None) -> AppOptions:
         """The Faust app's options: every setting it has, its own defaults for the rest.
 
@@ -386,7 +420,7 @@ class Settings(BaseSettings):
                           lag_seconds=self.lag_seconds, web_url=self.web_url,
                           fetch_max_wait_ms=self.fetch_wait_ms, api_token=_reveal(self.api_token),
                           faust_views=self.faust_views, ready_max_lag_seconds=self.ready_max_lag_seconds,
-                          hold_days=self.hold_days)
+                          hold_days=self.hold_days, feeds=self.feed_specs())
 
     def scoring_options(self) -> ScoringOptions:
         """The rescoring options: every setting they have, their own defaults for the rest."""
@@ -440,15 +474,20 @@ class Settings(BaseSettings):
         return [self.topic(s.name) for s in OUTPUT_TOPICS]
 
     @property
+    def control_topics(self) -> list[str]:
+        """Configured names of the control topics (erasures)."""
+        return [self.topic(s.name) for s in CONTROL_TOPICS]
+
+    @property
     def all_topics(self) -> list[str]:
         """Every topic leadpulse creates."""
-        return self.input_topics + self.output_topics
+        return self.input_topics + self.output_topics + self.control_topics
 
 
 #: default topic name -> Settings field holding the configured name, for every contract topic
 TOPIC_FIELDS: dict[str, str] = {field.default: name for name, field in Settings.model_fields.items()
-                                if field.default in {s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}}
-assert len(TOPIC_FIELDS) == len(INPUT_TOPICS + OUTPUT_TOPICS)
+                                if field.default in {s.name for s in ALL_TOPICS}}
+assert len(TOPIC_FIELDS) == len(ALL_TOPICS)
 
 
 # ------------------------------------------------------------ the reference page

@@ -112,6 +112,13 @@ class Metrics:
         self.held_events = Gauge(
             "leadpulse_held_events",
             "Activities and orders held by the router for a contact not seen yet", registry=r)
+        self.erasures = Counter("leadpulse_erasures", "Persons erased from this worker's state (crm.erasures)",
+                                registry=r)
+        self.erased_dropped = Counter(
+            "leadpulse_events_erased",
+            "Events of an erased person, dated before the erasure, dropped instead of applied", registry=r)
+        self.deletes = Counter("leadpulse_leads_withdrawn", "Lead scores withdrawn (a tombstone on the "
+                               "scores topic) because the contact was deleted or erased", ["status"], registry=r)
         self._freshness = _Freshness()
         r.register(self._freshness)
         ProcessCollector(registry=r)

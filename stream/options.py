@@ -50,6 +50,8 @@ class AppOptions:
             ("contact never arrived") after this many days of wall-clock time; 0 = held until
             its contact comes (docs/stream.md, "Held events").
         expire_seconds: how often held events are checked against ``hold_days``.
+        feeds: contract input topic -> its format and field mapping (``schemas.feeds.FeedSpec``);
+            a topic not named detects its format by shape.
     """
     app_id: str
     bootstrap: Union[str, KafkaConnection]
@@ -74,6 +76,7 @@ class AppOptions:
     ready_max_lag_seconds: float = 120.0
     hold_days: float = 7.0
     expire_seconds: float = 60.0
+    feeds: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

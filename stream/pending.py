@@ -21,6 +21,7 @@ class Pending:
     events: int = 0  # events applied
     since: Optional[float] = None  # monotonic time of the first batch
     lag: Optional[float] = None  # seconds the newest record of the last batch was old when applied
+    letters: list = field(default_factory=list)  # dead letters of the batches (failed merges)
 
     def empty(self) -> bool:
         return self.since is None

@@ -27,17 +27,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
 
+from leadpulse.schemas.feeds import FeedSpec
 from leadpulse.schemas.tables import format_time
-from leadpulse.schemas.timeutil import from_micros
+from leadpulse.schemas.timeutil import from_micros, to_micros
 from leadpulse.schemas.types import NODE_TYPES
 from leadpulse.stream.accounts import AccountProcessor, Outputs
-from leadpulse.stream.ingest import RawRecord, validate
+from leadpulse.stream.erasure import parse_erasure
+from leadpulse.stream.ingest import RawRecord, dead_letter, validate
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.positions import PositionGuard
 from leadpulse.stream.router import NEVER_ARRIVED, Router
 
 logger = logging.getLogger(__name__)
 
+_DETECT = FeedSpec()  # a topic with no feed configured: its format is detected by shape
 #: score-book fields that are the worker's bookkeeping, not part of the /leads answer
 _BOOK_ONLY = frozenset({"alerted_tier"})
 
@@ -62,12 +65,14 @@ class RuntimeTopics:
         inputs: configured input topic name -> its contract name (``crm.contacts``, ...).
         accounts: the internal topic keyed by company_id.
         deadletter, scores, alerts: output topics.
+        erasures: the control topic of erasure requests (``stream.erasure``).
     """
     inputs: dict
     accounts: str
     deadletter: str
     scores: str
     alerts: str
+    erasures: Optional[str] = None
 
 
 class Checkpoint:
@@ -103,10 +108,11 @@ class ScoringRuntime:
         seek: how to move a consumer back to a stored position.
         topics: the topic names.
         batch_size: the adapter's batch bound; a full batch means a backlog (the sweep waits).
+        feeds: contract input topic -> its format and field mapping (``schemas.feeds``).
     """
 
     def __init__(self, router: Router, processor: AccountProcessor, metrics: Metrics, producer: Producer,
-                 seek: Seek, topics: RuntimeTopics, batch_size: int):
+                 seek: Seek, topics: RuntimeTopics, batch_size: int, feeds: Optional[dict] = None):
         self.router = router
         self.processor = processor
         self.metrics = metrics
@@ -114,6 +120,7 @@ class ScoringRuntime:
         self.seek = seek
         self.topics = topics
         self.batch_size = batch_size
+        self.feeds = feeds or {}
         #: one writer of the score book at a time: the account stage, the replication reader,
         #: the flush and sweep timers, a model swap, an on-demand explanation
         self.scoring = asyncio.Lock()
@@ -165,7 +172,7 @@ class ScoringRuntime:
             positions[(r.topic, r.partition)] = r.offset + 1
             self.metrics.consumed.labels(topic=r.topic).inc()
             contract = self.topics.inputs[r.topic]
-            result = validate(r, contract, now, max_future)
+            result = validate(r, contract, now, max_future, self.feeds.get(contract, _DETECT))
             if isinstance(result, tuple):
                 letter, kind = result
                 self.metrics.rejected.labels(topic=r.topic, reason=kind).inc()
@@ -174,8 +181,13 @@ class ScoringRuntime:
                 batch.append((r, contract, result))
         forwards, change = self.router.route(batch)
         change["positions"].update(positions)
+        for letter, key, kind in change["letters"]:
+            self.metrics.rejected.labels(topic=letter.source_topic, reason=kind).inc()
+            letters.append((self.topics.deadletter, key, letter.model_dump_json().encode()))
         out = letters + [(self.topics.accounts, f.account.encode(), f.wire()) for f in forwards]
         await self.checkpoint.run(out, lambda: self.router.commit(change))
+        if change["erased"]:
+            self.metrics.erased_dropped.inc(change["erased"])
 
     # ------------------------------------------------------------ stage 2
     async def accounts(self, records: list[RawRecord]) -> None:
@@ -259,6 +271,9 @@ class ScoringRuntime:
     async def _publish(self, out: Outputs) -> None:
         records = [(self.topics.scores, s.contact_id.encode(), s.model_dump_json().encode()) for s in out.scores]
         records += [(self.topics.alerts, a.contact_id.encode(), a.model_dump_json().encode()) for a in out.alerts]
+        # a withdrawn score is a tombstone, so a compacted scores topic forgets the lead
+        records += [(self.topics.scores, cid.encode(), None) for cid in out.tombstones]
+        records += [(self.topics.deadletter, key, letter.model_dump_json().encode()) for letter, key, _ in out.letters]
         await self.checkpoint.run(records, lambda: self.processor.commit_published(out))
         done = time.time()
         for produced in out.produced_at:
@@ -368,6 +383,38 @@ class ScoringRuntime:
             self.metrics.rejected.labels(topic=letter.source_topic, reason=NEVER_ARRIVED).inc()
         return len(letters)
 
+    # ------------------------------------------------------------ erasure
+    async def erase_record(self, record: RawRecord) -> None:
+        """One record of the erasures topic: erase the person it names (``erase``), storing
+        the next position with the erasure; an invalid request is a dead letter."""
+        position = {(record.topic, record.partition): record.offset + 1}
+        request = parse_erasure(record.value)
+        if isinstance(request, str):
+            letter = dead_letter(record, request)
+            self.metrics.rejected.labels(topic=record.topic, reason="erasure").inc()
+            async with self.scoring:
+                await self.checkpoint.run([(self.topics.deadletter, record.key, letter.model_dump_json().encode())],
+                                          lambda: self.processor.book.commit(positions=position))
+            return
+        await self.erase(request.contact_id, to_micros(request.requested_at), position)
+
+    async def erase(self, contact_id: str, at: int, position: Optional[dict] = None) -> None:
+        """Remove a person from every state this worker keeps: the router's directory and held
+        events, the graph store (their contact, activities and orders, at every time), the score
+        book; publish their tombstone and the rescored leads that saw them; then rewrite the
+        RocksDB files so no deleted key stays on disk (docs/operating.md, "Erasing a person")."""
+        async with self.routing, self.scoring:
+            await self._publish(self.processor.flush())  # nothing pending may name the person
+            change = self.router.erase(contact_id, at)
+            self.router.commit(change)
+            self.router.state.purge()
+            out = self.processor.erase(contact_id, at)
+            out.positions.update(position or {})
+            await self._publish(out)
+            self.processor.purge()
+        self.metrics.erasures.inc()
+        logger.info("erased a person from this worker's state (%d leads rescored)", len(out.scores))
+
     # ------------------------------------------------------------ reads
     def watermarks(self) -> dict[int, float]:
         """Newest applied event time (epoch seconds) of each account partition this worker
@@ -399,7 +446,7 @@ class ScoringRuntime:
         """The /leads answer from the local score book (explained on demand), or None."""
         last = self.processor.last_score(contact_id)
         if last is None:
-            return None
+            return self.processor.withdrawn(contact_id)
         body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
         body["as_of"] = format_time(from_micros(last["as_of"]))
         if not body.get("top_factors"):

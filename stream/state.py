@@ -17,7 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BottommostLevelCompaction, CompactOptions, Options, Rdict, WriteBatch
 
 logger = logging.getLogger(__name__)
 SEP = "\x00"
@@ -51,10 +51,13 @@ class KVState:
         self.path.mkdir(parents=True, exist_ok=True)
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
         self._cache_entries = cache_entries
+        self._db = self._open()
+
+    def _open(self) -> Rdict:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         try:
-            self._db = Rdict(str(self.path), opts)
+            return Rdict(str(self.path), opts)
         except Exception as exc:  # rocksdict raises bare Exceptions
             raise StateError(f"cannot open stream state at {self.path}: {exc}. "
                              "If it is corrupted, delete the directory: the worker rebuilds it "
@@ -130,6 +133,24 @@ class KVState:
             self._remember(self.key(*parts), None)
         for parts, value in puts.items():
             self._remember(self.key(*parts), value)
+
+    def purge(self) -> None:
+        """Rewrite the files so deleted keys are gone from disk, not only from reads (an
+        erasure): flush the memtable, then compact every key range. Costs a rewrite of the
+        directory; erasures are rare."""
+        self._cache.clear()
+        try:
+            self._db.flush()
+            self._db.flush_wal()
+            compact = CompactOptions()
+            compact.set_bottommost_level_compaction(BottommostLevelCompaction.force_optimized())
+            self._db.compact_range(None, None, compact)
+            # reopened, RocksDB starts a new MANIFEST: the old one names the boundary keys of
+            # every file it had, which can be a deleted key
+            self._db.close()
+            self._db = self._open()
+        except Exception as exc:
+            raise StateError(f"purging {self.path} failed: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()

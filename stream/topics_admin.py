@@ -145,12 +145,15 @@ class TopicLayout:
         account: the internal account topic (co-partitioned with the inputs, unlimited retention).
         scores: ``leads.scores`` (compacted).
         outputs: the other outputs (alerts, dead letters, model updates): broker defaults.
+        erasures: the erasure requests (compacted: the newest request per person is kept for
+            good, so a worker rebuilt from the input topics erases again).
         partitions, replication: of every topic created.
     """
     inputs: tuple[str, ...]
     account: str
     scores: str
     outputs: tuple[str, ...] = ()
+    erasures: Optional[str] = None
     partitions: int = 4
     replication: int = 1
 
@@ -162,6 +165,7 @@ class TopicLayout:
         return cls(inputs=tuple(prefix + n for n in settings.input_topics),
                    account=prefix + settings.topic_accounts, scores=prefix + scores,
                    outputs=tuple(prefix + n for n in settings.output_topics if n != scores),
+                   erasures=prefix + settings.topic("crm.erasures"),
                    partitions=settings.partitions, replication=settings.replication)
 
     @property
@@ -172,13 +176,14 @@ class TopicLayout:
     @property
     def names(self) -> list[str]:
         """Every topic, inputs first."""
-        return list(dict.fromkeys((*self.co_partitioned, self.scores, *self.outputs)))
+        control = (self.erasures,) if self.erasures else ()
+        return list(dict.fromkeys((*self.co_partitioned, self.scores, *self.outputs, *control)))
 
     def configs(self, name: str) -> dict[str, str]:
         """The topic configs ``name`` is created with."""
         if name in self.co_partitioned:
             return dict(UNLIMITED_RETENTION)
-        if name == self.scores:
+        if name in (self.scores, self.erasures):
             return dict(COMPACTED)
         return {}
 

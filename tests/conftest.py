@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import ALL_TOPICS
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def topic_map(topic_prefix: str) -> dict[str, str]:
 
     Pass it wherever a ``topics`` mapping is accepted (``stream.publish.publish(topics=...)``).
     """
-    return {s.name: topic_prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+    return {s.name: topic_prefix + s.name for s in ALL_TOPICS}
 
 
 @pytest.fixture(scope="session")

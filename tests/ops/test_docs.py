@@ -87,9 +87,9 @@ def test_getting_started_uses_only_commands_that_exist():
 
 
 def test_every_example_in_the_contracts_validates_against_its_topic_model():
-    from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+    from leadpulse.schemas.topics import ALL_TOPICS
 
-    models = {s.name: s.model for s in INPUT_TOPICS + OUTPUT_TOPICS}
+    models = {s.name: s.model for s in ALL_TOPICS}
     text = (DOCS / "contracts.md").read_text()
     checked = set()
     for topic, body in re.findall(r"^### (\S+)\n(.*?)(?=^##)", text + "\n## end", flags=re.M | re.S):

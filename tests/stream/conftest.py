@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import ALL_TOPICS
 from leadpulse.stream.config import TOPIC_FIELDS
 from tests.stream.tests_support import wait_for
 
@@ -33,7 +34,7 @@ class WorkerRun:
 
     @property
     def topics(self) -> dict[str, str]:
-        return {s.name: self.prefix + s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+        return {s.name: self.prefix + s.name for s in ALL_TOPICS}
 
     def env(self) -> dict:
         env = dict(os.environ, KAFKA_BOOTSTRAP=self.bootstrap, LEADPULSE_DATA_DIR=str(self.data_dir),
@@ -60,11 +61,19 @@ class WorkerRun:
             self.proc.wait(10)
 
     def get(self, path: str) -> Optional[str]:
+        """The body of a 2xx answer, else None."""
+        status, body = self.fetch(path)
+        return body if status is not None and status < 300 else None
+
+    def fetch(self, path: str) -> tuple[Optional[int], Optional[str]]:
+        """(status, body) of any answer; (None, None) when nothing answers."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.read().decode()
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
         except OSError:
-            return None
+            return None, None
 
     def metric(self, name: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families

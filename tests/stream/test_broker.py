@@ -101,7 +101,7 @@ def test_ensure_topics_creates_with_partition_count_idempotently(broker: str, to
 def test_ensure_topics_creates_every_contract_topic(broker: str, topic_map: dict[str, str]) -> None:
     counts = ensure_topics(broker, topic_map.values(), partitions=1)
     assert set(counts) == set(topic_map.values()) and set(counts.values()) == {1}
-    assert len(counts) == 9
+    assert len(counts) == 10  # 5 inputs, 4 outputs, crm.erasures
 
 
 def test_broker_from_env_prefers_kafka_bootstrap(broker: str) -> None:

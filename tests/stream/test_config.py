@@ -9,7 +9,7 @@ import pytest
 from pydantic import Field, SecretStr, ValidationError
 
 import leadpulse.stream.config
-from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.config import TOPIC_FIELDS, Settings, SettingsError
 from leadpulse.stream.connection import KafkaConnection
 from leadpulse.stream.options import AppOptions, ScoringOptions
@@ -98,7 +98,7 @@ def test_unknown_topic() -> None:
 
 
 def test_each_topic_field_holds_its_own_topic() -> None:
-    assert set(TOPIC_FIELDS) == {s.name for s in INPUT_TOPICS + OUTPUT_TOPICS}
+    assert set(TOPIC_FIELDS) == {s.name for s in ALL_TOPICS}
     for default, name in TOPIC_FIELDS.items():  # topic_deadletter <- crm.deadletter, ...
         assert name.rsplit("_", 1)[-1] in default, (name, default)
 
@@ -114,7 +114,9 @@ def test_default_settings_build_the_options_defaults() -> None:
 
 #: settings that feed no option of the app or of scoring (the worker reads them itself)
 NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
-               "model_version", "retrain_epochs", "allow_unsafe_topics"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
+               "model_version", "retrain_epochs", "allow_unsafe_topics",
+               "feeds", "feeds_file"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
+# (the feeds are JSON, which the generic change below cannot make: test_feeds_reach_the_options)
 
 
 def _changed(value: object) -> object:
@@ -199,3 +201,26 @@ def test_a_wrong_or_incomplete_security_setting_names_the_variable(env: dict, va
     with pytest.raises(SettingsError, match=f"^{variable}\\b") as err:
         Settings.from_env(env)
     assert "s3cret" not in str(err.value)
+
+
+def test_feeds_reach_the_options(tmp_path) -> None:
+    from leadpulse.schemas.feeds import FeedFormat
+    text = '{"crm.contacts": {"format": "debezium", "fields": {"id": "contact_id"}}}'
+    by_value = Settings.from_env({"LEADPULSE_FEEDS": text}).app_options("k:9092").feeds
+    path = tmp_path / "feeds.json"
+    path.write_text(text)
+    by_file = Settings.from_env({"LEADPULSE_FEEDS_FILE": str(path)}).app_options("k:9092").feeds
+    assert by_value == by_file
+    assert by_value["crm.contacts"].format == FeedFormat.DEBEZIUM
+    assert by_value["crm.contacts"].fields == {"id": "contact_id"}
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"LEADPULSE_FEEDS": "{not json"}, "LEADPULSE_FEEDS"),
+    ({"LEADPULSE_FEEDS": '{"crm.nothing": {}}'}, "crm.nothing"),
+    ({"LEADPULSE_FEEDS": '{"crm.contacts": {"format": "csv"}}'}, "LEADPULSE_FEEDS"),
+    ({"LEADPULSE_FEEDS_FILE": "/nonexistent/feeds.json"}, "LEADPULSE_FEEDS_FILE"),
+])
+def test_a_bad_feed_mapping_stops_at_start_naming_it(env, says) -> None:
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env(env)

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
-from tests.stream.test_runtime import PARTITIONS, _read_all, run_worker
+from tests.stream.test_runtime import PARTITIONS, run_worker
+from tests.stream.tests_support import read_all
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def test_a_far_future_event_is_dead_lettered_and_moves_no_scoring_time(tmp_path,
     ceiling = to_micros(datetime.now(timezone.utc)) + ScoringOptions.max_future * 1_000_000
 
     # the typo is a dead letter with its reason, counted under its own kind
-    letters = [json.loads(m.value) for m in asyncio.run(_read_all(broker, topics["crm.deadletter"] + ".future"))]
+    letters = [json.loads(m.value) for m in asyncio.run(read_all(broker, topics["crm.deadletter"] + ".future"))]
     assert len(letters) == 1, letters
     letter = letters[0]
     assert letter["source_topic"] == topics["crm.activities"]
@@ -61,7 +62,7 @@ def test_a_far_future_event_is_dead_lettered_and_moves_no_scoring_time(tmp_path,
     assert "ac_typo_2099" not in nodes["activity"] and "ac_soon" in nodes["activity"]
 
     # no score, and no partition, is as of a time past the clock plus the tolerance
-    scores = [json.loads(m.value) for m in asyncio.run(_read_all(broker, out.scores_topic))]
+    scores = [json.loads(m.value) for m in asyncio.run(read_all(broker, out.scores_topic))]
     assert len({s["contact_id"] for s in scores}) > 100
     assert max(to_micros(datetime.fromisoformat(s["as_of"])) for s in scores) <= ceiling
     assert max(out.marks.values()) == to_micros(soon.timestamp) <= ceiling

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from leadpulse.schemas.topics import INPUT_TOPICS
-from tests.stream.tests_support import full_recompute, graph_signature, last_scores
+from tests.stream.tests_support import full_recompute, graph_signature, last_scores, read_all
 
 pytestmark = pytest.mark.slow
 PARTITIONS = 2
@@ -179,11 +179,13 @@ class Outcome:
     book: dict
     scores_topic: str
     metrics: object = None  # the run's ``Metrics``
+    deadletter_topic: str = ""
 
 
 def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run: str,
                producer_fault: Optional[dict] = None, commit_fault_after: Optional[int] = None,
-               rebalance: bool = False, coalesce: float = 0.0) -> Outcome:
+               rebalance: bool = False, coalesce: float = 0.0, feeds: Optional[dict] = None,
+               decay_min_age: float = 3600.0) -> Outcome:
     """One in-process worker over the published world, on its own state and output topics."""
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.model.registry import ModelRegistry
@@ -203,7 +205,7 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
     store, book, router_state = RocksDBGraphStore(work / "graph"), KVState(work / "scores"), KVState(work / "router")
     metrics = Metrics()
     processor = AccountProcessor(store, book, Scorer(ModelRegistry(registry).load("champion")),
-                                 ScoringOptions(epsilon=0.0, coalesce=coalesce), metrics)
+                                 ScoringOptions(epsilon=0.0, coalesce=coalesce, decay_min_age=decay_min_age), metrics)
     if commit_fault_after is not None:  # the producer flushed, the book's commit fails once
         real, commits = processor.commit_published, [0]
 
@@ -229,7 +231,7 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
             async with Driver(broker, list(topics.inputs), topics.accounts) as driver:
                 producer = FaultyProducer(aio, **(producer_fault or {}))
                 runtime = ScoringRuntime(Router(router_state), processor, metrics, producer, driver.seek, topics,
-                                         batch_size=driver.batch)
+                                         batch_size=driver.batch, feeds=feeds)
                 await driver.assign(runtime)
                 rebalanced: list = []  # (index into the producer's log, partitions) per rebalance
 
@@ -257,28 +259,11 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
     try:
         faults, while_away = asyncio.run(go())
         return Outcome(faults, while_away, graph_signature(store, 2**62), {int(k[0]): v for k, v in book.scan("w")},
-                       {k[0]: v for k, v in book.scan("s")}, topics.scores, metrics)
+                       {k[0]: v for k, v in book.scan("s")}, topics.scores, metrics, topics.deadletter)
     finally:
         store.close()
         book.close()
         router_state.close()
-
-
-async def _read_all(bootstrap: str, topic: str) -> list:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await c.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        c.assign(tps)
-        ends, out = await c.end_offsets(tps), []
-        seen = {tp: 0 for tp in tps}
-        while any(seen[tp] < end for tp, end in ends.items()):
-            for tp, ms in (await c.getmany(timeout_ms=200)).items():
-                out += ms
-                seen[tp] = ms[-1].offset + 1
-        return out
-    finally:
-        await c.stop()
 
 
 def _check(outcome: Outcome, reference: Outcome, broker: str, tiny_world: Path, registry: Path) -> None:
@@ -291,7 +276,7 @@ def _check(outcome: Outcome, reference: Outcome, broker: str, tiny_world: Path, 
     assert outcome.marks == reference.marks
     assert set(outcome.book) == set(reference.book)
     # the last score published for every lead is its book entry: nothing lost on the way
-    published = last_scores(asyncio.run(_read_all(broker, outcome.scores_topic)))
+    published = last_scores(asyncio.run(read_all(broker, outcome.scores_topic)))
     assert set(published) == set(outcome.book)
     assert all(abs(published[c]["score"] - e["score"]) <= 1e-9 for c, e in outcome.book.items())
     events, _ = read_tables(tiny_world)

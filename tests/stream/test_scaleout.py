@@ -9,6 +9,7 @@ companies, contacts and orders of every partition (stream/replica.py).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from kafka import KafkaProducer
@@ -43,8 +44,23 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     settle(a, 1)
     settle(b, 1)
 
-    # /leads on either worker answers for every lead, whichever worker owns it (Faust's router)
+    # change-data-capture records on top: a tombstone and a Debezium delete, a Salesforce partial
+    # update; both workers apply them as one would (and the deleted lead's score is withdrawn)
     sample = sorted(contacts)[:: max(1, len(contacts) // 12)]
+    changed = _send_changes(a, events, exclude=set(sample))
+    wait_for(lambda: sum(_applied(w) for w in (a, b)) >= len(events) + len(changed), 240,
+             f"the changes applied\n{a.log()}\n{b.log()}")
+    settle(a, 1)
+    settle(b, 1)
+    reference.apply(changed)
+    gone = {e.entity_id for e in changed if getattr(e, "entity", None) == "contact"}
+    contacts -= gone
+    for cid in gone:
+        for w in (a, b):
+            status, body = w.fetch(f"/leads/{cid}")
+            assert status == 404 and json.loads(body).get("status") == "deleted", (status, body)
+
+    # /leads on either worker answers for every lead, whichever worker owns it (Faust's router)
     for cid in sample:
         got = [json.loads(w.get(f"/leads/{cid}") or "{}") for w in (a, b)]
         assert got[0].get("score") is not None and got[0]["score"] == got[1]["score"], (cid, got)
@@ -80,6 +96,40 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     reference.apply(fresh)
     entries = book_matches_reference(a, reference, model)
     assert set(entries) == contacts
+
+
+def _send_changes(run, events: list, exclude: set) -> list:
+    """A contact's tombstone, a Debezium delete of an activity and a Salesforce update of a
+    contact's title, dated days before the world's end; the events they stand for."""
+    from leadpulse.schemas.events import Activity, Contact, Delete
+    from leadpulse.schemas.parse import parse_record
+    from leadpulse.schemas.tables import event_json
+    from tests.schemas.changefeed import record_time, render
+
+    end = max(e.event_time for e in events).replace(microsecond=0)
+    contacts = sorted({e.contact_id for e in events if isinstance(e, Contact)} - exclude)
+    latest = {e.contact_id: e for e in sorted((e for e in events if isinstance(e, Contact)),
+                                               key=lambda e: e.updated_at)}
+    activity = next(e for e in events if isinstance(e, Activity) and e.contact_id not in {contacts[0]})
+    # days before the end: no partition's watermark moves (it would leave leads of a partition
+    # behind it by less than the decay sweep's age, which the check below does not allow)
+    gone_at, act_at, patch_at = (end - timedelta(days=d) for d in (3, 4, 5))
+    partial = {"contact_id": contacts[1], "updated_at": patch_at.isoformat().replace("+00:00", "Z"), "title": "VP Sales"}
+    merged = {**json.loads(event_json(latest[contacts[1]])), **partial}
+    sends = [("crm.contacts", "record", ("delete", contacts[0], gone_at, {})),
+             ("crm.activities", "debezium", ("delete", activity.activity_id, act_at,
+                                             {"contact_id": activity.contact_id})),
+             ("crm.contacts", "salesforce", ("patch", partial, merged))]
+    producer = KafkaProducer(bootstrap_servers=run.bootstrap)
+    for topic, form, change in sends:
+        key, value = render(form, topic, change)
+        producer.send(run.topics[topic], key=key, value=value,
+                      timestamp_ms=int(record_time(topic, change).timestamp() * 1000))
+    producer.flush()
+    producer.close()
+    return [Delete(entity="contact", entity_id=contacts[0], deleted_at=gone_at),
+            Delete(entity="activity", entity_id=activity.activity_id, deleted_at=act_at),
+            parse_record("crm.contacts", merged)]
 
 
 def _applied(run) -> float:

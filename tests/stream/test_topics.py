@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import leadpulse.stream.topics_admin as topics_admin
-from leadpulse.schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from leadpulse.schemas.topics import ALL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.config import TOPIC_FIELDS, Settings
 from leadpulse.stream.connection import KafkaConnection
 from leadpulse.stream.topics_admin import (
@@ -66,7 +66,7 @@ def test_layout_from_settings_uses_the_configured_names_and_counts() -> None:
                            "LEADPULSE_REPLICATION": "3", "LEADPULSE_TOPIC_ACCOUNTS": "acc"})
     layout = TopicLayout.from_settings(s, prefix="p.")
     assert layout.inputs[-1] == "p.o" and layout.account == "p.acc" and layout.scores == "p.s"
-    assert "p.s" not in layout.outputs and len(layout.names) == len(INPUT_TOPICS + OUTPUT_TOPICS) + 1
+    assert "p.s" not in layout.outputs and len(layout.names) == len(ALL_TOPICS) + 1
     assert (layout.partitions, layout.replication) == (6, 3)
     assert layout.configs("p.o") == layout.configs("p.acc") == {"retention.ms": "-1", "retention.bytes": "-1"}
     assert layout.configs("p.s") == {"cleanup.policy": "compact"} and layout.configs("p.crm.deadletter") == {}
@@ -156,7 +156,7 @@ def test_create_then_check_passes(broker: str, topic_prefix: str) -> None:
 
     out = leadpulse("topics", "create", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "created 10 topics" in out.stdout and "topics create: all fine" in out.stdout
+    assert "created 11 topics" in out.stdout and "topics create: all fine" in out.stdout
     check = leadpulse("topics", "check", env=env)
     assert check.returncode == 0 and "topics check: all fine" in check.stdout, check.stdout + check.stderr
     again = leadpulse("topics", "create", env=env)

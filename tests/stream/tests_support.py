@@ -20,9 +20,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
 
 
 def last_scores(records) -> dict[str, dict]:
-    """contact_id -> the last leads.scores value published for it."""
+    """contact_id -> the last leads.scores value published for it (what a compacted topic
+    keeps: a tombstone, the score withdrawn, removes the lead)."""
     out: dict[str, dict] = {}
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if r.value is None:
+            out.pop(r.key.decode(), None)
+            continue
         value = json.loads(r.value)
         out[value["contact_id"]] = value
     return out
@@ -119,3 +123,22 @@ def book_matches_reference(run, reference, model, owned: Optional[list[int]] = N
     finally:
         store.close()
         book.close()
+
+
+async def read_all(bootstrap: str, topic: str, partitions: int = 2) -> list:
+    """Every record of ``topic`` up to its end offsets now."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await c.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        c.assign(tps)
+        ends, out = await c.end_offsets(tps), []
+        seen = {tp: 0 for tp in tps}
+        while any(seen[tp] < end for tp, end in ends.items()):
+            for tp, ms in (await c.getmany(timeout_ms=200)).items():
+                out += ms
+                seen[tp] = ms[-1].offset + 1
+        return out
+    finally:
+        await c.stop()
