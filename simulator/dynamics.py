@@ -3,6 +3,7 @@
 Everything is vectorised over contacts and accounts; one loop iteration is one day. The
 output is column arrays (``Trace``), turned into CRM rows by ``simulator.emit``. Only real
 people are simulated here; duplicate contact ids are a recording artefact added later.
+People change employer (``simulator.moves``): ``co`` is each person's account *today*.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leadpulse.simulator import catalog as cat
+from leadpulse.simulator.moves import Moves, moves_rng, plan_moves
 from leadpulse.simulator.params import SimParams, SizeSpec
 from leadpulse.simulator.population import Population
 
 #: the mechanism terms of the log-hazard, each weighed by ``SimParams.w_<term>``
-TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer")
+TERMS = ("fit", "velocity", "engagement", "order", "committee", "champion", "peer", "champion_move")
 LATENT_FIELDS = (*TERMS, "eta")
 
 
@@ -31,18 +33,40 @@ def conversion_hazard(eta: np.ndarray, open_: np.ndarray, customer: np.ndarray, 
 
 @dataclass
 class Trace:
-    """What happened, as columns. Times are (day, second of day) pairs."""
-    act: dict[str, np.ndarray] = field(default_factory=dict)   # contact, day, sec, type, page, duration, sentiment, opp
-    orders: dict[str, np.ndarray] = field(default_factory=dict)  # contact, day, sec, amount
+    """What happened, as columns. Times are (day, second of day) pairs. ``company`` columns
+    are the account of the person at that time (job changes move people between accounts)."""
+    act: dict[str, np.ndarray] = field(default_factory=dict)   # contact, day, sec, type, page, duration, sentiment, opp, company
+    orders: dict[str, np.ndarray] = field(default_factory=dict)  # contact, day, sec, amount, company
     opps: list[tuple] = field(default_factory=list)  # (opp, company, stage, day, sec, contact, amount, created_day, close_day)
     promo_day: np.ndarray | None = None       # day of a contact's promotion, or -1
+    promo_sen: np.ndarray | None = None       # seniority right after the promotion
     seniority_start: np.ndarray | None = None
     seniority_end: np.ndarray | None = None
+    moves: Moves | None = None                # the planned job changes (moves.plan_moves)
+    move_sen: np.ndarray | None = None        # seniority right after the move
+    company_start: np.ndarray | None = None   # account of each person at the start
+    company_end: np.ndarray | None = None     # ... and at the end
+    champion_day: np.ndarray | None = None    # last day a person championed an order at an employer, or -1
+    champion_mover: np.ndarray | None = None  # moved after championing an order at the former employer
     first_order_day: np.ndarray | None = None
     latent: dict[str, np.ndarray] = field(default_factory=dict)  # per contact, at conversion or end
     in_cycle_at: np.ndarray | None = None     # per contact: was a committee member at conversion/end
     active_from: np.ndarray | None = None     # first day a contact can be tracked
     cycles: int = 0
+
+    def company_on(self, c: int, day: int) -> int:
+        """Account of person ``c`` on ``day`` (a move takes effect at the start of its day)."""
+        md = int(self.moves.day[c])
+        return int(self.company_end[c]) if 0 <= md <= day else int(self.company_start[c])
+
+    def seniority_on(self, c: int, day: int) -> int:
+        """Seniority of person ``c`` on ``day`` (promotion before move on the same day)."""
+        pd, md = int(self.promo_day[c]), int(self.moves.day[c])
+        if 0 <= md <= day and md >= pd:
+            return int(self.move_sen[c])
+        if 0 <= pd <= day:
+            return int(self.promo_sen[c])
+        return int(self.seniority_start[c])
 
 
 def _grouped_max(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -88,11 +112,16 @@ class _Opps:
 
 def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.Generator,
                   probe: dict | None = None) -> Trace:
-    """Run the days. ``probe`` (optional dict) receives ``{day: (eta, open)}`` per day, for analysis."""
+    """Run the days. ``probe`` (optional dict) receives ``{day: (eta, open, terms, dm)}`` per
+    day, for analysis. Job changes are planned from a generator derived from ``rng``'s seed
+    (``moves.moves_rng``), so ``rng`` draws the same as in a world without them."""
     n, n_co, days = pop.n_contacts, pop.n_companies, size.days
-    co = pop.co
+    mv = plan_moves(pop, size, p, moves_rng(rng))
+    co = pop.co.copy()          # the account of each person: job changes move people
     sen = pop.seniority.copy()
     sen_start = sen.copy()
+    promo_sen = sen.copy()
+    move_sen = sen.copy()
     n_ind, n_cl = len(cat.INDUSTRIES), len(cat.TECH_CLUSTERS)
     ind_of, cl_of = pop.industry, pop.cluster
     ind_size = np.bincount(ind_of, minlength=n_ind).astype(float)
@@ -131,9 +160,25 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
     ords: list[tuple] = []
     n_cycles = 0
     rho = 0.98
+    last_engaged = np.full(n, never)     # last day the 14-day intent was above the threshold
+    champion_day = np.full(n, -1)        # last day the person championed an order
+    champ_mover = np.zeros(n, dtype=bool)
 
     for d in range(days):
-        sen[promo_day == d] += 1
+        promoted = promo_day == d
+        sen[promoted] = np.minimum(sen[promoted] + 1, len(cat.SENIORITIES) - 1)
+        promo_sen[promoted] = sen[promoted]
+        # --- job changes: the person works for the new account from the start of the day
+        movers = np.flatnonzero(mv.day == d)
+        if len(movers):
+            sen[movers] = np.minimum(sen[movers] + mv.step[movers], len(cat.SENIORITIES) - 1)
+            move_sen[movers] = sen[movers]
+            champ_mover[movers] = champion_day[movers] >= 0
+            co[movers] = mv.dest[movers]
+            member[movers] = in_cycle[co[movers]] & (mv.join_u[movers] < pop.affinity[movers])
+        champ_move_on = champ_mover & (d - mv.day < p.champion_window)
+        champ_move_at = np.zeros(n_co, dtype=bool)
+        champ_move_at[co[champ_move_on]] = True
         dm = sen >= cat.DECISION_MAKER_FROM
         alive = pop.created_day <= d
         tracked = active_from <= d
@@ -159,7 +204,8 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
             in_cycle[ending] = False
             cooldown[ending] = d + 30
             member[ending[co]] = False
-        p_start = p.cycle_start_rate * np.exp(0.3 * company_fit_z + momentum[ind_of] + p.peer_cycle_effect * peer)
+        p_start = p.cycle_start_rate * np.exp(0.3 * company_fit_z + momentum[ind_of] + p.peer_cycle_effect * peer
+                                              + p.champion_cycle_effect * champ_move_at)
         starting = (~in_cycle) & (cooldown <= d) & (rng.random(n_co) < np.minimum(p_start, 0.5))
         if starting.any():
             n_cycles += int(starting.sum())
@@ -201,7 +247,7 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
             opp_ref = np.where(((typ == cat.A_MEETING) | (typ == cat.A_CALL) | (typ == cat.A_DEMO))
                                & (opp_of >= 0) & (rng.random(m) < 0.8), opp_of, -1)
             np.add.at(day_intent, who, cat.INTENT[typ])
-            acts.append((who, np.full(m, d), sec, typ, page, dur, sent, opp_ref))
+            acts.append((who, np.full(m, d), sec, typ, page, dur, sent, opp_ref, co[who]))
 
             # order of key steps: pricing -> demo_request vs demo_request -> pricing
             big = 10 ** 9
@@ -232,6 +278,7 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
         v_short = v_short * d_short + day_intent
         v_long = v_long * d_long + day_intent
         v_mid = v_mid * d_mid + day_intent
+        last_engaged[(v_mid > p.engaged_threshold) & tracked] = d
 
         # --- conversion hazard
         engaged = (v_mid > p.engaged_threshold) & tracked
@@ -247,11 +294,13 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
             "committee": np.log1p(colleagues),
             "champion": np.log1p(champ) * dm,
             "peer": peer[co],
+            "champion_move": champ_move_on.astype(float),
         }
         eta = (p.w_fit * terms["fit"] + p.w_velocity * terms["velocity"]
                + p.w_engagement * terms["engagement"] + p.w_order * order_on
                + p.w_order_reverse * reverse_on + p.w_committee * terms["committee"]
                + p.w_champion * terms["champion"] + p.w_peer * terms["peer"]
+               + p.w_champion_move * terms["champion_move"]
                + p.w_decision_maker * dm + pop.noise)
         open_ = alive & (first_order < 0)
         if probe is not None:
@@ -263,7 +312,12 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
             bsec = rng.integers(7 * 3600, 21 * 3600, len(buyers))
             bco = co[buyers]
             amount = np.round(rng.lognormal(np.log(2500) + 0.35 * np.log(pop.employees[bco] / 100), 0.6), 2)
-            ords.append((buyers, np.full(len(buyers), d), bsec, amount))
+            ords.append((buyers, np.full(len(buyers), d), bsec, amount, bco))
+            # champions: at an account ordering today, everyone but its buyers engaged lately
+            ordering = np.zeros(n_co, dtype=bool)
+            ordering[bco] = True
+            champs = ordering[co] & ~buy & (d - last_engaged <= p.champion_lookback)
+            champion_day[champs] = d
             firsts = buyers[first_order[buyers] < 0]
             first_order[firsts] = d
             for key, val in terms.items():
@@ -288,13 +342,15 @@ def simulate_days(pop: Population, size: SizeSpec, p: SimParams, rng: np.random.
     latent["eta"][still] = eta[still]
     in_cycle_at[still] = member[still]
 
-    tr = Trace(opps=opps.rows, promo_day=promo_day, seniority_start=sen_start, seniority_end=sen,
+    tr = Trace(opps=opps.rows, promo_day=promo_day, promo_sen=promo_sen, seniority_start=sen_start,
+               seniority_end=sen, moves=mv, move_sen=move_sen, company_start=pop.co.copy(),
+               company_end=co, champion_day=champion_day, champion_mover=champ_mover,
                first_order_day=first_order, latent=latent, in_cycle_at=in_cycle_at, cycles=n_cycles,
                active_from=active_from)
-    names = ("contact", "day", "sec", "type", "page", "duration", "sentiment", "opp")
+    names = ("contact", "day", "sec", "type", "page", "duration", "sentiment", "opp", "company")
     tr.act = {k: np.concatenate([a[i] for a in acts]) if acts else np.zeros(0, dtype=np.int64)
               for i, k in enumerate(names)}
-    onames = ("contact", "day", "sec", "amount")
+    onames = ("contact", "day", "sec", "amount", "company")
     tr.orders = {k: np.concatenate([o[i] for o in ords]) if ords else np.zeros(0)
                  for i, k in enumerate(onames)}
     return tr

@@ -3,7 +3,8 @@
 Mess added here (strengths in ``SimParams``): missing optional fields, duplicate contacts
 (one person under two contact ids, activities and orders split between them), versioned
 contact and company rows (promotions, field fixes, head-count changes), activity rows
-delivered twice, and late arrival. Each table is returned in *arrival order*: a row's
+delivered twice, and late arrival. A job change (``simulator.moves``) is a versioned contact
+row too: the same contact id with the new company_id, at the move. Each table is returned in *arrival order*: a row's
 position is its event time plus a delivery delay, so late rows sit after rows with later
 event times. Consumers must order by event time themselves (``schemas.tables.read_tables``
 does).
@@ -102,10 +103,14 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
           (("title", 1.0), ("seniority", 1.2), ("department", 1.5), ("source", 1.0), ("created", 1.5))}
     ct_rows: list[tuple[int, Contact]] = []
 
+    mv = tr.moves
+
     def contact_row(i: int, day: int, sec: int, sen: int, variant: int, source: int, created, fill: bool) -> None:
         c = person_of[i]
+        if 0 <= mv.day[c] <= day:   # after a job change: the new account, maybe a new title wording
+            variant = int(mv.variant[c]) + (variant - int(pop.title_variant[c]))
         ct_rows.append((day * DAY_S + sec, Contact(
-            contact_id=ct_ids[i], company_id=co_ids[pop.co[c]], updated_at=clock.at(day, sec),
+            contact_id=ct_ids[i], company_id=co_ids[tr.company_on(c, day)], updated_at=clock.at(day, sec),
             title=cat.title_for(sen, pop.department[c], variant) if (kt["title"][i] or fill) else None,
             department=cat.DEPARTMENTS[pop.department[c]] if (kt["department"][i] or fill) else None,
             seniority=cat.SENIORITIES[sen] if (kt["seniority"][i] or fill) else None,
@@ -123,15 +128,16 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
         created = clock.at(day0, sec0)
         variant = int(pop.title_variant[c]) + (1 + int(rng.integers(0, 3)) if is_dup else 0)
         source = int(rng.integers(0, len(cat.SOURCES))) if is_dup else int(pop.source[c])
-        sen0 = int(tr.seniority_start[c])
         pd = int(tr.promo_day[c])
-        sen_now = sen0 if (pd < 0 or day0 < pd) else int(tr.seniority_end[c])
-        contact_row(i, day0, sec0, sen_now, variant, source, created, False)
+        contact_row(i, day0, sec0, tr.seniority_on(c, day0), variant, source, created, False)
         if pd >= 0 and pd > day0:
-            contact_row(i, pd, int(rng.integers(0, DAY_S)), int(tr.seniority_end[c]), variant, source, created, False)
+            contact_row(i, pd, int(rng.integers(0, DAY_S)), tr.seniority_on(c, pd), variant, source, created, False)
+        md = int(mv.day[c])
+        if md >= 0 and md > day0:   # the job change, synced in the night before the day's activity
+            contact_row(i, md, int(mv.sec[c, int(is_dup)]), tr.seniority_on(c, md), variant, source, created, False)
         if fix[i] and fix_day[i] > day0:
-            sen_fix = int(tr.seniority_end[c]) if (pd >= 0 and fix_day[i] >= pd) else sen_now
-            contact_row(i, int(fix_day[i]), int(rng.integers(0, DAY_S)), sen_fix, variant, source, created, True)
+            contact_row(i, int(fix_day[i]), int(rng.integers(0, DAY_S)), tr.seniority_on(c, int(fix_day[i])),
+                        variant, source, created, True)
 
     # ---------------------------------------------------------------- activities
     A = tr.act
@@ -171,11 +177,10 @@ def emit(pop: Population, tr: Trace, size: SizeSpec, p: SimParams, rng: np.rando
     o_secs = order_rows["day"].astype(np.int64) * DAY_S + order_rows["sec"].astype(np.int64)
     orders: list[Order] = []
     for r in _arrival_order(rng, o_secs, p.late_rate):
-        c = int(owho[r])
         orders.append(Order(
             order_id=f"or_{r:06d}", contact_id=ct_ids[o_id[r]], amount=float(order_rows["amount"][r]),
             timestamp=clock.at(int(order_rows["day"][r]), int(order_rows["sec"][r])),
-            company_id=co_ids[pop.co[c]] if o_keep_co[r] else None,
+            company_id=co_ids[order_rows["company"][r]] if o_keep_co[r] else None,
         ))
 
     # ---------------------------------------------------------------- opportunities
@@ -215,9 +220,10 @@ def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, order_rows, clock) -> l
         c = int(person_of[i])
         fo = int(tr.first_order_day[c])
         sen = int(tr.seniority_end[c])
+        md = int(tr.moves.day[c])
         row = {
             "contact_id": ct_ids[i],
-            "company_id": co_ids[pop.co[c]],
+            "company_id": co_ids[tr.company_end[c]],
             "person_id": ct_ids[c],
             "is_duplicate": int(i >= n),
             "seniority": cat.SENIORITIES[sen],
@@ -226,6 +232,9 @@ def _labels(pop, tr, ct_ids, co_ids, person_of, n, o_id, order_rows, clock) -> l
             "n_orders": int(count[i]),
             "person_first_order_day": fo if fo >= 0 else None,
             "committee_member": int(tr.in_cycle_at[c]),
+            "moved_day": md if md >= 0 else None,
+            "former_company_id": co_ids[tr.company_start[c]] if md >= 0 else None,
+            "champion_mover": int(tr.champion_mover[c]),
         }
         for key in LATENT_FIELDS:
             row[key] = round(float(tr.latent[key][c]), 4)

@@ -85,6 +85,20 @@ class SimParams:
             Default 0.3.
         update_rate: share of contacts with a later versioned row (half promotions, half
             field fixes). Default 0.12.
+        job_change_rate: yearly probability a person changes employer (at most once in a
+            run; a new contacts.csv row of the same contact id with the new company_id).
+            Default 0.18 (B2B data: 15-25 % a year).
+        job_change_same_industry: probability the new employer is in the same industry.
+            Default 0.6.
+        job_change_step_up: probability a move comes with one seniority step up (capped at
+            c_level); otherwise the seniority is kept. Default 0.3.
+        w_champion_move: flat log-hazard bonus of a person who championed a purchase at
+            their former employer, for ``champion_window`` (180) days after the move. A
+            champion: at an account's order, a person there other than its buyer whose
+            ``committee_half_life`` intent exceeded ``engaged_threshold`` within
+            ``champion_lookback`` (30) days before it. Default 1.5.
+        champion_cycle_effect: added to the log cycle-start rate of an account while a
+            champion mover (in their window) works there. Default 1.0.
     """
     start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
     base_rate_30d: float = 0.025
@@ -120,6 +134,13 @@ class SimParams:
     redelivery_rate: float = 0.005
     pre_contact_rate: float = 0.3
     update_rate: float = 0.12
+    job_change_rate: float = 0.18
+    job_change_same_industry: float = 0.6
+    job_change_step_up: float = 0.3
+    w_champion_move: float = 1.5
+    champion_window: int = 180
+    champion_lookback: int = 30
+    champion_cycle_effect: float = 1.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -135,4 +156,6 @@ class SimParams:
             True
         """
         start = datetime.fromisoformat(values["start"].replace("Z", "+00:00"))
-        return cls(**{**values, "start": start})
+        # a world.json written before job changes existed describes a world without them
+        legacy = {} if "job_change_rate" in values else {"job_change_rate": 0.0}
+        return cls(**{**legacy, **values, "start": start})

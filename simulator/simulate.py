@@ -49,7 +49,9 @@ def simulate(size: str | SizeSpec = "small", seed: int = 0, out_dir: Optional[Pa
         companies=out.companies, contacts=out.contacts, activities=out.activities,
         opportunities=out.opportunities, orders=out.orders, labels=out.labels,
         stats={"persons": pop.n_contacts, "duplicate_ids": out.n_duplicates,
-               "buying_cycles": trace.cycles, "days": spec.days},
+               "buying_cycles": trace.cycles, "days": spec.days,
+               "job_changes": trace.moves.n_moves,
+               "champion_movers": int(trace.champion_mover.sum())},
     )
     if out_dir is not None:
         world.write(out_dir)

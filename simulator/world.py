@@ -15,7 +15,8 @@ from leadpulse.simulator.params import SimParams
 LABEL_COLUMNS = (
     "contact_id", "company_id", "person_id", "is_duplicate", "seniority", "decision_maker",
     "first_order_at", "n_orders", "person_first_order_day", "committee_member",
-    "fit", "velocity", "engagement", "order", "committee", "champion", "peer", "eta",
+    "moved_day", "former_company_id", "champion_mover",
+    "fit", "velocity", "engagement", "order", "committee", "champion", "peer", "champion_move", "eta",
 )
 
 
