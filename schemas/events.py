@@ -223,9 +223,12 @@ class LeadScore(_Output):
 
 
 class LeadAlert(_Output):
+    """``jump``: the score rose by ``threshold`` or more; ``tier_change``: it crossed the cut
+    point ``threshold``; ``job_change``: a known contact now works at another account
+    (``previous_company_id``; ``threshold`` 0), scored at the new one."""
     contact_id: str
     company_id: Optional[str]
-    kind: Literal["jump", "tier_change"]
+    kind: Literal["jump", "tier_change", "job_change"]
     score: float
     previous_score: Optional[float]
     delta: float
@@ -233,6 +236,7 @@ class LeadAlert(_Output):
     model_version: str
     as_of: Timestamp
     top_factors: list[Factor]
+    previous_company_id: Optional[str] = None
 
 
 class DeadLetter(_Output):

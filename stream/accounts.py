@@ -23,9 +23,10 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from leadpulse.graph_store.base import ApplyEffect, GraphStore
+from leadpulse.graph_store.history import newest_version_time
 from leadpulse.graph_store.reads import paused_gc
 from leadpulse.model.explain import explain
 from leadpulse.model.scorer import Scorer
@@ -33,22 +34,27 @@ from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, Lea
 from leadpulse.schemas.parse import ParseError
 from leadpulse.schemas.tables import format_time
 from leadpulse.schemas.timeutil import from_micros, to_micros
-from leadpulse.schemas.types import WORKS_AT
+from leadpulse.schemas.types import CONTACT, WORKS_AT
 from leadpulse.stream.alerts import announced_tier, tier_alert_cut
+from leadpulse.stream.carry import ACTIVITIES, person_activities
 from leadpulse.stream.erasure import erased_key, person_of
 from leadpulse.stream.ingest import RawRecord, dead_letter, reason_kind
 from leadpulse.stream.merge import Resolver
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.options import ScoringOptions
 from leadpulse.stream.pending import Pending
-from leadpulse.stream.router import decode_forward, forward_kind
+from leadpulse.stream.router import Forward, decode_forward, forward_kind
 from leadpulse.stream.state import KVState
 
 logger = logging.getLogger(__name__)
 
 
-#: Contract topics a worker replicates from every account partition (see ``process``).
-REPLICATED_TOPICS = frozenset({"crm.companies", "crm.contacts", "crm.orders"})
+#: Contract topics a worker replicates from every account partition (see ``process``): all but
+#: activities, which follow the person (``stream.carry``).
+REPLICATED_TOPICS = frozenset({"crm.companies", "crm.contacts", "crm.opportunities", "crm.orders"})
+#: the owner partition of a contact whose departure from an account this worker applied before
+#: the version naming the new account: no partition is known to own the lead yet
+DEPARTED = -1
 REPLICA_SUFFIX = "#replica"
 
 
@@ -64,6 +70,7 @@ class Outputs:
     tombstones: list = field(default_factory=list)  # contact ids whose score is gone (deleted, erased)
     dropped: list = field(default_factory=list)  # score-book keys to delete with the commit
     letters: list = field(default_factory=list)  # (dead letter, key, reason kind): merges that failed
+    forwards: list = field(default_factory=list)  # account-topic records (``Forward``): carried activities
 
     def merge(self, other: "Outputs") -> None:
         self.scores += other.scores
@@ -73,6 +80,7 @@ class Outputs:
         self.tombstones += other.tombstones
         self.dropped += other.dropped
         self.letters += other.letters
+        self.forwards += other.forwards
 
 
 def cause_of(topic: str, event: InputEvent) -> str:
@@ -122,10 +130,11 @@ class AccountProcessor:
             records: consumed account-topic records, in offset order.
             partition: their partition (= the store partition they are applied under).
             replica: the batch comes from the replication reader, not from this worker's
-                share of the consumer group: only companies, contacts and orders are applied
-                (what a lead of another account can see within 2 hops: its company's industry
-                peers and their orders), the partition's watermark does not move, and only
-                leads owned by this worker are rescored.
+                share of the consumer group: everything but activities is applied (what a lead
+                of another account can see within 2 hops: its company's industry peers and their
+                orders, and the opportunities a colleague who moved in worked on), the
+                partition's watermark does not move, and only leads owned by this worker are
+                rescored.
 
         Returns:
             What to publish; its ``book`` holds the pending owner and score writes and its
@@ -162,13 +171,24 @@ class AccountProcessor:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
         pending, self._pending = self._pending, Pending()
         out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at,
-                      events=pending.events, letters=pending.letters)
+                      events=pending.events, letters=pending.letters, forwards=pending.forwards)
         self._in_flight += pending.events
         if pending.events:
             self.metrics.flush_events.observe(pending.events)
         with paused_gc():  # as in ``apply``
             for part, part_causes in sorted(pending.causes.items()):
-                out.merge(self.rescore(part_causes, self.watermark(part) or 0, part))
+                # a lead whose account changed after it was found (a departure, a replay that
+                # put the store ahead of its owner entry) is scored by its new owner
+                mine = {cid: cause for cid, cause in part_causes.items()
+                        if self._still_mine(cid, part, pending.book)}
+                out.merge(self.rescore(mine, self.watermark(part) or 0, part, pending.moves))
+        for cid in sorted(pending.left):
+            # the lead moved to an account this worker does not own: the owner scores it now
+            prev = self.book.get("s", cid)
+            owner = out.book.get(("own", cid)) or self.book.get("own", cid)
+            if prev is not None and not self._mine(owner) and ("s", cid) not in out.book:
+                out.dropped.append(("s", cid))
+                out.tiers.append((prev["tier"], None))
         return out
 
     def discard_pending(self) -> None:
@@ -181,13 +201,13 @@ class AccountProcessor:
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
         wanted = (lambda r: forward_kind(r.value) in REPLICATED_TOPICS) if replica else (lambda r: True)
-        decoded = self._resolve([(r, decode_forward(r.value)) for r in records if r.value is not None and wanted(r)],
+        decoded = self._resolve([decode_forward(r.value) for r in records if r.value is not None and wanted(r)],
                                 replica)
-        events = [e for _, _, e, _ in decoded]
+        events = [d.event for d in decoded]
         topic_of = (lambda t: t + REPLICA_SUFFIX) if replica else (lambda t: t)
         pending = self._pending
         positions = {(topic_of(r.topic), r.partition): r.offset + 1 for r in records}
-        pending.add_batch(len(events), positions, [ts for _, _, _, ts in decoded if ts is not None])
+        pending.add_batch(len(events), positions, [d.produced_at for d in decoded if d.produced_at is not None])
         self._count_unpublished()
         started = time.perf_counter()
         effects = self.store.apply(events, None if replica else positions, partition=partition)
@@ -195,13 +215,19 @@ class AccountProcessor:
             self.metrics.apply_seconds.observe(time.perf_counter() - started)
         if not events:
             return
-        owners = self._owners(events, partition)
+        owners = self._owners(decoded, partition)
         pending.book.update({("own", cid): owner for cid, owner in owners.items()})
+        pending.left.update(cid for cid, owner in owners.items() if not self._mine(owner))
+        if not replica:
+            self._job_changes(decoded, partition, pending)
         late = self._advance(events, partition) if not replica else [False] * len(events)
         each = self._affected(effects, events, owners)
         causes: dict[str, tuple[str, int]] = {}
-        for (_, topic, event, _), effect, leads, was_late in zip(decoded, effects, each, late):
-            if not replica:
+        for item, effect, leads, was_late in zip(decoded, effects, each, late):
+            topic, event = item.topic, item.event
+            if not replica and item.carried:
+                self.metrics.carried.labels(kind=event.kind).inc()
+            elif not replica and not item.departure:
                 (self.metrics.applied if effect.changed else self.metrics.duplicates).labels(kind=event.kind).inc()
                 self.metrics.affected.labels(kind=event.kind).observe(len(leads))
                 if was_late and effect.changed:
@@ -241,17 +267,53 @@ class AccountProcessor:
             for found, leads in zip(out, self.store.affected_leads_each(groups, t, hops=self.options.hops)):
                 for lead in leads:
                     owner = owners.get(lead) or self._owner(lead)
-                    if owner is not None and self.owns(owner[0]) and (t == horizon or marks.get(owner[0]) == t):
+                    if self._mine(owner, lead) and (t == horizon or marks.get(owner[0]) == t):
                         found[lead] = owner[0]
         return out
 
-    def _resolve(self, decoded: list, replica: bool) -> list[tuple[RawRecord, str, InputEvent, Optional[float]]]:
+    def _mine(self, owner: Optional[list], lead: Optional[str] = None) -> bool:
+        """Whether a lead with this ``own`` entry is this worker's to score.
+
+        With ``lead``, also that the entry is not behind the store: a contact version applied
+        in a window that was then discarded (a rebalance, a failure) is in the store while its
+        ``own`` write was dropped with the window. If it moved the person to another account,
+        the stale entry would have this worker score a lead it no longer owns; the version's
+        replay (here or by the new owner) brings the entry up to date and rescores the lead.
+        """
+        if owner is None or owner[0] == DEPARTED or not self.owns(owner[0]):
+            return False
+        if lead is None:
+            return True
+        newest = newest_version_time(self.store.state, CONTACT, lead)
+        return newest is None or newest <= owner[1]
+
+    def _still_mine(self, cid: str, partition: int, writes: dict) -> bool:
+        owner = writes.get(("own", cid)) or self.book.get("own", cid)
+        return owner is None or (owner[0] == partition and self._mine(owner, cid))
+
+    def _job_changes(self, decoded: list["_Item"], partition: int, pending: Pending) -> None:
+        """Departures: the person's activities go to their new account (``stream.carry``), in
+        this batch's checkpoint. Arrivals (the version the router sent to the new account, with
+        the company left): a ``job_change`` alert when the lead is next scored."""
+        for item in decoded:
+            event = item.event
+            if not isinstance(event, Contact):
+                continue
+            if item.departure:
+                self.metrics.job_changes.inc()
+                carried = person_activities(self.store, event.contact_id)
+                pending.forwards += [Forward(event.company_id, ACTIVITIES, a, carried=True) for a in carried]
+                continue
+            if item.moved_from is not None:
+                pending.moves[event.contact_id] = item.moved_from
+
+    def _resolve(self, decoded: list, replica: bool) -> list["_Item"]:
         """Whole events for the batch's items, in order: partial updates merged onto the
         entity's version as of their time, re-sent snapshot rows that change nothing and events
         of erased persons left out (``stream.merge``, ``stream.erasure``). A merge that fails is
         a dead letter (sent by the owner only: a replica's would repeat it)."""
         resolver, out = Resolver(self.store), []
-        for r, fwd in decoded:
+        for fwd in decoded:
             if self._erased(fwd.item):
                 self.metrics.erased_dropped.inc()
                 continue
@@ -263,7 +325,7 @@ class AccountProcessor:
                 if not replica:
                     self._pending.letters.append(_merge_letter(fwd, str(event)))
             else:
-                out.append((r, fwd.topic, event, fwd.produced_at))
+                out.append(_Item(fwd.topic, event, fwd.produced_at, fwd.departure, fwd.carried, fwd.moved_from))
         return out
 
     def _erased(self, item) -> bool:
@@ -304,19 +366,28 @@ class AccountProcessor:
         """[partition, time] of the contact's newest version: pending writes first."""
         return self._pending.book.get(("own", contact_id)) or self.book.get("own", contact_id)
 
-    def _owners(self, events: Sequence[InputEvent], partition: int) -> dict[str, list]:
-        """Contacts whose newest version is in this batch: contact id -> [partition, time]."""
+    def _owners(self, decoded: list["_Item"], partition: int) -> dict[str, list]:
+        """Contacts whose newest version is in this batch: contact id -> [partition, time].
+
+        A departure names the new account, whose partition this worker cannot tell: the lead
+        is nobody's here (``DEPARTED``) until the version at the new account is applied, at the
+        same time, which wins the tie (whichever of the two comes first)."""
         owners: dict[str, list] = {}
-        for e in events:
+        for item in decoded:
+            e = item.event
             if isinstance(e, Contact):
                 t = to_micros(e.updated_at)
                 known = owners.get(e.contact_id) or self._owner(e.contact_id)
-                if known is None or t >= known[1]:
+                if item.departure:
+                    if known is None or t > known[1]:
+                        owners[e.contact_id] = [DEPARTED, t]
+                elif known is None or t >= known[1]:
                     owners[e.contact_id] = [partition, t]
         return owners
 
     # --------------------------------------------------------------- scoring
-    def rescore(self, causes: dict[str, str], as_of: int, partition: int) -> Outputs:
+    def rescore(self, causes: dict[str, str], as_of: int, partition: int,
+                moves: Optional[dict[str, str]] = None) -> Outputs:
         """Score ``causes``' leads as of ``as_of``; keep those that moved more than epsilon.
 
         Every scored lead's book entry records that it was checked as of ``as_of`` with this
@@ -326,7 +397,10 @@ class AccountProcessor:
         (a contact exists from its first version on, until a delete): it loses its score, a
         tombstone on the scores topic and its book entry dropped. The delete may have been
         applied long before, dated ahead of the watermark; the decay sweep brings it here.
+        ``moves`` (lead -> company it left) are published whether they moved or not, with a
+        ``job_change`` alert.
         """
+        moves = moves or {}
         out = Outputs()
         if self.scorer is None or not causes:
             return out
@@ -352,14 +426,14 @@ class AccountProcessor:
             moved = []
             for cid, score, tier in zip(batch.contact_ids, batch.scores.tolist(), batch.tiers):
                 prev = self.book.get("s", cid)
-                if prev is None or abs(score - prev["score"]) > self.options.epsilon:
+                if prev is None or abs(score - prev["score"]) > self.options.epsilon or cid in moves:
                     moved.append((cid, score, tier, prev))
                 else:
                     out.book[("s", cid)] = {**prev, "checked_as_of": as_of, "checked_version": version,
                                             "partition": partition}
             if not moved:
                 continue
-            chosen = self._to_explain(moved)
+            chosen = self._to_explain(moved, moves)
             ids_to_explain = [m[0] for m in moved if m[0] in chosen]
             explained = dict(zip(ids_to_explain, explain(self.scorer.model, graph, ids_to_explain,
                                                          top_k=self.options.top_factors,
@@ -367,7 +441,7 @@ class AccountProcessor:
                 if ids_to_explain else {}
             for cid, score, tier, prev in moved:
                 top = [Factor(factor=f.factor, contribution=float(f.contribution)) for f in explained.get(cid, [])]
-                self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out)
+                self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out, moves.get(cid))
         return out
 
     def _withdraw_if_gone(self, cid: str, as_of: int, out: Outputs) -> None:
@@ -413,8 +487,9 @@ class AccountProcessor:
         """After an erasure is committed: no file of the score book keeps the deleted keys."""
         self.book.purge()
 
-    def _to_explain(self, moved: list) -> set[str]:
-        """The leads worth explaining within the budget: alerts first, then the largest moves."""
+    def _to_explain(self, moved: list, moves: dict) -> set[str]:
+        """The leads worth explaining within the budget: alerts first (a job change is one),
+        then the largest moves."""
         if not self.options.top_factors or not self.options.explain_budget:
             return set()
         now = time.monotonic()
@@ -426,6 +501,8 @@ class AccountProcessor:
 
         def priority(m: tuple) -> tuple:
             cid, score, tier, prev = m
+            if cid in moves:
+                return (0, -score)
             if prev is None:
                 return (1, -score)
             alert = bool(self._alert_kinds(score, tier, prev))
@@ -458,6 +535,13 @@ class AccountProcessor:
             seen += 1
             self._cursor = key[0]
             part = entry.get("partition", 0)
+            if not self.owns(part):
+                continue
+            owner = self._owner(key[0])  # a lead that changed accounts is scored by its new one
+            if owner is not None:
+                if not self._mine(owner, key[0]):
+                    continue
+                part = owner[0]
             mark = self.watermark(part)
             if version and entry.get("checked_version", entry.get("model_version")) != version:
                 picked.setdefault(part, {})[key[0]] = "model_update"
@@ -476,7 +560,8 @@ class AccountProcessor:
         return out
 
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
-                 as_of: int, partition: int, cause: str, now: datetime, out: Outputs) -> None:
+                 as_of: int, partition: int, cause: str, now: datetime, out: Outputs,
+                 left: Optional[str] = None) -> None:
         prev_score = prev["score"] if prev else None
         company = self._company_at(cid, as_of)
         delta = score - (prev_score or 0.0)
@@ -487,6 +572,8 @@ class AccountProcessor:
                                     top_factors=factors))
         kinds = self._alert_kinds(score, tier, prev) if prev else []
         announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else announced_tier(prev)
+        if left is not None and left != company:
+            kinds.append(("job_change", 0.0))
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
                                 "company_id": company, "top_factors": [f.model_dump() for f in factors],
                                 "partition": partition, "checked_as_of": as_of, "checked_version": version,
@@ -496,7 +583,8 @@ class AccountProcessor:
             out.alerts.append(LeadAlert(contact_id=cid, company_id=company, kind=kind, score=score,
                                         previous_score=prev_score, delta=delta, threshold=threshold,
                                         model_version=version, as_of=from_micros(as_of),
-                                        top_factors=factors))
+                                        top_factors=factors,
+                                        previous_company_id=left if kind == "job_change" else None))
 
     def _alert_kinds(self, score: float, tier: str, prev: dict) -> list[tuple[str, float]]:
         """(kind, threshold) of the alerts a new score raises against the lead's book entry."""
@@ -580,6 +668,16 @@ class AccountProcessor:
         or None if it never had one here."""
         marker = self.book.get("x", erased_key(contact_id))
         return None if marker is None else {"contact_id": contact_id, "status": marker["status"]}
+
+
+class _Item(NamedTuple):
+    """An account-topic record of a batch, resolved to the whole event to apply."""
+    topic: str
+    event: InputEvent
+    produced_at: Optional[float]
+    departure: bool = False
+    carried: bool = False
+    moved_from: Optional[str] = None
 
 
 def _merge_letter(fwd, error: str) -> tuple:

@@ -63,7 +63,7 @@ class Resolver:
             return ParseError(ID_FIELD[p.kind], f"unknown entity: partial update of {p.kind} {p.entity_id}, which "
                                             f"has no version as of {format_time(p.event_time)} (never seen "
                                             "whole, or deleted)")
-        merged = merge(_as_record(base), p)
+        merged = merge(as_record(base), p)
         if isinstance(merged, ParseError):
             return ParseError(merged.field, f"merge: {merged.reason}", merged.details)
         return merged
@@ -99,7 +99,7 @@ def _without(attrs: dict, time_field: str) -> dict:
     return {k: v for k, v in attrs.items() if k != time_field and k not in _DERIVED}
 
 
-def _as_record(attrs: dict) -> dict:
+def as_record(attrs: dict) -> dict:
     """A stored version as a contract record (times back to RFC 3339)."""
     out = {}
     for k, v in attrs.items():

@@ -119,6 +119,14 @@ class Metrics:
             "Events of an erased person, dated before the erasure, dropped instead of applied", registry=r)
         self.deletes = Counter("leadpulse_leads_withdrawn", "Lead scores withdrawn (a tombstone on the "
                                "scores topic) because the contact was deleted or erased", ["status"], registry=r)
+        self.job_changes = Counter(
+            "leadpulse_job_changes",
+            "Contacts that left one of this worker's accounts for another (departures applied, each "
+            "passing the person's activities on to the new account)", registry=r)
+        self.carried = Counter(
+            "leadpulse_events_carried",
+            "Activities a departure passed from a person's old account to the new one, applied here",
+            ["kind"], registry=r)
         self._freshness = _Freshness()
         r.register(self._freshness)
         ProcessCollector(registry=r)

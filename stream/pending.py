@@ -22,6 +22,9 @@ class Pending:
     since: Optional[float] = None  # monotonic time of the first batch
     lag: Optional[float] = None  # seconds the newest record of the last batch was old when applied
     letters: list = field(default_factory=list)  # dead letters of the batches (failed merges)
+    forwards: list = field(default_factory=list)  # account-topic records: activities a departure carries
+    left: set = field(default_factory=set)  # leads whose newest version is another worker's account now
+    moves: dict = field(default_factory=dict)  # lead -> company it left (a job_change alert when scored)
 
     def empty(self) -> bool:
         return self.since is None

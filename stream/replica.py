@@ -1,11 +1,13 @@
 """Replication reader: every worker reads what leads of other accounts can see.
 
 A lead's 2-hop neighbourhood reaches its company's industry peers and similar companies,
-whose attributes and orders (by their contacts) feed the peer's features. Those accounts may
+whose attributes and orders (by their contacts) feed the peer's features, and the
+opportunities a colleague who moved in from another account worked on. Those accounts may
 belong to another worker, so each worker also reads *every* partition of the account topic,
-outside the consumer group, and applies the companies, contacts and orders it finds (under
-their own store partition; activities and opportunities stay with the owner). That is what
-makes N workers score exactly like one (docs/architecture.md#invariant-4).
+outside the consumer group, and applies the companies, contacts, opportunities and orders it
+finds (under their own store partition; activities stay with the owner and follow a person who
+changes jobs: ``stream.carry``). That is what makes N workers score exactly like one
+(docs/architecture.md#invariant-4).
 
 Its batches go through the same step as the agent's (apply, then publish the pending set if
 it is due), so behind the input they join the agent's coalescing window. The reader's
@@ -53,7 +55,7 @@ async def replicate(bootstrap: Union[str, KafkaConnection], topic: str, processo
         consumer.assign(tps)
         paused: set[int] = set()
         discards = None
-        logger.info("replicating companies, contacts and orders of %d account partitions", len(tps))
+        logger.info("replicating companies, contacts, opportunities and orders of %d account partitions", len(tps))
         while True:
             if discards != processor.discards:
                 # At the start, and whenever the pending set was discarded (a failure or a

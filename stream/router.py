@@ -8,7 +8,9 @@ every contact whose activities it sees. An activity or order for a contact not s
 held (durably) and forwarded when the contact arrives; the graph applies it at its own event
 time, so holding changes when it is applied, never what the graph says as of any time. A held
 event whose contact did not arrive within a limit of wall-clock time becomes a dead letter
-("contact never arrived", ``Router.expire``; docs/stream.md, "Held events").
+("contact never arrived", ``Router.expire``; docs/stream.md, "Held events"). A contact version
+that moves the person to another company goes to both accounts: the old one passes the person's
+activities on (``stream.carry``; docs/stream.md, "Job changes").
 
 State (``stream.state.KVState``):
     ``d\\x00<contact_id>``                       -> [company_id, version time micros]
@@ -64,18 +66,30 @@ class Forward:
             the account stage can measure input→publish latency across both stages.
         source: ``topic:partition:offset`` of the input record, for a partial update (a merge
             that breaks the contract is dead-lettered by the account stage, naming it).
+        departure: a contact version sent to the account the contact *leaves* (its event names
+            the new company): that account's stage passes the person's activities on
+            (``stream.carry``) and does not take the lead as its own.
+        carried: an activity (or its delete) one account stage passed to another with a
+            departure, not an input record.
+        moved_from: on the version sent to a contact's new account, the company they left
+            (the account stage raises a ``job_change`` alert).
     """
     account: str
     contract_topic: str
     event: Accepted
     produced_at: Optional[float] = None
     source: Optional[str] = None
+    departure: bool = False
+    carried: bool = False
+    moved_from: Optional[str] = None
 
     def wire(self) -> bytes:
-        return _wire(self.contract_topic, self.event, self.produced_at, self.source)
+        return _wire(self.contract_topic, self.event, self.produced_at, self.source, self.departure, self.carried,
+                     self.moved_from)
 
 
-def _wire(topic: str, item: Accepted, produced_at: Optional[float], source: Optional[str] = None) -> bytes:
+def _wire(topic: str, item: Accepted, produced_at: Optional[float], source: Optional[str] = None,
+          departure: bool = False, carried: bool = False, moved_from: Optional[str] = None) -> bytes:
     op, body = _op_of(item)
     data: dict = {"topic": topic, "event": body}
     if op != UPSERT:
@@ -84,6 +98,12 @@ def _wire(topic: str, item: Accepted, produced_at: Optional[float], source: Opti
         data["ts"] = produced_at
     if source is not None:
         data["src"] = source
+    if departure:
+        data["dep"] = 1
+    if carried:
+        data["car"] = 1
+    if moved_from is not None:
+        data["from"] = moved_from
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -108,11 +128,14 @@ def _parse_op(topic: str, op: str, body: dict) -> Union[Accepted, ParseError]:
 
 
 class Forwarded(NamedTuple):
-    """An account-topic record, decoded."""
+    """An account-topic record, decoded (``Forward``'s fields)."""
     topic: str
     item: Accepted
     produced_at: Optional[float]
     source: Optional[str]
+    departure: bool = False
+    carried: bool = False
+    moved_from: Optional[str] = None
 
 
 def decode_forward(raw: bytes) -> Forwarded:
@@ -125,7 +148,8 @@ def decode_forward(raw: bytes) -> Forwarded:
     item = _parse_op(data["topic"], data.get("op", UPSERT), data["event"])
     if isinstance(item, ParseError):
         raise ValueError(f"invalid account-topic record: {item}")
-    return Forwarded(data["topic"], item, data.get("ts"), data.get("src"))
+    return Forwarded(data["topic"], item, data.get("ts"), data.get("src"), bool(data.get("dep")), bool(data.get("car")),
+                     data.get("from"))
 
 
 def forward_kind(raw: bytes) -> Optional[str]:
@@ -322,9 +346,9 @@ class _Step:
         self.dropped += 1
         return True
 
-    def send(self, account: str, record: RawRecord, topic: str, item: Accepted) -> None:
+    def send(self, account: str, record: RawRecord, topic: str, item: Accepted, **flags) -> None:
         source = f"{record.topic}:{record.partition}:{record.offset}" if isinstance(item, Partial) else None
-        self.forwards.append(Forward(account, topic, item, record.timestamp, source))
+        self.forwards.append(Forward(account, topic, item, record.timestamp, source, **flags))
 
     def reject(self, record: RawRecord, field: str, why: str) -> None:
         error = f"{field}: {UNKNOWN}: {why}"
@@ -352,8 +376,9 @@ class _Step:
             self.learn("q", event.opportunity_id, event.company_id, to_micros(event.updated_at))
             self.send(event.company_id, record, topic, item)
         elif isinstance(event, Contact):
-            self.send(event.company_id, record, topic, item)
-            if self.learn("d", event.contact_id, event.company_id, to_micros(event.updated_at)) is None:
+            known = self.learn("d", event.contact_id, event.company_id, to_micros(event.updated_at))
+            self.move(known, event.company_id, to_micros(event.updated_at), record, topic, item)
+            if known is None:
                 self.release(event.contact_id, event.company_id)
         elif isinstance(event, (Activity, Order)):
             known = self.lookup("d", event.contact_id)
@@ -362,6 +387,16 @@ class _Step:
                 self.send(account, record, topic, item)
             else:
                 self.hold(record, topic, item, event.contact_id)
+
+    def move(self, known: Optional[list], company: str, t: int, record: RawRecord, topic: str,
+             item: Accepted) -> None:
+        """Send a contact version to its company; when it is the newest and moves the contact
+        from the account the directory knew, that account gets it too, as a departure
+        (``stream.carry``)."""
+        left = known[0] if known is not None and known[0] != company and t >= known[1] else None
+        self.send(company, record, topic, item, moved_from=left)
+        if left is not None:
+            self.send(left, record, topic, item, departure=True)
 
     def release(self, contact_id: str, account: str) -> None:
         self.forwards.extend(self.router._release(contact_id, account, self.puts, self.deletes))
@@ -376,6 +411,9 @@ class _Step:
             known = self.lookup(namespace, p.entity_id)
             if company and known is not None:  # it names its (new) account
                 self.learn(namespace, p.entity_id, company, t)
+                if p.kind == "contact":
+                    self.move(known, company, t, record, topic, p)
+                    return
             account = company if company and known is not None else (known[0] if known else None)
         else:  # an activity or order: its account is its contact's
             person = p.fields.get("contact_id") or (record.key or b"").decode("utf-8", "replace")

@@ -274,6 +274,8 @@ class ScoringRuntime:
         # a withdrawn score is a tombstone, so a compacted scores topic forgets the lead
         records += [(self.topics.scores, cid.encode(), None) for cid in out.tombstones]
         records += [(self.topics.deadletter, key, letter.model_dump_json().encode()) for letter, key, _ in out.letters]
+        # a departure's carried activities: in the checkpoint, so a replay carries them again
+        records += [(self.topics.accounts, f.account.encode(), f.wire()) for f in out.forwards]
         await self.checkpoint.run(records, lambda: self.processor.commit_published(out))
         done = time.time()
         for produced in out.produced_at:

@@ -75,10 +75,12 @@ class WorkerRun:
         except OSError:
             return None, None
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels``."""
         from prometheus_client.parser import text_string_to_metric_families
         text = self.get("/metrics") or ""
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name and labels.items() <= s.labels.items())
 
     def log(self) -> str:
         return (self.data_dir / "worker.log").read_text(errors="replace")[-4000:]

@@ -4,7 +4,9 @@ like one, route lookups to the owner, and one takes over when the other dies.
 "Like one": every lead's final score equals the full recompute on the whole graph as of its
 partition's watermark — the same reference the one-worker crash test holds a single worker to.
 Industry peers cross partitions, so this only holds because each worker replicates the
-companies, contacts and orders of every partition (stream/replica.py).
+companies, contacts, opportunities and orders of every partition (stream/replica.py); people who
+change jobs (the simulated world's, and one moved across the two workers on top) only because
+the old account passes their activities on (stream/carry.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from datetime import timedelta
 import pytest
 from kafka import KafkaProducer
 
-from tests.stream.tests_support import book_matches_reference, publish, settle, wait_for
+from tests.stream.tests_support import account_partition, book_matches_reference, publish, settle, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,12 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     settle(b, 1)
     reference.apply(changed)
     gone = {e.entity_id for e in changed if getattr(e, "entity", None) == "contact"}
+    mover = changed[-1]
+    moves = sum(w.metric("leadpulse_job_changes_total") for w in (a, b))
+    assert moves >= 1 + _movers(events), f"{moves} departures applied"
+    assert sum(w.metric("leadpulse_alerts_total", kind="job_change") for w in (a, b)) >= 1
+    for w in (a, b):  # the mover is scored at the new account, whichever worker is asked
+        assert json.loads(w.get(f"/leads/{mover.contact_id}") or "{}").get("company_id") == mover.company_id
     contacts -= gone
     for cid in gone:
         for w in (a, b):
@@ -98,9 +106,19 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
     assert set(entries) == contacts
 
 
+def _movers(events: list) -> int:
+    """People of the world whose versions name more than one company."""
+    companies: dict[str, set] = {}
+    for e in events:
+        if e.kind == "contact":
+            companies.setdefault(e.contact_id, set()).add(e.company_id)
+    return sum(len(c) > 1 for c in companies.values())
+
+
 def _send_changes(run, events: list, exclude: set) -> list:
-    """A contact's tombstone, a Debezium delete of an activity and a Salesforce update of a
-    contact's title, dated days before the world's end; the events they stand for."""
+    """A contact's tombstone, a Debezium delete of an activity, a Salesforce update of a
+    contact's title and a person with activities moving to a company of the other account
+    partition, dated days before the world's end; the events they stand for (the move last)."""
     from leadpulse.schemas.events import Activity, Contact, Delete
     from leadpulse.schemas.parse import parse_record
     from leadpulse.schemas.tables import event_json
@@ -116,6 +134,11 @@ def _send_changes(run, events: list, exclude: set) -> list:
     gone_at, act_at, patch_at = (end - timedelta(days=d) for d in (3, 4, 5))
     partial = {"contact_id": contacts[1], "updated_at": patch_at.isoformat().replace("+00:00", "Z"), "title": "VP Sales"}
     merged = {**json.loads(event_json(latest[contacts[1]])), **partial}
+    active = {e.contact_id for e in events if isinstance(e, Activity)}
+    person = next(latest[c] for c in contacts[2:] if c in active and c != activity.contact_id)
+    target = next(e.company_id for e in events if e.kind == "company"
+                  and account_partition(e.company_id) != account_partition(person.company_id))
+    move = person.model_copy(update={"company_id": target, "updated_at": end - timedelta(days=6)})
     sends = [("crm.contacts", "record", ("delete", contacts[0], gone_at, {})),
              ("crm.activities", "debezium", ("delete", activity.activity_id, act_at,
                                              {"contact_id": activity.contact_id})),
@@ -125,11 +148,12 @@ def _send_changes(run, events: list, exclude: set) -> list:
         key, value = render(form, topic, change)
         producer.send(run.topics[topic], key=key, value=value,
                       timestamp_ms=int(record_time(topic, change).timestamp() * 1000))
+    producer.send(run.topics["crm.contacts"], key=move.contact_id.encode(), value=event_json(move))
     producer.flush()
     producer.close()
     return [Delete(entity="contact", entity_id=contacts[0], deleted_at=gone_at),
             Delete(entity="activity", entity_id=activity.activity_id, deleted_at=act_at),
-            parse_record("crm.contacts", merged)]
+            parse_record("crm.contacts", merged), move]
 
 
 def _applied(run) -> float:

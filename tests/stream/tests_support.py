@@ -102,6 +102,12 @@ def caught_up(run, n_events: int) -> bool:
     return applied >= n_events
 
 
+def account_partition(company_id: str, partitions: int = 2) -> int:
+    """The account-topic partition of a company: the producers' default partitioner (murmur2)."""
+    from kafka.partitioner.default import murmur2
+    return (murmur2(company_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 def book_matches_reference(run, reference, model, owned: Optional[list[int]] = None) -> dict[str, dict]:
     """Check every lead of the account partitions ``owned`` (default: all) against the full
     recompute on ``reference`` as of its partition's watermark; return their book entries.
