@@ -11,6 +11,7 @@ appending its module to :data:`COMMAND_MODULES`; heavy imports belong inside ``r
     leadpulse publish --tables var/tables [--rate 500 | --speedup 3600]
     leadpulse demo
     leadpulse erase --contact ID           # right to erasure, on every worker
+    leadpulse models list | show | promote | rollback | pin | unpin   # the model registry by hand
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from leadpulse.stream.connection import BrokerUnavailable
 logger = logging.getLogger(__name__)
 
 #: modules whose ``register(subparsers)`` adds subcommands, in help order
-COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.topicscmd", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.erasecmd", "leadpulse.stream.benchcmd"]
+COMMAND_MODULES: list[str] = ["leadpulse.stream.cli", "leadpulse.stream.topicscmd", "leadpulse.stream.demo", "leadpulse.stream.worker", "leadpulse.stream.modelcmds", "leadpulse.stream.modelsadmin", "leadpulse.stream.erasecmd", "leadpulse.stream.benchcmd"]
 
 
 # --------------------------------------------------------------------------- broker

@@ -248,6 +248,10 @@ class Settings(BaseSettings):
         "champion",
         description="model version the worker scores with. `champion` follows the registry (hot swap on "
                     "promotion); a version name pins it and disables the swap.")
+    model_poll_seconds: float = Field(
+        AppOptions.model_poll_seconds, gt=0,
+        description="how often a worker that follows the champion reads the registry's `champion.json`, in "
+                    "seconds: a promotion or a rollback (`leadpulse models`) reaches every worker within this.")
     epsilon: float = Field(
         ScoringOptions.epsilon, ge=0,
         description="publish a score only if it moved by more than this since the last published score "
@@ -420,7 +424,8 @@ class Settings(BaseSettings):
                           lag_seconds=self.lag_seconds, web_url=self.web_url,
                           fetch_max_wait_ms=self.fetch_wait_ms, api_token=_reveal(self.api_token),
                           faust_views=self.faust_views, ready_max_lag_seconds=self.ready_max_lag_seconds,
-                          hold_days=self.hold_days, feeds=self.feed_specs())
+                          hold_days=self.hold_days, feeds=self.feed_specs(),
+                          model_poll_seconds=self.model_poll_seconds)
 
     def scoring_options(self) -> ScoringOptions:
         """The rescoring options: every setting they have, their own defaults for the rest."""

@@ -12,6 +12,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Optional
 
 from leadpulse.stream.config import Settings
 
@@ -42,21 +43,42 @@ def _report(result, settings: Settings) -> int:
           + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if isinstance(v, float)))
     print(("PROMOTED: " if d.promoted else "not promoted: ") + d.reason)
     if settings.kafka_bootstrap:
-        from kafka.errors import KafkaError
+        return announce_or_explain(settings, lambda: announce(settings, result))
+    return 0
 
-        from leadpulse.stream.connection import BrokerUnavailable
-        try:
-            announce(settings, result)
-        except (BrokerUnavailable, KafkaError) as exc:
-            print(f"the decision is in the registry ({settings.models_path}) but was not announced on "
-                  f"{settings.topic('models.updates')}: {exc}", file=sys.stderr)
-            return 1
+
+def announce_or_explain(settings: Settings, send: Callable[[], None]) -> int:
+    """Run ``send`` (an announcement on ``models.updates``); 0, or 1 after saying on stderr that
+    the change is in the registry but was not announced."""
+    from kafka.errors import KafkaError
+
+    from leadpulse.stream.connection import BrokerUnavailable
+    try:
+        send()
+    except (BrokerUnavailable, KafkaError) as exc:
+        print(f"the decision is in the registry ({settings.models_path}) but was not announced on "
+              f"{settings.topic('models.updates')}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def announce(settings: Settings, result) -> None:
-    """Publish the decision on ``models.updates`` (key = model version) over the configured
+    """Publish a training decision (``result``: ``version``, ``metrics``, ``decision``) on
+    ``models.updates``; see :func:`announce_update`."""
+    announce_update(settings, result.version, result.decision.promoted, result.decision.reason, result.metrics)
+
+
+def announce_update(settings: Settings, version: str, promoted: bool, reason: str, metrics: dict,
+                    trained_at: Optional[datetime] = None) -> None:
+    """Publish a ``ModelUpdate`` on ``models.updates`` (key = model version) over the configured
     connection (``Settings.kafka_connection``: TLS, SASL, timeout).
+
+    Args:
+        version: the model the update is about.
+        promoted: whether it is now the champion.
+        reason: why (the decision's reason).
+        metrics: its held-out figures; values that are not numbers are left out.
+        trained_at: when the model was trained. Default: now (a model just trained).
 
     Raises:
         BrokerUnavailable: no broker answered with the connection's settings (the message says why).
@@ -66,16 +88,16 @@ def announce(settings: Settings, result) -> None:
 
     from leadpulse.schemas.events import ModelUpdate
     from leadpulse.stream.connection import check_reachable, kafka_python_kwargs
-    update = ModelUpdate(model_version=result.version, trained_at=datetime.now(timezone.utc),
-                         metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
-                         promoted=result.decision.promoted, reason=result.decision.reason)
+    update = ModelUpdate(model_version=version, trained_at=trained_at or datetime.now(timezone.utc),
+                         metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+                         promoted=promoted, reason=reason)
     conn = settings.kafka_connection()
     check_reachable(conn)
     timeout_ms = int(conn.request_timeout_s * 1000)
     producer = KafkaProducer(**kafka_python_kwargs(conn), client_id="leadpulse-models", request_timeout_ms=timeout_ms,
                              bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms)
     try:
-        producer.send(settings.topic("models.updates"), key=result.version.encode(),
+        producer.send(settings.topic("models.updates"), key=version.encode(),
                       value=update.model_dump_json().encode()).get(timeout=conn.request_timeout_s)
     finally:
         producer.close()
