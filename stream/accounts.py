@@ -448,6 +448,13 @@ class AccountProcessor:
         prev = self.book.get("s", cid)
         if prev is not None and prev["as_of"] <= as_of:
             self._drop(cid, as_of, "deleted", out)
+        elif prev is not None and prev.get("checked_as_of", prev["as_of"]) < as_of:
+            # scored as of a later time than this watermark (a lead whose account changed
+            # partitions): checked, so the decay sweep moves on; the apply that brings this
+            # partition's watermark to it rescores it
+            logger.info("lead %s is not in the graph as of %s (scored as of %s): left as it is", cid,
+                        format_time(from_micros(as_of)), format_time(from_micros(prev["as_of"])))
+            out.book[("s", cid)] = {**prev, "checked_as_of": as_of}
 
     def _drop(self, cid: str, as_of: int, status: str, out: Outputs) -> None:
         """The lead's score is gone: a tombstone if one was published, and the marker that

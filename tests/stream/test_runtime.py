@@ -249,8 +249,12 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
                         await driver.assign(runtime)
 
                 await driver.run(runtime, during=maybe_rebalance)
-                while processor.stale_leads(10_000):  # the decay sweep, up to the watermarks
+                for _ in range(50):  # the decay sweep, up to the watermarks
+                    if not processor.stale_leads(10_000):
+                        break
                     await runtime.sweep_tick(10_000)
+                else:
+                    raise AssertionError(f"the sweep does not converge: {processor.stale_leads(10_000)}")
                 while_away = [json.loads(value) for topic, _, value in producer.sent[slice(*rebalanced)]
                               if topic == topics.scores and value is not None] if len(rebalanced) == 2 else None
                 return driver.faults, while_away
