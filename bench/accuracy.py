@@ -15,6 +15,10 @@ Usage::
     python bench/accuracy.py --sizes small --seeds 0,1,2
     python bench/accuracy.py --sizes large --seeds 0 --max-train-cutoffs 8 --max-train-examples 10000
     python bench/accuracy.py --combine /tmp/s1/accuracy-large.json /tmp/s2/accuracy-large.json
+    python bench/accuracy.py --sizes small --seeds 0,1,2 --no-career --out /tmp/lp/no-career
+
+``--no-career`` fits every model without the contacts' career features (``model.career``: the
+ablation of docs/model.md, "Job changes"); the result file records ``"career"``.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -78,10 +83,35 @@ def commands_of(result: dict) -> list[str]:
     return list(result.get("commands") or ([result["command"]] if result.get("command") else []))
 
 
-def result_file(size: str, runs: list[dict], models: list[str], split_kw: dict, commands: list[str]) -> dict:
-    """The JSON of one size: the summary over its runs, which seeds they are and how they were made."""
+def result_file(size: str, runs: list[dict], models: list[str], split_kw: dict, commands: list[str],
+                career: Optional[bool] = True) -> dict:
+    """The JSON of one size: the summary over its runs, which seeds they are and how they were made
+    (``career``: with the career features, or without them; None for files from before them)."""
     return {"size": size, "seeds": [r["seed"] for r in runs], "models": models, "split_options": split_kw,
-            "command": commands[-1], "commands": commands, "summary": summarise(runs), "runs": runs}
+            "career": career, "command": commands[-1], "commands": commands, "summary": summarise(runs),
+            "runs": runs}
+
+
+def make_models(names: list[str], career: bool) -> list:
+    """What ``run_evaluation`` fits: the names themselves with the career features (its defaults),
+    fresh instances without them (the GNN imported lazily, as ``run_evaluation`` does)."""
+    if career:
+        return list(names)
+    from leadpulse.model.baselines import BASELINES, make_model
+    out: list = []
+    for name in names:
+        if name in BASELINES:
+            out.append(make_model(name, career=False))
+        elif name == "gnn":
+            try:
+                from leadpulse.model.gnn import GNNLeadModel
+                from leadpulse.model.gnn_options import TrainOptions
+                out.append(GNNLeadModel(TrainOptions.of(career=False)))
+            except ImportError:   # the row says it is unavailable
+                out.append(name)
+        else:
+            out.append(name)
+    return out
 
 
 def combine(paths: list[Path], out_dir: Path) -> int:
@@ -90,9 +120,10 @@ def combine(paths: list[Path], out_dir: Path) -> int:
     results = [json.loads(p.read_text()) for p in paths]
     sizes = {r["size"] for r in results}
     splits = {json.dumps(r.get("split_options"), sort_keys=True) for r in results}
-    if len(sizes) != 1 or len(splits) != 1:
-        print(f"--combine: the files differ in size {sorted(sizes)} or split options {sorted(splits)}",
-              file=sys.stderr)
+    careers = {r.get("career") for r in results}
+    if len(sizes) != 1 or len(splits) != 1 or len(careers) != 1:
+        print(f"--combine: the files differ in size {sorted(sizes)}, split options {sorted(splits)} "
+              f"or career features {sorted(careers, key=str)}", file=sys.stderr)
         return 2
     merged: dict = {}
     commands: list[str] = []
@@ -101,7 +132,8 @@ def combine(paths: list[Path], out_dir: Path) -> int:
         merged = {"runs": runs, "models": models}
         commands += [c for c in commands_of(r) if c not in commands]
     size = sizes.pop()
-    doc = result_file(size, merged["runs"], merged["models"], results[0].get("split_options"), commands)
+    doc = result_file(size, merged["runs"], merged["models"], results[0].get("split_options"), commands,
+                      careers.pop())
     out = out_dir / f"accuracy-{size}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
@@ -171,6 +203,9 @@ def main(argv=None) -> int:
     ap.add_argument("--combine", nargs="+", metavar="JSON", default=None,
                     help="evaluate nothing: merge these result files of one size (runs made in "
                          "separate processes, e.g. one seed per core) into --out")
+    ap.add_argument("--no-career", dest="career", action="store_false",
+                    help="fit every model without the contacts' career features (the ablation of "
+                         "docs/model.md, 'Job changes')")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.combine:
@@ -195,7 +230,9 @@ def main(argv=None) -> int:
             buf = io.StringIO()
             options = SplitOptions(**split_kw, sample_seed=seed)
             refs = {r.name: r for r in references(tables, models)}
-            report = run_evaluation(tables, models=[refs.get(m, m) for m in models], seed=seed, out=buf,
+            fitted = make_models([m for m in models if m not in refs], args.career)
+            by_name = dict(zip([m for m in models if m not in refs], fitted))
+            report = run_evaluation(tables, models=[refs[m] if m in refs else by_name[m] for m in models], seed=seed, out=buf,
                                     options=options)
             wall = time.perf_counter() - t0
             print(f"--- {size} seed {seed} ({wall:.0f}s)\n{buf.getvalue()}", flush=True)
@@ -205,11 +242,16 @@ def main(argv=None) -> int:
         all_models, commands = models, []
         if args.merge and out.exists():
             old = json.loads(out.read_text())
+            if old.get("career") != args.career:
+                print(f"--merge: {out} was measured with career features {old.get('career')}, this run "
+                      f"{args.career}; not merged", file=sys.stderr)
+                return 2
             runs, all_models = merge_runs(old, runs, models)
             commands = commands_of(old)
         commands.append(" ".join(["python", "bench/accuracy.py", *(argv or sys.argv[1:])]))
-        doc = result_file(size, runs, all_models, split_kw, commands)
-        print(f"=== {size}, seeds {doc['seeds']}: mean ± sd [min–max] over seeds "
+        doc = result_file(size, runs, all_models, split_kw, commands, args.career)
+        print(f"=== {size}, seeds {doc['seeds']}, career features {'on' if args.career else 'off'}: "
+              "mean ± sd [min–max] over seeds "
               f"({time.perf_counter() - t_size:.0f}s, peak RSS {peak_rss_mb()} MB)")
         print(format_summary(doc["summary"], all_models), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)

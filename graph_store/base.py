@@ -11,6 +11,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from leadpulse.graph_store.career import EMPTY, Career
 from leadpulse.schemas.events import InputEvent
 from leadpulse.schemas.types import COMPANY, CONTACT, EdgeType, NodeType
 
@@ -63,6 +64,10 @@ class Subgraph:
             whole read); any sequence of sequences will do. Contacts past its end have none.
         orders: per company (aligned with ``node_ids["company"]``), the ``(time, amount)``
             tuples of orders placed by its contacts, time <= as_of. Same conventions.
+        careers: per contact (aligned like ``timelines``), its ``graph_store.career.Career`` as
+            of ``as_of``: the former employers' stints with the orders dated in each, and when
+            it joined its current one. A store gives a ``graph_store.career.Careers``; contacts
+            past its end have the empty career (no former employer).
         edges: per edge type (base and reverse), int64 array of shape (2, E) of local indices.
         edge_time: per edge type, int64 array (E,) of the edge's event time.
         seeds: local contact indices of the seed contacts (empty for a full export).
@@ -77,6 +82,7 @@ class Subgraph:
     attrs: dict[NodeType, list[Mapping]] = field(default_factory=dict)
     timelines: Sequence[Sequence[tuple]] = ()
     orders: Sequence[Sequence[tuple]] = ()
+    careers: Sequence[Career] = ()
     edges: dict[EdgeType, np.ndarray] = field(default_factory=dict)
     edge_time: dict[EdgeType, np.ndarray] = field(default_factory=dict)
     seeds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -88,6 +94,17 @@ class Subgraph:
     def company_orders(self, i: int) -> Sequence[tuple]:
         """Company ``i``'s orders (empty when the graph carries none for it)."""
         return self.orders[i] if i < len(self.orders) else ()
+
+    def career(self, i: int) -> Career:
+        """Contact ``i``'s career (empty when the graph carries none for it)."""
+        return self.careers[i] if i < len(self.careers) else EMPTY
+
+    def all_careers(self) -> Sequence[Career]:
+        """One career per contact, ``careers`` itself when it covers them all."""
+        n = len(self.node_ids.get(CONTACT, ()))
+        if len(self.careers) == n:
+            return self.careers
+        return [self.careers[i] if i < len(self.careers) else EMPTY for i in range(n)]
 
     def all_timelines(self) -> Sequence[Sequence[tuple]]:
         """One timeline per contact, ``timelines`` itself when it covers them all."""
@@ -186,6 +203,12 @@ class GraphStore(ABC):
         """``affected_leads`` of every group, computed together (a store may share work between
         groups: the stream asks once per batch for each event, to name each lead's cause)."""
         return [self.affected_leads(g, as_of, hops) for g in groups]
+
+    def career(self, contact_id: str, as_of: int) -> Career:
+        """The contact's former employers as of ``as_of`` (``graph_store.career.Career``: the
+        stints it left, each with the orders its company placed during it, and when it joined its
+        current employer); the empty career for a contact without one, or absent at ``as_of``."""
+        raise NotImplementedError
 
     def time_span(self) -> Optional[tuple[int, int]]:
         """``(earliest, latest)`` version time in the store, or None when it is empty."""

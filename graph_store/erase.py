@@ -82,7 +82,8 @@ def affected_contacts(state: GraphState, erasure: Erasure, as_of: int, hops: int
     edges and attributes (no edge appears: the tombstones that go belong to erased nodes), so
     every path of the graph after it exists before. Feature nodes: the erased nodes, the other
     contacts whose timelines lose an activity, the opportunities that lose the attribute, the
-    companies whose order lists lose an order (all as of ``as_of``); edge nodes: the ends of the
+    companies whose order lists lose an order and the contacts who worked there at the order's
+    time (their careers count it: ``career.py``), all as of ``as_of``; edge nodes: the ends of the
     edges removed as of ``as_of`` and every node an erased row dated up to ``as_of`` names. The
     latter may cease to exist at ``as_of`` (a stub only the person's records named), which only
     touches it and the erased nodes it hangs from, so it is in the set when it is a contact
@@ -112,8 +113,9 @@ def affected_contacts(state: GraphState, erasure: Erasure, as_of: int, hops: int
         if kind == ORDER:
             for oidx in {tab.vn[r] for r in rows}:
                 for company, (tv, _, end, _) in state.oattr.get(oidx, ()):
-                    if tv <= as_of < end:
+                    if tv <= as_of < end:   # its order list, and the careers that count the order
                         feats.add((COMPANY, company))
+                        feats.update((CONTACT, c) for c in state.staff_at(tables[COMPANY].ids[company], tv))
     otab = tables[OPPORTUNITY]
     for r in erasure.stripped:
         if otab.vt[r] <= as_of < otab.ve[r]:

@@ -14,7 +14,7 @@ valid at t of the frontier (holder side) and the holder rows listed under the fr
 per-type scratch array of marks (reset before returning). Node attributes are the stored
 dicts themselves (``Subgraph``: read-only); timelines are one set of columns for the read
 (``Timelines``), and so are company orders (``Orders``); only column-only activity rows get
-a dict built per node.
+a dict built per node. Careers (``career.py``) are walked only for the read's movers.
 
 Deletes (``state.py``): a deleted node's own edges end with its tombstone, so the BFS only has to
 drop, when the state holds tombstones at all, the nodes a live node still names or is named by
@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from leadpulse.graph_store.base import Subgraph
+from leadpulse.graph_store.career import careers
 from leadpulse.graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from leadpulse.graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
 from leadpulse.graph_store.state import HAD_ACTIVITY_CODE, GraphState
@@ -201,6 +202,7 @@ def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarra
         g.attrs[nt] = _attrs(state, cols, nt, nodes[nt], t)
     g.timelines = _timelines(state, cols, nodes[CONTACT], t)
     g.orders = _orders(state, nodes[COMPANY], t)
+    g.careers = careers(state, nodes[CONTACT], t)
     for code in range(NB):
         src, dst, tim = per[code]
         if src:

@@ -8,6 +8,7 @@ from typing import Iterator, Optional, Sequence
 
 from leadpulse.graph_store import affected, extract
 from leadpulse.graph_store.base import ApplyEffect, GraphStore, Subgraph
+from leadpulse.graph_store.career import EMPTY, Career, career_of
 from leadpulse.graph_store.errors import StoreClosed
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.graph_store.records import ETYPE_CODE, Record, to_record
@@ -105,6 +106,10 @@ class StateBackedStore(GraphStore):
     def company_orders(self, company_id: str, as_of: int) -> list[tuple[int, float]]:
         idx = self.state.get(COMPANY, company_id, as_of)
         return self.state.orders(idx, as_of) if idx is not None else []
+
+    def career(self, contact_id: str, as_of: int) -> Career:
+        idx = self.state.get(CONTACT, contact_id, as_of)
+        return career_of(self.state, idx, as_of) if idx is not None else EMPTY
 
     def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2) -> Subgraph:
         """Seeds that do not exist at ``as_of`` are left out; ``Subgraph.seeds`` lists the rest

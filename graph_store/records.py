@@ -63,6 +63,9 @@ REFS: dict[str, tuple[Ref, ...]] = {
     ORDER: (Ref("contact_id", CONTACT, ETYPE_CODE[PLACED], False),),
 }
 
+#: index of a contact's ``company_id`` reference among ``REFS[CONTACT]`` (its ``works_at`` edge)
+WORKS_AT_J = [j for j, ref in enumerate(REFS[CONTACT]) if ref.field == "company_id"][0]
+
 #: references that make the target exist without an edge (the company an order names)
 EXTRA_REFS: dict[str, tuple[tuple[str, str], ...]] = {ORDER: (("company_id", COMPANY),)}
 

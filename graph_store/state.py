@@ -68,6 +68,7 @@ from leadpulse.graph_store.records import (
     NB,
     REFS,
     TOMB,
+    WORKS_AT_J,
     Record,
     industry_bucket,
     similar_bucket,
@@ -79,6 +80,7 @@ from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, OPPORTUNITY, ORD
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
 PLACED_CODE = REFS[ORDER][0].etype
+WORKS_AT_CODE = REFS[CONTACT][WORKS_AT_J].etype
 REPLICATED = -1   # partition mask of replicated versions (company attributes)
 
 NEW, NEW_IN_PARTITION, DUPLICATE = 0, 1, 2
@@ -134,6 +136,10 @@ class GraphState:
         self.codes: dict = {None: 0}
         self._string_array = np.array(self.strings, dtype=object)
         self.deletes = 0   # tombstone rows in all tables (0: reads skip every delete check)
+        #: contacts two of whose adjacent version rows name different companies (or a company and
+        #: none): the only ones with a former employer at some time (``career.py``); never shrinks
+        self.movers: set[int] = set()
+        self._mover_array = np.zeros(0, dtype=np.int64)
 
     def _code(self, value) -> int:
         code = self.codes.get(value)
@@ -141,6 +147,12 @@ class GraphState:
             code = self.codes[value] = len(self.strings)
             self.strings.append(value)
         return code
+
+    def mover_array(self) -> np.ndarray:
+        """``movers`` as a sorted int64 array (rebuilt when it grew)."""
+        if len(self._mover_array) != len(self.movers):
+            self._mover_array = np.array(sorted(self.movers), dtype=np.int64)
+        return self._mover_array
 
     def string_array(self) -> np.ndarray:
         """``strings`` as a numpy object array (to decode code columns with one gather)."""
@@ -331,6 +343,9 @@ class GraphState:
         if kind == ORDER:
             self._attribute(idx, feats)
         elif kind == CONTACT:
+            company = tab.refs[WORKS_AT_J]
+            if (prev >= 0 and company[prev] != company[row]) or (nxt >= 0 and company[nxt] != company[row]):
+                self.movers.add(idx)
             held = self.tables[CONTACT].rev[PLACED_CODE][idx]
             if held:
                 ovn = self.tables[ORDER].vn
@@ -459,11 +474,13 @@ class GraphState:
         if old == new:
             return
         ctab = self.tables[COMPANY]
+        changed = []
         for company, entry in old:
             if (company, entry) not in new:
                 self.corders[ctab.ids[company]].remove(entry)
                 self.ocols.pop(ctab.ids[company], None)
                 feats.add((COMPANY, company))
+                changed.append((ctab.ids[company], entry[0]))
         for company, entry in new:
             if (company, entry) not in old:
                 cidx = ctab.ids.get(company)
@@ -472,7 +489,11 @@ class GraphState:
                 insort(self.corders.setdefault(cidx, []), entry)
                 self.ocols.pop(cidx, None)
                 feats.add((COMPANY, company))
+                changed.append((cidx, entry[0]))
         self.oattr[oidx] = new
+        if not self.loading:   # the careers that count the order: everyone working there at its time
+            for cidx, tv in changed:
+                feats.update((CONTACT, c) for c in self.staff_at(cidx, tv))
 
     # ================================================================== reads
     def get(self, ntype: str, nid: str, t: int) -> Optional[int]:
@@ -528,6 +549,16 @@ class GraphState:
             rows[:, 2] = np.array([amount for *_, amount in entries], dtype=np.float64).view(np.int64)
             got = self.ocols[coidx] = rows.tobytes()
         return got
+
+    def staff_at(self, coidx: int, t: int) -> list[str]:
+        """Ids of the contacts whose version valid at ``t`` names company ``coidx`` (deleted
+        companies and contacts included: a career keeps them, ``career.py``)."""
+        held = self.tables[COMPANY].rev[WORKS_AT_CODE][coidx]
+        if not held:
+            return []
+        ctab = self.tables[CONTACT]
+        vt, ve, vn, names = ctab.vt, ctab.ve, ctab.vn, ctab.names
+        return [names[vn[h]] for h in rows_of(held) if vt[h] <= t < ve[h]]
 
     def orders(self, coidx: int, t: int) -> list:
         entries = self.corders.get(coidx)

@@ -5,7 +5,8 @@
   training examples. Its ranking is the rule score's ranking.
 * ``logreg``: logistic regression on the lead's own fields (contact and company firmographics).
 * ``lgbm_flat``: LightGBM on the flat table: own fields + the contact's own activity and order
-  aggregates (``model.temporal``).
+  aggregates (``model.temporal``) and its career (``model.career``: former employers, a
+  purchase championed at one, days since the move).
 * ``lgbm_agg``: ``lgbm_flat`` + hand-built account aggregates (colleague engagement, account
   opportunities and stages, company orders, peer-company orders via industry_peer/similar_to).
 
@@ -52,9 +53,11 @@ class _Tabular(LeadModel):
     #: whether ``_fit_matrix`` looks at the validation set (else its graphs are never built)
     uses_valid: bool = True
 
-    def __init__(self) -> None:
+    def __init__(self, career: bool = True) -> None:
         self.encoder: Optional[Encoder] = None
         self.constant: Optional[float] = None  # set when training had a single class
+        # the class's families; without ``career`` the ablation of docs/model.md, "Job changes"
+        self.feature_sets = tuple(f for f in type(self).feature_sets if career or f != "career")
 
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
         raw, y, w = examples_table(train, self.feature_sets)
@@ -95,7 +98,7 @@ class _Tabular(LeadModel):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {"format_version": FORMAT_VERSION, "name": self.name, "constant": self.constant,
-                 "encoder": asdict(self.encoder), **self._state()}
+                 "encoder": asdict(self.encoder), "feature_sets": list(self.feature_sets), **self._state()}
         self._save_files(path)
         (path / "model.json").write_text(json.dumps(state, indent=1))
 
@@ -109,6 +112,8 @@ class _Tabular(LeadModel):
             raise ValueError(f"{path} holds {state.get('name')!r} v{state.get('format_version')}, "
                              f"not {cls.name!r} v{FORMAT_VERSION}")
         model = cls()
+        # files saved before the career features have no ``feature_sets``: they had no career family
+        model.feature_sets = tuple(state.get("feature_sets") or (f for f in cls.feature_sets if f != "career"))
         model.encoder = Encoder(**state["encoder"])
         model.constant = state["constant"]
         if model.constant is None:
@@ -122,8 +127,8 @@ class LogRegModel(_Tabular):
     feature_sets = ("own",)
     uses_valid = False
 
-    def __init__(self, C: float = 1.0) -> None:
-        super().__init__()
+    def __init__(self, C: float = 1.0, career: bool = True) -> None:
+        super().__init__(career)
         self.C = C
         self.mean = self.scale = self.coef = None
         self.intercept = 0.0
@@ -171,8 +176,8 @@ class LGBMOptions:
 
 
 class _LGBM(_Tabular):
-    def __init__(self, options: LGBMOptions = LGBMOptions()) -> None:
-        super().__init__()
+    def __init__(self, options: LGBMOptions = LGBMOptions(), career: bool = True) -> None:
+        super().__init__(career)
         self.options = options
         self.booster: Optional[lgb.Booster] = None
 
@@ -212,27 +217,29 @@ class _LGBM(_Tabular):
 
 
 class LGBMFlatModel(_LGBM):
-    """LightGBM on own fields + the contact's own activity and order aggregates."""
+    """LightGBM on own fields + the contact's own activity and order aggregates and its career."""
     name = "lgbm_flat"
-    feature_sets = ("own", "activity")
+    feature_sets = ("own", "activity", "career")
 
 
 class LGBMAggModel(_LGBM):
     """LightGBM on the flat table + hand-built account and peer-company aggregates."""
     name = "lgbm_agg"
-    feature_sets = ("own", "activity", "account")
+    feature_sets = ("own", "activity", "account", "career")
 
 
 BASELINES: dict[str, type[LeadModel]] = {
     m.name: m for m in (RulesModel, LogRegModel, LGBMFlatModel, LGBMAggModel)}
 
 
-def make_model(name: str) -> LeadModel:
-    """A fresh baseline by name (``rules``, ``logreg``, ``lgbm_flat``, ``lgbm_agg``)."""
+def make_model(name: str, career: bool = True) -> LeadModel:
+    """A fresh baseline by name (``rules``, ``logreg``, ``lgbm_flat``, ``lgbm_agg``);
+    ``career=False`` leaves the career features out (only the LightGBM models use them)."""
     try:
-        return BASELINES[name]()
+        cls = BASELINES[name]
     except KeyError:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}") from None
+    return cls(career=career) if issubclass(cls, _Tabular) else cls()
 
 
 def load_model(path: Path) -> LeadModel:

@@ -13,7 +13,8 @@ occlusion is exact for what it claims ("without the pricing-then-demo evidence t
 be 0.12 lower"), deterministic, and costs one batched forward for all the leads explained together.
 
 Groups (each only when its evidence exists): the order of key steps, the lead's own activity,
-title/seniority, lead source, colleagues' engagement, the account's own orders, orders at
+the lead's career (a former employer, a purchase championed there: "champion at a previous
+customer, joined 12 days ago"), title/seniority, lead source, colleagues' engagement, the account's own orders, orders at
 industry-peer and similar-tech companies, firmographics, and the account's opportunities.
 
 Example:
@@ -32,9 +33,11 @@ import torch
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
+from leadpulse.model.career import CAREER_COLUMNS
 from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
+from leadpulse.model.temporal import RECENCY_CAP_DAYS
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (
     COMPANY,
@@ -56,7 +59,7 @@ __all__ = ["Factor", "explain", "GROUPS"]
 
 _ORDER_COLS = ("order_pricing_before_demo", "order_pricing_before_demo_recent")
 _OWN_COLS = tuple(c for c in temporal.CONTACT_COLUMNS if c not in _ORDER_COLS)
-GROUPS = ("steps_order", "own_activity", "title", "source", "colleagues", "account_orders",
+GROUPS = ("steps_order", "own_activity", "career", "title", "source", "colleagues", "account_orders",
           "peers", "firmographics", "opportunities")
 
 
@@ -123,6 +126,28 @@ def _activity_text(row: dict) -> str:
     return f"{n30} activit{'ies' if n30 != 1 else 'y'} in the last 30 days"
 
 
+def _ago(days: float) -> str:
+    if days >= RECENCY_CAP_DAYS:
+        return "over a year ago"
+    d = int(days)
+    return "today" if d == 0 else f"{d} day{'s' if d != 1 else ''} ago"
+
+
+def _career_text(row: dict) -> Optional[str]:
+    """What the lead's career columns say, or None when there is nothing (no former employer).
+    A description of the evidence only: whether it raises or lowers the score is the sign of
+    the contribution."""
+    moved = row["days_since_move"] < RECENCY_CAP_DAYS
+    joined = f", joined {_ago(row['days_since_move'])}" if moved else ""
+    if row["champion_before"]:
+        return f"champion at a previous customer{joined}"
+    if row["former_customer"]:
+        return f"worked at a previous customer{joined}"
+    if row["has_former_employer"]:
+        return f"joined from another company {_ago(row['days_since_move'])}" if moved else "has a former employer"
+    return None
+
+
 def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: dict) -> list[_Copy]:
     spec, as_of = model.spec, sub.as_of
     c = int(sub.seeds[0])
@@ -164,6 +189,10 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
         if ei is not None and ei.size:
             edges[et] = ei[:, ei[side] != c]
     out.append(_Copy("own_activity", _activity_text(row), new, edges))
+
+    career = _career_text(row)
+    if career:
+        cols_copy("career", career, CONTACT, [c], _cols(spec, CONTACT, CAREER_COLUMNS))
 
     title = attrs.get("title") or attrs.get("seniority")
     if title:

@@ -35,6 +35,7 @@ from torch_geometric.data import HeteroData
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
+from leadpulse.model.career import CAREER_COLUMNS, career_features
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.values import as_micros, as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
@@ -53,7 +54,7 @@ from leadpulse.schemas.types import (
 
 __all__ = ["FeatureSpec", "RawGraph", "Encoded", "encode_graph", "extract", "to_hetero_data", "khop_subgraph",
            "khop_nodes", "induced_subgraph",
-           "CATEGORICALS", "FORMAT_VERSION"]
+           "CATEGORICALS", "DROPPABLE", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 OTHER = "__other__"
@@ -73,6 +74,20 @@ CATEGORICALS: dict[NodeType, tuple[tuple[str, str, bool], ...]] = {
 
 #: numeric columns that are not log1p-transformed before standardising (flags, signed values)
 _LINEAR = re.compile(r"^(has_|ever_|is_|order_pricing|sentiment|missing_)")
+#: contact columns encoded with fixed constants, not fitted ones: (log1p first, mean, scale).
+#: The career columns are zero (``days_since_move``: the cap) for nearly every contact; divided
+#: by their standard deviation, a flag a few in a thousand contacts have becomes ~20, and the
+#: network fits those few. Fixed: 0 for everyone without a former employer, order 1 otherwise
+#: (``days_since_move`` -1 on the day of the move, 0 at the cap).
+_FIXED: dict[str, tuple[bool, float, float]] = {
+    "has_former_employer": (False, 0.0, 1.0), "n_former_employers": (True, 0.0, 1.0),
+    "days_since_move": (False, temporal.RECENCY_CAP_DAYS, temporal.RECENCY_CAP_DAYS),
+    "former_customer": (False, 0.0, 1.0), "champion_before": (False, 0.0, 1.0),
+    "champion_move_recency": (False, 0.0, 1.0), "champion_engagement": (True, 0.0, 1.0),
+}
+assert set(_FIXED) == set(CAREER_COLUMNS)
+#: feature groups a spec can leave out (``FeatureSpec.fit(drop=...)``): their contact columns
+DROPPABLE: dict[str, tuple[str, ...]] = {"career": CAREER_COLUMNS}
 
 
 # ------------------------------------------------------------------ time helpers
@@ -137,13 +152,15 @@ def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], lis
     return [np.where(miss, 0.0, arr), miss.astype(np.float64)], [name, f"missing_{name}"]
 
 
-def _contact_numeric(attrs: list[dict], timelines: Sequence, as_of: int) -> tuple[np.ndarray, list[str]]:
+def _contact_numeric(attrs: list[dict], timelines: Sequence, careers: Sequence,
+                     as_of: int) -> tuple[np.ndarray, list[str]]:
     X, cols = temporal.contact_features(timelines, as_of)
     tenure = [_age_days(as_micros(a.get("created_at")), as_of) for a in attrs]
     extra, names = _missing_pair(tenure, "tenure_days")
     # only a CRM record has its id (a stub, known from an activity or a colleague, has none)
     stub = np.array([0.0 if a.get("contact_id") else 1.0 for a in attrs])
-    return np.column_stack([X, *extra, stub]), cols + names + ["is_stub"]
+    C, ccols = career_features(careers, timelines, [a.get("company_id") for a in attrs], as_of)
+    return np.column_stack([X, *extra, stub, C]), cols + names + ["is_stub"] + ccols
 
 
 def _company_numeric(attrs: list[dict], orders: Sequence, as_of: int) -> tuple[np.ndarray, list[str]]:
@@ -211,7 +228,7 @@ def extract(sg: Subgraph) -> RawGraph:
         if len(attrs) < n:
             attrs = attrs + [{}] * (n - len(attrs))
         if ntype == CONTACT:
-            num, cols = _contact_numeric(attrs, sg.all_timelines(), sg.as_of)
+            num, cols = _contact_numeric(attrs, sg.all_timelines(), sg.all_careers(), sg.as_of)
         elif ntype == COMPANY:
             num, cols = _company_numeric(attrs, sg.all_orders(), sg.as_of)
         elif ntype == ACTIVITY:
@@ -248,14 +265,21 @@ class FeatureSpec:
 
     # -- fitting
     @classmethod
-    def fit(cls, raws: Sequence[RawGraph], min_count: int = 5, max_vocab: int = 50) -> "FeatureSpec":
+    def fit(cls, raws: Sequence[RawGraph], min_count: int = 5, max_vocab: int = 50,
+            drop: Sequence[str] = ()) -> "FeatureSpec":
         """Learn vocabularies and numeric constants from training graphs only.
 
         Args:
             raws: extracted training graphs (``extract``), one per training cutoff.
             min_count: a categorical value seen fewer times goes to the "other" bucket. Default 5.
             max_vocab: most frequent values kept per field. Default 50.
+            drop: feature groups (``DROPPABLE``: ``"career"``) whose columns the spec leaves out
+                (an ablation: the model never sees them). Default none.
         """
+        unknown = set(drop) - set(DROPPABLE)
+        if unknown:
+            raise ValueError(f"drop: unknown feature groups {sorted(unknown)} (known: {sorted(DROPPABLE)})")
+        dropped = {c for g in drop for c in DROPPABLE[g]}
         vocab, num_cols, log_cols, mean, std = {}, {}, {}, {}, {}
         for ntype in NODE_TYPES:
             vocab[ntype] = {}
@@ -267,15 +291,21 @@ class FeatureSpec:
                 kept = [v for v, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                         if c >= min_count][:max_vocab]
                 vocab[ntype][name] = tuple(sorted(kept))
-            cols = raws[0].nodes[ntype].num_cols if raws else []
-            logs = tuple(not _LINEAR.match(c) for c in cols)
-            mats = [cls._transform(r.nodes[ntype].num, logs) for r in raws if len(r.nodes[ntype].num)]
+            all_cols = raws[0].nodes[ntype].num_cols if raws else []
+            keep = [i for i, c in enumerate(all_cols) if not (ntype == CONTACT and c in dropped)]
+            cols = [all_cols[i] for i in keep]
+            fixed = [_FIXED.get(c) if ntype == CONTACT else None for c in cols]
+            logs = tuple(f[0] if f else not _LINEAR.match(c) for c, f in zip(cols, fixed))
+            mats = [cls._transform(r.nodes[ntype].num[:, keep], logs) for r in raws if len(r.nodes[ntype].num)]
             if mats:
                 allx = np.concatenate(mats)
                 mu, sd = allx.mean(axis=0), allx.std(axis=0)
             else:
                 mu, sd = np.zeros(len(cols)), np.ones(len(cols))
             sd = np.where(sd < 1e-6, 1.0, sd)
+            for i, f in enumerate(fixed):
+                if f:
+                    mu[i], sd[i] = f[1], f[2]
             num_cols[ntype], log_cols[ntype] = tuple(cols), logs
             mean[ntype] = tuple(float(x) for x in mu)
             std[ntype] = tuple(float(x) for x in sd)
@@ -308,9 +338,17 @@ class FeatureSpec:
 
     def encode_nodes(self, ntype: NodeType, raw: RawNodes) -> np.ndarray:
         n = raw.num.shape[0]
+        num = raw.num
         if tuple(raw.num_cols) != self.num_cols[ntype]:
-            raise ValueError(f"{ntype}: numeric columns differ from the spec (format change?)")
-        x = (self._transform(raw.num, self.log_cols[ntype]) - np.asarray(self.mean[ntype])) \
+            # the spec's columns by name: a spec fit with ``drop``, or saved before later columns
+            # (the career ones) existed, reads the columns it knows and nothing else
+            pos = {c: i for i, c in enumerate(raw.num_cols)}
+            missing = [c for c in self.num_cols[ntype] if c not in pos]
+            if missing:
+                raise ValueError(f"{ntype}: numeric columns {missing[:3]} of the spec are not extracted "
+                                 "(format change?)")
+            num = num[:, [pos[c] for c in self.num_cols[ntype]]]
+        x = (self._transform(num, self.log_cols[ntype]) - np.asarray(self.mean[ntype])) \
             / np.asarray(self.std[ntype])
         blocks = [x.reshape(n, len(self.num_cols[ntype]))]
         for field_name, values in self._fields(ntype):

@@ -141,7 +141,7 @@ def fit(opts: TrainOptions, train: ExampleSet, valid: Optional[ExampleSet] = Non
     va = [p for p in (_prepare(ex, opts, rng, False) for ex in (valid or [])) if p is not None]
     if not tr:
         raise ValueError("no labelled training contacts found in the training graphs")
-    spec = FeatureSpec.fit([p.raw for p in tr], min_count=opts.min_count)
+    spec = FeatureSpec.fit([p.raw for p in tr], min_count=opts.min_count, drop=() if opts.career else ("career",))
     for p in tr + va:
         _encode(p, spec)
     y_tr = np.concatenate([p.labels for p in tr])

@@ -9,6 +9,9 @@ reader guesses what an absent key meant (docs/model.md#options-and-save-format).
   may be absent.
 * Version 2: ``options`` is ``TrainOptions.to_dict()`` (sections ``arch``, ``optim``,
   ``sampling``; enums as their values, tuples as lists); every key is present.
+* Version 3: ``options`` has ``career`` (the career features, ``model.career``). The code that
+  wrote versions 1 and 2 had no career features: ``migrate_v2`` sets it False. (Scoring reads
+  the columns the saved feature spec names, so an older model scores as it did either way.)
 
 Example:
     >>> upgrade({"options": {"hidden": 8, "aggr": "mean,max"}})["options"]["arch"]["aggr"]
@@ -16,9 +19,9 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["FORMAT_VERSION", "V1_DEFAULTS", "migrate_v1", "upgrade"]
+__all__ = ["FORMAT_VERSION", "V1_DEFAULTS", "migrate_v1", "migrate_v2", "upgrade"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: what a version-1 file meant by an option it does not mention: what the code that wrote it
 #: did. The options added after the first saves (the architecture options, ``ensemble``,
@@ -60,11 +63,18 @@ def migrate_v1(meta: dict) -> dict:
             **meta, "options": options, "format_version": 2}
 
 
+def migrate_v2(meta: dict) -> dict:
+    """A version-2 model.json as version 3 (a new dict): no career features."""
+    return {**meta, "options": {**meta["options"], "career": False}, "format_version": 3}
+
+
 def upgrade(meta: dict) -> dict:
     """``meta`` in the current format, migrated step by step from the version it records."""
     version = meta.get("format_version", 1)  # the key itself arrived with version 2
     if version == 1:
         meta, version = migrate_v1(meta), 2
+    if version == 2:
+        meta, version = migrate_v2(meta), 3
     if version != FORMAT_VERSION:
         raise ValueError(f"model.json format_version {version!r}: this code reads up to {FORMAT_VERSION}")
     return meta

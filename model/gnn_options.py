@@ -4,7 +4,7 @@
 * ``OptimOptions``: the training loop (loss, Adam, early stopping, weight average).
 * ``SamplingOptions``: how graphs above ``max_full_nodes`` are cut to exact 2-hop subgraphs,
   in training and in scoring.
-* ``TrainOptions``: the three, the feature vocabulary threshold and the seed.
+* ``TrainOptions``: the three, the feature vocabulary threshold, the seed and the career switch.
 
 Every value is typed (enums, tuples). Comma lists are parsed at the CLI, never here.
 ``to_dict`` / ``from_dict`` give the JSON form in a saved model's model.json; older saves go
@@ -184,6 +184,8 @@ class SamplingOptions:
 
 
 _SECTIONS = {"arch": ArchOptions, "optim": OptimOptions, "sampling": SamplingOptions}
+#: the options outside the sections
+_TOP = ("min_count", "seed", "career")
 #: flat option name -> its section (names are unique across sections)
 _SECTION_OF = {f.name: section for section, cls in _SECTIONS.items() for f in fields(cls)}
 
@@ -206,12 +208,16 @@ class TrainOptions:
         sampling: big graphs. Default ``SamplingOptions()``.
         min_count: categorical values seen fewer times go to "other". Default 5.
         seed: default random seed (``fit(seed=...)`` overrides it). Default 0.
+        career: the contacts' career features (``model.career``: former employers, a purchase
+            championed there, days since the move). False leaves them out of the feature spec,
+            the ablation of docs/model.md, "Job changes". Default True.
     """
     arch: ArchOptions = field(default_factory=ArchOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     min_count: int = 5
     seed: int = 0
+    career: bool = True
 
     @classmethod
     def of(cls, **flat: Any) -> "TrainOptions":
@@ -226,7 +232,7 @@ class TrainOptions:
         for name, value in flat.items():
             if name in _SECTION_OF:
                 by_section.setdefault(_SECTION_OF[name], {})[name] = value
-            elif name in ("min_count", "seed"):
+            elif name in _TOP:
                 top[name] = value
             else:
                 raise TypeError(f"unknown GNN option {name!r}")
@@ -234,10 +240,10 @@ class TrainOptions:
         return replace(self, **sections, **top)
 
     def to_dict(self) -> dict:
-        """JSON form: ``{"arch": {...}, "optim": {...}, "sampling": {...}, "min_count", "seed"}``."""
+        """JSON form: ``{"arch": {...}, "optim": {...}, "sampling": {...}, "min_count", "seed", "career"}``."""
         out: dict[str, Any] = {s: {f.name: _jsonable(getattr(getattr(self, s), f.name))
                                    for f in fields(cls)} for s, cls in _SECTIONS.items()}
-        return {**out, "min_count": self.min_count, "seed": self.seed}
+        return {**out, "min_count": self.min_count, "seed": self.seed, "career": self.career}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainOptions":

@@ -70,5 +70,7 @@ def induced_subgraph(sg: Subgraph, nodes: dict[NodeType, np.ndarray], seeds: np.
         out.timelines = [sg.timeline(i) for i in nodes[CONTACT].tolist()]
     if len(sg.orders):
         out.orders = [sg.company_orders(i) for i in nodes[COMPANY].tolist()]
+    if len(sg.careers):
+        out.careers = [sg.career(i) for i in nodes[CONTACT].tolist()]
     out.seeds = remap[CONTACT][seeds]
     return out

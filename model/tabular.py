@@ -7,7 +7,9 @@ missing, categorical values as token lists) from three families:
   department, source, tenure, industry, country, head count, revenue, tech stack);
 * ``activity``: the contact's ``model.temporal`` aggregates and its own past orders;
 * ``account``: hand-built account aggregates (colleague engagement, account opportunities by
-  stage, company orders, orders at industry-peer and similar-tech companies).
+  stage, company orders, orders at industry-peer and similar-tech companies);
+* ``career``: the contact's ``model.career`` features (former employers, a purchase it
+  championed at one, days since it joined the current one).
 
 ``Encoder`` one-hot encodes the categorical values with vocabularies learned on training data.
 Every value is a function of the ``Subgraph`` as of its ``as_of`` (no event after it).
@@ -29,8 +31,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from leadpulse.graph_store.base import Subgraph
+from leadpulse.graph_store.career import EMPTY
 from leadpulse.model import temporal
 from leadpulse.model.base import ExampleSet
+from leadpulse.model.career import career_features
 from leadpulse.model.values import as_micros, as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (
@@ -257,7 +261,17 @@ def _opportunity_table(view: View, t: int) -> tuple[np.ndarray, list[str]]:
     return out, names
 
 
-_EXTRACTORS = {"own": _own_fields, "activity": _activity_fields, "account": _account_fields}
+def _career_fields(view: View, rows: np.ndarray) -> RawTable:
+    """The contact's ``model.career`` features (former employers, a purchase championed there)."""
+    g = view.g
+    careers = [g.career(r) if r >= 0 else EMPTY for r in rows.tolist()]
+    companies = [view.c_attrs[r].get("company_id") if r >= 0 else None for r in rows.tolist()]
+    X, cols = career_features(careers, view.timelines_of(rows), companies, g.as_of)
+    return RawTable(X, cols)
+
+
+_EXTRACTORS = {"own": _own_fields, "activity": _activity_fields, "account": _account_fields,
+               "career": _career_fields}
 
 
 def feature_table(g: Subgraph, contact_ids: Sequence[str], sets: Sequence[str]) -> RawTable:
@@ -265,7 +279,7 @@ def feature_table(g: Subgraph, contact_ids: Sequence[str], sets: Sequence[str]) 
 
     ``sets`` picks feature families: ``own`` (contact and company fields), ``activity`` (the
     contact's ``model.temporal`` aggregates and own past orders), ``account`` (colleagues,
-    opportunities, company and peer-company orders). Numeric columns are ``.num`` (NaN when
+    opportunities, company and peer-company orders), ``career`` (``model.career``). Numeric columns are ``.num`` (NaN when
     missing, names in ``.num_cols``); categorical values are ``.cats``.
     """
     view = View(g)

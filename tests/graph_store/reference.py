@@ -7,12 +7,19 @@ against the rules rather than against themselves.
 Deletes (docs/graph_store.md, "Deletes"): an entity is deleted at t when it has a delete at some
 d <= t and no version in (d, t] after the latest such d. A deleted entity has no valid version,
 and is absent; so is an activity whose contact is deleted; an edge needs both ends present.
+
+Careers (docs/graph_store.md, "Careers"): the contact's versions and deletes up to t, in time
+order (a delete after a version of the same time), each naming its company (a delete none) until
+the next one; merged into runs of one company; every run but the last that names a company is a
+former stint, with the times of the company's orders as of t dated inside it. Snapshots and
+subgraphs carry each contact's career under the key ``"career"`` (``node`` does not).
 """
 from __future__ import annotations
 
 import hashlib
 from typing import Iterable, Optional, Sequence
 
+from leadpulse.graph_store.career import EMPTY, Career, Stint
 from leadpulse.graph_store.records import to_record
 from leadpulse.schemas.types import BASE_EDGE_TYPES, reverse
 
@@ -25,6 +32,7 @@ REFS = [  # (holder kind, field, target kind, base edge type or None, holder is 
     ("order", "company_id", "company", None, False),
 ]
 KINDS = ("company", "contact", "activity", "opportunity", "order")
+INF = (1 << 63) - 1
 
 
 def _h(text: str) -> int:
@@ -108,6 +116,26 @@ class Reference:
                 rows.append((tv, oid, float(attrs["amount"])))
         return [(tv, amount) for tv, _, amount in sorted(rows)]
 
+    def career(self, cid: str, t: int) -> Career:
+        if not self.present("contact", cid, t):
+            return EMPTY
+        rows = sorted([(tv, 0, attrs.get("company_id")) for tv, attrs in self.versions.get(("contact", cid), {}).items()
+                       if tv <= t] + [(d, 1, None) for d in self.deletes.get(("contact", cid), ()) if d <= t])
+        runs: list[list] = []
+        for k, (tv, _, company) in enumerate(rows):
+            end = rows[k + 1][0] if k + 1 < len(rows) else INF
+            if tv == end:   # a version at its delete's time is never valid
+                continue
+            if runs and runs[-1][0] == company:
+                runs[-1][2] = end
+            else:
+                runs.append([company, tv, end])
+        former = [r for r in runs[:-1] if r[0] is not None]
+        if not former:
+            return EMPTY
+        stints = tuple(Stint(c, s, e, tuple(tv for tv, _ in self.orders(c, t) if s <= tv < e)) for c, s, e in former)
+        return Career(runs[-1][1] if runs[-1][0] is not None else None, stints)
+
     def node(self, kind: str, nid: str, t: int) -> Optional[dict]:
         if not self.present(kind, nid, t):
             return None
@@ -169,6 +197,8 @@ class Reference:
 
     def snapshot(self, t: int) -> tuple[dict, dict]:
         nodes = {k: {nid: self.node(k, nid, t) for nid in self.ids(k, t)} for k in KINDS}
+        for cid, attrs in nodes["contact"].items():
+            attrs["career"] = self.career(cid, t)
         return nodes, self.edges(t)
 
     def subgraph(self, seeds: Sequence[str], t: int, hops: int = 2) -> tuple[dict, dict]:
@@ -202,6 +232,8 @@ def as_sets(g) -> tuple[dict, dict]:
         nodes["contact"][nid]["timeline"] = list(tl)
     for nid, orders in zip(g.node_ids["company"], g.all_orders()):
         nodes["company"][nid]["orders"] = list(orders)
+    for nid, career in zip(g.node_ids["contact"], g.all_careers()):
+        nodes["contact"][nid]["career"] = career
     edges = {}
     for etype, arr in g.edges.items():
         s_ids, d_ids = g.node_ids[etype[0]], g.node_ids[etype[2]]

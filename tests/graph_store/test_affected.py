@@ -4,22 +4,41 @@ For a random history and a random new batch, every contact whose embedding (comp
 reference snapshot before and after the batch, at a random as-of time) changes must be in the
 affected set. The ratio changed/affected is reported as the set's tightness. With deletes, a
 deleted contact's embedding changes to none: it must be in the set too, though absent at t.
+
+A contact's embedding includes its career (docs/graph_store.md, "Careers"): the worlds drawn
+with ``careers=True`` are mostly job changes, so an order at a former employer, dated inside a
+stint of someone who has moved on since (often arriving after the move), must reach that person
+and their new colleagues.
 """
 from __future__ import annotations
 
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadpulse.graph_store.options import GraphStoreOptions
+from leadpulse.schemas.events import Order
+from leadpulse.schemas.timeutil import from_micros, to_micros
 from tests.graph_store.embedding import contact_values, embed
 from tests.graph_store.reference import Reference, as_sets
-from tests.graph_store.worlds import event, event_or_delete, histories, query_time
+from tests.graph_store.worlds import (
+    TIMES,
+    career_batch_event,
+    career_event_or_delete,
+    event,
+    event_or_delete,
+    histories,
+    late_query_time,
+    query_time,
+)
 
 OPTS = GraphStoreOptions(industry_k=2, similar_k=2)
 TIGHTNESS: list[tuple[int, int]] = []
+#: how often the career worlds hold what they are for (checked by ``test_career_worlds_cover_job_changes``)
+COVERAGE = {"examples": 0, "former stint": 0, "order in a former stint": 0, "late order in a former stint": 0}
 
 
 @settings(max_examples=int(os.environ.get("GS_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -34,6 +53,55 @@ def test_every_changed_contact_is_affected(make_store, history, batch, t, seed):
        t=query_time, seed=st.integers(0, 2**16))
 def test_every_changed_contact_is_affected_with_deletes(make_store, history, batch, t, seed):
     _every_changed_contact_is_affected(make_store, history, batch, t, seed)
+
+
+@settings(max_examples=int(os.environ.get("GS_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_size=35, careers=True), batch=st.lists(career_batch_event, min_size=1, max_size=3),
+       t=late_query_time, seed=st.integers(0, 2**16), data=st.data())
+def test_every_changed_contact_is_affected_with_job_changes(make_store, history, batch, t, seed, data):
+    since = {}   # a late order: dated between a person's first version and a later one already applied
+    for ev in history:
+        if ev.kind == "contact":
+            since[ev.contact_id] = min(since.get(ev.contact_id, ev.updated_at), ev.updated_at)
+    versions = [ev for ev in history if ev.kind == "contact" and ev.updated_at > since[ev.contact_id]]
+    if versions and data.draw(st.booleans()):
+        move = data.draw(st.sampled_from(versions))
+        when = data.draw(st.sampled_from([tm for tm in TIMES
+                                          if to_micros(since[move.contact_id]) <= tm < to_micros(move.updated_at)]))
+        batch = batch + [Order(order_id=data.draw(st.sampled_from(["or0", "or9"])), contact_id=move.contact_id,
+                               amount=1.0, timestamp=from_micros(when))]
+    _every_changed_contact_is_affected(make_store, history, batch, t, seed)
+    _count_coverage(history, batch, t)
+
+
+@settings(max_examples=int(os.environ.get("GS_EXAMPLES", 120)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_size=35, careers=True, with_deletes=True),
+       batch=st.lists(career_event_or_delete, min_size=1, max_size=3), t=late_query_time, seed=st.integers(0, 2**16))
+def test_every_changed_contact_is_affected_with_job_changes_and_deletes(make_store, history, batch, t, seed):
+    _every_changed_contact_is_affected(make_store, history, batch, t, seed)
+
+
+def _count_coverage(history, batch, t):
+    careers = [c for c in Reference(history + batch, 2, 2).snapshot(t)[0]["contact"].values()]
+    stints = [s for c in careers for s in c["career"].former]
+    COVERAGE["examples"] += 1
+    COVERAGE["former stint"] += bool(stints)
+    COVERAGE["order in a former stint"] += any(s.orders for s in stints)
+    moved = {}   # contact -> its version times already applied
+    for ev in history:
+        if ev.kind == "contact":
+            moved.setdefault(ev.contact_id, []).append(to_micros(ev.updated_at))
+    COVERAGE["late order in a former stint"] += any(
+        ev.kind == "order" and any(tv > to_micros(ev.timestamp) for tv in moved.get(ev.contact_id, ()))
+        and any(to_micros(ev.timestamp) in s.orders for s in stints) for ev in batch)
+
+
+def test_career_worlds_cover_job_changes():
+    """The job-change worlds hold former stints, orders inside them, and late orders landing there."""
+    if COVERAGE["examples"] < 50:
+        pytest.skip("run with the job-change property test")
+    print(f"\ncareer worlds: {COVERAGE}")
+    assert all(COVERAGE[k] >= 0.05 * COVERAGE["examples"] for k in COVERAGE), COVERAGE
 
 
 def _every_changed_contact_is_affected(make_store, history, batch, t, seed):
@@ -76,6 +144,12 @@ def test_subgraph_gives_seeds_their_full_graph_value(make_store, history, t, see
 @settings(max_examples=int(os.environ.get("GS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories(max_size=40, with_deletes=True), t=query_time, seed=st.integers(0, 2**16))
 def test_subgraph_with_deletes_gives_seeds_their_full_graph_value(make_store, history, t, seed):
+    _subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed)
+
+
+@settings(max_examples=int(os.environ.get("GS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_size=40, careers=True, with_deletes=True), t=late_query_time, seed=st.integers(0, 2**16))
+def test_subgraph_with_job_changes_gives_seeds_their_full_graph_value(make_store, history, t, seed):
     _subgraph_gives_seeds_their_full_graph_value(make_store, history, t, seed)
 
 

@@ -202,6 +202,22 @@ def test_an_erased_partition_layout_survives_drop_and_reopen(make_store):
     assert_same_reads(store, fresh, QUERY_TIMES)
 
 
+def test_erasing_a_buyer_reaches_the_former_colleagues_who_moved_on(make_store):
+    """The person's order at A counts in the career of q, who worked at A then and has moved to
+    B since: erasing the order changes q's career, hence q and q's new colleague r."""
+    events = [Contact(contact_id=PERSON, company_id="A", updated_at=_at(1)),
+              Contact(contact_id="q", company_id="A", updated_at=_at(1)),
+              Contact(contact_id="r", company_id="B", updated_at=_at(1)),
+              Order(order_id="r-ERASE-7q-1", contact_id=PERSON, amount=10, timestamp=_at(3)),
+              Contact(contact_id="q", company_id="B", updated_at=_at(5))]
+    store = make_store(OPTS)
+    store.apply(events)
+    assert store.career("q", TIMES[6]).former[0].orders == (TIMES[3],)
+    leads = store.erase_contact(PERSON, TIMES[6])
+    assert changed_contacts(events, without_person(events, PERSON), TIMES[6]) - {PERSON} == {"q", "r"} <= leads
+    assert store.career("q", TIMES[6]).former[0].orders == ()
+
+
 # -------------------------------------------------------------- random worlds
 def _with_named_opportunities(events: list, draws: list) -> list:
     """Some opportunities name a contact (``contact_id``): the worlds' opportunities never do."""
@@ -229,6 +245,13 @@ def test_random_worlds_with_deletes(make_store, events, who, cid, cut, t):
 @given(events=histories(max_size=40), cid=st.sampled_from([f"ct{i}" for i in range(6)]),
        t=st.sampled_from(QUERY_TIMES))
 def test_random_worlds_without_deletes(make_store, events, cid, t):
+    check_erasure(make_store, [(events, 0)], cid, QUERY_TIMES[::4], as_of=t)
+
+
+@PROPS
+@given(events=histories(max_size=40, careers=True, with_deletes=True), cid=st.sampled_from(["ct0", "ct1", "ct2"]),
+       t=st.sampled_from(QUERY_TIMES))
+def test_random_worlds_with_job_changes(make_store, events, cid, t):
     check_erasure(make_store, [(events, 0)], cid, QUERY_TIMES[::4], as_of=t)
 
 

@@ -45,12 +45,37 @@ deletes = st.one_of(*(st.builds(Delete, entity=st.just(kind), entity_id=ids, del
 event_or_delete = st.one_of(event, event, event, deletes)
 
 
+# Job changes: few people and few companies, so people hold versions at several companies
+# (they move, and move back), their activities fall around orders, and orders name a company or
+# are counted for the buyer's company at the order's time; arrival order is drawn, so an order
+# dated inside a former stint often arrives after the move (late).
+_mover_id = st.sampled_from(["ct0", "ct1", "ct2"])
+_employer_id = st.sampled_from(["co0", "co1", "co2"])
+moves = st.builds(Contact, contact_id=_mover_id, company_id=_employer_id, updated_at=_time,
+                  title=st.none() | st.sampled_from(["cto", "vp"]))
+mover_activities = st.builds(Activity, activity_id=_activity_id, contact_id=_mover_id, timestamp=_time,
+                             type=st.sampled_from(["page_view", "demo_request"]))
+employer_orders = st.builds(Order, order_id=st.sampled_from([f"or{i}" for i in range(5)]), contact_id=_mover_id,
+                            amount=st.floats(0, 1e4, allow_nan=False), timestamp=_time,
+                            company_id=st.one_of(st.none(), st.none(), _employer_id))
+career_event = st.one_of(moves, moves, moves, mover_activities, mover_activities, employer_orders, employer_orders,
+                         employer_orders, event)
+#: a career event or, one time in six, a delete
+career_event_or_delete = st.one_of(career_event, career_event, career_event, career_event, career_event, deletes)
+
+
 @st.composite
-def histories(draw, min_size: int = 1, max_size: int = 40, with_deletes: bool = False):
+def histories(draw, min_size: int = 1, max_size: int = 40, with_deletes: bool = False, careers: bool = False):
     """A list of events in arrival order, with duplicates re-delivered at random later points
     (``with_deletes``: a quarter of them are deletes; off, the worlds are those drawn before
-    deletes existed)."""
-    events = draw(st.lists(event_or_delete if with_deletes else event, min_size=min_size, max_size=max_size))
+    deletes existed; ``careers``: mostly job changes, their activities and their employers'
+    orders, ``career_event``)."""
+    if careers:
+        kind = career_event_or_delete if with_deletes else career_event
+        min_size = max(min_size, 12)   # enough versions to move, and orders while there
+    else:
+        kind = event_or_delete if with_deletes else event
+    events = draw(st.lists(kind, min_size=min_size, max_size=max_size))
     dups = draw(st.lists(st.integers(0, max(len(events) - 1, 0)), max_size=len(events) // 3 + 1))
     out = list(events)
     for i in dups:
@@ -62,6 +87,10 @@ def histories(draw, min_size: int = 1, max_size: int = 40, with_deletes: bool = 
 
 query_time = st.sampled_from([TIMES[0] - 1] + TIMES + [TIMES[-1] + 1]).flatmap(
     lambda t: st.sampled_from([t, t - 1]))
+#: the second half of the days mostly (people have moved by then), sometimes any time
+late_query_time = st.one_of(st.sampled_from(TIMES[6:] + [TIMES[-1] + 1]), query_time)
+#: a batch of the job-change worlds: mostly employer orders (often dated before a move already applied)
+career_batch_event = st.one_of(employer_orders, employer_orders, moves, mover_activities, event)
 
 
 def random_events(n: int, seed: int, contacts: int = 300, companies: int = 40, deletes: float = 0.0) -> list:

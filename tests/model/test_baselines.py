@@ -119,8 +119,10 @@ def test_account_features_see_colleagues_and_peers():
     ids = g.node_ids["contact"]
     flat = feature_table(g, ids, LGBMFlatModel.feature_sets)
     agg = feature_table(g, ids, LGBMAggModel.feature_sets)
-    np.testing.assert_array_equal(agg.num[:, :flat.num.shape[1]], flat.num)
     cols = agg.num_cols
+    np.testing.assert_array_equal(agg.num[:, [cols.index(c) for c in flat.num_cols]], flat.num)
+    account = feature_table(g, ids, ["account"]).num_cols
+    assert sorted(cols) == sorted(flat.num_cols + account)
     k0 = [i for i, c in enumerate(g.attrs["contact"]) if c["company_id"] == "k0"]
     k1 = [i for i, c in enumerate(g.attrs["contact"]) if c["company_id"] == "k1"]
     assert agg.num[k0[0], cols.index("acct_contacts")] == len(k0) - 1

@@ -96,3 +96,16 @@ def test_contribution_is_the_occlusion_difference(model):
     f = {x.group: x for x in explain(model, g, [ids[ci]], top_k=len(GROUPS), min_abs=0)[0]}
     assert "own_activity" in f
     assert abs(f["own_activity"].contribution) <= 1.0
+
+
+def test_a_champion_mover_gets_a_career_factor(model):
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from tests.model.test_career import DAY, T0, _world
+    events, late = _world()
+    store = MemoryGraphStore()
+    store.apply(events + late)
+    g = store.subgraph(["p", "r"], T0 + 72 * DAY)
+    p, r = (explain(model, g, [c], top_k=len(GROUPS), min_abs=0)[0] for c in ("p", "r"))
+    career = [f for f in p if f.group == "career"]
+    assert [f.factor for f in career] == ["champion at a previous customer, joined 12 days ago"]
+    assert not [f for f in r if f.group == "career"]   # no former employer: no career factor

@@ -44,6 +44,11 @@ def _migrated(options: dict) -> TrainOptions:
     return TrainOptions.from_dict(upgrade({"options": options, "tier_cuts": [1, 1, 1]})["options"])
 
 
+def _before_careers(o: TrainOptions) -> TrainOptions:
+    """``o`` as a file written before the career features means it: without them."""
+    return o.replaced(career=False)
+
+
 def test_defaults_are_typed_and_unchanged():
     o = TrainOptions()
     assert o.arch == ArchOptions(hidden=64, layers=2, dropout=0.1, encoder=Encoder.MLP,
@@ -53,7 +58,7 @@ def test_defaults_are_typed_and_unchanged():
                                    focal_alpha=0.75, patience=20, monitor=Monitor.AP, ema=0.97)
     assert o.sampling == SamplingOptions(max_full_nodes=200_000, neg_per_pos=20, min_negatives=2_000,
                                          max_valid_seeds=20_000)
-    assert (o.min_count, o.seed) == (5, 0)
+    assert (o.min_count, o.seed, o.career) == (5, 0, True)
 
 
 def test_flat_constructor_routes_names_and_coerces_values():
@@ -92,12 +97,21 @@ def test_json_round_trip():
 
 
 def test_v1_file_migrates_to_the_same_options():
-    assert _migrated(V1_DEFAULT_OPTIONS) == TrainOptions()
+    assert _migrated(V1_DEFAULT_OPTIONS) == _before_careers(TrainOptions())
     o = TrainOptions.of(hidden=16, layers=3, aggr=("mean", "sum"), exclude_types=("activity", "order"),
                         encoder="linear", norm="layer", loss="weighted", monitor="auroc", ema=0.0,
                         ensemble=2, max_full_nodes=50, min_count=2, seed=4)
     assert as_v1(o)["aggr"] == "mean,sum"
-    assert _migrated(as_v1(o)) == o
+    assert _migrated({k: v for k, v in as_v1(o).items() if k != "career"}) == _before_careers(o)
+
+
+def test_v2_file_means_no_career_features():
+    o = TrainOptions.of(hidden=16, seed=4)
+    v2 = {k: v for k, v in o.to_dict().items() if k != "career"}
+    meta = upgrade({"format_version": 2, "options": v2})
+    assert meta["format_version"] == FORMAT_VERSION == 3
+    assert TrainOptions.from_dict(meta["options"]) == o.replaced(career=False)
+    assert TrainOptions.of(career=False).to_dict()["career"] is False
 
 
 def test_v1_file_without_the_later_options_means_the_original_network():
@@ -108,7 +122,7 @@ def test_v1_file_without_the_later_options_means_the_original_network():
     assert o.arch == ArchOptions(encoder=Encoder.LINEAR, aggr=(Aggr.MEAN,), degree=False, skip=False)
     assert o.optim == OptimOptions(ema=0.0)
     meta = upgrade({"options": first})
-    assert meta["format_version"] == FORMAT_VERSION == 2
+    assert meta["format_version"] == FORMAT_VERSION == 3
     assert (meta["tier_rates"], meta["history"], meta["version"]) == ({}, [], None)
 
 
