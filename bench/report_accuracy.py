@@ -61,7 +61,8 @@ def accuracy_section(data: dict, out: Path) -> list[str]:
                 return (f"{s[k]['mean']:.{d}f} ± {s[k]['sd']:.{d}f} [{s[k]['min']:.{d}f}–{s[k]['max']:.{d}f}]"
                         if k in s else "n/a")
             rows.append([m, cell("auroc"), cell("average_precision"), cell("lift_at_top", 2)])
-        lines += [f"**{size}** world, seeds {a.get('seeds')}", "",
+        career = {True: ", career features on", False: ", career features off (`--no-career`)"}.get(a.get("career"), "")
+        lines += [f"**{size}** world, seeds {a.get('seeds')}{career}", "",
                   table(["model", "AUROC", "average precision", "lift at top decile"], rows), ""]
         lines += per_seed_lines(a)
         if any(m in REFERENCES for m in a.get("summary", {})):

@@ -39,8 +39,6 @@ from leadpulse.schemas.types import CONTACT
 if TYPE_CHECKING:
     from leadpulse.graph_store.state import GraphState
 
-#: position of ``company_id`` among a contact version's references
-
 
 class Stint(NamedTuple):
     """Employment at ``company`` during ``[start, end)`` (micros); ``orders``: the times of the
@@ -107,38 +105,50 @@ class Careers(Sequence):
 
 def career_of(state: "GraphState", idx: int, t: int) -> Career:
     """The career of contact node ``idx`` as of ``t`` (``EMPTY`` without a former stint)."""
-    tab = state.tables[CONTACT]
-    r = tab.row_at(idx, t)
-    vt, ve, vp, ref = tab.vt, tab.ve, tab.vp, tab.refs[WORKS_AT_J]
-    runs: list[tuple[int, int, int]] = []   # (company node or -1, start, end), newest first
-    company = start = end = None
-    while r >= 0:
-        if vt[r] < ve[r]:   # a row never valid (a version at its delete's time) names nothing
-            c = ref[r]
-            if c == company:
-                start = vt[r]
-            else:
-                if company is not None:
-                    runs.append((company, start, end))
-                company, end, start = c, (INF if company is None else start), vt[r]
-        r = vp[r]
-    if company is not None:
-        runs.append((company, start, end))
-    former = [run for run in runs[1:] if run[0] >= 0]
-    if not former:
-        return EMPTY
-    names = state.tables["company"].names
-    current = runs[0]
-    stints = tuple(Stint(names[c], s, e, _orders_in(state, c, s, e, t)) for c, s, e in reversed(former))
-    return Career(current[1] if current[0] >= 0 else None, stints)
+    return _Reader(state, t)(idx)
 
 
-def _orders_in(state: "GraphState", company: int, start: int, end: int, t: int) -> tuple[int, ...]:
-    """Times of the orders counted for ``company`` as of ``t`` dated in ``[start, end)``."""
-    entries = state.corders.get(company)
-    if not entries:
-        return ()
-    return tuple(tv for tv, _, until, _ in entries if start <= tv < end and tv <= t < until)
+class _Reader:
+    """``career_of`` for many contacts of one read: the columns looked up once."""
+    __slots__ = ("tab", "vt", "ve", "vp", "ref", "names", "corders", "t")
+
+    def __init__(self, state: "GraphState", t: int) -> None:
+        tab = self.tab = state.tables[CONTACT]
+        self.vt, self.ve, self.vp, self.ref = tab.vt, tab.ve, tab.vp, tab.refs[WORKS_AT_J]
+        self.names, self.corders, self.t = state.tables["company"].names, state.corders, t
+
+    def __call__(self, idx: int) -> Career:
+        vt, ve, vp, ref, t = self.vt, self.ve, self.vp, self.ref, self.t
+        r = self.tab.latest[idx]
+        while r >= 0 and vt[r] > t:
+            r = vp[r]
+        runs: list[tuple[int, int, int]] = []   # (company node or -1, start, end), newest first
+        company = start = end = None
+        while r >= 0:
+            if vt[r] < ve[r]:   # a row never valid (a version at its delete's time) names nothing
+                c = ref[r]
+                if c == company:
+                    start = vt[r]
+                else:
+                    if company is not None:
+                        runs.append((company, start, end))
+                    company, end, start = c, (INF if company is None else start), vt[r]
+            r = vp[r]
+        if company is not None:
+            runs.append((company, start, end))
+        if len(runs) < 2:
+            return EMPTY
+        names, corders = self.names, self.corders
+        stints = []
+        for c, s, e in reversed(runs[1:]):
+            if c >= 0:
+                entries = corders.get(c)
+                orders = tuple(tv for tv, _, until, _ in entries if s <= tv < e and tv <= t < until) if entries else ()
+                stints.append(Stint(names[c], s, e, orders))
+        if not stints:
+            return EMPTY
+        current = runs[0]
+        return Career(current[1] if current[0] >= 0 else None, tuple(stints))
 
 
 def careers(state: "GraphState", contacts: np.ndarray, t: int) -> Careers:
@@ -148,9 +158,11 @@ def careers(state: "GraphState", contacts: np.ndarray, t: int) -> Careers:
     movers = state.mover_array()
     if not n or not len(movers):
         return Careers(n, {})
+    read = _Reader(state, t)
+    hit = np.flatnonzero(np.isin(contacts, movers))
     known = {}
-    for i in np.flatnonzero(np.isin(contacts, movers)).tolist():
-        c = career_of(state, int(contacts[i]), t)
+    for i, idx in zip(hit.tolist(), contacts[hit].tolist()):
+        c = read(idx)
         if c.former:
             known[i] = c
     return Careers(n, known)
