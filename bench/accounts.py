@@ -18,6 +18,7 @@ Prometheus histograms; the rest is affected-lead search, explanations and bookke
 from __future__ import annotations
 
 import argparse
+import cProfile
 import shutil
 import tempfile
 import time
@@ -75,6 +76,9 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
         m = proc.metrics = Metrics()
         live = events[pre:pre + args.events]
         published, alerts = 0, {}
+        prof = cProfile.Profile() if args.profile else None
+        if prof is not None:
+            prof.enable()
         t0, c0 = time.perf_counter(), time.process_time()
         for lo in range(0, len(live), batch):
             for p, recs in sorted(account_records(live[lo:lo + batch], args.partitions, pre + lo, company_of).items()):
@@ -84,6 +88,9 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
                 for a in out.alerts:
                     alerts[a.kind] = alerts.get(a.kind, 0) + 1
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if prof is not None:  # the live part only: the pre-history's apply is not what is measured
+            prof.disable()
+            prof.dump_stats(f"{args.profile}.{batch}")
         scores = _hist_sum(m.batch_size)
         store.close()
         book.close()
@@ -111,6 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="LEADPULSE_TIER_HYSTERESIS of the run (default the worker's; 0 = alert on every tier change)")
     ap.add_argument("--book-cache", type=int, default=CACHE_ENTRIES,
                     help="decoded score-book entries cached (default 50000, the worker's; 0 = none)")
+    ap.add_argument("--profile", metavar="PATH", help="cProfile the timed part into PATH.<batch> (slows it down)")
     add_model_args(ap)
     args = ap.parse_args(argv)
     q = args.quick

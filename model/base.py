@@ -54,6 +54,9 @@ class LeadModel(ABC):
 
     #: short stable name used in reports and the registry ("gnn", "rules", "logreg", ...)
     name: str = ""
+    #: whether ``fit`` learns the ranking from the examples (held to the registry's minimum data,
+    #: docs/model.md#minimum-data); the rules baseline only calibrates a fixed ranking
+    learned: bool = True
 
     @abstractmethod
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":

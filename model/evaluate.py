@@ -1,8 +1,8 @@
 """Offline evaluation: every model on the same temporal split of a CSV export (docs/evaluation.md).
 
 ``run_evaluation`` reads the tables (``schemas.tables.read_tables``), builds an in-memory graph
-store, places cutoffs and splits them (``model.examples``), labels them with the task
-(``model.task``), fits every model on the training cutoffs (validation cutoffs for early
+store, places cutoffs and splits them (``model.examples``), keeps at each cutoff the contacts in
+the task's population (its ``WHERE`` terms), labels them with the task (``model.task``), fits every model on the training cutoffs (validation cutoffs for early
 stopping and calibration only), scores the test cutoff and prints one table::
 
     model       AUROC     AP  P@10%  lift@10%   Brier  n_test  positives
@@ -31,9 +31,9 @@ import numpy as np
 
 from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.baselines import BASELINES, make_model
-from leadpulse.model.examples import SplitError, SplitOptions, TemporalSplit, build_split, data_span
+from leadpulse.model.examples import SplitError, SplitOptions, TemporalSplit, build_split, contacts_at, data_span
 from leadpulse.model.metrics import score_metrics
-from leadpulse.model.task import DEFAULT_TASK, Task, TaskError, parse_task
+from leadpulse.model.task import DEFAULT_TASK, TASK_HELP, Task, TaskError, parse_task
 from leadpulse.schemas.events import InputEvent
 from leadpulse.schemas.tables import read_tables
 
@@ -55,7 +55,9 @@ class EvaluationReport:
 
     Attributes:
         task: the canonical query.
-        split: cutoffs of each split and the gap rule (``SplitPlan.describe``) plus counts.
+        split: cutoffs of each split and the gap rule (``SplitPlan.describe``) plus counts;
+            with a population, ``population``: its terms and how many of the contacts at the
+            test cutoff are in it.
         rows: one dict per model: ``model``, ``status`` (``ok``, ``skipped``, ``failed``),
             the metrics (``auroc``, ``average_precision``, ``precision_at_top``,
             ``lift_at_top``, ``brier``, ``ece``, ``n``, ``positives``), ``fit_seconds``,
@@ -214,6 +216,14 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
                         cache_train=cache_train)
     counts = split.counts()
     split_info = {**split.plan.describe(), "counts": counts}
+    if parsed.population:
+        test_at = split.plan.test[0]
+        everyone = len(contacts_at(store, test_at))
+        split_info["population"] = {"terms": [term.text() for term in parsed.population],
+                                    "test_contacts": everyone, "test_leads": counts["test"]["examples"]}
+        notes.append(f"population: {counts['test']['examples']} of {everyone} contacts at the test "
+                     "cutoff are leads (every model's train, valid and test examples are the leads "
+                     "of their cutoff)")
     if split.plan.gap == "relaxed":
         notes.append("history too short for a gap between train and valid: train label windows "
                      "overlap the validation window (never the test window)")
@@ -242,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="leadpulse evaluate",
                                      description="Evaluate lead models on a CSV export.")
     parser.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
-    parser.add_argument("--task", default=DEFAULT_TASK, help=f'predictive query (default: "{DEFAULT_TASK}")')
+    parser.add_argument("--task", default=DEFAULT_TASK, help=TASK_HELP)
     parser.add_argument("--json", dest="json_out", help="also write the report as JSON here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", help=f"comma-separated subset of {','.join(DEFAULT_MODELS)}")

@@ -3,8 +3,9 @@
 Cutoffs lie on a grid anchored at the **test cutoff** T, the latest time whose label window is
 fully observed (``T + end ≤ end of data``, T on a whole day), going back every ``step_days``
 down to ``start + min_history_days``. At each cutoff t the examples are the contacts that exist
-in the CRM at t (a contact record with time ≤ t; stubs made by early activities are skipped),
-with features from the graph as of t and labels from ``(t + start, t + end]``.
+in the CRM at t (a contact record with time ≤ t; stubs made by early activities are skipped)
+and are in the task's population at t (its ``WHERE`` terms, ``model.population``: read as of t
+only), with features from the graph as of t and labels from ``(t + start, t + end]``.
 
 Gap rule (``gap="strict"``): every example's label window ends at or before the first cutoff of
 the next split, so nothing a model is fitted or tuned on happens after the features of the split
@@ -49,7 +50,7 @@ from leadpulse.schemas.timeutil import MICROS_PER_DAY, from_micros, to_micros
 logger = logging.getLogger(__name__)
 
 __all__ = ["SplitOptions", "SplitPlan", "TemporalSplit", "SplitError", "data_span", "plan_split",
-           "contacts_at", "sample_examples", "build_examples", "build_split", "SAMPLE_HOPS"]
+           "contacts_at", "population_at", "sample_examples", "build_examples", "build_split", "SAMPLE_HOPS"]
 
 
 class SplitError(ValueError):
@@ -189,6 +190,18 @@ def contacts_at(store: GraphStore, as_of: int) -> list[str]:
     return [c for c in store.node_ids("contact", as_of) if store.node("contact", c, as_of)]
 
 
+def population_at(store: GraphStore, task: Task, as_of: int) -> list[str]:
+    """The contacts that are leads at ``as_of``: ``contacts_at`` kept by the task's population
+    (every one of them when the task has none)."""
+    ids = contacts_at(store, as_of)
+    if not task.population or not ids:
+        return ids
+    inside = task.in_population(store, ids, as_of)
+    logger.info("cutoff %s: %d of %d contacts in the population", format_time(from_micros(as_of)),
+                int(inside.sum()), len(ids))
+    return [cid for cid, keep in zip(ids, inside.tolist()) if keep]
+
+
 #: hops of the subgraph that replaces a sampled cutoff's snapshot: the receptive field of every
 #: model here (2 GNN layers; the baselines' colleague and peer-company aggregates are 2 hops)
 SAMPLE_HOPS = 2
@@ -219,7 +232,8 @@ def build_examples(store: GraphStore, task: Task, cutoffs: Sequence[int], *,
                    cache_graphs: bool = False,
                    labels_from: Optional[Sequence[InputEvent]] = None,
                    max_examples: Optional[int] = None, sample_seed: int = 0) -> list[CutoffExamples]:
-    """One ``CutoffExamples`` per cutoff: contacts existing at t, labels from the task.
+    """One ``CutoffExamples`` per cutoff: contacts existing at t and in the task's population
+    at t (``Task.in_population``), labels from the task.
 
     Args:
         store: the graph store holding every event (labels read it as of t + end).
@@ -235,7 +249,7 @@ def build_examples(store: GraphStore, task: Task, cutoffs: Sequence[int], *,
     """
     out = []
     for t in cutoffs:
-        ids = contacts_at(store, t)
+        ids = population_at(store, task, t)
         labels = task.label(labels_from if labels_from is not None else store, ids, t)
         weights = None
         if max_examples is not None and len(ids) > max_examples:

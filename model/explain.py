@@ -6,6 +6,20 @@ by the values of a blank node — "nothing known" — or edges deleted), score t
 all copies in one forward pass (a disjoint union), and report ``score - score_without_group``
 in calibrated probability points: positive means the evidence raises the score.
 
+**The words agree with the sign.** "Removed" means "nothing known", so a contribution compares
+the lead with a lead we know nothing about, and evidence that sounds bad can still raise the
+score (twelve activities, the last 78 days ago, beat no activity at all). Each group's text is
+therefore chosen *after* its contribution is known, from a pair: what the evidence is when it
+raises the score ("past activity: 12 activities, the last 78 days ago") and when it lowers it
+("only 2 activities, the last 78 days ago"). Texts that state a plain fact (a title, a lead
+source, firmographics) read the same either way. A silence of 30 days or more is its own
+group, ``silence``, measured against the lead as it stood right after its last activity (its own
+activity columns and its activities' ages recomputed as of that moment): "no activity for 78
+days" is reported when, and because, the silence lowers the score; when the model does not
+hold it against the lead the text is the neutral "last activity 78 days ago".
+``explain_signed`` returns the factors that raise the score and those that lower it in two
+lists, each sorted by size (docs/model.md#explanations-modelexplainpy).
+
 Why not ``torch_geometric.explain`` (GNNExplainer, Captum): those return per-feature and
 per-edge masks that must then be summed back into business concepts, optimise per node
 (slow, seed-dependent) or give gradients that don't add up to a change in probability. Group
@@ -13,13 +27,15 @@ occlusion is exact for what it claims ("without the pricing-then-demo evidence t
 be 0.12 lower"), deterministic, and costs one batched forward for all the leads explained together.
 
 Groups (each only when its evidence exists): the order of key steps, the lead's own activity,
-the lead's career (a former employer, a purchase championed there: "champion at a previous
+a silence since its last activity, the lead's career (a former employer, a purchase championed there: "champion at a previous
 customer, joined 12 days ago"), title/seniority, lead source, colleagues' engagement, the account's own orders, orders at
 industry-peer and similar-tech companies, firmographics, and the account's opportunities.
 
 Example:
     >>> sorted(GROUPS)[:3]
-    ['account_orders', 'colleagues', 'firmographics']
+    ['account_orders', 'career', 'colleagues']
+    >>> _silence_texts(78.4)
+    ('last activity 78 days ago', 'no activity for 78 days')
 """
 from __future__ import annotations
 
@@ -34,12 +50,13 @@ import torch
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
 from leadpulse.model.career import CAREER_COLUMNS
-from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, encode_graph, extract, seed_index
+from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.temporal import RECENCY_CAP_DAYS
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (
+    ACTIVITY,
     COMPANY,
     CONTACT,
     EDGE_TYPES,
@@ -55,12 +72,14 @@ from leadpulse.schemas.types import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Factor", "explain", "GROUPS"]
+__all__ = ["Factor", "Explanation", "explain", "explain_signed", "GROUPS", "SILENCE_DAYS"]
 
 _ORDER_COLS = ("order_pricing_before_demo", "order_pricing_before_demo_recent")
 _OWN_COLS = tuple(c for c in temporal.CONTACT_COLUMNS if c not in _ORDER_COLS)
-GROUPS = ("steps_order", "own_activity", "career", "title", "source", "colleagues", "account_orders",
+GROUPS = ("steps_order", "own_activity", "silence", "career", "title", "source", "colleagues", "account_orders",
           "peers", "firmographics", "opportunities")
+#: days without activity from which the silence is a factor of its own
+SILENCE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -75,13 +94,30 @@ class Factor:
         return {"factor": self.factor, "contribution": round(self.contribution, 4)}
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """One lead's factors three ways: ``top`` (largest absolute contribution first, both signs,
+    what ``explain`` returns), ``positive`` (those that raise the score, largest first) and
+    ``negative`` (those that lower it, the largest drop first)."""
+    top: list[Factor]
+    positive: list[Factor]
+    negative: list[Factor]
+
+
 # ------------------------------------------------------------------ perturbations
 @dataclass
 class _Copy:
+    """One occluded copy. ``label`` is the text when the evidence raises the score, ``lowers``
+    the text when it lowers it (None: the same, a plain fact); an empty text leaves the factor
+    out in that direction (nothing true to say)."""
     group: str
     label: str
     xs: dict
     edges: dict
+    lowers: Optional[str] = None
+
+    def text(self, contribution: float) -> str:
+        return self.label if contribution >= 0 or self.lowers is None else self.lowers
 
 
 def _cols(spec: FeatureSpec, ntype: str, names=(), prefixes=()) -> np.ndarray:
@@ -115,15 +151,32 @@ def _days(t: int, as_of: int) -> float:
     return (as_of - t) / MICROS_PER_DAY
 
 
-def _activity_text(row: dict) -> str:
-    hi14, n30 = int(row["n_high_intent_14d"]), int(row["n_all_30d"])
+def _activities(n: int) -> str:
+    return f"{n} activit{'y' if n == 1 else 'ies'}"
+
+
+def _activity_texts(row: dict) -> tuple[str, str]:
+    """(text when the lead's own activity raises the score, text when it lowers it)."""
+    hi14, n30, ever = int(row["n_high_intent_14d"]), int(row["n_all_30d"]), int(row["n_all_ever"])
     if hi14:
-        return f"{hi14} demo/meeting/call/trial step{'s' if hi14 > 1 else ''} in the last 14 days"
+        steps = f"{hi14} demo/meeting/call/trial step{'s' if hi14 > 1 else ''} in the last 14 days"
+        return steps, "only " + steps
     if not row["has_activity"]:
-        return "no recorded activity"
-    if row["days_since_last_activity"] >= 30:
-        return f"no activity for {int(row['days_since_last_activity'])} days"
-    return f"{n30} activit{'ies' if n30 != 1 else 'y'} in the last 30 days"
+        return "", "no recorded activity"
+    days = row["days_since_last_activity"]
+    if days >= SILENCE_DAYS:  # the silence itself is the ``silence`` group
+        last = "over a year ago" if days >= RECENCY_CAP_DAYS else f"{int(days)} days ago"
+        return (f"past activity: {_activities(ever)}, the last {last}",
+                f"only {_activities(ever)}, the last {last}")
+    return (f"{_activities(n30)} in the last 30 days",
+            f"only {_activities(n30)} in the last 30 days, none a demo/meeting/call/trial")
+
+
+def _silence_texts(days: float) -> tuple[str, str]:
+    """(text when the silence raises the score, text when it lowers it)."""
+    if days >= RECENCY_CAP_DAYS:
+        return "last activity over a year ago", "no activity for over a year"
+    return f"last activity {int(days)} days ago", f"no activity for {int(days)} days"
 
 
 def _ago(days: float) -> str:
@@ -148,6 +201,45 @@ def _career_text(row: dict) -> Optional[str]:
     return None
 
 
+def _silence_copy(spec: FeatureSpec, sub: Subgraph, raw: RawGraph, xs: dict, c: int,
+                  row: dict) -> Optional[_Copy]:
+    """The lead as it stood right after its last activity, everything else as it is: its own
+    activity columns recomputed as of that moment and its activities' ages shortened by the
+    silence. ``score - score_then`` is what the silence costs (or, rarely, adds)."""
+    if not row["has_activity"] or row["days_since_last_activity"] < SILENCE_DAYS:
+        return None
+    as_of = sub.as_of
+    timeline = [e for e in sub.timeline(c) if e[0] <= as_of]
+    if not timeline:
+        return None
+    last = max(int(e[0]) for e in timeline)
+    shift = (as_of - last) / MICROS_PER_DAY
+    cnum = raw.nodes[CONTACT]
+    X, names = temporal.contact_features([timeline], last)
+    num = cnum.num[[c]].copy()
+    pos = {n: i for i, n in enumerate(cnum.num_cols)}
+    for j, name in enumerate(names):
+        if name in pos and name not in _ORDER_COLS:  # the order of steps is its own group
+            num[0, pos[name]] = X[0, j]
+    new = dict(xs)
+    x = xs[CONTACT].copy()
+    x[c] = spec.encode_nodes(CONTACT, RawNodes({k: [v[c]] for k, v in cnum.cats.items()}, num, cnum.num_cols))[0]
+    new[CONTACT] = x
+    acts = _neighbours(sub, HAD_ACTIVITY, np.array([c]))
+    anum = raw.nodes[ACTIVITY]
+    if len(acts) and "age_days" in anum.num_cols:
+        age, missing = anum.num_cols.index("age_days"), anum.num_cols.index("missing_age_days")
+        a = anum.num[acts].copy()
+        known = a[:, missing] == 0
+        a[known, age] = np.maximum(0.0, a[known, age] - shift)
+        xa = xs[ACTIVITY].copy()
+        xa[acts] = spec.encode_nodes(ACTIVITY, RawNodes({k: [v[i] for i in acts] for k, v in anum.cats.items()},
+                                                        a, anum.num_cols))
+        new[ACTIVITY] = xa
+    raises, lowers = _silence_texts(row["days_since_last_activity"])
+    return _Copy("silence", raises, new, sub.edges, lowers)
+
+
 def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: dict) -> list[_Copy]:
     spec, as_of = model.spec, sub.as_of
     c = int(sub.seeds[0])
@@ -156,14 +248,14 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
     row = dict(zip(cnum.num_cols, cnum.num[c]))
     out: list[_Copy] = []
 
-    def cols_copy(group, label, ntype, rows, cols):
+    def cols_copy(group, label, ntype, rows, cols, lowers=None):
         if not len(rows) or not len(cols):
             return
         new = dict(xs)
         x = xs[ntype].copy()
         x[np.ix_(rows, cols)] = blank[ntype][cols]
         new[ntype] = x
-        out.append(_Copy(group, label, new, sub.edges))
+        out.append(_Copy(group, label, new, sub.edges, lowers))
 
     def edge_copy(group, label, drop: Callable[[tuple, np.ndarray], np.ndarray]):
         edges = {}
@@ -188,7 +280,11 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
         ei = sub.edges.get(et)
         if ei is not None and ei.size:
             edges[et] = ei[:, ei[side] != c]
-    out.append(_Copy("own_activity", _activity_text(row), new, edges))
+    raises, lowers = _activity_texts(row)
+    out.append(_Copy("own_activity", raises, new, edges, lowers))
+    silence = _silence_copy(spec, sub, raw, xs, c, row)
+    if silence is not None:
+        out.append(silence)
 
     career = _career_text(row)
     if career:
@@ -206,24 +302,35 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
     if len(colleagues):
         n14 = sum(1 for j in colleagues if any(0 <= _days(t, as_of) <= 14
                                                for t, *_ in sub.timeline(j)))
-        label = (f"{n14} colleague{'s' if n14 != 1 else ''} engaged in the last 14 days" if n14
-                 else "no colleague activity in the last 14 days")
-        cols_copy("colleagues", label, CONTACT, colleagues, _cols(spec, CONTACT, temporal.CONTACT_COLUMNS))
+        if n14:
+            label = f"{n14} colleague{'s' if n14 != 1 else ''} engaged in the last 14 days"
+            lowers = f"only {n14} of {len(colleagues)} colleagues engaged in the last 14 days"
+        else:
+            label = "colleagues engaged earlier (none in the last 14 days)"
+            lowers = "no colleague activity in the last 14 days"
+        cols_copy("colleagues", label, CONTACT, colleagues, _cols(spec, CONTACT, temporal.CONTACT_COLUMNS),
+                  lowers)
     order_cols = _cols(spec, COMPANY, temporal.ORDER_COLUMNS)
     comp_num = raw.nodes[COMPANY]
     oi = {n: i for i, n in enumerate(comp_num.num_cols)}
     if len(company) and comp_num.num[company, oi["orders_ever"]].sum():
         n90 = int(comp_num.num[company, oi["orders_90d"]].sum())
+        recent = f" ({n90} orders in the last 90 days)" if n90 else ""
         cols_copy("account_orders", f"account placed {n90} orders in the last 90 days" if n90
-                  else "account has bought before", COMPANY, company, order_cols)
+                  else "account has bought before", COMPANY, company, order_cols,
+                  "account is already a customer" + recent)
     peers = np.setdiff1d(np.union1d(
         np.concatenate([_neighbours(sub, e, company) for e in (INDUSTRY_PEER, reverse(INDUSTRY_PEER))]),
         np.concatenate([_neighbours(sub, e, company) for e in (SIMILAR_TO, reverse(SIMILAR_TO))])), company)
     if len(peers):
         n90 = int(comp_num.num[peers, oi["orders_90d"]].sum())
-        label = (f"industry peers bought recently ({n90} orders in 90 days)" if n90
-                 else "no recent orders at industry peers")
-        cols_copy("peers", label, COMPANY, peers, order_cols)
+        if n90:
+            label = f"industry peers bought recently ({n90} orders in 90 days)"
+            lowers = f"only {n90} order{'s' if n90 != 1 else ''} at industry peers in 90 days"
+        else:
+            label = "industry peers bought before (none in the last 90 days)"
+            lowers = "no recent orders at industry peers"
+        cols_copy("peers", label, COMPANY, peers, order_cols, lowers)
     if len(company):
         ca = sub.attrs[COMPANY][int(company[0])] or {}
         bits = [str(ca["industry"])] if ca.get("industry") else []
@@ -266,20 +373,32 @@ def _union(parts: list[tuple[dict, dict, int]]) -> tuple[dict, dict, torch.Tenso
 
 def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
             min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[list[Factor]]:
-    """Top factors per contact, largest absolute contribution first.
+    """Top factors per contact, largest absolute contribution first (both signs in one list;
+    ``explain_signed`` splits them).
 
     Args:
         model: a fitted ``GNNLeadModel``.
         graph: a graph containing every contact's 2-hop neighbourhood (k-hop union or snapshot).
         contact_ids: contacts to explain.
         top_k: factors kept per contact. Default 5.
-        min_abs: contributions smaller than this are dropped. Default 1e-4.
+        min_abs: contributions smaller than this are dropped (and zero ones always). Default 1e-4.
         encoded: ``encode_graph(graph, model.spec)`` when the caller scored ``graph`` already
             (``ScoreBatch.encoded``); built here otherwise. Each lead's rows are taken from it.
 
     Returns:
         One list of ``Factor`` per contact, aligned with ``contact_ids``.
     """
+    return [e.top for e in explain_signed(model, graph, contact_ids, top_k, min_abs, encoded)]
+
+
+def explain_signed(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+                   min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[Explanation]:
+    """Per contact, its factors as an ``Explanation``: the ``top_k`` largest of either sign, the
+    ``top_k`` largest that raise the score and the ``top_k`` largest that lower it. Arguments
+    as ``explain``. A factor's text agrees with its sign (module doc). A model that is not a
+    GNN (the rules model, served below the minimum data) has no factors here: empty lists."""
+    if not isinstance(model, GNNLeadModel):
+        return [Explanation([], [], []) for _ in contact_ids]
     spec = model.spec
     if spec is None:
         raise RuntimeError("model is not fitted")
@@ -312,8 +431,11 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
     results, at = [], 0
     for copies in per_lead:
         p, at = p_all[at:at + 1 + len(copies)], at + 1 + len(copies)
-        factors = [Factor(k.label, k.group, float(p[0] - pk)) for k, pk in zip(copies, p[1:])]
-        factors = [f for f in factors if abs(f.contribution) >= min_abs]
+        factors = [Factor(k.text(d), k.group, d) for k, d in ((k, float(p[0] - pk)) for k, pk in zip(copies, p[1:]))]
+        # a zero contribution (the copy equals the original: nothing to remove) says nothing
+        factors = [f for f in factors if abs(f.contribution) >= min_abs and f.contribution and f.factor]
         factors.sort(key=lambda f: (-abs(f.contribution), f.group))
-        results.append(factors[:top_k])
+        results.append(Explanation(top=factors[:top_k],
+                                   positive=[f for f in factors if f.contribution > 0][:top_k],
+                                   negative=[f for f in factors if f.contribution < 0][:top_k]))
     return results

@@ -44,8 +44,10 @@ class GNNLeadModel(LeadModel):
         net: the ``HeteroSAGE`` module, or an ``EnsembleSAGE`` of them (eval mode).
         calibration: Platt constants fit on the validation set.
         tier_cuts: calibrated-probability thresholds (A, B, C): score >= cut -> tier. Chosen as
-            the 95th, 80th and 50th percentiles of the calibrated validation scores (A = top 5 %,
-            B = next 15 %, C = next 30 %, D = the rest, at validation time).
+            the 90th, 70th and 40th percentiles of the calibrated validation scores (A = top 10 %,
+            B = next 20 %, C = next 30 %, D = the rest, at validation time; ``calibration``).
+        tier_card: each tier's cut, share, conversion rate and lift on the validation leads
+            (``calibration.tier_card``; empty for a model saved before cards existed).
         history: per-epoch training loss and validation AP.
         version: set by the registry (None until registered).
     """
@@ -59,6 +61,7 @@ class GNNLeadModel(LeadModel):
         self.calibration = Calibration()
         self.tier_cuts: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.tier_rates: dict[str, float] = {}
+        self.tier_card: dict = {}
         self.history: list[dict] = []
         self.version: Optional[str] = None
 
@@ -70,6 +73,7 @@ class GNNLeadModel(LeadModel):
         self.spec, self.net, self.calibration = fitted.spec, fitted.net, fitted.calibration
         if fitted.tiers is not None:
             self.tier_cuts, self.tier_rates = fitted.tiers
+            self.tier_card = fitted.tier_card or {}
         self.history = fitted.history
         return self
 
@@ -115,7 +119,7 @@ class GNNLeadModel(LeadModel):
             "format_version": FORMAT_VERSION, "name": self.name, "options": self.options.to_dict(),
             "in_dims": self._spec().dims(),
             "calibration": self.calibration.to_dict(), "tier_cuts": list(self.tier_cuts),
-            "tier_rates": self.tier_rates, "history": self.history, "version": self.version,
+            "tier_rates": self.tier_rates, "tier_card": self.tier_card, "history": self.history, "version": self.version,
         }
         (path / _META).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -132,6 +136,7 @@ class GNNLeadModel(LeadModel):
         model.calibration = Calibration(cal["a"], cal["b"])
         model.tier_cuts = tuple(meta["tier_cuts"])
         model.tier_rates = meta["tier_rates"]
+        model.tier_card = meta.get("tier_card") or {}
         model.history = meta["history"]
         model.version = meta["version"]
         return model

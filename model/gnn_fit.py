@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from leadpulse.model.base import CutoffExamples, ExampleSet
-from leadpulse.model.calibration import Calibration, fit_tiers
+from leadpulse.model.calibration import Calibration, fit_tiers, tier_card
 from leadpulse.model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
 from leadpulse.model.gnn_net import EnsembleSAGE, HeteroSAGE, edge_index_dict
 from leadpulse.model.gnn_options import Loss, Monitor, OptimOptions, TrainOptions
@@ -42,6 +42,8 @@ class Fitted:
     calibration: Calibration
     tiers: Optional[tuple[tuple[float, float, float], dict[str, float]]]
     history: list[dict]
+    #: the tiers measured on the validation leads (``calibration.tier_card``), None without scores
+    tier_card: Optional[dict] = None
 
 
 @dataclass
@@ -168,9 +170,10 @@ def fit(opts: TrainOptions, train: ExampleSet, valid: Optional[ExampleSet] = Non
     y_cal = np.concatenate([p.labels for p in cal_set])
     calibration = Calibration.fit(logits, y_cal)
     tiers = fit_tiers(calibration(logits), y_cal)
+    card = tier_card(calibration(logits), y_cal, tiers[0]) if tiers is not None else None
     logger.info("trained gnn: %d member(s), %d epochs in all, %.1fs", len(members),
                 len(history), time.perf_counter() - t0)
-    return Fitted(spec=spec, net=net, calibration=calibration, tiers=tiers, history=history)
+    return Fitted(spec=spec, net=net, calibration=calibration, tiers=tiers, history=history, tier_card=card)
 
 
 def _train_member(spec: FeatureSpec, tr: list[_Prepared], monitor: list[_Prepared], opts: TrainOptions,

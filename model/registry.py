@@ -31,6 +31,12 @@ twice goes back two champions, and a rollback past the first champion is refused
 starting with "pinned"); ``promote`` and ``rollback`` refuse a pinned registry unless forced,
 and a forced change keeps the pin, now on the new champion.
 
+Minimum data (docs/model.md#minimum-data): ``register(..., training_data={"examples": n,
+"positives": p})`` records what a model learned from, with whether it is ``learned``
+(``LeadModel.learned``: the rules baseline only calibrates a fixed ranking). A learned challenger
+below ``promote_if_better(..., minimum=MinimumData(...))`` is not promoted, whatever its figure,
+and the decision says why; versions registered without a count are not held to it.
+
 Example:
     >>> import tempfile
     >>> reg = ModelRegistry(tempfile.mkdtemp())
@@ -60,7 +66,7 @@ from leadpulse.model.base import LeadModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelRegistry", "Decision", "RegistryError", "PinnedError"]
+__all__ = ["ModelRegistry", "Decision", "MinimumData", "RegistryError", "PinnedError"]
 
 CHAMPION = "champion"
 _ARTIFACT = "artifact.json"
@@ -97,6 +103,32 @@ class Decision:
     kind: str = "compare"
 
 
+@dataclass(frozen=True)
+class MinimumData:
+    """The least training data a learned model is promoted on (docs/model.md#minimum-data).
+
+    Args:
+        positives: distinct leads with a positive label in the training and validation cutoffs.
+            Default 120.
+        examples: distinct leads with an example there. Default 1,000.
+    """
+    positives: int = 120
+    examples: int = 1000
+
+    def shortfall(self, data: Optional[dict]) -> Optional[str]:
+        """Why ``data`` (``{"examples", "positives"}``) is too little, or None when it is enough
+        (or unknown: a version registered without a count)."""
+        if not data:
+            return None
+        short = [f"{int(data.get(k, 0)):,} {what} (minimum {need:,})"
+                 for k, what, need in (("positives", "positive leads", self.positives),
+                                       ("examples", "leads", self.examples))
+                 if int(data.get(k, 0)) < need]
+        if not short:
+            return None
+        return "too little training data for a learned model: " + " and ".join(short)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -125,7 +157,7 @@ class ModelRegistry:
     # ------------------------------------------------------------------ writes
     def register(self, model: LeadModel, task: str, train_window: Sequence[int],
                  metrics: Sequence[dict] = (), parent: Optional[str] = None,
-                 version: Optional[str] = None) -> str:
+                 version: Optional[str] = None, training_data: Optional[dict] = None) -> str:
         """Save ``model`` as a new version and return its name (``<name>-v0001`` by default).
 
         Args:
@@ -135,6 +167,8 @@ class ModelRegistry:
             metrics: held-out evaluations, ``[{"window": [start, end], "metrics": {...}}]``.
             parent: the version this one was retrained from (usually the champion).
             version: explicit name; must not exist yet.
+            training_data: what it learned from, ``{"examples": n, "positives": p}`` (distinct
+                leads), checked by ``promote_if_better(minimum=...)``. Default None (unknown).
         """
         version = version or self._next_version(model.name or "model")
         final = self.root / "versions" / version
@@ -149,7 +183,8 @@ class ModelRegistry:
                 "version": version, "name": model.name, "class": f"{cls.__module__}:{cls.__qualname__}",
                 "task": task, "train_window": [int(x) for x in train_window],
                 "metrics": [self._window_entry(m) for m in metrics], "parent": parent,
-                "created_at": _now(),
+                "created_at": _now(), "learned": bool(getattr(model, "learned", True)),
+                "training_data": {k: int(v) for k, v in training_data.items()} if training_data else None,
             })
             os.rename(tmp, final)
         except BaseException:
@@ -182,6 +217,11 @@ class ModelRegistry:
     def champion(self) -> Optional[str]:
         pointer = self._pointer()
         return pointer["version"] if pointer else None
+
+    def champion_reason(self) -> Optional[str]:
+        """Why the champion is the champion (the reason of its promotion), or None."""
+        pointer = self._pointer()
+        return pointer.get("reason") if pointer else None
 
     def pinned(self) -> Optional[dict]:
         """The pin (``{"since", "reason"}``) while the champion is pinned, else None."""
@@ -241,7 +281,8 @@ class ModelRegistry:
     # ------------------------------------------------------------------ promotion
     def promote_if_better(self, challenger: str, metric: str = "auroc",
                           evaluate: Optional[Callable[[LeadModel, list[int]], dict]] = None,
-                          min_delta: float = 0.0) -> Decision:
+                          min_delta: float = 0.0, minimum: Optional[MinimumData] = None,
+                          note: Optional[str] = None) -> Decision:
         """Promote ``challenger`` only if it beats the champion on the most recent window.
 
         The decision is recorded either way. While the registry is pinned nothing is promoted:
@@ -254,6 +295,10 @@ class ModelRegistry:
             evaluate: ``evaluate(model, window) -> metrics`` used when the champion has no
                 figure for the challenger's latest window (the result is recorded). Default None.
             min_delta: the challenger must exceed the champion by more than this. Default 0.
+            minimum: a learned challenger trained on less than this is not promoted (its
+                artifact's ``training_data``); the reason says what was short. Default None.
+            note: put before the reason (why this challenger is being decided on: "fallback for
+                gnn-v0003 (...)"). Default None.
         """
         art = self.artifact(challenger)
         champ = self.champion()
@@ -262,13 +307,14 @@ class ModelRegistry:
         window = latest["window"] if latest else None
 
         def decide(promoted: bool, reason: str, champ_value: Optional[float] = None) -> Decision:
+            reason = f"{note}; {reason}" if note else reason
             with self._lock():
                 now, pin = self.champion(), self.pinned()
                 if now != champ:
                     promoted, reason = False, (f"the champion changed from {champ} to {now} during the "
                                                f"comparison; not promoted (the comparison: {reason})")
                 elif pin is not None:
-                    verdict = "would have been promoted" if promoted else "not better either"
+                    verdict = "would have been promoted" if promoted else "not promoted either"
                     promoted, reason = False, (f"pinned: the registry is pinned on {champ} since {pin['since']} "
                                                f"({pin['reason']}); {verdict}: {reason}")
                 d = Decision(challenger, champ, metric, window, value, champ_value, promoted, reason, _now())
@@ -278,6 +324,9 @@ class ModelRegistry:
             logger.info("promotion of %s: %s (%s)", challenger, promoted, reason)
             return d
 
+        short = minimum.shortfall(art.get("training_data")) if minimum and art.get("learned", True) else None
+        if short is not None:
+            return decide(False, short)
         if latest is None:
             return decide(False, "challenger was not evaluated on any held-out window")
         if champ is None:

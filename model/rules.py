@@ -2,7 +2,10 @@
 
 Fit points come from persona and account fit, engagement points from decayed activity; ``fit``
 only learns a monotone (Platt) map from points to probability, so the ranking is the rule
-score's ranking.
+score's ranking, and tier cut points as the GNN does (docs/model.md#calibration-and-tiers). A
+lead's points read only its own attributes, its company's and its own activities as of t (one
+hop), so scoring a k-hop union equals scoring the snapshot: the stream can serve it
+(``model.scorer``), which is what it does below the minimum data (docs/model.md#minimum-data).
 
 Example:
     >>> from leadpulse.graph_store.base import Subgraph
@@ -22,13 +25,14 @@ from sklearn.linear_model import LogisticRegression
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.calibration import assign_tiers, fit_tiers
 from leadpulse.model.tabular import View, seniority
 from leadpulse.model.values import as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 
 __all__ = ["RulePoints", "RulesModel"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tier cut points and rates (a version-1 file has neither: every lead tier D)
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,14 @@ class RulePoints:
 class RulesModel(LeadModel):
     """Points-based lead score; ``fit`` only learns a monotone (Platt) map points -> probability."""
     name = "rules"
+    learned = False  # the ranking is the points table's; fit only calibrates it
 
     def __init__(self, points: RulePoints = RulePoints()) -> None:
         self.rules = points
         self.a, self.b = 0.05, -4.0  # uncalibrated default: 0 points ~ 2 %, 80 points ~ 50 %
+        self.tier_cuts: tuple[float, float, float] = (1.0, 1.0, 1.0)
+        self.tier_rates: dict[str, Optional[float]] = {}
+        self.version: Optional[str] = None
 
     def points(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         """The rule score of each contact (fit + decayed engagement points)."""
@@ -104,7 +112,25 @@ class RulesModel(LeadModel):
         elif y.size:
             rate = float(np.average(y, weights=w))
             self.a, self.b = 0.0, float(np.log(max(rate, 1e-6) / max(1 - rate, 1e-6)))
+        self._fit_tiers(valid, x, y)
         return self
+
+    def _fit_tiers(self, valid: Optional[ExampleSet], x: np.ndarray, y: np.ndarray) -> None:
+        """Tier cut points and rates on the validation cutoffs (the training ones without)."""
+        held = [ex for ex in valid or () if ex.contact_ids]
+        if held:
+            proba = np.concatenate([self.predict_proba(ex.graph(), ex.contact_ids) for ex in held])
+            y = np.concatenate([np.asarray(ex.labels, float) for ex in held])
+        else:
+            proba = 1.0 / (1.0 + np.exp(-(self.a * x + self.b)))
+        keep = ~np.isnan(y)
+        tiers = fit_tiers(proba[keep], y[keep])
+        if tiers is not None:
+            self.tier_cuts, self.tier_rates = tiers
+
+    def tiers(self, proba: np.ndarray) -> list[str]:
+        """Tier letter per probability (``tier_cuts``), as ``GNNLeadModel.tiers``."""
+        return assign_tiers(proba, self.tier_cuts)
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         z = self.a * self.points(graph, contact_ids) + self.b
@@ -114,7 +140,8 @@ class RulesModel(LeadModel):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {"format_version": FORMAT_VERSION, "name": self.name, "a": self.a, "b": self.b,
-                 "points": asdict(self.rules)}
+                 "points": asdict(self.rules), "tier_cuts": list(self.tier_cuts),
+                 "tier_rates": {k: (None if v is None or v != v else v) for k, v in self.tier_rates.items()}}
         (path / "model.json").write_text(json.dumps(state, indent=1))
 
     @classmethod
@@ -126,4 +153,6 @@ class RulesModel(LeadModel):
         pts["size_points"] = tuple(tuple(x) for x in pts["size_points"])
         model = cls(RulePoints(**pts))
         model.a, model.b = state["a"], state["b"]
+        model.tier_cuts = tuple(state.get("tier_cuts", model.tier_cuts))
+        model.tier_rates = dict(state.get("tier_rates") or {})  # None for an empty tier, as calibration
         return model

@@ -29,6 +29,7 @@ from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.explain import Factor, explain
 from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.model.rules import RulesModel
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,17 @@ class Scorer:
     """Scores leads with one model.
 
     Args:
-        model: a fitted (or loaded) ``GNNLeadModel``.
+        model: a fitted (or loaded) ``GNNLeadModel``, or ``RulesModel`` (what serves below the
+            minimum data, docs/model.md#minimum-data: its points read one hop, so a k-hop union
+            scores as the snapshot; no factors).
         num_threads: if set, ``torch.set_num_threads(num_threads)`` (process-wide). Default None.
     """
 
-    def __init__(self, model: GNNLeadModel, num_threads: Optional[int] = None):
-        if model.spec is None or model.net is None:
+    def __init__(self, model: GNNLeadModel | RulesModel, num_threads: Optional[int] = None):
+        if isinstance(model, GNNLeadModel) and (model.spec is None or model.net is None):
             raise ValueError("model is not fitted")
+        if not isinstance(model, (GNNLeadModel, RulesModel)):
+            raise ValueError(f"cannot serve a {type(model).__name__}: only the GNN and the rules model")
         self.model = model
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -98,6 +103,10 @@ class Scorer:
         ids = list(contact_ids)
         if not ids:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
+        if isinstance(self.model, RulesModel):
+            proba = self.model.predict_proba(graph, ids)
+            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba),
+                              [[] for _ in ids] if top_k > 0 else None)
         encoded = encode_graph(graph, self.model.spec)
         data, seeds = to_hetero_data(graph, self.model.spec, ids, encoded=encoded)
         proba = self.model.proba_from_data(data, seeds)

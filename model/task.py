@@ -4,10 +4,20 @@ The supported subset::
 
     PREDICT COUNT(<table>.*, <start>, <end>, DAYS) > <n>
     FOR EACH contacts.contact_id
-    [WHERE <table>.<column> = '<value>']
+    [WHERE <term> [AND <term> ...]]
 
 ``<table>`` is ``orders`` or ``opportunities``; keywords are case-insensitive, identifiers are
-lower-cased, the quoted value is kept as written (``''`` inside quotes is one quote). A label
+lower-cased, the quoted value is kept as written (``''`` inside quotes is one quote). A
+``WHERE`` term is one of
+
+* ``<table>.<column> = '<value>'``: the target filter (at most one), on the target table;
+* ``COUNT(<any table>.*, <start>, <end>, DAYS) <op> <n>`` with ``start < end <= 0`` and op one
+  of ``= != < <= > >=``: a population term, a count over a past window;
+* ``contacts.<field> = '<value>'``: a population term on the contact's record.
+
+The population terms say which contacts are leads at a cutoff (``model.population``): labels,
+training examples, evaluation and the stream keep only the contacts for which every one holds
+as of t. The canonical text (``Task.query``) puts the target filter first. A label
 for contact c at cutoff t is 1 when more than ``n`` target rows fall in the window
 ``(t + start, t + end]`` (strictly after t), else 0. Labels never look at or before t + start,
 features never after t (invariant 1).
@@ -34,6 +44,10 @@ Example:
     ...                  "contacts.contact_id WHERE opportunities.stage = 'closed_won'")
     >>> won.filter
     ('stage', 'closed_won')
+    >>> open_leads = parse_task("PREDICT COUNT(orders.*, 0, 90, DAYS) > 0 FOR EACH contacts.contact_id "
+    ...     "WHERE COUNT(orders.*, -3650, 0, DAYS) = 0 AND COUNT(activities.*, -30, 0, DAYS) > 0")
+    >>> [term.text() for term in open_leads.population]
+    ['COUNT(orders.*, -3650, 0, DAYS) = 0', 'COUNT(activities.*, -30, 0, DAYS) > 0']
     >>> parse_task("PREDICT COUNT(leads.*, 0, 30, DAYS) > 0 FOR EACH contacts.contact_id")
     Traceback (most recent call last):
     ...
@@ -43,20 +57,26 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from leadpulse.graph_store.base import GraphStore
+from leadpulse.graph_store.base import GraphStore, Subgraph
+from leadpulse.model.population import COUNT_TABLES, OPS, CountTerm, FieldTerm, Term, as_text, hops_needed, members
 from leadpulse.schemas.events import Contact, InputEvent, Opportunity, Order
 from leadpulse.schemas.timeutil import MICROS_PER_DAY, to_micros
 from leadpulse.schemas.types import PLACED
 
-__all__ = ["DEFAULT_TASK", "TARGET_TABLES", "Task", "TaskError", "parse_task"]
+__all__ = ["DEFAULT_TASK", "TASK_HELP", "TARGET_TABLES", "Task", "TaskError", "parse_task", "CountTerm", "FieldTerm"]
 
 DEFAULT_TASK = "PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH contacts.contact_id"
 
+#: what ``--task`` accepts, for the CLI help of the commands that take one
+TASK_HELP = (f'predictive query (default: "{DEFAULT_TASK}"). Optional population: FOR EACH '
+             "contacts.contact_id WHERE <term> [AND <term> ...], a term being COUNT(<table>.*, <start>, "
+             "<end>, DAYS) <op> <n> over a past window of companies, contacts, activities, opportunities "
+             "or orders (start < end <= 0, op one of = != < <= > >=), contacts.<field> = '<value>', or "
+             "the target filter <target table>.<column> = '<value>'; see docs/model.md")
 #: target table -> (node type in the graph, event model)
 TARGET_TABLES = {"orders": ("order", Order), "opportunities": ("opportunity", Opportunity)}
 #: longest window we accept (ten years): anything longer is a typo
@@ -86,6 +106,9 @@ class Task:
         threshold: the label is ``count > threshold``. Default 0.
         filter: optional ``(column, value)`` equality on the target table.
         entity: the entity each example is about (only ``"contacts.contact_id"``).
+        population: the ``WHERE`` terms that say which contacts are leads at a cutoff
+            (``model.population.CountTerm`` / ``FieldTerm``, all must hold). Default ``()``:
+            every contact.
     """
     table: str = "orders"
     start_days: int = 0
@@ -93,6 +116,7 @@ class Task:
     threshold: int = 0
     filter: Optional[tuple[str, str]] = None
     entity: str = "contacts.contact_id"
+    population: tuple[Term, ...] = ()
 
     @property
     def window_micros(self) -> tuple[int, int]:
@@ -108,13 +132,32 @@ class Task:
         """The canonical query text (``parse_task(task.query()) == task``)."""
         text = (f"PREDICT COUNT({self.table}.*, {self.start_days}, {self.end_days}, DAYS) > "
                 f"{self.threshold} FOR EACH {self.entity}")
+        terms = [term.text() for term in self.population]
         if self.filter:
             value = self.filter[1].replace("'", "''")
-            text += f" WHERE {self.table}.{self.filter[0]} = '{value}'"
+            terms.insert(0, f"{self.table}.{self.filter[0]} = '{value}'")
+        if terms:
+            text += " WHERE " + " AND ".join(terms)
         return text
 
     def __str__(self) -> str:
         return self.query()
+
+    # ------------------------------------------------------------------ population
+    @property
+    def population_hops(self) -> int:
+        """Hops of the subgraph the population needs around a contact (0 without one)."""
+        return hops_needed(self.population)
+
+    def in_population(self, store: GraphStore, contact_ids: Sequence[str], as_of: int,
+                      graph: Optional[Subgraph] = None) -> np.ndarray:
+        """Boolean array: which of ``contact_ids`` are leads at ``as_of`` (``model.population``).
+
+        ``graph``, when given, is a ``Subgraph`` as of ``as_of`` holding the contacts with at
+        least ``population_hops`` hops around them (a snapshot, or the subgraph a scorer reads
+        anyway); by default the store is read. Reads nothing after ``as_of``.
+        """
+        return members(self.population, store, contact_ids, as_of, graph)
 
     # ------------------------------------------------------------------ labels
     def label(self, source: Union[GraphStore, Iterable[InputEvent]], contact_ids: Sequence[str],
@@ -135,7 +178,7 @@ class Task:
             return True
         column, value = self.filter
         got = attrs.get(column)
-        return got is not None and _as_text(got) == value
+        return got is not None and as_text(got) == value
 
     def _count_store(self, store: GraphStore, contact_ids: Sequence[str], as_of: int) -> dict[str, int]:
         lo, hi = (as_of + d for d in self.window_micros)
@@ -198,14 +241,6 @@ class Task:
 
 def _fields(event: InputEvent) -> dict:
     return {**event.__dict__, **(event.model_extra or {})}
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
 
 
 def _latest_versions(events: Iterable[InputEvent], key: str, as_of: int) -> dict:
@@ -313,20 +348,8 @@ class _Parser:
         self.op(".")
         self.op("*")
         self.op(",")
-        start = self.integer("window start (days, >= 0)")
-        self.op(",")
-        end_tok = self.peek()
-        end = self.integer("window end (days)", minimum=1)
-        if end <= start:
-            raise TaskError(f"window end ({end}) must be greater than its start ({start})",
-                            end_tok.pos, self.query)
-        if end > MAX_DAYS:
-            raise TaskError(f"window end must be at most {MAX_DAYS} days", end_tok.pos, self.query)
-        self.op(",")
-        unit = self.ident("DAYS")
-        if unit.text.upper() not in ("DAYS", "DAY"):
-            raise self.fail("DAYS (the only supported unit)", unit)
-        self.op(")")
+        start, end = self.window(lambda: self.integer("window start (days, >= 0)"),
+                                 lambda: self.integer("window end (days)", minimum=1), MAX_DAYS)
         tok = self.peek()
         if tok.kind != "op" or tok.text != ">":
             raise self.fail("'>' (only COUNT(...) > n is supported)")
@@ -341,27 +364,76 @@ class _Parser:
         if (ent_table, ent_col) != ("contacts", "contact_id"):
             raise TaskError(f"expected contacts.contact_id (the only entity), got "
                             f"{ent_table}.{ent_col}", ent_tok.pos, self.query)
-        flt = self.where(table) if self.peek().kind == "ident" else None
+        flt, population = self.where(table) if self.peek().kind == "ident" else (None, ())
         if self.peek().kind == "op" and self.peek().text == ";":
             self.next()
         if self.peek().kind != "end":
-            raise self.fail("WHERE or end of query")
-        return Task(table=table, start_days=start, end_days=end, threshold=threshold, filter=flt)
+            raise self.fail("AND or end of query" if flt or population else "WHERE or end of query")
+        return Task(table=table, start_days=start, end_days=end, threshold=threshold, filter=flt,
+                    population=population)
 
-    def where(self, table: str) -> tuple[str, str]:
+    def where(self, table: str) -> tuple[Optional[tuple[str, str]], tuple[Term, ...]]:
+        """``WHERE <term> [AND <term> ...]``: the target filter (at most one) and the population."""
         self.keyword("WHERE")
+        flt: Optional[tuple[str, str]] = None
+        population: list[Term] = []
+        while True:
+            begin = self.i
+            try:
+                term = self.term(table)
+            except TaskError as exc:
+                raise TaskError(f"bad WHERE term {self.term_text(begin)!r}: {exc.message}", exc.position,
+                                self.query) from None
+            if isinstance(term, tuple):
+                if flt is not None:
+                    raise TaskError(f"bad WHERE term {self.term_text(begin)!r}: only one filter on the "
+                                    f"target table {table!r}", self.toks[begin].pos, self.query)
+                flt = term
+            else:
+                population.append(term)
+            tok = self.peek()
+            if tok.kind != "ident" or tok.text.upper() != "AND":
+                return flt, tuple(population)
+            self.next()
+
+    def term_text(self, begin: int) -> str:
+        """The query text of the WHERE term starting at token ``begin`` (up to AND or the end)."""
+        depth, i = 0, begin
+        while self.toks[i].kind != "end":
+            tok = self.toks[i]
+            if tok.kind == "op" and tok.text in "()":
+                depth += 1 if tok.text == "(" else -1
+            elif depth <= 0 and i > begin and tok.kind == "ident" and tok.text.upper() == "AND":
+                break
+            elif tok.kind == "op" and tok.text == ";":
+                break
+            i += 1
+        start = self.toks[begin].pos
+        stop = self.toks[i - 1].pos + len(self.toks[i - 1].text) if i > begin else start
+        return self.query[start:stop] or "(nothing)"
+
+    def term(self, table: str) -> Union[tuple[str, str], Term]:
         tok = self.peek()
-        where_table = self.ident(f"{table}.<column>").text.lower()
-        if where_table != table:
-            raise TaskError(f"WHERE must filter the target table {table!r}, got {where_table!r}",
-                            tok.pos, self.query)
+        if tok.kind == "ident" and tok.text.upper() == "COUNT":
+            return self.count_term()
+        what = f"COUNT(<table>.*, <start>, <end>, DAYS) <op> <n>, contacts.<field> = '<value>' or {table}.<column> = '<value>'"
+        if tok.kind != "ident":
+            raise self.fail(what)
+        where_table = tok.text.lower()
+        if where_table not in (table, "contacts"):
+            raise TaskError(f"expected {what}; {where_table!r} is neither the target table {table!r} "
+                            f"nor contacts", tok.pos, self.query)
+        self.next()
         self.op(".")
         col_tok = self.ident("a column name")
         column = col_tok.text.lower()
-        model = TARGET_TABLES[table][1]
-        if column not in model.model_fields:
-            known = ", ".join(model.model_fields)
-            raise TaskError(f"unknown column {table}.{column} (known: {known})", col_tok.pos, self.query)
+        if where_table == table:
+            model = TARGET_TABLES[table][1]
+            if column not in model.model_fields:
+                known = ", ".join(model.model_fields)
+                raise TaskError(f"unknown column {table}.{column} (known: {known})", col_tok.pos, self.query)
+        elif column == "contact_id":
+            raise TaskError("contacts.contact_id cannot be filtered: it is the entity", col_tok.pos, self.query)
         tok = self.peek()
         if tok.kind != "op" or tok.text != "=":
             raise self.fail("'=' (only equality filters are supported)")
@@ -370,7 +442,58 @@ class _Parser:
         if val.kind != "string":
             raise self.fail("a quoted value like 'closed_won'")
         self.next()
-        return column, val.text[1:-1].replace("''", "'")
+        value = val.text[1:-1].replace("''", "'")
+        return (column, value) if where_table == table else FieldTerm(column, value)
+
+    def count_term(self) -> CountTerm:
+        self.keyword("COUNT")
+        self.op("(")
+        tables = ", ".join(COUNT_TABLES)
+        table_tok = self.ident(f"a table ({tables})")
+        table = table_tok.text.lower()
+        if table not in COUNT_TABLES:
+            raise self.fail(f"a table ({tables})", table_tok)
+        self.op(".")
+        self.op("*")
+        self.op(",")
+        start, end = self.window(lambda: self.signed("window start (days, < 0)", -MAX_DAYS, -1),
+                                 lambda: self.signed("window end (days, <= 0)", -MAX_DAYS, 0))
+        tok = self.peek()
+        if tok.kind != "op" or tok.text not in OPS:
+            raise self.fail("a comparison (= != < <= > >=)")
+        self.next()
+        n = self.integer("a non-negative integer count")
+        return CountTerm(table, start, end, tok.text, n)
+
+    def window(self, read_start, read_end, max_end: Optional[int] = None) -> tuple[int, int]:
+        """``<start>, <end>, DAYS)`` of a COUNT (the target's, or a population term's): the
+        bounds read by the given parsers, end after start."""
+        start = read_start()
+        self.op(",")
+        end_tok = self.peek()
+        end = read_end()
+        if end <= start:
+            raise TaskError(f"window end ({end}) must be greater than its start ({start})",
+                            end_tok.pos, self.query)
+        if max_end is not None and end > max_end:
+            raise TaskError(f"window end must be at most {max_end} days", end_tok.pos, self.query)
+        self.op(",")
+        unit = self.ident("DAYS")
+        if unit.text.upper() not in ("DAYS", "DAY"):
+            raise self.fail("DAYS (the only supported unit)", unit)
+        self.op(")")
+        return start, end
+
+    def signed(self, what: str, minimum: int, maximum: int) -> int:
+        tok = self.peek()
+        if tok.kind != "number":
+            raise self.fail(what)
+        value = int(tok.text)
+        if not minimum <= value <= maximum:
+            raise TaskError(f"{what} must be between {minimum} and {maximum}, got {value} (a population "
+                            f"looks back from the cutoff: start < end <= 0)", tok.pos, self.query)
+        self.next()
+        return value
 
 
 def parse_task(query: Union[str, Task]) -> Task:

@@ -220,6 +220,17 @@ class LeadScore(_Output):
     scored_at: Timestamp
     cause: str
     top_factors: list[Factor]
+    #: the factors that raise the score, largest first, and those that lower it, largest drop
+    #: first; their words agree with their sign (empty when not explained, like ``top_factors``)
+    positive_factors: list[Factor] = []
+    negative_factors: list[Factor] = []
+    #: share of this worker's currently scored leads with a lower score, 0..100, when published
+    #: (docs/contracts.md#leadsscores); None from a producer that does not rank
+    percentile: Optional[Annotated[float, Field(ge=0, le=100)]] = None
+    #: ``active``: a score of a lead in the model's population; ``left_population``: the lead's
+    #: final record, it left the population as of ``as_of`` (e.g. it converted) and gets no
+    #: further score (score and tier are its last published ones, delta 0, no factors)
+    status: Literal["active", "left_population"] = "active"
 
 
 class LeadAlert(_Output):

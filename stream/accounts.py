@@ -11,8 +11,9 @@ Score book (``stream.state.KVState``; its ``o`` namespace holds the consumed pos
     ``w\x00<partition>``    -> watermark: newest event time applied in that account partition, at
                                most the wall clock plus ``ScoringOptions.max_future`` (``_advance``)
     ``own\x00<contact_id>`` -> [account partition of its newest version, that version's time]
-    ``x\x00<sha-256 of a contact_id>`` -> {"status": "deleted" | "erased", "as_of"}: the lead's score
-                               was withdrawn (a tombstone on the scores topic); ``/leads`` says why
+    ``x\x00<sha-256 of a contact_id>`` -> {"status": "deleted" | "erased" | "left_population", "as_of"}:
+                               the lead's score was withdrawn (a tombstone on the scores topic; for
+                               "left_population" a final record with that status); ``/leads`` says why
     ``e\x00<sha-256 of a contact_id>`` -> {"at": micros}: the person was erased; their events up to
                                then are dropped (``stream.erasure``)
 """
@@ -28,7 +29,7 @@ from typing import NamedTuple, Optional, Sequence
 from leadpulse.graph_store.base import ApplyEffect, GraphStore
 from leadpulse.graph_store.history import newest_version_time
 from leadpulse.graph_store.reads import paused_gc
-from leadpulse.model.explain import explain
+from leadpulse.model.explain import explain_signed
 from leadpulse.model.scorer import Scorer
 from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, LeadScore
 from leadpulse.schemas.parse import ParseError
@@ -42,7 +43,9 @@ from leadpulse.stream.ingest import RawRecord, dead_letter, reason_kind
 from leadpulse.stream.merge import Resolver
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.options import ScoringOptions
+from leadpulse.stream.outcomes import OutcomeMonitor
 from leadpulse.stream.pending import Pending
+from leadpulse.stream.ranks import ScoreRanks
 from leadpulse.stream.router import Forward, decode_forward, forward_kind
 from leadpulse.stream.state import KVState
 
@@ -56,6 +59,7 @@ REPLICATED_TOPICS = frozenset({"crm.companies", "crm.contacts", "crm.opportuniti
 #: the version naming the new account: no partition is known to own the lead yet
 DEPARTED = -1
 REPLICA_SUFFIX = "#replica"
+_UNSEEN = object()
 
 
 @dataclass
@@ -98,6 +102,9 @@ class AccountProcessor:
         metrics: where to count.
     """
 
+    #: live outcome monitoring (``stream.outcomes``), set by the worker; joined to every commit
+    outcomes: Optional["OutcomeMonitor"] = None
+
     def __init__(self, store: GraphStore, book: KVState, scorer: Optional[Scorer],
                  options: ScoringOptions = ScoringOptions(), metrics: Optional[Metrics] = None):
         self.store = store
@@ -114,6 +121,7 @@ class AccountProcessor:
         #: replication reader) re-reads from ``published_positions`` when this moves
         self.discards = 0
         self._in_flight = 0  # events of flushed windows whose outputs are not committed yet
+        self._ranks: Optional[ScoreRanks] = None  # the owned leads' current scores (``ranks``)
 
     # --------------------------------------------------------------- ingest
     def watermark(self, partition: int) -> Optional[int]:
@@ -197,6 +205,7 @@ class AccountProcessor:
         self._pending = Pending()
         self._in_flight = 0
         self.discards += 1
+        self._ranks = None  # it counted scores that will not be committed: rebuilt from the book
         self._count_unpublished()
 
     def _apply(self, records: Sequence[RawRecord], partition: int, replica: bool) -> None:
@@ -263,12 +272,18 @@ class AccountProcessor:
         times = sorted({w for w in marks.values() if w >= earliest} | {horizon})
         groups = [[_rescore_effect(eff)] for eff in effects]
         out: list[dict[str, int]] = [{} for _ in events]
+        # a lead's owner does not depend on the search time: one look-up per lead and batch (a
+        # big account's every event reaches the same hundreds of colleagues, most not owned here)
+        part_of: dict[str, Optional[int]] = {}
         for t in times:
             for found, leads in zip(out, self.store.affected_leads_each(groups, t, hops=self.options.hops)):
                 for lead in leads:
-                    owner = owners.get(lead) or self._owner(lead)
-                    if self._mine(owner, lead) and (t == horizon or marks.get(owner[0]) == t):
-                        found[lead] = owner[0]
+                    part = part_of.get(lead, _UNSEEN)
+                    if part is _UNSEEN:
+                        owner = owners.get(lead) or self._owner(lead)
+                        part = part_of[lead] = owner[0] if self._mine(owner, lead) else None
+                    if part is not None and (t == horizon or marks.get(part) == t):
+                        found[lead] = part
         return out
 
     def _mine(self, owner: Optional[list], lead: Optional[str] = None) -> bool:
@@ -418,6 +433,7 @@ class AccountProcessor:
             # A lead replicated ahead of its partition's watermark does not exist as of it yet;
             # its own partition's apply rescores it once the watermark passes it.
             chunk = [cid for cid in chunk if cid in present]
+            chunk = self._leads_of(chunk, graph, as_of, causes, now, out)
             if not chunk:
                 continue
             batch = self.scorer.score(graph, chunk)
@@ -435,14 +451,46 @@ class AccountProcessor:
                 continue
             chosen = self._to_explain(moved, moves)
             ids_to_explain = [m[0] for m in moved if m[0] in chosen]
-            explained = dict(zip(ids_to_explain, explain(self.scorer.model, graph, ids_to_explain,
-                                                         top_k=self.options.top_factors,
-                                                         encoded=batch.encoded))) \
+            explained = dict(zip(ids_to_explain, explain_signed(self.scorer.model, graph, ids_to_explain,
+                                                                top_k=self.options.top_factors,
+                                                                encoded=batch.encoded))) \
                 if ids_to_explain else {}
+            ranks = self.ranks()
+            for cid, score, _, _ in moved:  # percentiles among the scores after this chunk
+                ranks.set(cid, score)
             for cid, score, tier, prev in moved:
-                top = [Factor(factor=f.factor, contribution=float(f.contribution)) for f in explained.get(cid, [])]
-                self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out, moves.get(cid))
+                e = explained.get(cid)
+                top, pos, neg = ([_factors(f) for f in (e.top, e.positive, e.negative)] if e is not None
+                                 else ([], [], []))
+                self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out, moves.get(cid),
+                              signed=(pos, neg))
         return out
+
+    def _leads_of(self, chunk: list[str], graph, as_of: int, causes: dict[str, str], now: datetime,
+                  out: Outputs) -> list[str]:
+        """The contacts of ``chunk`` in the model's population as of ``as_of`` (all of them when
+        its task has none: ``population_task``, set by ``stream.worker.load_scorer``). A contact
+        outside is not scored; one whose score was published left the population: its final
+        record (``status`` "left_population") and its book entry dropped (docs/stream.md)."""
+        task = getattr(self.scorer, "population_task", None)
+        if task is None or not task.population or not chunk:
+            return chunk
+        inside = task.in_population(self.store, chunk, as_of,
+                                    graph=graph if self.options.hops >= task.population_hops else None)
+        for cid in (c for c, ok in zip(chunk, inside.tolist()) if not ok):
+            prev = self.book.get("s", cid)
+            if prev is None or prev["as_of"] > as_of:  # never published here, or ahead of this watermark
+                continue
+            out.scores.append(LeadScore(
+                contact_id=cid, company_id=self._company_at(cid, as_of), score=prev["score"], tier=prev["tier"],
+                previous_score=prev["score"], delta=0.0, model_version=self.scorer.version or "unregistered",
+                as_of=from_micros(as_of), scored_at=now, cause=causes[cid], top_factors=[],
+                status="left_population"))
+            out.book[("x", erased_key(cid))] = {"status": "left_population", "as_of": as_of}
+            out.dropped.append(("s", cid))
+            out.book.pop(("s", cid), None)
+            out.tiers.append((prev["tier"], None))
+        return [c for c, ok in zip(chunk, inside.tolist()) if ok]
 
     def _withdraw_if_gone(self, cid: str, as_of: int, out: Outputs) -> None:
         prev = self.book.get("s", cid)
@@ -516,14 +564,31 @@ class AccountProcessor:
             return (0 if alert else 1, -abs(score - prev["score"]))
         return {m[0] for m in sorted(moved, key=priority)[:budget]}
 
-    def explain_now(self, contact_id: str) -> Optional[list[dict]]:
-        """Top factors of a lead as of its last published score (for the HTTP lookup)."""
+    def explain_now(self, contact_id: str) -> Optional[dict[str, list[dict]]]:
+        """Factors of a lead as of its last published score (for the HTTP lookup):
+        ``{"top_factors", "positive_factors", "negative_factors"}``."""
         entry = self.book.get("s", contact_id)
         if entry is None or self.scorer is None:
             return None
         graph = self.store.subgraph([contact_id], entry["as_of"], hops=self.options.hops)
-        factors = explain(self.scorer.model, graph, [contact_id], top_k=self.options.top_factors or ScoringOptions.top_factors)[0]
-        return [{"factor": f.factor, "contribution": float(f.contribution)} for f in factors]
+        e = explain_signed(self.scorer.model, graph, [contact_id],
+                           top_k=self.options.top_factors or ScoringOptions.top_factors)[0]
+        return {name: [f.model_dump() for f in _factors(fs)]
+                for name, fs in (("top_factors", e.top), ("positive_factors", e.positive),
+                                 ("negative_factors", e.negative))}
+
+    def ranks(self) -> ScoreRanks:
+        """The current scores of the leads this worker owns (``stream.ranks``), built from the
+        score book when first asked and after a rebalance or a discarded window; kept current
+        by ``rescore`` (a published score) and ``commit_published`` (a dropped one)."""
+        if self._ranks is None:
+            self._ranks = ScoreRanks.build((key[0], entry["score"]) for key, entry in self.book.scan("s")
+                                           if self.owns(entry.get("partition", 0)))
+        return self._ranks
+
+    def percentile(self, score: float) -> Optional[float]:
+        """Share of this worker's currently scored leads with a lower score, 0..100."""
+        return self.ranks().percentile(score)
 
     def stale_leads(self, limit: int) -> dict[int, dict[str, str]]:
         """Up to ``limit`` leads whose score is behind: partition -> {lead: cause}.
@@ -568,7 +633,7 @@ class AccountProcessor:
 
     def _publish(self, cid: str, score: float, tier: str, prev: Optional[dict], factors: list[Factor],
                  as_of: int, partition: int, cause: str, now: datetime, out: Outputs,
-                 left: Optional[str] = None) -> None:
+                 left: Optional[str] = None, signed: tuple[list[Factor], list[Factor]] = ([], [])) -> None:
         prev_score = prev["score"] if prev else None
         company = self._company_at(cid, as_of)
         delta = score - (prev_score or 0.0)
@@ -576,13 +641,16 @@ class AccountProcessor:
         out.scores.append(LeadScore(contact_id=cid, company_id=company, score=score, tier=tier,
                                     previous_score=prev_score, delta=delta, model_version=version,
                                     as_of=from_micros(as_of), scored_at=now, cause=cause,
-                                    top_factors=factors))
+                                    top_factors=factors, positive_factors=signed[0], negative_factors=signed[1],
+                                    percentile=self.percentile(score)))
         kinds = self._alert_kinds(score, tier, prev) if prev else []
         announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else announced_tier(prev)
         if left is not None and left != company:
             kinds.append(("job_change", 0.0))
         out.book[("s", cid)] = {"score": score, "tier": tier, "as_of": as_of, "model_version": version,
                                 "company_id": company, "top_factors": [f.model_dump() for f in factors],
+                                "positive_factors": [f.model_dump() for f in signed[0]],
+                                "negative_factors": [f.model_dump() for f in signed[1]],
                                 "partition": partition, "checked_as_of": as_of, "checked_version": version,
                                 "alerted_tier": announced}
         out.tiers.append((prev["tier"] if prev else None, tier))
@@ -614,8 +682,16 @@ class AccountProcessor:
 
     def commit_published(self, out: Outputs) -> None:
         """Record what was published (after the producer flushed it)."""
+        if self.outcomes is not None:  # its observations commit with the scores they record
+            self.outcomes.stage(out, self)
         if out.book or out.positions or out.dropped:
             self.book.commit(out.book, out.dropped, positions=out.positions)
+        if self._ranks is not None:  # a score withdrawn (deleted, erased, moved away) stops counting
+            for key in out.dropped:
+                if key[0] == "s" and key not in out.book:
+                    self._ranks.discard(key[1])
+        if self.outcomes is not None:
+            self.outcomes.committed()
         # a rebalance (``discard_pending``, outside the scoring lock) may have zeroed the count
         # while these outputs were being sent
         self._in_flight = max(0, self._in_flight - out.events)
@@ -647,7 +723,9 @@ class AccountProcessor:
         self.metrics.unpublished_events.set(self.unpublished())
 
     def count_tiers(self) -> None:
-        """Set the tier gauge from the score book (at start and after a rebalance)."""
+        """Set the tier gauge from the score book (at start and after a rebalance); the ranks
+        are rebuilt when next asked (the owned partitions may have changed)."""
+        self._ranks = None
         counts: dict[str, int] = {}
         for _, entry in self.book.scan("s"):
             if self.owns(entry.get("partition", 0)):
@@ -685,6 +763,11 @@ class _Item(NamedTuple):
     departure: bool = False
     carried: bool = False
     moved_from: Optional[str] = None
+
+
+def _factors(factors) -> list[Factor]:
+    """The contract's factors of the explainer's."""
+    return [Factor(factor=f.factor, contribution=float(f.contribution)) for f in factors]
 
 
 def _merge_letter(fwd, error: str) -> tuple:

@@ -40,6 +40,7 @@ from pydantic import AfterValidator, Field, SecretStr, StringConstraints, Valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from leadpulse.model.registry import MinimumData
 from leadpulse.schemas.feeds import FeedSpec, feed_specs
 from leadpulse.schemas.topics import ALL_TOPICS, CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.connection import ConnectionSettingsError, KafkaConnection
@@ -304,6 +305,23 @@ class Settings(BaseSettings):
     retrain_epochs: Optional[int] = Field(
         None, ge=1, json_schema_extra=_shown("(the model's)"),
         description="max epochs of a periodic retrain (default: the model's own default).")
+    min_train_positives: int = Field(
+        MinimumData.positives, ge=0,
+        description="`train` and `retrain` promote a learned model (the GNN) only when at least this many "
+                    "distinct leads have a positive label in its training and validation cutoffs; below it "
+                    "the rules model is fitted and decided on instead, and the decision, `models.updates` "
+                    "and `/healthz` say why. 0 = no minimum. Why 120: "
+                    "[model](model.md#minimum-data).")
+    min_train_examples: int = Field(
+        MinimumData.examples, ge=0,
+        description="the same for the distinct leads with an example in those cutoffs (converted or not). "
+                    "0 = no minimum.")
+    outcome_window: int = Field(
+        ScoringOptions.outcome_window, ge=0,
+        description="live outcome monitoring: the rolling AUROC, average precision and observed against "
+                    "expected conversion per tier (`leadpulse_outcome_*`) are computed over this many of the "
+                    "worker's most recently labelled leads (a published score joined with what happened in "
+                    "its label window; [operating](operating.md#live-outcomes)). 0 = off.")
     lag_seconds: float = Field(
         AppOptions.lag_seconds, ge=0,
         description="refresh `leadpulse_consumer_lag{topic,partition}` (broker end offsets minus the "
@@ -431,7 +449,12 @@ class Settings(BaseSettings):
         """The rescoring options: every setting they have, their own defaults for the rest."""
         return ScoringOptions(epsilon=self.epsilon, jump_threshold=self.jump_threshold,
                               max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
-                              coalesce=self.coalesce_ms / 1000, max_future=self.max_future_seconds)
+                              coalesce=self.coalesce_ms / 1000, max_future=self.max_future_seconds,
+                              outcome_window=self.outcome_window)
+
+    def minimum_data(self) -> MinimumData:
+        """The least training data a learned model is promoted on."""
+        return MinimumData(positives=self.min_train_positives, examples=self.min_train_examples)
 
     def kafka_connection(self, bootstrap: Optional[str] = None) -> KafkaConnection:
         """How every Kafka client connects: ``bootstrap`` (default ``KAFKA_BOOTSTRAP``) with the

@@ -127,6 +127,23 @@ class Metrics:
             "leadpulse_events_carried",
             "Activities a departure passed from a person's old account to the new one, applied here",
             ["kind"], registry=r)
+        # live outcomes (stream/outcomes.py): over the last LEADPULSE_OUTCOME_WINDOW labelled leads
+        self.outcome_auroc = Gauge(
+            "leadpulse_outcome_auroc", "AUROC of the published scores over the last labelled leads "
+            "(NaN until both classes are present)", registry=r)
+        self.outcome_ap = Gauge("leadpulse_outcome_average_precision",
+                                "Average precision of the published scores over the last labelled leads", registry=r)
+        self.outcome_labelled = Gauge("leadpulse_outcome_labelled_leads", "Labelled leads in the rolling window",
+                                      registry=r)
+        self.outcome_positives = Gauge("leadpulse_outcome_positives", "Converted leads in the rolling window",
+                                       registry=r)
+        self.outcome_observed = Gauge(
+            "leadpulse_outcome_conversion_observed",
+            "Share of the window's leads of a tier (their tier when published) that converted", ["tier"], registry=r)
+        self.outcome_expected = Gauge("leadpulse_outcome_conversion_expected",
+                                      "Mean published score of the window's leads of a tier", ["tier"], registry=r)
+        self.outcome_open = Gauge("leadpulse_outcome_open_leads",
+                                  "Published scores whose label window has not ended yet", registry=r)
         self._freshness = _Freshness()
         r.register(self._freshness)
         ProcessCollector(registry=r)

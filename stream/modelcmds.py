@@ -4,6 +4,8 @@
 stands (opened read-only beside the running worker, so ingestion never stops). Both promote
 only when the challenger beats the champion on the newest held-out window and announce the
 decision on ``models.updates`` when a broker is configured; workers hot-swap the new champion.
+Below ``LEADPULSE_MIN_TRAIN_POSITIVES`` / ``LEADPULSE_MIN_TRAIN_EXAMPLES`` the GNN is refused and
+the rules model is decided on instead; both decisions are printed and announced.
 """
 from __future__ import annotations
 
@@ -38,12 +40,16 @@ def _train_options(args: argparse.Namespace):
 
 
 def _report(result, settings: Settings) -> int:
-    d = result.decision
-    print(f"trained {result.version} in {result.seconds:.1f} s; held-out window metrics: "
-          + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if isinstance(v, float)))
-    print(("PROMOTED: " if d.promoted else "not promoted: ") + d.reason)
+    """Print each decision (the learned challenger's, then the rules fallback's when it was short
+    of data) and announce each on ``models.updates``."""
+    results = [result] + ([result.fallback] if result.fallback is not None else [])
+    for r in results:
+        d = r.decision
+        print(f"trained {r.version} in {r.seconds:.1f} s; held-out window metrics: "
+              + ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)))
+        print(("PROMOTED: " if d.promoted else "not promoted: ") + d.reason)
     if settings.kafka_bootstrap:
-        return announce_or_explain(settings, lambda: announce(settings, result))
+        return max(announce_or_explain(settings, lambda r=r: announce(settings, r)) for r in results)
     return 0
 
 
@@ -121,7 +127,7 @@ def _train_on(name: str, store, start: int, end: int, task, args: argparse.Names
     from leadpulse.model.registry import ModelRegistry
     try:
         result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
-                                  _train_options(args))
+                                  _train_options(args), minimum=settings.minimum_data())
     except SplitError as exc:
         print(f"leadpulse {name}: {exc}", file=sys.stderr)
         return 2
@@ -169,13 +175,13 @@ def _run_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from leadpulse.model.task import DEFAULT_TASK  # light: no torch at --help time
+    from leadpulse.model.task import DEFAULT_TASK, TASK_HELP  # light: no torch at --help time
 
     p = subparsers.add_parser("evaluate", help="compare the GNN and every baseline on a CSV export",
                               description="Temporal split; prints AUROC, AP, precision and lift at "
                                           "the top decile and Brier score for every model.")
     p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
-    p.add_argument("--task", default=DEFAULT_TASK, help=f'predictive query (default: "{DEFAULT_TASK}")')
+    p.add_argument("--task", default=DEFAULT_TASK, help=TASK_HELP)
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default=None, help="comma-separated subset of rules,logreg,lgbm_flat,lgbm_agg,gnn (default: all)")
@@ -191,7 +197,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")
         else:
             p.add_argument("--data-dir", default=None, help="the worker's data dir (default $LEADPULSE_DATA_DIR)")
-        p.add_argument("--task", default=DEFAULT_TASK, help="predictive query")
+        p.add_argument("--task", default=DEFAULT_TASK, help=TASK_HELP + " (the model carries it: workers "
+                       "score only the leads of its population)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the model's)")
         p.set_defaults(func=func)

@@ -119,6 +119,9 @@ class ScoringOptions:
             partition's watermark past the clock plus this (``AccountProcessor``), so one
             mistyped date cannot move the time every lead of a partition is scored as of
             (docs/architecture.md#invariant-7, docs/stream.md#event-time-is-bounded-by-the-wall-clock).
+        outcome_window: the live outcome gauges cover this many of the most recently labelled
+            leads (``stream.outcomes``; 0 = off). 2,000 at a 3 % conversion rate hold ~60
+            converters: a standard error of AUROC of ~0.035 (docs/operating.md#live-outcomes).
     """
     epsilon: float = 1e-4
     jump_threshold: float = 0.2
@@ -131,3 +134,4 @@ class ScoringOptions:
     decay_min_age: float = 3600.0
     coalesce: float = 1.0
     max_future: float = 3600.0
+    outcome_window: int = 2000

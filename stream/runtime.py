@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional, Protocol
 
+from leadpulse.model.calibration import card_of
 from leadpulse.schemas.feeds import FeedSpec
 from leadpulse.schemas.tables import format_time
 from leadpulse.schemas.timeutil import from_micros, to_micros
@@ -441,8 +442,14 @@ class ScoringRuntime:
                     len(self.processor.store.node_ids(ntype, max(marks))))
 
     def health(self) -> dict:
-        return {"status": "ok", "model_version": getattr(self.processor.scorer, "version", None),
-                "account_partitions": sorted(self.processor.local or [])}
+        scorer = self.processor.scorer
+        # the family and the reason tell a rules model serving below the minimum data
+        # (docs/model.md#minimum-data) from a learned one
+        return {"status": "ok", "model_version": getattr(scorer, "version", None),
+                "model_family": getattr(scorer, "family", None), "model_reason": getattr(scorer, "reason", None),
+                "account_partitions": sorted(self.processor.local or []),
+                # what each tier means: its cut and how often it converted at validation
+                "tiers": card_of(getattr(scorer, "model", None))}
 
     async def lead(self, contact_id: str) -> Optional[dict]:
         """The /leads answer from the local score book (explained on demand), or None."""
@@ -451,7 +458,13 @@ class ScoringRuntime:
             return self.processor.withdrawn(contact_id)
         body = {k: v for k, v in last.items() if k not in _BOOK_ONLY and not k.startswith("checked_")}
         body["as_of"] = format_time(from_micros(last["as_of"]))
+        # where the lead stands now among this worker's scored leads (the published record
+        # carries it as of its publication)
+        body["percentile"] = self.processor.percentile(last["score"])
         if not body.get("top_factors"):
             async with self.scoring:  # the stream explains only a budget of leads per batch
-                body["top_factors"] = self.processor.explain_now(contact_id) or []
+                body.update(self.processor.explain_now(contact_id)
+                            or {"top_factors": [], "positive_factors": [], "negative_factors": []})
+        body.setdefault("positive_factors", [])  # a book entry written before they existed
+        body.setdefault("negative_factors", [])
         return {"contact_id": contact_id, **body}

@@ -54,11 +54,45 @@ def load_scorer(settings: Settings, version: Optional[str] = None):
         logger.warning("no model to score with (%s): ingesting only; run `leadpulse train`", exc)
         return None
     scorer = Scorer(model, num_threads=1)
+    # the task the model was trained for travels with it: the worker scores only the leads of its
+    # population (``AccountProcessor.rescore``; docs/stream.md#the-population)
+    try:
+        scorer.population_task = _task_of(registry, model.version)
+    except RegistryError as exc:
+        logger.error("not scoring with %s: %s", model.version, exc)
+        return None
     # the newest held-out AUROC recorded in the registry: the figure dashboards show beside the version
     windows = sorted(registry.artifact(model.version)["metrics"], key=lambda m: tuple(m["window"])) \
         if model.version else []
     scorer.auroc = windows[-1]["metrics"].get("auroc") if windows else None
+    # what /healthz says about the model: its family and why it is the champion (a rules model
+    # below the minimum data says so, docs/model.md#minimum-data); the task its outcomes are judged by
+    scorer.family = getattr(model, "name", None)
+    pointer = registry.champion_reason() if model.version == registry.champion() else None
+    scorer.reason = pointer or (f"pinned by LEADPULSE_MODEL_VERSION={settings.model_version}"
+                                if settings.model_version != "champion" else None)
+    scorer.task = registry.artifact(model.version)["task"] if model.version else None
+    if scorer.family == "rules":
+        logger.warning("scoring with the rules model %s: %s", model.version, scorer.reason)
     return scorer
+
+
+def _task_of(registry, version: Optional[str]):
+    """The parsed task of a registered version, or None (unregistered: every contact is a lead).
+
+    Raises:
+        RegistryError: the artifact names a task this version of leadpulse cannot parse (scoring
+            it without its population would publish leads it was not trained for).
+    """
+    from leadpulse.model.registry import RegistryError
+    from leadpulse.model.task import TaskError, parse_task
+    if not version:
+        return None
+    query = registry.artifact(version).get("task")
+    try:
+        return parse_task(query) if query else None
+    except TaskError as exc:
+        raise RegistryError(f"model {version}: cannot parse its task {query!r}: {exc}") from exc
 
 
 async def _retrain_process(settings: Settings, bootstrap: str, root: Path) -> int:
@@ -99,6 +133,9 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     if scorer is not None:
         metrics.set_model(scorer.version or "unregistered", scorer.auroc)
     processor = AccountProcessor(store, book, scorer, settings.scoring_options(), metrics)
+    if settings.outcome_window:  # live outcome monitoring (docs/operating.md#live-outcomes)
+        from leadpulse.stream.outcomes import OutcomeMonitor
+        processor.outcomes = OutcomeMonitor(book, store, metrics, settings.outcome_window)
     router = Router(router_state)
     app = build_app(settings.app_options(bootstrap, datadir=str(root / "faust")),
                     router, processor, metrics,

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import leadpulse.model.metrics
+from leadpulse.model.base import LeadModel
 from leadpulse.model.evaluate import DEFAULT_MODELS, format_table, main, run_evaluation
 from leadpulse.model.metrics import score_metrics
+from leadpulse.model.task import parse_task
 
 HANDMADE = Path(__file__).parent / "data" / "handmade"
 BASELINE_NAMES = ["rules", "logreg", "lgbm_flat", "lgbm_agg"]
@@ -111,3 +113,61 @@ def test_cli(tmp_path, capsys):
                  "PREDICT COUNT(orders.*, 0, 365, DAYS) > 0 FOR EACH contacts.contact_id"]) == 2
     assert "days" in capsys.readouterr().err
     assert main(["--tables", str(tmp_path / "missing")]) == 2
+
+
+class _Recorder(LeadModel):
+    """A real (constant) model that keeps the contacts it was fitted on and asked about."""
+    name = "recorder"
+
+    def __init__(self):
+        self.fitted: list[tuple[int, list[str]]] = []
+        self.asked: list[tuple[int, list[str]]] = []
+
+    def fit(self, train, valid=None, seed=0):
+        self.fitted = [(ex.as_of, list(ex.contact_ids)) for ex in [*train, *(valid or [])]]
+        return self
+
+    def predict_proba(self, graph, contact_ids):
+        self.asked.append((graph.as_of, list(contact_ids)))
+        return np.full(len(contact_ids), 0.5)
+
+    def save(self, path):  # pragma: no cover - never registered
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path):  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_a_population_restricts_every_models_examples(tmp_path, capsys):
+    """``FOR EACH ... WHERE``: each model is fitted and judged on the leads of each cutoff only."""
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.examples import contacts_at
+    from leadpulse.simulator import simulate
+    world = simulate("tiny", seed=0)
+    query = ("PREDICT COUNT(orders.*, 0, 30, DAYS) > 0 FOR EACH contacts.contact_id "
+             "WHERE COUNT(orders.*, -3650, 0, DAYS) = 0 AND COUNT(activities.*, -30, 0, DAYS) > 0")
+    task = parse_task(query)
+    recorder = _Recorder()
+    report = run_evaluation(None, task=query, models=["rules", "logreg", recorder], events=world.all_events(),
+                            out=io.StringIO())
+    plain = run_evaluation(None, models=["rules"], events=world.all_events(), out=io.StringIO())
+    store = MemoryGraphStore()
+    store.apply(sorted(world.all_events(), key=lambda e: e.event_time))
+    assert report.task == query
+    pop = report.split["population"]
+    assert pop["terms"] == [t.text() for t in task.population]
+    assert 0 < pop["test_leads"] < pop["test_contacts"] == plain.split["counts"]["test"]["examples"]
+    assert all(r["n"] == pop["test_leads"] for r in report.rows)
+    assert report.row("logreg")["status"] == "ok"
+    # every example the recorder saw, fitted or scored, is a lead of its cutoff
+    seen = recorder.fitted + recorder.asked
+    assert seen and recorder.asked[0][0] == max(t for t, _ in seen)
+    for as_of, ids in seen:
+        everyone = contacts_at(store, as_of)
+        leads = [c for c, ok in zip(everyone, task.in_population(store, everyone, as_of)) if ok]
+        assert ids == leads and len(leads) < len(everyone)
+    # the CLI says where a bad WHERE term is wrong, naming it (before reading any table)
+    assert main(["--tables", str(tmp_path), "--task", query.replace("-30, 0, DAYS) > 0", "-30, 7, DAYS) > 0")]) == 2
+    err = capsys.readouterr().err
+    assert "bad WHERE term 'COUNT(activities.*, -30, 7, DAYS) > 0'" in err and "^" in err

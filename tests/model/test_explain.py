@@ -109,3 +109,74 @@ def test_a_champion_mover_gets_a_career_factor(model):
     career = [f for f in p if f.group == "career"]
     assert [f.factor for f in career] == ["champion at a previous customer, joined 12 days ago"]
     assert not [f for f in r if f.group == "career"]   # no former employer: no career factor
+
+
+# ------------------------------------------------------------------ words agree with signs
+#: words that say the evidence counts against the lead, and words that say it counts for it
+_LOWERING_WORDS = ("no activity for", "no recorded activity", "no colleague activity", "no recent orders",
+                   "only ", "already a customer")
+_RAISING_WORDS = ("last activity ", "past activity:", "engaged earlier", "bought before (none")
+
+
+def _aged(g, days: int):
+    """The same graph scored ``days`` later: every event ``days`` older, nothing new."""
+    from tests.model.test_gnn_synth import DAY
+    g = copy.copy(g)
+    g.as_of = g.as_of + days * DAY
+    return g
+
+
+def _assert_words_agree(e):
+    from leadpulse.model.explain import Explanation
+    assert isinstance(e, Explanation)
+    assert all(f.contribution > 0 for f in e.positive) and all(f.contribution < 0 for f in e.negative)
+    assert e.positive == sorted(e.positive, key=lambda f: -f.contribution)
+    assert e.negative == sorted(e.negative, key=lambda f: f.contribution)
+    assert set(e.top) <= set(e.positive) | set(e.negative)
+    for f in e.positive:
+        assert not any(w in f.factor for w in _LOWERING_WORDS), f
+    for f in e.negative:
+        assert not any(f.factor.startswith(w) or w in f.factor for w in _RAISING_WORDS), f
+
+
+def test_a_long_silence_is_a_negative_factor_phrased_as_one(model):
+    """The issue's case: the converting pattern (pricing, then a demo) 78+ days ago. The score
+    fell with the silence; "no activity for N days" is among what lowers it, never among what
+    raises it, and the lead's past activity is phrased as what it is worth."""
+    from leadpulse.model.explain import GROUPS, explain_signed
+    from tests.model.test_gnn_synth import DAY
+    g, _ = make_graph(31, companies=60)
+    ids = g.node_ids["contact"]
+    def cols(tl):
+        return [(e[1], e[2]) for e in sorted(tl)]
+    planted = [i for i, tl in enumerate(g.all_timelines())
+               if ("page_view", "pricing") in cols(tl) and ("demo_request", None) in cols(tl)
+               and cols(tl).index(("page_view", "pricing")) < cols(tl).index(("demo_request", None))]
+    fresh = model.predict_proba(g, ids)
+    best = max(planted, key=lambda i: fresh[i])
+    old = _aged(g, 70)
+    last = max(t for t, *_ in g.timeline(best))
+    silent = int((old.as_of - last) / DAY)
+    assert silent >= 70
+    assert model.predict_proba(old, [ids[best]])[0] < fresh[best]  # the silence costs the lead
+    e = explain_signed(model, old, [ids[best]], top_k=len(GROUPS), min_abs=0)[0]
+    _assert_words_agree(e)
+    silence = [f for f in e.negative if f.group == "silence"]
+    assert [f.factor for f in silence] == [f"no activity for {silent} days"], e
+    assert not [f for f in e.positive if f.group == "silence"]
+    # and the old text no longer rides with a positive sign
+    assert not [f for f in e.top if f.factor.startswith("no activity") and f.contribution > 0]
+
+
+def test_every_factor_of_every_lead_reads_the_way_it_counts(model):
+    from leadpulse.model.explain import GROUPS, explain_signed
+    for graph in (make_graph(35)[0], _aged(make_graph(36)[0], 45)):
+        ids = graph.node_ids["contact"][:40]
+        out = explain_signed(model, graph, ids, top_k=len(GROUPS), min_abs=0)
+        assert len(out) == len(ids)
+        for e in out:
+            _assert_words_agree(e)
+        assert any(f.group == "silence" for e in out for f in e.top)
+        # ``explain`` is the ``top`` list of ``explain_signed``
+        top = explain(model, graph, ids[:5], top_k=3)
+        assert top == [e.top[:3] for e in explain_signed(model, graph, ids[:5], top_k=3)]

@@ -115,7 +115,9 @@ def test_default_settings_build_the_options_defaults() -> None:
 #: settings that feed no option of the app or of scoring (the worker reads them itself)
 NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
                "model_version", "retrain_epochs", "allow_unsafe_topics",
-               "feeds", "feeds_file"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
+               "feeds", "feeds_file",
+               "min_train_positives", "min_train_examples"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
+# (the minimum data feeds the training commands' ``MinimumData``: test_minimum_data_reaches_training)
 # (the feeds are JSON, which the generic change below cannot make: test_feeds_reach_the_options)
 
 
@@ -133,6 +135,13 @@ def test_every_setting_reaches_the_options(name: str) -> None:
     changed = DEFAULTS.model_copy(update={name: SecretStr("x") if secret else _changed(getattr(DEFAULTS, name))})
     assert (changed.app_options("k:9092"), changed.scoring_options()) != \
         (DEFAULTS.app_options("k:9092"), DEFAULTS.scoring_options()), f"{name} is not passed to any option"
+
+
+def test_minimum_data_reaches_training() -> None:
+    from leadpulse.model.registry import MinimumData
+    assert DEFAULTS.minimum_data() == MinimumData()
+    s = Settings.from_env({"LEADPULSE_MIN_TRAIN_POSITIVES": "0", "LEADPULSE_MIN_TRAIN_EXAMPLES": "50"})
+    assert s.minimum_data() == MinimumData(positives=0, examples=50)
 
 
 def test_batch_size_bounds_both_stages() -> None:

@@ -74,7 +74,8 @@ def test_two_workers_score_like_one_route_lookups_and_take_over(worker_factory, 
         assert got[0].get("score") is not None and got[0]["score"] == got[1]["score"], (cid, got)
         # the documented answer (docs/getting-started.md), none of the score book's bookkeeping
         assert set(got[0]) == {"contact_id", "score", "tier", "as_of", "model_version", "company_id",
-                               "top_factors", "partition"}, got[0]
+                               "top_factors", "positive_factors", "negative_factors", "percentile",
+                               "partition"}, got[0]
 
     partitions = [json.loads(w.get("/healthz"))["account_partitions"] for w in (a, b)]
     assert sorted(partitions[0] + partitions[1]) == [0, 1], partitions
