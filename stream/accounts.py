@@ -481,15 +481,11 @@ class AccountProcessor:
             prev = self.book.get("s", cid)
             if prev is None or prev["as_of"] > as_of:  # never published here, or ahead of this watermark
                 continue
-            out.scores.append(LeadScore(
+            self._drop(cid, as_of, "left_population", out, final=LeadScore(
                 contact_id=cid, company_id=self._company_at(cid, as_of), score=prev["score"], tier=prev["tier"],
                 previous_score=prev["score"], delta=0.0, model_version=self.scorer.version or "unregistered",
                 as_of=from_micros(as_of), scored_at=now, cause=causes[cid], top_factors=[],
                 status="left_population"))
-            out.book[("x", erased_key(cid))] = {"status": "left_population", "as_of": as_of}
-            out.dropped.append(("s", cid))
-            out.book.pop(("s", cid), None)
-            out.tiers.append((prev["tier"], None))
         return [c for c, ok in zip(chunk, inside.tolist()) if ok]
 
     def _withdraw_if_gone(self, cid: str, as_of: int, out: Outputs) -> None:
@@ -504,14 +500,19 @@ class AccountProcessor:
                         format_time(from_micros(as_of)), format_time(from_micros(prev["as_of"])))
             out.book[("s", cid)] = {**prev, "checked_as_of": as_of}
 
-    def _drop(self, cid: str, as_of: int, status: str, out: Outputs) -> None:
-        """The lead's score is gone: a tombstone if one was published, and the marker that
-        ``/leads`` answers with (keyed by a hash of the id, so an erasure leaves none)."""
+    def _drop(self, cid: str, as_of: int, status: str, out: Outputs,
+              final: Optional[LeadScore] = None) -> None:
+        """The lead's score is gone: a tombstone if one was published (or ``final``, the record
+        that says why, for a lead that left the population), and the marker that ``/leads``
+        answers with (keyed by a hash of the id, so an erasure leaves none)."""
         prev = self.book.get("s", cid)
         out.book[("x", erased_key(cid))] = {"status": status, "as_of": as_of}
         if prev is None:
             return
-        out.tombstones.append(cid)
+        if final is None:
+            out.tombstones.append(cid)
+        else:
+            out.scores.append(final)
         out.dropped.append(("s", cid))
         out.book.pop(("s", cid), None)
         out.tiers.append((prev["tier"], None))
