@@ -14,6 +14,12 @@ The feature tables live in ``model.tabular``, the rule score in ``model.rules``.
 as of its ``as_of`` (no event after it), and every model is deterministic by seed. A training
 set with a single class gives a constant model that predicts the training base rate.
 
+Every baseline can be served (``model.scorer``): its features read only a lead's 2-hop
+neighbourhood, so a k-hop union scores as the snapshot. Like the GNN, a tabular model fits tier
+cut points and its tier card on the validation cutoffs (docs/model.md#calibration-and-tiers),
+and explains itself in the GNN's evidence groups (``explain_signed``: TreeSHAP for LightGBM,
+coefficients for logistic regression; ``model.tabular_explain``).
+
 Example:
     >>> from leadpulse.graph_store.base import Subgraph
     >>> g = Subgraph(as_of=0, node_ids={"contact": ["c1"]}, attrs={"contact": [{"seniority": "vp"}]})
@@ -35,22 +41,33 @@ from sklearn.linear_model import LogisticRegression
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
+from leadpulse.model.calibration import assign_tiers, fit_tiers, tier_card
+from leadpulse.model.factors import Explanation
 from leadpulse.model.rules import RulePoints, RulesModel
-from leadpulse.model.tabular import Encoder, examples_table, feature_table
+from leadpulse.model.tabular import Encoder, RawTable, examples_table, feature_table
+from leadpulse.model.tabular_explain import FACT_SETS, explain_columns
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["feature_table", "LGBMOptions", "RulePoints", "RulesModel", "LogRegModel", "LGBMFlatModel",
            "LGBMAggModel", "BASELINES", "make_model", "load_model"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tier cut points, rates and card (a version-1 file has none: every lead tier D)
 
 
 # ------------------------------------------------------------------ models
 class _Tabular(LeadModel):
-    """A model on a flat feature matrix built from ``feature_sets``."""
+    """A model on a flat feature matrix built from ``feature_sets``.
+
+    Attributes (after fit or load), as ``GNNLeadModel``'s:
+        tier_cuts: probability thresholds (A, B, C), the 90th, 70th and 40th percentiles of
+            the validation scores (training ones without validation cutoffs);
+            (1, 1, 1) for a file saved before tiers: every lead tier D.
+        tier_rates, tier_card: what each tier converted at there (``calibration.tier_card``).
+        version: set by the registry (None until registered).
+    """
     feature_sets: tuple[str, ...] = ()
-    #: whether ``_fit_matrix`` looks at the validation set (else its graphs are never built)
+    #: whether ``_fit_matrix`` looks at the validation set (its table is built for the tiers anyway)
     uses_valid: bool = True
 
     def __init__(self, career: bool = True) -> None:
@@ -58,22 +75,46 @@ class _Tabular(LeadModel):
         self.constant: Optional[float] = None  # set when training had a single class
         # the class's families; without ``career`` the ablation of docs/model.md, "Job changes"
         self.feature_sets = tuple(f for f in type(self).feature_sets if career or f != "career")
+        self.tier_cuts: tuple[float, float, float] = (1.0, 1.0, 1.0)
+        self.tier_rates: dict[str, Optional[float]] = {}
+        self.tier_card: dict = {}
+        self.version: Optional[str] = None
 
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
         raw, y, w = examples_table(train, self.feature_sets)
         self.encoder = Encoder.fit(raw)
+        X = self.encoder.transform(raw)
+        held = None  # the validation cutoffs' (X, y, w): early stopping and the tiers
+        if valid and any(ex.contact_ids for ex in valid):
+            vraw, vy, vw = examples_table(valid, self.feature_sets)
+            held = (self.encoder.transform(vraw), vy, vw) if vy.size else None
         if y.min() == y.max():
             logger.warning("%s: training labels have a single class; predicting the base rate", self.name)
             self.constant = float(y.mean())  # one class: weights cannot move the mean
-            return self
-        self.constant = None
-        valid_xy = None
-        if valid and self.uses_valid:
-            vraw, vy, vw = examples_table(valid, self.feature_sets)
-            if vy.size and 0 < vy.sum() < vy.size:
-                valid_xy = (self.encoder.transform(vraw), vy, vw)
-        self._fit_matrix(self.encoder.transform(raw), y, w, valid_xy, seed)
+        else:
+            self.constant = None
+            usable = held is not None and self.uses_valid and 0 < held[1].sum() < held[1].size
+            self._fit_matrix(X, y, w, held if usable else None, seed)
+        self._fit_tiers(*(held[:2] if held is not None else (X, y)))
         return self
+
+    def _fit_tiers(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Tier cut points, rates and card on ``X, y`` (the validation cutoffs, else the training
+        ones), from the probabilities ``predict_proba`` gives the same leads."""
+        proba = self._proba_matrix(X)
+        tiers = fit_tiers(proba, y)
+        if tiers is not None:
+            self.tier_cuts, self.tier_rates = tiers
+            self.tier_card = tier_card(proba, y, self.tier_cuts)
+
+    def tiers(self, proba: np.ndarray) -> list[str]:
+        """Tier letter per probability (``tier_cuts``), as ``GNNLeadModel.tiers``."""
+        return assign_tiers(proba, self.tier_cuts)
+
+    def _proba_matrix(self, X: np.ndarray) -> np.ndarray:
+        if self.constant is not None:
+            return np.full(X.shape[0], self.constant)
+        return np.clip(self._predict_matrix(X), 0.0, 1.0)
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         if self.encoder is None:
@@ -83,12 +124,31 @@ class _Tabular(LeadModel):
         if self.constant is not None:
             return np.full(len(contact_ids), self.constant)
         X = self.encoder.transform(feature_table(graph, contact_ids, self.feature_sets))
-        return np.clip(self._predict_matrix(X), 0.0, 1.0)
+        return self._proba_matrix(X)
+
+    def explain_signed(self, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+                       min_abs: float = 1e-4) -> list[Explanation]:
+        """Each lead's factors in the GNN's evidence groups, from its per-column log-odds
+        contributions (``model.tabular_explain``); none for a constant model."""
+        if self.encoder is None:
+            raise RuntimeError(f"{self.name}: explain_signed before fit")
+        ids = list(contact_ids)
+        if self.constant is not None or not ids:
+            return [Explanation([], [], []) for _ in ids]
+        # one table for the model and the texts: the model's families first, so its columns lead
+        raw = feature_table(graph, ids, self.feature_sets + tuple(s for s in FACT_SETS if s not in self.feature_sets))
+        n = len(self.encoder.num_cols)
+        X = self.encoder.transform(RawTable(raw.num[:, :n], raw.num_cols[:n], raw.cats))
+        contrib, logit = self._contributions(X)
+        return explain_columns(graph, ids, self.encoder.columns, contrib, logit, top_k, min_abs, facts=raw)
 
     # subclasses
     def _fit_matrix(self, X, y, w, valid_xy, seed) -> None:
         """Fit on ``X, y`` with example weights ``w`` (None = 1); ``valid_xy`` = (X, y, w) or None."""
     def _predict_matrix(self, X) -> np.ndarray: ...
+    def _contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``(per-column log-odds contributions, log-odds score)`` of each row of ``X``."""
+        raise NotImplementedError
     def _state(self) -> dict: return {}
     def _load_state(self, state: dict, path: Path) -> None: ...
 
@@ -98,7 +158,9 @@ class _Tabular(LeadModel):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {"format_version": FORMAT_VERSION, "name": self.name, "constant": self.constant,
-                 "encoder": asdict(self.encoder), "feature_sets": list(self.feature_sets), **self._state()}
+                 "encoder": asdict(self.encoder), "feature_sets": list(self.feature_sets),
+                 "tier_cuts": list(self.tier_cuts), "tier_rates": self.tier_rates, "tier_card": self.tier_card,
+                 **self._state()}
         self._save_files(path)
         (path / "model.json").write_text(json.dumps(state, indent=1))
 
@@ -108,14 +170,18 @@ class _Tabular(LeadModel):
     def load(cls, path: Path) -> "LeadModel":
         path = Path(path)
         state = json.loads((path / "model.json").read_text())
-        if state.get("name") != cls.name or state.get("format_version") != FORMAT_VERSION:
+        if state.get("name") != cls.name or state.get("format_version") not in (1, FORMAT_VERSION):
             raise ValueError(f"{path} holds {state.get('name')!r} v{state.get('format_version')}, "
-                             f"not {cls.name!r} v{FORMAT_VERSION}")
+                             f"not {cls.name!r} v1..v{FORMAT_VERSION}")
         model = cls()
         # files saved before the career features have no ``feature_sets``: they had no career family
         model.feature_sets = tuple(state.get("feature_sets") or (f for f in cls.feature_sets if f != "career"))
         model.encoder = Encoder(**state["encoder"])
         model.constant = state["constant"]
+        # version 1 has no tiers: the defaults, every lead tier D (as the rules model's version 1)
+        model.tier_cuts = tuple(state.get("tier_cuts", model.tier_cuts))
+        model.tier_rates = dict(state.get("tier_rates") or {})
+        model.tier_card = state.get("tier_card") or {}
         if model.constant is None:
             model._load_state(state, path)
         return model
@@ -145,6 +211,11 @@ class LogRegModel(_Tabular):
     def _predict_matrix(self, X) -> np.ndarray:
         z = (np.where(np.isnan(X), self.mean, X) - self.mean) / self.scale
         return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
+
+    def _contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        # against the training mean (z = 0), as SHAP's are against the average training lead
+        z = (np.where(np.isnan(X), self.mean, X) - self.mean) / self.scale
+        return z * self.coef, z @ self.coef + self.intercept
 
     def _state(self) -> dict:
         if self.coef is None:
@@ -203,6 +274,11 @@ class _LGBM(_Tabular):
 
     def _predict_matrix(self, X) -> np.ndarray:
         return self.booster.predict(X, num_threads=self.options.num_threads)
+
+    def _contributions(self, X) -> tuple[np.ndarray, np.ndarray]:
+        # TreeSHAP: one log-odds value per column, then the expected score; they sum to the raw score
+        c = self.booster.predict(X, pred_contrib=True, num_threads=self.options.num_threads)
+        return c[:, :-1], c.sum(axis=1)
 
     def _state(self) -> dict:
         return {"options": asdict(self.options)}

@@ -18,7 +18,10 @@ activity columns and its activities' ages recomputed as of that moment): "no act
 days" is reported when, and because, the silence lowers the score; when the model does not
 hold it against the lead the text is the neutral "last activity 78 days ago".
 ``explain_signed`` returns the factors that raise the score and those that lower it in two
-lists, each sorted by size (docs/model.md#explanations-modelexplainpy).
+lists, each sorted by size (docs/model.md#explanations-modelexplainpy). The factors, the groups
+and their words live in ``model.factors``, shared with the models that explain themselves
+(``model.tabular_explain``: LightGBM by TreeSHAP, the rules model by its points), which
+``explain_signed`` hands over to.
 
 Why not ``torch_geometric.explain`` (GNNExplainer, Captum): those return per-feature and
 per-edge masks that must then be summed back into business concepts, optimise per node
@@ -49,11 +52,22 @@ import torch
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
+from leadpulse.model.base import LeadModel
 from leadpulse.model.career import CAREER_COLUMNS
+from leadpulse.model.factors import (  # the words and the shapes every model family explains with
+    GROUPS,
+    SILENCE_DAYS,
+    Explanation,
+    Factor,
+    _activity_texts,
+    _career_text,
+    _silence_texts,
+    _steps_order_text,
+    sign_split,
+)
 from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
-from leadpulse.model.temporal import RECENCY_CAP_DAYS
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (
     ACTIVITY,
@@ -76,32 +90,6 @@ __all__ = ["Factor", "Explanation", "explain", "explain_signed", "GROUPS", "SILE
 
 _ORDER_COLS = ("order_pricing_before_demo", "order_pricing_before_demo_recent")
 _OWN_COLS = tuple(c for c in temporal.CONTACT_COLUMNS if c not in _ORDER_COLS)
-GROUPS = ("steps_order", "own_activity", "silence", "career", "title", "source", "colleagues", "account_orders",
-          "peers", "firmographics", "opportunities")
-#: days without activity from which the silence is a factor of its own
-SILENCE_DAYS = 30
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One explanation line: ``factor`` (human text), ``group`` (stable key), ``contribution``
-    (calibrated probability points; positive raises the score)."""
-    factor: str
-    group: str
-    contribution: float
-
-    def to_dict(self) -> dict:
-        return {"factor": self.factor, "contribution": round(self.contribution, 4)}
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """One lead's factors three ways: ``top`` (largest absolute contribution first, both signs,
-    what ``explain`` returns), ``positive`` (those that raise the score, largest first) and
-    ``negative`` (those that lower it, the largest drop first)."""
-    top: list[Factor]
-    positive: list[Factor]
-    negative: list[Factor]
 
 
 # ------------------------------------------------------------------ perturbations
@@ -149,56 +137,6 @@ def _neighbours(sg: Subgraph, etype, src: np.ndarray) -> np.ndarray:
 
 def _days(t: int, as_of: int) -> float:
     return (as_of - t) / MICROS_PER_DAY
-
-
-def _activities(n: int) -> str:
-    return f"{n} activit{'y' if n == 1 else 'ies'}"
-
-
-def _activity_texts(row: dict) -> tuple[str, str]:
-    """(text when the lead's own activity raises the score, text when it lowers it)."""
-    hi14, n30, ever = int(row["n_high_intent_14d"]), int(row["n_all_30d"]), int(row["n_all_ever"])
-    if hi14:
-        steps = f"{hi14} demo/meeting/call/trial step{'s' if hi14 > 1 else ''} in the last 14 days"
-        return steps, "only " + steps
-    if not row["has_activity"]:
-        return "", "no recorded activity"
-    days = row["days_since_last_activity"]
-    if days >= SILENCE_DAYS:  # the silence itself is the ``silence`` group
-        last = "over a year ago" if days >= RECENCY_CAP_DAYS else f"{int(days)} days ago"
-        return (f"past activity: {_activities(ever)}, the last {last}",
-                f"only {_activities(ever)}, the last {last}")
-    return (f"{_activities(n30)} in the last 30 days",
-            f"only {_activities(n30)} in the last 30 days, none a demo/meeting/call/trial")
-
-
-def _silence_texts(days: float) -> tuple[str, str]:
-    """(text when the silence raises the score, text when it lowers it)."""
-    if days >= RECENCY_CAP_DAYS:
-        return "last activity over a year ago", "no activity for over a year"
-    return f"last activity {int(days)} days ago", f"no activity for {int(days)} days"
-
-
-def _ago(days: float) -> str:
-    if days >= RECENCY_CAP_DAYS:
-        return "over a year ago"
-    d = int(days)
-    return "today" if d == 0 else f"{d} day{'s' if d != 1 else ''} ago"
-
-
-def _career_text(row: dict) -> Optional[str]:
-    """What the lead's career columns say, or None when there is nothing (no former employer).
-    A description of the evidence only: whether it raises or lowers the score is the sign of
-    the contribution."""
-    moved = row["days_since_move"] < RECENCY_CAP_DAYS
-    joined = f", joined {_ago(row['days_since_move'])}" if moved else ""
-    if row["champion_before"]:
-        return f"champion at a previous customer{joined}"
-    if row["former_customer"]:
-        return f"worked at a previous customer{joined}"
-    if row["has_former_employer"]:
-        return f"joined from another company {_ago(row['days_since_move'])}" if moved else "has a former employer"
-    return None
 
 
 def _silence_copy(spec: FeatureSpec, sub: Subgraph, raw: RawGraph, xs: dict, c: int,
@@ -265,9 +203,7 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
 
     order = row["order_pricing_before_demo"]
     if order:
-        cols_copy("steps_order", "viewed pricing then requested a demo" if order > 0
-                  else "requested a demo before viewing pricing", CONTACT, [c],
-                  _cols(spec, CONTACT, _ORDER_COLS))
+        cols_copy("steps_order", _steps_order_text(order), CONTACT, [c], _cols(spec, CONTACT, _ORDER_COLS))
     # own activity: temporal columns blanked and the activity edges removed
     own_cols = _cols(spec, CONTACT, _OWN_COLS)
     new = dict(xs)
@@ -371,13 +307,14 @@ def _union(parts: list[tuple[dict, dict, int]]) -> tuple[dict, dict, torch.Tenso
     return x_dict, e_dict, torch.as_tensor(seeds, dtype=torch.long)
 
 
-def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+def explain(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
             min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[list[Factor]]:
     """Top factors per contact, largest absolute contribution first (both signs in one list;
     ``explain_signed`` splits them).
 
     Args:
-        model: a fitted ``GNNLeadModel``.
+        model: a fitted ``GNNLeadModel``, or any model with its own ``explain_signed``
+            (``explain_signed``).
         graph: a graph containing every contact's 2-hop neighbourhood (k-hop union or snapshot).
         contact_ids: contacts to explain.
         top_k: factors kept per contact. Default 5.
@@ -391,14 +328,22 @@ def explain(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], to
     return [e.top for e in explain_signed(model, graph, contact_ids, top_k, min_abs, encoded)]
 
 
-def explain_signed(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+def explain_signed(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
                    min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[Explanation]:
     """Per contact, its factors as an ``Explanation``: the ``top_k`` largest of either sign, the
     ``top_k`` largest that raise the score and the ``top_k`` largest that lower it. Arguments
-    as ``explain``. A factor's text agrees with its sign (module doc). A model that is not a
-    GNN (the rules model, served below the minimum data) has no factors here: empty lists."""
+    as ``explain``. A factor's text agrees with its sign (module doc).
+
+    The GNN is explained here, by occlusion. Any other model that has its own
+    ``explain_signed(graph, contact_ids, top_k, min_abs)`` explains itself (the LightGBM and
+    logistic-regression baselines by their per-column contributions, the rules model by its
+    points: ``model.tabular_explain``); ``encoded`` is the GNN's only. A model without one has
+    no factors: empty lists."""
     if not isinstance(model, GNNLeadModel):
-        return [Explanation([], [], []) for _ in contact_ids]
+        own = getattr(model, "explain_signed", None)
+        if own is None:
+            return [Explanation([], [], []) for _ in contact_ids]
+        return own(graph, contact_ids, top_k=top_k, min_abs=min_abs)
     spec = model.spec
     if spec is None:
         raise RuntimeError("model is not fitted")
@@ -433,9 +378,5 @@ def explain_signed(model: GNNLeadModel, graph: Subgraph, contact_ids: Sequence[s
         p, at = p_all[at:at + 1 + len(copies)], at + 1 + len(copies)
         factors = [Factor(k.text(d), k.group, d) for k, d in ((k, float(p[0] - pk)) for k, pk in zip(copies, p[1:]))]
         # a zero contribution (the copy equals the original: nothing to remove) says nothing
-        factors = [f for f in factors if abs(f.contribution) >= min_abs and f.contribution and f.factor]
-        factors.sort(key=lambda f: (-abs(f.contribution), f.group))
-        results.append(Explanation(top=factors[:top_k],
-                                   positive=[f for f in factors if f.contribution > 0][:top_k],
-                                   negative=[f for f in factors if f.contribution < 0][:top_k]))
+        results.append(sign_split(factors, top_k, min_abs))
     return results

@@ -6,6 +6,7 @@ score's ranking, and tier cut points as the GNN does (docs/model.md#calibration-
 lead's points read only its own attributes, its company's and its own activities as of t (one
 hop), so scoring a k-hop union equals scoring the snapshot: the stream can serve it
 (``model.scorer``), which is what it does below the minimum data (docs/model.md#minimum-data).
+Its factors are its points (``explain_signed``).
 
 Example:
     >>> from leadpulse.graph_store.base import Subgraph
@@ -26,7 +27,9 @@ from sklearn.linear_model import LogisticRegression
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.calibration import assign_tiers, fit_tiers
+from leadpulse.model.factors import Explanation
 from leadpulse.model.tabular import View, seniority
+from leadpulse.model.tabular_explain import explain_points
 from leadpulse.model.values import as_number
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 
@@ -74,17 +77,21 @@ class RulesModel(LeadModel):
 
     def points(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
         """The rule score of each contact (fit + decayed engagement points)."""
+        parts = self.point_parts(graph, contact_ids)
+        # added in this order, the sum is the one the points were always summed in
+        return parts[:, 0] + parts[:, 1] + parts[:, 2] + parts[:, 3] + parts[:, 4]
+
+    def point_parts(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+        """Each contact's points by part: ``(seniority, department, industry, size, engagement)``
+        columns (``model.tabular_explain.RULE_PART_GROUPS``); ``points`` is their sum."""
         r, t = self.rules, graph.as_of
         view = View(graph)
         rows = view.rows(contact_ids)
         contacts, comps = view.attrs_of(rows)
         timelines = view.timelines_of(rows)
-        out = np.zeros(len(contact_ids))
+        out = np.zeros((len(contact_ids), 5))
         for i, (c, k) in enumerate(zip(contacts, comps)):
-            fit = r.seniority.get(seniority(c), 0) + r.department.get(str(c.get("department") or "").lower(), 0)
-            fit += r.industry.get(str(k.get("industry") or "").lower(), 0)
             emp = as_number(k.get("employees"))
-            fit += next((p for lo, hi, p in r.size_points if lo <= emp <= hi), 0)
             eng = 0.0
             for event in timelines[i]:
                 when, kind = event[0], event[1]
@@ -92,8 +99,18 @@ class RulesModel(LeadModel):
                     continue
                 pts = r.activity.get(kind, 0.0) + (r.pricing_page if len(event) > 2 and event[2] == "pricing" else 0.0)
                 eng += pts * 0.5 ** ((t - when) / MICROS_PER_DAY / r.half_life_days)
-            out[i] = fit + min(eng, r.engagement_cap)
+            out[i] = (r.seniority.get(seniority(c), 0), r.department.get(str(c.get("department") or "").lower(), 0),
+                      r.industry.get(str(k.get("industry") or "").lower(), 0),
+                      next((p for lo, hi, p in r.size_points if lo <= emp <= hi), 0), min(eng, r.engagement_cap))
         return out
+
+    def explain_signed(self, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
+                       min_abs: float = 1e-4) -> list[Explanation]:
+        """Each lead's factors from its points: fit points as ``title`` and ``firmographics``,
+        engagement points as ``own_activity``, each in probability points through the Platt map
+        (against a lead with no points; ``model.tabular_explain``)."""
+        return explain_points(graph, contact_ids, self.point_parts(graph, contact_ids), self.a, self.b,
+                              top_k, min_abs)
 
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "LeadModel":
         pts = [self.points(ex.graph(), ex.contact_ids) for ex in train if ex.contact_ids]

@@ -2,9 +2,13 @@
 
 Pure: no I/O, no clock, no global state. The stream gathers ``graph_store.subgraph(seeds,
 as_of, hops=2)`` for a micro-batch and calls ``Scorer.score``; the result equals scoring the
-same contacts on the full snapshot (``GNNLeadModel.predict_proba(snapshot, ids)``) within
-1e-5, because features depend only on each node and ``as_of`` and the model's empty edge types
-contribute nothing (``model.gnn``).
+same contacts on the full snapshot (``model.predict_proba(snapshot, ids)``) within 1e-5. For
+the GNN because features depend only on each node and ``as_of`` and the model's empty edge
+types contribute nothing (``model.gnn``); for the baselines (the rules model, logistic
+regression, ``lgbm_flat``, ``lgbm_agg``) because their features read only a lead's 2-hop
+neighbourhood: its own fields, timeline, orders and career, its company, the company's other
+contacts, opportunities and peer companies, each with the per-node data the union carries
+(``model.tabular``; tests/model/test_scorer.py checks it on the graph store).
 
 Threads: torch's intra-op pool defaults to one thread per core. A micro-batch of 1,000 leads
 is small enough that 1-2 threads are best; a stream worker that runs several processes per
@@ -26,9 +30,11 @@ import numpy as np
 import torch
 
 from leadpulse.graph_store.base import Subgraph
+from leadpulse.model.baselines import _Tabular
 from leadpulse.model.explain import Factor, explain
 from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
+from leadpulse.model.hybrid import HybridModel
 from leadpulse.model.rules import RulesModel
 
 logger = logging.getLogger(__name__)
@@ -46,7 +52,7 @@ class ScoreBatch:
         contact_ids, scores (calibrated probabilities), tiers ("A".."D").
         factors: per contact, top factors (only when asked for).
         encoded: the graph's encoded features, for ``explain(..., encoded=)`` of some of these
-            leads afterwards without building them again.
+            leads afterwards without building them again (the GNN's; None for other models).
     """
     as_of: int
     model_version: Optional[str]
@@ -69,17 +75,25 @@ class Scorer:
     """Scores leads with one model.
 
     Args:
-        model: a fitted (or loaded) ``GNNLeadModel``, or ``RulesModel`` (what serves below the
-            minimum data, docs/model.md#minimum-data: its points read one hop, so a k-hop union
-            scores as the snapshot; no factors).
+        model: a fitted (or loaded) ``GNNLeadModel``; a tabular baseline (``LGBMAggModel``,
+            ``LGBMFlatModel``, ``LogRegModel``: any ``model.baselines._Tabular``, scored by its
+            ``predict_proba`` and ``tiers``, explained by its per-column contributions); or the
+            ``RulesModel`` (what serves below the minimum data, docs/model.md#minimum-data;
+            explained by its points); or the ``HybridModel`` (the GNN and ``lgbm_agg`` stacked,
+            explained by both parts' factors). docs/model.md#serving-any-family.
         num_threads: if set, ``torch.set_num_threads(num_threads)`` (process-wide). Default None.
     """
 
-    def __init__(self, model: GNNLeadModel | RulesModel, num_threads: Optional[int] = None):
+    def __init__(self, model: GNNLeadModel | RulesModel | _Tabular | HybridModel, num_threads: Optional[int] = None):
         if isinstance(model, GNNLeadModel) and (model.spec is None or model.net is None):
             raise ValueError("model is not fitted")
-        if not isinstance(model, (GNNLeadModel, RulesModel)):
-            raise ValueError(f"cannot serve a {type(model).__name__}: only the GNN and the rules model")
+        if isinstance(model, _Tabular) and model.encoder is None:
+            raise ValueError("model is not fitted")
+        if isinstance(model, HybridModel) and (model.gnn is None or model.agg.encoder is None):
+            raise ValueError("model is not fitted")
+        if not isinstance(model, (GNNLeadModel, RulesModel, _Tabular, HybridModel)):
+            raise ValueError(f"cannot serve a {type(model).__name__}: only the GNN, the hybrid, the rules model "
+                             f"and the tabular baselines (lgbm_agg, lgbm_flat, logreg)")
         self.model = model
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -95,18 +109,18 @@ class Scorer:
         Args:
             graph: the exact k-hop union of the contacts (or a snapshot) as of t.
             contact_ids: contacts to score; each must be in ``graph``. Default ``graph.seeds``.
-            top_k: if > 0, also explain each contact with its ``top_k`` factors (costs one
-                batched forward per contact; ask only for leads you will publish). Default 0.
+            top_k: if > 0, also explain each contact with its ``top_k`` factors (for the GNN
+                one batched forward per contact; ask only for leads you will publish). Default 0.
         """
         if contact_ids is None:
             contact_ids = [graph.node_ids["contact"][i] for i in graph.seeds]
         ids = list(contact_ids)
         if not ids:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
-        if isinstance(self.model, RulesModel):
+        if not isinstance(self.model, GNNLeadModel):  # the rules model, the tabular baselines, the hybrid
             proba = self.model.predict_proba(graph, ids)
-            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba),
-                              [[] for _ in ids] if top_k > 0 else None)
+            factors = explain(self.model, graph, ids, top_k=top_k) if top_k > 0 else None
+            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors)
         encoded = encode_graph(graph, self.model.spec)
         data, seeds = to_hetero_data(graph, self.model.spec, ids, encoded=encoded)
         proba = self.model.proba_from_data(data, seeds)
@@ -114,7 +128,7 @@ class Scorer:
         return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
 
 
-def score(model: GNNLeadModel, graph: Subgraph, contact_ids: Optional[Sequence[str]] = None,
+def score(model: GNNLeadModel | RulesModel | _Tabular | HybridModel, graph: Subgraph, contact_ids: Optional[Sequence[str]] = None,
           top_k: int = 0) -> ScoreBatch:
     """Functional form of ``Scorer(model).score(graph, contact_ids, top_k)``."""
     return Scorer(model).score(graph, contact_ids, top_k)

@@ -116,8 +116,10 @@ def _run_show(args: argparse.Namespace, settings: Settings) -> int:
     decisions = [d for d in registry.decisions() if version in (d["challenger"], d["champion"])]
     history = [h for h in registry.champion_history() if version in (h["version"], h.get("previous"))]
     status = {"champion": version == champion, "pinned": pin if version == champion else None}
+    tiers, unreadable = _tier_card(registry, version)
     if args.json:
-        print(json.dumps({"artifact": art, **status, "history": history, "decisions": decisions}, indent=2))
+        print(json.dumps({"artifact": art, **status, "tiers": tiers, "history": history, "decisions": decisions},
+                         indent=2))
         return 0
     print(version + ("  CHAMPION" if status["champion"] else "")
           + (f"  PINNED since {pin['since']} ({pin['reason']})" if status["pinned"] else ""))
@@ -131,6 +133,7 @@ def _run_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"    {_span(m['window'])}  " + " ".join(f"{k}={_figure(v)}" for k, v in sorted(m["metrics"].items())))
     if not art.get("metrics"):
         print("    none")
+    _print_tiers(tiers, unreadable)
     print("  champion history:")
     for h in history:
         print(f"    {h['at']}  {h['action']:<8} {h['version']} (was {h.get('previous') or '-'}): {h['reason']}")
@@ -144,6 +147,30 @@ def _run_show(args: argparse.Namespace, settings: Settings) -> int:
     if not decisions:
         print("    none")
     return 0
+
+
+def _tier_card(registry, version: str) -> tuple[Optional[dict], Optional[str]]:
+    """The version's tier card, as a worker serving it reports it in /healthz (``card_of``: any
+    family), and why it could not be read (None when it could)."""
+    from leadpulse.model.calibration import card_of
+    try:
+        return card_of(registry.load(version)), None
+    except Exception as exc:  # a model this leadpulse cannot load still has an artifact to show
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _print_tiers(card: Optional[dict], unreadable: Optional[str]) -> None:
+    def pct(v) -> str:
+        return f"{100 * v:.1f} %" if isinstance(v, (int, float)) else "-"
+    if card is None:
+        print("  tiers        " + (f"unreadable ({unreadable})" if unreadable else "none"))
+        return
+    leads = f"{card['leads']} leads, " if card.get("leads") is not None else ""
+    print(f"  tiers ({card['basis']}: {leads}base rate {pct(card.get('base_rate'))}):")
+    for t in card["tiers"]:
+        lift = f"{t['lift']:.1f}" if isinstance(t.get("lift"), (int, float)) else "-"
+        print(f"    {t['tier']}  score >= {t['min_score']:.4f}  share {pct(t.get('share')):>7}  converted "
+              f"{pct(t.get('conversion_rate')):>7}  lift {lift:>4}  {t['action']}")
 
 
 # --------------------------------------------------------------------------- changes

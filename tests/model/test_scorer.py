@@ -35,7 +35,8 @@ def world_store():
 
 
 @pytest.fixture(scope="module")
-def world_model(world_store):
+def world_examples(world_store):
+    """Three weekly-ish cutoffs of the tiny world: two to train on, one to validate on."""
     from leadpulse.model.task import DEFAULT_TASK, parse_task
     world, store, _ = world_store
     task = parse_task(DEFAULT_TASK)
@@ -45,7 +46,21 @@ def world_model(world_store):
         ids = [c for c in store.node_ids("contact", t) if store.node("contact", c, t)]
         examples.append(CutoffExamples(t, ids, task.label(store, ids, t),
                                        build_graph=lambda t=t: store.snapshot(t)))
-    return train_gnn(examples[:2], examples[2:], TrainOptions.of(epochs=10, patience=5, min_count=2))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def world_model(world_examples):
+    return train_gnn(world_examples[:2], world_examples[2:], TrainOptions.of(epochs=10, patience=5, min_count=2))
+
+
+@pytest.fixture(scope="module")
+def world_tabular(world_examples):
+    """``lgbm_agg`` and ``lgbm_flat`` fitted on the tiny world's cutoffs (small leaves: few positives)."""
+    from leadpulse.model.baselines import LGBMAggModel, LGBMFlatModel, LGBMOptions
+    opts = LGBMOptions(min_data_in_leaf=5, num_boost_round=60)
+    return {cls.name: cls(opts).fit(world_examples[:2], world_examples[2:], seed=0)
+            for cls in (LGBMAggModel, LGBMFlatModel)}
 
 
 def test_scorer_equals_full_on_synthetic_khop(synth_model):
@@ -72,6 +87,84 @@ def test_incremental_equals_full_with_graph_store(world_model, world_store):
         seeds = [ids[i] for i in pick]
         batch = scorer.score(store.subgraph(seeds, t, hops=2), seeds)
         np.testing.assert_allclose(batch.scores, full[pick], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["lgbm_agg", "lgbm_flat"])
+def test_tabular_incremental_equals_full_with_graph_store(world_tabular, world_store, name):
+    """A LightGBM baseline's features read a lead's 2-hop neighbourhood only (colleagues,
+    opportunities, the company's and peer companies' orders come with each node), so its scores
+    on the k-hop union of any seeds equal its scores on the snapshot, at several times."""
+    model = world_tabular[name]
+    world, store, _ = world_store
+    assert model.constant is None and model.tier_cuts != (1.0, 1.0, 1.0)
+    scorer = Scorer(model)
+    rng = np.random.default_rng(1)
+    end = to_micros(world.end)
+    for t in (end - 100 * DAY, end - 45 * DAY, end - 10 * DAY, end):
+        snap = store.snapshot(t)
+        ids = [c for c in snap.node_ids["contact"] if store.node("contact", c, t)]
+        full = model.predict_proba(snap, ids)
+        assert np.ptp(full) > 0, "a constant score would prove nothing"
+        for k in (1, 3, 17, 60, len(ids)):
+            for _ in range(2 if k < len(ids) else 1):
+                pick = sorted(rng.choice(len(ids), size=k, replace=False).tolist())
+                seeds = [ids[i] for i in pick]
+                batch = scorer.score(store.subgraph(seeds, t, hops=2), seeds)
+                np.testing.assert_allclose(batch.scores, full[pick], atol=1e-9, rtol=0)
+                assert batch.tiers == model.tiers(full[pick])
+
+
+def test_tabular_scores_carry_factors_and_unservable_models_are_refused(world_tabular, world_store):
+    from leadpulse.model.baselines import LGBMAggModel
+    from leadpulse.model.explain import explain
+    world, store, _ = world_store
+    model = world_tabular["lgbm_agg"]
+    t = to_micros(world.end) - 10 * DAY
+    ids = [c for c in store.node_ids("contact", t) if store.node("contact", c, t)][:12]
+    graph = store.subgraph(ids, t, hops=2)
+    batch = Scorer(model).score(graph, ids, top_k=3)
+    assert batch.encoded is None and batch.factors == explain(model, graph, ids, top_k=3)
+    assert any(batch.factors) and all(len(fs) <= 3 for fs in batch.factors)
+    with pytest.raises(ValueError, match="not fitted"):
+        Scorer(LGBMAggModel())
+    with pytest.raises(ValueError, match="cannot serve a str: only the GNN, the hybrid, the rules model and the tabular"):
+        Scorer("a model")
+
+
+def test_the_hybrid_scores_a_k_hop_union_as_the_snapshot_and_explains_with_both_parts(
+        world_model, world_tabular, world_examples, world_store, tmp_path):
+    """The hybrid stacks the GNN and ``lgbm_agg``, both exact on a 2-hop union, so it is too;
+    its factors keep the words' signs, and a saved hybrid scores the same after loading."""
+    from leadpulse.model.hybrid import HybridModel
+    world, store, _ = world_store
+    model = HybridModel(gnn=world_model, agg=world_tabular["lgbm_agg"]).fit(
+        world_examples[:2], world_examples[2:], seed=0)
+    assert model.blend.fitted_on == "validation" and model.tier_card["tiers"][0]["tier"] == "A"
+    scorer = Scorer(model)
+    rng = np.random.default_rng(2)
+    end = to_micros(world.end)
+    for t in (end - 45 * DAY, end):
+        snap = store.snapshot(t)
+        ids = [c for c in snap.node_ids["contact"] if store.node("contact", c, t)]
+        full = model.predict_proba(snap, ids)
+        assert np.ptp(full) > 0
+        for k in (1, 9, len(ids)):
+            pick = sorted(rng.choice(len(ids), size=k, replace=False).tolist())
+            seeds = [ids[i] for i in pick]
+            batch = scorer.score(store.subgraph(seeds, t, hops=2), seeds)
+            np.testing.assert_allclose(batch.scores, full[pick], atol=1e-5, rtol=0)
+            assert batch.tiers == model.tiers(full[pick])
+    from leadpulse.model.explain import explain_signed
+    ids = ids[:15]
+    explained = explain_signed(model, store.subgraph(ids, end, hops=2), ids, top_k=4)
+    assert any(e.positive for e in explained) and any(e.negative for e in explained)
+    for e in explained:
+        assert all(f.contribution > 0 for f in e.positive) and all(f.contribution < 0 for f in e.negative)
+        assert all(f.factor for f in e.top) and len(e.top) <= 4
+    model.version = "hybrid-v0001"
+    model.save(tmp_path / "hybrid")
+    loaded = HybridModel.load(tmp_path / "hybrid")
+    np.testing.assert_allclose(loaded.predict_proba(snap, ids), model.predict_proba(snap, ids), atol=1e-12)
 
 
 def test_future_event_does_not_move_scores_in_store(world_model, world_store):

@@ -69,3 +69,39 @@ def test_an_older_model_gets_a_card_from_its_cuts_and_rates():
     assert card == card_from_rates(Old.tier_cuts, Old.tier_rates)
     assert [r["conversion_rate"] for r in card["tiers"]] == [0.4, None, None, None]
     assert card_of(None) is None
+
+
+@pytest.mark.parametrize("name", ["lgbm_agg", "lgbm_flat", "logreg"])
+def test_a_tabular_model_fits_its_card_on_validation_and_an_old_file_is_all_tier_d(name, tmp_path):
+    from leadpulse.model.baselines import LGBMOptions, load_model, make_model
+    from tests.model.test_baselines import _examples, _graph
+    train_g, train_y = _graph(120, seed=1)
+    valid_g, valid_y = _graph(200, seed=2)
+    model = make_model(name)
+    if name != "logreg":
+        model.options = LGBMOptions(min_data_in_leaf=5, num_boost_round=50)
+    model.fit(_examples(train_g, train_y), _examples(valid_g, valid_y))
+    proba = model.predict_proba(valid_g, valid_g.node_ids["contact"])
+    assert model.tier_card == tier_card(proba, valid_y, model.tier_cuts)  # offline, on validation
+    assert card_of(model) == model.tier_card and model.tier_card["leads"] == len(valid_y)
+    assert model.tiers(proba) == assign_tiers(proba, model.tier_cuts) and "A" in model.tiers(proba)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert (loaded.tier_cuts, loaded.tier_rates, loaded.tier_card) == (model.tier_cuts, model.tier_rates,
+                                                                       model.tier_card)
+    # a file written before tiers (format 1): it loads, scores the same, and every lead is tier D
+    state = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("tier_cuts", "tier_rates", "tier_card"):
+        del state[key]
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**state, "format_version": 1}))
+    old = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(old.predict_proba(valid_g, valid_g.node_ids["contact"]), proba)
+    assert set(old.tiers(proba)) == {"D"} and [r["conversion_rate"] for r in card_of(old)["tiers"]] == [None] * 4
+
+
+def test_without_validation_the_tabular_tiers_are_fit_on_training():
+    from leadpulse.model.baselines import LGBMAggModel, LGBMOptions
+    from tests.model.test_baselines import _examples, _graph
+    g, y = _graph(120)
+    model = LGBMAggModel(LGBMOptions(min_data_in_leaf=5, num_boost_round=50)).fit(_examples(g, y))
+    assert model.tier_card == tier_card(model.predict_proba(g, g.node_ids["contact"]), y, model.tier_cuts)

@@ -87,8 +87,10 @@ class WorkerRun:
 
 
 @pytest.fixture
-def worker_factory(broker, tmp_path, trained_registry) -> Iterator[Callable[..., WorkerRun]]:
-    """Builds WorkerRuns sharing one topic prefix (one "deployment") per test."""
+def worker_factory(broker, tmp_path, request) -> Iterator[Callable[..., WorkerRun]]:
+    """Builds WorkerRuns sharing one topic prefix (one "deployment") per test. Their model
+    registry is ``trained_registry``'s (trained only when a worker needs it) unless ``model_dir``
+    names another."""
     from leadpulse.stream.broker import free_port
     from leadpulse.stream.config import Settings
     from leadpulse.stream.topics_admin import TopicLayout, create_topics
@@ -98,8 +100,9 @@ def worker_factory(broker, tmp_path, trained_registry) -> Iterator[Callable[...,
     # as `leadpulse topics create` makes them: on Apache Kafka the worker refuses finite retention
     create_topics(broker, TopicLayout.from_settings(Settings.from_env({"LEADPULSE_PARTITIONS": "2"}), prefix))
 
-    def make(name: str = "w1", **env: str) -> WorkerRun:
-        run = WorkerRun(broker, tmp_path / name, trained_registry[0], prefix, free_port(), dict(env))
+    def make(name: str = "w1", model_dir: Optional[Path] = None, **env: str) -> WorkerRun:
+        root = model_dir if model_dir is not None else request.getfixturevalue("trained_registry")[0]
+        run = WorkerRun(broker, tmp_path / name, root, prefix, free_port(), dict(env))
         runs.append(run)
         return run
 
