@@ -3,10 +3,16 @@
 ``run_evaluation`` reads the tables (``schemas.tables.read_tables``), builds an in-memory graph
 store, places cutoffs and splits them (``model.examples``), keeps at each cutoff the contacts in
 the task's population (its ``WHERE`` terms), labels them with the task (``model.task``), fits every model on the training cutoffs (validation cutoffs for early
-stopping and calibration only), scores the test cutoff and prints one table::
+stopping and calibration only; the hybrid's stacking head is fit there too, on the run's own
+fitted GNN and ``lgbm_agg``), scores the test cutoff and prints one table::
 
     model       AUROC     AP  P@10%  lift@10%   Brier  n_test  positives
     rules       0.712  0.081  0.094      3.61  0.0241    5012        130
+    ...
+    champion (hybrid)  0.849  ...
+
+The ``champion`` row is the servable family with the best AUROC on the validation cutoffs
+(what the registry would promote, ``champion_row``) with its test figures.
 
 The same figures go to ``json_out`` with the task, the split and any notes. A split without
 positives, a model that is not installed or fails, never crashes the run: its row says why.
@@ -42,8 +48,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MODELS", "EvaluationReport", "run_evaluation", "evaluate_split",
            "format_table", "main"]
 
-#: the models of a default run, in report order ("gnn" is skipped with a note when missing)
-DEFAULT_MODELS: tuple[str, ...] = ("rules", "logreg", "lgbm_flat", "lgbm_agg", "gnn")
+#: the models of a default run, in report order ("gnn" and "hybrid" are skipped with a note when
+#: torch is missing); the hybrid reuses the run's fitted "gnn" and "lgbm_agg" (``model.hybrid``)
+DEFAULT_MODELS: tuple[str, ...] = ("rules", "logreg", "lgbm_flat", "lgbm_agg", "gnn", "hybrid")
+#: the families a worker can serve, hence the candidates of the ``champion`` row
+FAMILIES: tuple[str, ...] = ("rules", "logreg", "lgbm_flat", "lgbm_agg", "gnn", "hybrid")
 #: above this many contacts ``run_evaluation`` rebuilds graphs per model instead of caching them
 CACHE_MAX_CONTACTS = 30_000
 COLUMNS = ("model", "AUROC", "AP", "P@10%", "lift@10%", "Brier", "n_test", "positives")
@@ -61,7 +70,9 @@ class EvaluationReport:
         rows: one dict per model: ``model``, ``status`` (``ok``, ``skipped``, ``failed``),
             the metrics (``auroc``, ``average_precision``, ``precision_at_top``,
             ``lift_at_top``, ``brier``, ``ece``, ``n``, ``positives``), ``fit_seconds``,
-            ``notes``.
+            ``notes``, ``valid_auroc`` (a servable family's AUROC on the validation cutoffs),
+            ``blend`` (the hybrid's head); last, the ``champion`` row (``champion_row``) with
+            ``chosen``, the family it picked.
         notes: run-level explanations (bad rows, degenerate splits).
     """
     task: str
@@ -89,11 +100,12 @@ def format_table(rows: Sequence[dict]) -> str:
     """The one report table: model x AUROC, AP, P@10%, lift@10%, Brier, n_test, positives."""
     lines = [COLUMNS]
     for r in rows:
+        name = f"{r['model']} ({r['chosen']})" if r.get("chosen") else r["model"]
         if r["status"] != "ok":
-            lines.append((r["model"], r["status"], "", "", "", "", str(r.get("n", "")),
+            lines.append((name, r["status"], "", "", "", "", str(r.get("n", "")),
                           str(r.get("positives", ""))))
             continue
-        lines.append((r["model"], _fmt(r["auroc"], 3), _fmt(r["average_precision"], 3),
+        lines.append((name, _fmt(r["auroc"], 3), _fmt(r["average_precision"], 3),
                       _fmt(r["precision_at_top"], 3), _fmt(r["lift_at_top"], 2), _fmt(r["brier"], 4),
                       str(r["n"]), str(r["positives"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
@@ -104,19 +116,22 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(out)
 
 
-def _resolve(model: Union[str, LeadModel]) -> tuple[str, Optional[LeadModel], str]:
-    """(name, fresh model or None, why it is missing)."""
+def _resolve(model: Union[str, LeadModel], fitted: dict[str, LeadModel]) -> tuple[str, Optional[LeadModel], str]:
+    """(name, fresh model or None, why it is missing). ``fitted``: the run's models fitted so
+    far by name, the parts a hybrid reuses."""
     if isinstance(model, LeadModel):
         return model.name or type(model).__name__, model, ""
     if model in BASELINES:
         return model, make_model(model), ""
-    if model == "gnn":
+    if model in ("gnn", "hybrid"):
         try:
-            gnn = importlib.import_module("leadpulse.model.gnn")
-            return model, gnn.GNNLeadModel(), ""
+            if model == "gnn":
+                return model, importlib.import_module("leadpulse.model.gnn").GNNLeadModel(), ""
+            hybrid = importlib.import_module("leadpulse.model.hybrid")
+            return model, hybrid.HybridModel(gnn=fitted.get("gnn"), agg=fitted.get("lgbm_agg")), ""
         except Exception as exc:  # missing module, missing torch, or a constructor bug
-            return model, None, f"model.gnn.GNNLeadModel unavailable: {type(exc).__name__}: {exc}"
-    return str(model), None, f"unknown model {model!r} (known: {', '.join(BASELINES)}, gnn)"
+            return model, None, f"{model} unavailable: {type(exc).__name__}: {exc}"
+    return str(model), None, f"unknown model {model!r} (known: {', '.join(BASELINES)}, gnn, hybrid)"
 
 
 def _predict(model: LeadModel, examples: ExampleSet) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +151,9 @@ def evaluate_split(split: TemporalSplit, models: Sequence[Union[str, LeadModel]]
     """Fit each model on ``split.train`` (``split.valid`` for early stopping), score ``split.test``."""
     counts = split.counts()
     rows = []
+    fitted: dict[str, LeadModel] = {}
     for spec in models:
-        name, model, why = _resolve(spec)
+        name, model, why = _resolve(spec, fitted)
         row: dict = {"model": name, "status": "ok", "n": counts["test"]["examples"],
                      "positives": counts["test"]["positives"], "notes": []}
         rows.append(row)
@@ -156,13 +172,38 @@ def evaluate_split(split: TemporalSplit, models: Sequence[Union[str, LeadModel]]
             row["fit_seconds"] = round(time.perf_counter() - t0, 2)
             labels, scores = _predict(model, split.test)
             metrics = score_metrics(labels, scores)
+            if name in FAMILIES and split.valid:
+                row["valid_auroc"] = score_metrics(*_predict(model, split.valid)).auroc
         except Exception as exc:
             logger.exception("%s failed", name)
             row.update(status="failed", notes=[f"{type(exc).__name__}: {exc}"])
             continue
+        fitted[name] = model
         row.update(metrics.to_dict())
         row["notes"] = list(metrics.notes)
+        if name == "hybrid" and getattr(model, "blend", None) is not None:
+            row["blend"] = model.blend.to_dict()
+    champion = champion_row(rows)
+    if champion is not None:
+        rows.append(champion)
     return rows
+
+
+def champion_row(rows: Sequence[dict]) -> Optional[dict]:
+    """The ``champion`` row: the servable family (``FAMILIES``) with the best AUROC on the
+    **validation** cutoffs, and its test figures. Chosen as the registry would, never on the
+    test cutoff, so its test figure is what a user serving the choice would see (it may fall
+    below the run's best model when validation and test disagree). None without candidates."""
+    candidates = [r for r in rows if r["model"] in FAMILIES and r["status"] == "ok"
+                  and r.get("valid_auroc") is not None]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda r: r["valid_auroc"])
+    metrics = {k: v for k, v in best.items() if k not in ("model", "notes", "fit_seconds", "blend")}
+    ranked = ", ".join(f"{r['model']} {r['valid_auroc']:.3f}"
+                       for r in sorted(candidates, key=lambda r: -r["valid_auroc"]))
+    return {"model": "champion", **metrics, "chosen": best["model"],
+            "notes": [f"{best['model']}: the best validation AUROC ({ranked})"]}
 
 
 def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAULT_TASK,
@@ -176,7 +217,7 @@ def run_evaluation(tables_dir: Union[str, Path], task: Union[str, Task] = DEFAUL
     Args:
         tables_dir: directory of the CSV export (docs/tables.md); missing tables are empty.
         task: a predictive query or a ``Task``. Default ``DEFAULT_TASK`` (orders in 30 days).
-        models: model names (``rules``, ``logreg``, ``lgbm_flat``, ``lgbm_agg``, ``gnn``) or
+        models: model names (``rules``, ``logreg``, ``lgbm_flat``, ``lgbm_agg``, ``gnn``, ``hybrid``) or
             ``LeadModel`` instances. Default ``DEFAULT_MODELS``.
         seed: seed of every model. Default 0.
         json_out: also write the report there as JSON. Default None.

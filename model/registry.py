@@ -66,7 +66,7 @@ from leadpulse.model.base import LeadModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelRegistry", "Decision", "MinimumData", "RegistryError", "PinnedError"]
+__all__ = ["ModelRegistry", "Decision", "MinimumData", "FAMILIES", "RegistryError", "PinnedError"]
 
 CHAMPION = "champion"
 _ARTIFACT = "artifact.json"
@@ -101,6 +101,11 @@ class Decision:
     reason: str
     decided_at: str
     kind: str = "compare"
+
+
+#: the learned families ``train``/``retrain`` fit as candidates (``model.pipeline``), in the order
+#: ties on validation are broken; here, not in the pipeline, so settings can check a list cheaply
+FAMILIES: tuple[str, ...] = ("gnn", "lgbm_agg", "hybrid")
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,10 @@ class LeadScore(_Output):
 class LeadAlert(_Output):
     """``jump``: the score rose by ``threshold`` or more; ``tier_change``: it crossed the cut
     point ``threshold``; ``job_change``: a known contact now works at another account
-    (``previous_company_id``; ``threshold`` 0), scored at the new one."""
+    (``previous_company_id``; ``threshold`` 0), scored at the new one.
+
+    The factors and the percentile are those of the score that raised the alert (its
+    ``LeadScore``)."""
     contact_id: str
     company_id: Optional[str]
     kind: Literal["jump", "tier_change", "job_change"]
@@ -248,6 +251,12 @@ class LeadAlert(_Output):
     as_of: Timestamp
     top_factors: list[Factor]
     previous_company_id: Optional[str] = None
+    #: as in ``LeadScore``: what raises the score (contribution > 0) and what lowers it (< 0);
+    #: empty when not explained, and from a producer that predates them
+    positive_factors: list[Factor] = []
+    negative_factors: list[Factor] = []
+    #: as in ``LeadScore``; None from a producer that does not rank
+    percentile: Optional[Annotated[float, Field(ge=0, le=100)]] = None
 
 
 class DeadLetter(_Output):
@@ -261,6 +270,9 @@ class DeadLetter(_Output):
 
 class ModelUpdate(_Output):
     model_version: str
+    #: the model's family ("gnn", "lgbm_agg", "hybrid", "rules"; also the version's prefix);
+    #: None from a producer that predates families
+    family: Optional[str] = None
     trained_at: Timestamp
     metrics: dict[str, float]
     promoted: bool

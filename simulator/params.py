@@ -32,6 +32,9 @@ class SizeSpec:
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec(companies=25, contacts_per_company=9.0, days=90),
     "small": SizeSpec(companies=500, contacts_per_company=10.0, days=181),
+    # the small world's accounts x4 over the large world's 273 days: long enough for a 90-day
+    # label window behind a year-long population filter, at a fifth of the large world's cost
+    "medium": SizeSpec(companies=2_000, contacts_per_company=10.0, days=273),
     "large": SizeSpec(companies=10_000, contacts_per_company=10.5, days=273),
 }
 

@@ -120,7 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("simulate", help="write a simulated CRM world as CSV tables",
                               description="Generate a synthetic CRM (docs/tables.md format).")
-    p.add_argument("--size", choices=("tiny", "small", "large"), default="small")
+    p.add_argument("--size", choices=("tiny", "small", "medium", "large"), default="small",
+                   help="tiny 25 accounts/90 days, small 500/181, medium 2,000/273, large 10,000/273 "
+                        "(docs/simulator.md#sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default: $LEADPULSE_DATA_DIR/tables-SIZE-SEED)")
     p.set_defaults(func=_run_simulate)

@@ -40,7 +40,7 @@ from pydantic import AfterValidator, Field, SecretStr, StringConstraints, Valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from leadpulse.model.registry import MinimumData
+from leadpulse.model.registry import FAMILIES, MinimumData
 from leadpulse.schemas.feeds import FeedSpec, feed_specs
 from leadpulse.schemas.topics import ALL_TOPICS, CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 from leadpulse.stream.connection import ConnectionSettingsError, KafkaConnection
@@ -58,7 +58,16 @@ def _log_level(name: str) -> str:
     return level
 
 
+def _families(text: str) -> str:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise ValueError(f"a comma-separated list of {', '.join(FAMILIES)}; got {text!r}")
+    return ",".join(dict.fromkeys(names))
+
+
 _Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_Families = Annotated[str, AfterValidator(_families)]
 _LogLevel = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_log_level)]
 
 # the contract's own names are the defaults; a swap here would mislabel topics, which
@@ -305,6 +314,13 @@ class Settings(BaseSettings):
     retrain_epochs: Optional[int] = Field(
         None, ge=1, json_schema_extra=_shown("(the model's)"),
         description="max epochs of a periodic retrain (default: the model's own default).")
+    candidates: _Families = Field(
+        ",".join(FAMILIES),
+        description="the model families `train` and `retrain` fit on the same split, comma-separated among "
+                    f"{', '.join(FAMILIES)} (`hybrid`: the GNN and `lgbm_agg` stacked by a head fit on the "
+                    "validation cutoffs). Each is registered; the one with the best validation AUROC is the "
+                    "challenger decided on against the champion ([model](model.md#the-hybrid-and-the-champion-family)). "
+                    "Fewer families train faster.")
     min_train_positives: int = Field(
         MinimumData.positives, ge=0,
         description="`train` and `retrain` promote a learned model (the GNN) only when at least this many "
@@ -451,6 +467,10 @@ class Settings(BaseSettings):
                               max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
                               coalesce=self.coalesce_ms / 1000, max_future=self.max_future_seconds,
                               outcome_window=self.outcome_window)
+
+    def families(self) -> tuple[str, ...]:
+        """The candidate families of ``train`` and ``retrain`` (``candidates``)."""
+        return tuple(self.candidates.split(","))
 
     def minimum_data(self) -> MinimumData:
         """The least training data a learned model is promoted on."""

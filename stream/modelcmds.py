@@ -1,11 +1,14 @@
 """``leadpulse evaluate | train | retrain``: the model commands of the CLI.
 
-``train`` fits a challenger on a CSV export; ``retrain`` fits one on a worker's graph store as it
-stands (opened read-only beside the running worker, so ingestion never stops). Both promote
-only when the challenger beats the champion on the newest held-out window and announce the
+``train`` fits the candidate families (``LEADPULSE_CANDIDATES``: the GNN, LightGBM with account
+aggregates, their hybrid) on a CSV export; ``retrain`` fits them on a worker's graph store as it
+stands (opened read-only beside the running worker, so ingestion never stops). Each candidate is
+registered; the one with the best validation AUROC is the challenger, promoted only when it
+beats the champion on the newest held-out window and announce the
 decision on ``models.updates`` when a broker is configured; workers hot-swap the new champion.
 Below ``LEADPULSE_MIN_TRAIN_POSITIVES`` / ``LEADPULSE_MIN_TRAIN_EXAMPLES`` the GNN is refused and
-the rules model is decided on instead; both decisions are printed and announced.
+the rules model is decided on instead; both decisions are printed and announced (with the
+family, ``ModelUpdate.family``).
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ def _report(result, settings: Settings) -> int:
     """Print each decision (the learned challenger's, then the rules fallback's when it was short
     of data) and announce each on ``models.updates``."""
     results = [result] + ([result.fallback] if result.fallback is not None else [])
+    for c in result.candidates[1:]:
+        shown = f"{c['valid_auroc']:.4f}" if c["valid_auroc"] is not None else "unmeasured"
+        print(f"candidate {c['version']}: validation AUROC {shown}, held-out window "
+              + ", ".join(f"{k}={v:.4f}" for k, v in c["metrics"].items() if isinstance(v, float)))
     for r in results:
         d = r.decision
         print(f"trained {r.version} in {r.seconds:.1f} s; held-out window metrics: "
@@ -71,11 +78,12 @@ def announce_or_explain(settings: Settings, send: Callable[[], None]) -> int:
 def announce(settings: Settings, result) -> None:
     """Publish a training decision (``result``: ``version``, ``metrics``, ``decision``) on
     ``models.updates``; see :func:`announce_update`."""
-    announce_update(settings, result.version, result.decision.promoted, result.decision.reason, result.metrics)
+    announce_update(settings, result.version, result.decision.promoted, result.decision.reason, result.metrics,
+                    family=result.family)
 
 
 def announce_update(settings: Settings, version: str, promoted: bool, reason: str, metrics: dict,
-                    trained_at: Optional[datetime] = None) -> None:
+                    trained_at: Optional[datetime] = None, family: Optional[str] = None) -> None:
     """Publish a ``ModelUpdate`` on ``models.updates`` (key = model version) over the configured
     connection (``Settings.kafka_connection``: TLS, SASL, timeout).
 
@@ -85,6 +93,7 @@ def announce_update(settings: Settings, version: str, promoted: bool, reason: st
         reason: why (the decision's reason).
         metrics: its held-out figures; values that are not numbers are left out.
         trained_at: when the model was trained. Default: now (a model just trained).
+        family: its family ("gnn", "lgbm_agg", "hybrid", "rules"). Default: the version's prefix.
 
     Raises:
         BrokerUnavailable: no broker answered with the connection's settings (the message says why).
@@ -94,7 +103,8 @@ def announce_update(settings: Settings, version: str, promoted: bool, reason: st
 
     from leadpulse.schemas.events import ModelUpdate
     from leadpulse.stream.connection import check_reachable, kafka_python_kwargs
-    update = ModelUpdate(model_version=version, trained_at=trained_at or datetime.now(timezone.utc),
+    update = ModelUpdate(model_version=version, family=family or version.rsplit("-v", 1)[0],
+                         trained_at=trained_at or datetime.now(timezone.utc),
                          metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
                          promoted=promoted, reason=reason)
     conn = settings.kafka_connection()
@@ -127,7 +137,8 @@ def _train_on(name: str, store, start: int, end: int, task, args: argparse.Names
     from leadpulse.model.registry import ModelRegistry
     try:
         result = train_challenger(store, start, end, task, ModelRegistry(settings.models_path),
-                                  _train_options(args), minimum=settings.minimum_data())
+                                  _train_options(args), minimum=settings.minimum_data(),
+                                  families=settings.families())
     except SplitError as exc:
         print(f"leadpulse {name}: {exc}", file=sys.stderr)
         return 2
@@ -184,14 +195,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default=DEFAULT_TASK, help=TASK_HELP)
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default=None, help="comma-separated subset of rules,logreg,lgbm_flat,lgbm_agg,gnn (default: all)")
+    p.add_argument("--models", default=None, help="comma-separated subset of rules,logreg,lgbm_flat,lgbm_agg,gnn,hybrid (default: all); "
+                   "the report ends with the champion row, the servable family with the best validation AUROC")
     p.set_defaults(func=_run_evaluate)
 
     for name, func, help_text in (
-            ("train", _run_train, "train a GNN on a CSV export, register it, promote it if better"),
-            ("retrain", _run_retrain, "train a challenger on a worker's graph store as it stands")):
+            ("train", _run_train, "train every candidate family on a CSV export, register each, promote the "
+                                   "one best on validation if it beats the champion"),
+            ("retrain", _run_retrain, "train the candidates on a worker's graph store as it stands")):
         p = subparsers.add_parser(name, help=help_text,
-                                  description=help_text + ". The model registry is "
+                                  description=help_text + ". The families are $LEADPULSE_CANDIDATES "
+                                  "(default gnn,lgbm_agg,hybrid); the model registry is "
                                   "$LEADPULSE_MODEL_DIR (default $LEADPULSE_DATA_DIR/models).")
         if name == "train":
             p.add_argument("--tables", required=True, help="directory of companies.csv, contacts.csv, ...")

@@ -37,13 +37,14 @@ def test_metrics_degenerate_cases():
 
 
 def _models() -> list:
-    """Every model of a default run; the GNN (when importable) on a short schedule."""
+    """Every model of a default run; the GNN (when importable) on a short schedule, which the
+    hybrid reuses."""
     try:
         from leadpulse.model.gnn import GNNLeadModel
         from leadpulse.model.train import TrainOptions
-        return BASELINE_NAMES + [GNNLeadModel(TrainOptions.of(epochs=20, patience=5, hidden=32))]
+        return BASELINE_NAMES + [GNNLeadModel(TrainOptions.of(epochs=20, patience=5, hidden=32)), "hybrid"]
     except ImportError:
-        return BASELINE_NAMES + ["gnn"]  # reported as skipped in the table
+        return BASELINE_NAMES + ["gnn", "hybrid"]  # reported as skipped in the table
 
 
 def test_handmade_export_end_to_end(tmp_path):
@@ -53,7 +54,15 @@ def test_handmade_export_end_to_end(tmp_path):
     print(text)
     header = text.splitlines()[2]
     assert header.split() == ["model", "AUROC", "AP", "P@10%", "lift@10%", "Brier", "n_test", "positives"]
-    assert [r["model"] for r in report.rows] == list(DEFAULT_MODELS)
+    assert [r["model"] for r in report.rows] == [*DEFAULT_MODELS, "champion"]
+    # the champion: the servable family best on the validation cutoffs, with its test figures
+    champion = report.row("champion")
+    candidates = [r for r in report.rows[:-1] if r.get("valid_auroc") is not None]
+    assert champion["chosen"] == max(candidates, key=lambda r: r["valid_auroc"])["model"]
+    assert champion["auroc"] == report.row(champion["chosen"])["auroc"]
+    assert f"champion ({champion['chosen']})" in text
+    hybrid = report.row("hybrid")
+    assert hybrid["status"] == "ok" and hybrid["blend"]["fitted_on"] == "validation", hybrid
     counts = report.split["counts"]
     assert all(counts[s]["positives"] > 0 for s in ("train", "valid", "test")), counts
     assert report.split["gap"] == "strict"
@@ -68,7 +77,8 @@ def test_handmade_export_end_to_end(tmp_path):
     assert saved["task"].startswith("PREDICT COUNT(orders.*, 0, 30, DAYS)")
     # the two bad-free runs with one seed print the same table
     again = run_evaluation(HANDMADE, models=BASELINE_NAMES, out=io.StringIO())
-    assert format_table(again.rows) == format_table([report.row(n) for n in BASELINE_NAMES])
+    assert format_table([r for r in again.rows if r["model"] != "champion"]) == format_table(
+        [report.row(n) for n in BASELINE_NAMES])
 
 
 def test_opportunity_task_and_missing_tables(tmp_path):

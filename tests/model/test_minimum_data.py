@@ -61,7 +61,12 @@ def test_the_tiny_world_gets_the_rules_model_with_the_reason(tiny, tmp_path):
                               minimum=MinimumData())
     data = result.training_data
     assert 0 < data["positives"] < 120 and data["examples"] < 1000
-    assert not result.decision.promoted and result.version.startswith("gnn-")
+    # every family was fitted and registered; the one chosen on validation was decided on, and refused
+    from leadpulse.model.pipeline import FAMILIES
+    assert [c["family"] for c in result.candidates][1:] == [f for f in FAMILIES if f != result.family]
+    assert result.candidates[0]["version"] == result.version and set(reg.versions()) >= {
+        c["version"] for c in result.candidates}
+    assert not result.decision.promoted and result.version.startswith(f"{result.family}-")
     assert result.decision.reason.startswith("too little training data for a learned model")
     fallback = result.fallback
     assert fallback is not None and fallback.version.startswith("rules-")
@@ -96,7 +101,10 @@ def test_the_rules_model_is_served_and_a_k_hop_union_scores_as_the_snapshot(tiny
     full = model.predict_proba(snapshot, ids)
     np.testing.assert_allclose(batch.scores, full, atol=1e-9)
     assert batch.tiers == model.tiers(full) and set(batch.tiers) <= set("ABCD")
-    assert batch.factors == [[] for _ in ids] and batch.model_version == "rules-v0001"
+    # its factors are its points (model.tabular_explain), as ``explain`` gives them
+    from leadpulse.model.explain import explain
+    assert batch.factors == explain(model, store.subgraph(ids, t, hops=2), ids, top_k=3) and any(batch.factors)
+    assert batch.model_version == "rules-v0001"
     loaded = RulesModel.load(_saved(model))
     assert loaded.tier_cuts == model.tier_cuts and loaded.tiers(full) == batch.tiers
 

@@ -116,8 +116,10 @@ def test_default_settings_build_the_options_defaults() -> None:
 NOT_OPTIONS = {"kafka_bootstrap", "replication", "data_dir", "broker_bin", "log_level", "model_dir",
                "model_version", "retrain_epochs", "allow_unsafe_topics",
                "feeds", "feeds_file",
-               "min_train_positives", "min_train_examples"} | {n for n in Settings.model_fields if n.startswith("kafka_")}
-# (the minimum data feeds the training commands' ``MinimumData``: test_minimum_data_reaches_training)
+               "min_train_positives", "min_train_examples", "candidates"} | {
+    n for n in Settings.model_fields if n.startswith("kafka_")}
+# (the minimum data feeds the training commands' ``MinimumData``: test_minimum_data_reaches_training;
+# the candidates their families: test_candidates_reach_training)
 # (the feeds are JSON, which the generic change below cannot make: test_feeds_reach_the_options)
 
 
@@ -135,6 +137,15 @@ def test_every_setting_reaches_the_options(name: str) -> None:
     changed = DEFAULTS.model_copy(update={name: SecretStr("x") if secret else _changed(getattr(DEFAULTS, name))})
     assert (changed.app_options("k:9092"), changed.scoring_options()) != \
         (DEFAULTS.app_options("k:9092"), DEFAULTS.scoring_options()), f"{name} is not passed to any option"
+
+
+def test_candidates_reach_training() -> None:
+    from leadpulse.model.registry import FAMILIES
+    assert DEFAULTS.families() == FAMILIES
+    assert Settings.from_env({"LEADPULSE_CANDIDATES": " hybrid, gnn,hybrid"}).families() == ("hybrid", "gnn")
+    for bad in (",", "gnn,xgboost", "rules"):  # (blank is the default, as for every setting)
+        with pytest.raises(SettingsError, match="LEADPULSE_CANDIDATES"):
+            Settings.from_env({"LEADPULSE_CANDIDATES": bad})
 
 
 def test_minimum_data_reaches_training() -> None:

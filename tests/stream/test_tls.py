@@ -163,13 +163,15 @@ def test_the_model_decision_is_announced_over_tls(tb: TlsBroker, tmp_path: Path)
     settings = Settings.from_env({**_tls_env(tb), "LEADPULSE_TOPIC_MODEL_UPDATES": topic,
                                   "LEADPULSE_MODEL_DIR": str(tmp_path)})
     decision = SimpleNamespace(promoted=True, reason="test: better")
-    announce(settings, SimpleNamespace(version="gnn-v0042", metrics={"auroc": 0.9}, decision=decision))
+    announce(settings, SimpleNamespace(version="gnn-v0042", metrics={"auroc": 0.9}, decision=decision,
+                                       family="gnn"))
     subscriber = _subscriber(tb, topic)
     try:
         (record,) = _read_until(subscriber, lambda rs: len(rs) >= 1, timeout=15)
     finally:
         subscriber.close()
     assert record.key == b"gnn-v0042" and json.loads(record.value)["promoted"] is True
+    assert json.loads(record.value)["family"] == "gnn"
 
 
 def test_the_retrain_child_inherits_the_security_settings(tmp_path: Path, monkeypatch) -> None:
