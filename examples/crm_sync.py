@@ -11,6 +11,16 @@ order across leads. The sync is therefore written to be safe under both:
   holding the batch has committed. A crash in between re-delivers the batch, which the upsert
   ignores.
 
+Each row holds the lead's score, tier, factors (``top_factors`` and the signed
+``positive_factors`` / ``negative_factors``, JSON lists of {factor, contribution}), percentile
+and ``status``. A lead that left the model's population (it converted, or went quiet) gets one
+final record with ``status`` ``left_population``: its row stays and says so (status; as_of,
+the time it left; scored_at, cause, model_version of that record); score and tier are its last
+published ones (the record repeats them), and the factors and percentile stay those of the last
+score synced before it (the final record has none). If the lead comes back, its next score makes the row ``active`` again. A table created by
+an older version of this script gets the new columns on start (rows already synced read
+``active``, their signed factors and percentile NULL until their next score).
+
     python examples/crm_sync.py --db crm.sqlite                 # KAFKA_BOOTSTRAP from the environment
     python examples/crm_sync.py --db crm.sqlite --idle-exit 10  # stop after 10 s without records
 
@@ -31,6 +41,7 @@ import sqlite3
 import sys
 import time
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Iterable, Optional, Union
 
 from leadpulse.stream.config import Settings, SettingsError
@@ -56,24 +67,50 @@ CREATE TABLE IF NOT EXISTS lead_scores (
     scored_at     TEXT NOT NULL,
     scored_at_us  INTEGER NOT NULL,
     cause         TEXT,
-    top_factors   TEXT,              -- JSON list of {factor, contribution}
-    synced_at     TEXT NOT NULL
+    top_factors   TEXT,              -- JSON list of {factor, contribution}, both signs
+    synced_at     TEXT NOT NULL,
+    positive_factors TEXT,           -- JSON list of the factors raising the score (contribution > 0)
+    negative_factors TEXT,           -- JSON list of the factors lowering it (contribution < 0)
+    percentile    REAL,              -- 0..100 among the publishing worker's leads; NULL if not ranked
+    status        TEXT NOT NULL DEFAULT 'active'  -- active, or left_population (the lead's final record)
 )
 """
 
-# Row values compare lexicographically: newer as_of wins, then newer scored_at; equal = no-op.
-UPSERT = """
+#: the columns added since the first version of the table: ``open_db`` adds those an existing
+#: file lacks (declared as in ``SCHEMA``)
+ADDED_COLUMNS = {"positive_factors": "TEXT", "negative_factors": "TEXT", "percentile": "REAL",
+                 "status": "TEXT NOT NULL DEFAULT 'active'"}
+
+LEFT_POPULATION = "left_population"
+
+_INSERT = """
 INSERT INTO lead_scores (contact_id, company_id, score, tier, model_version, as_of, as_of_us,
-                         scored_at, scored_at_us, cause, top_factors, synced_at)
+                         scored_at, scored_at_us, cause, top_factors, synced_at,
+                         positive_factors, negative_factors, percentile, status)
 VALUES (:contact_id, :company_id, :score, :tier, :model_version, :as_of, :as_of_us,
-        :scored_at, :scored_at_us, :cause, :top_factors, :synced_at)
-ON CONFLICT (contact_id) DO UPDATE SET
+        :scored_at, :scored_at_us, :cause, :top_factors, :synced_at,
+        :positive_factors, :negative_factors, :percentile, :status)
+"""
+# Row values compare lexicographically: newer as_of wins, then newer scored_at; equal = no-op.
+_NEWER = "WHERE (excluded.as_of_us, excluded.scored_at_us) > (lead_scores.as_of_us, lead_scores.scored_at_us)"
+
+UPSERT = _INSERT + """ON CONFLICT (contact_id) DO UPDATE SET
     company_id = excluded.company_id, score = excluded.score, tier = excluded.tier,
     model_version = excluded.model_version, as_of = excluded.as_of, as_of_us = excluded.as_of_us,
     scored_at = excluded.scored_at, scored_at_us = excluded.scored_at_us, cause = excluded.cause,
-    top_factors = excluded.top_factors, synced_at = excluded.synced_at
-WHERE (excluded.as_of_us, excluded.scored_at_us) > (lead_scores.as_of_us, lead_scores.scored_at_us)
-"""
+    top_factors = excluded.top_factors, positive_factors = excluded.positive_factors,
+    negative_factors = excluded.negative_factors, percentile = excluded.percentile,
+    status = excluded.status, synced_at = excluded.synced_at
+""" + _NEWER
+
+# A lead's final record (status left_population): the same ordering, but the factors and the
+# percentile of the last score synced stay (the record has none).
+LEAVE = _INSERT + """ON CONFLICT (contact_id) DO UPDATE SET
+    company_id = excluded.company_id, score = excluded.score, tier = excluded.tier,
+    model_version = excluded.model_version, as_of = excluded.as_of, as_of_us = excluded.as_of_us,
+    scored_at = excluded.scored_at, scored_at_us = excluded.scored_at_us, cause = excluded.cause,
+    status = excluded.status, synced_at = excluded.synced_at
+""" + _NEWER
 
 
 def micros(text: str) -> int:
@@ -85,23 +122,38 @@ def micros(text: str) -> int:
 
 
 def open_db(path: str) -> sqlite3.Connection:
-    """Open (and create if needed) the SQLite file with the ``lead_scores`` table."""
+    """Open (and create if needed) the SQLite file with the ``lead_scores`` table; a table of an
+    older version of this script gets the columns it lacks (``ADDED_COLUMNS``)."""
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")  # readers (your CRM, a test) never block the sync
-    conn.execute(SCHEMA)
-    conn.commit()
+    with conn:  # one transaction: the table is created or migrated whole
+        conn.execute(SCHEMA)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(lead_scores)")}
+        for name, declaration in ADDED_COLUMNS.items():
+            if name not in present:
+                logger.info("adding column %s to lead_scores", name)
+                conn.execute(f"ALTER TABLE lead_scores ADD COLUMN {name} {declaration}")
     return conn
 
 
 def row_of(value: bytes) -> Optional[dict]:
-    """The table row of one ``leads.scores`` value, or None when it is not a usable score."""
+    """The table row of one ``leads.scores`` value, or None when it is not a usable score.
+
+    Fields added to the contract later (signed factors, percentile, status) may be missing
+    from an older producer's records: empty lists, NULL and ``active``.
+    """
     try:
         v = json.loads(value)
+        percentile = v.get("percentile")
         return {"contact_id": str(v["contact_id"]), "company_id": v.get("company_id"),
                 "score": float(v["score"]), "tier": str(v["tier"]), "model_version": str(v["model_version"]),
                 "as_of": v["as_of"], "as_of_us": micros(v["as_of"]),
                 "scored_at": v["scored_at"], "scored_at_us": micros(v["scored_at"]),
                 "cause": v.get("cause"), "top_factors": json.dumps(v.get("top_factors") or []),
+                "positive_factors": json.dumps(v.get("positive_factors") or []),
+                "negative_factors": json.dumps(v.get("negative_factors") or []),
+                "percentile": None if percentile is None else float(percentile),
+                "status": str(v.get("status") or "active"),
                 "synced_at": datetime.now(timezone.utc).isoformat()}
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning("skipping a record that is not a lead score: %s", exc)
@@ -109,10 +161,15 @@ def row_of(value: bytes) -> Optional[dict]:
 
 
 def upsert(conn: sqlite3.Connection, values: Iterable[bytes]) -> int:
-    """Apply a batch of ``leads.scores`` values in one transaction; returns the usable ones."""
+    """Apply a batch of ``leads.scores`` values in one transaction; returns the usable ones.
+
+    Scores go through :data:`UPSERT`, a lead's final ``left_population`` record through
+    :data:`LEAVE`, in the order they arrived (a lead's records are on one partition, in order).
+    """
     rows = [r for r in map(row_of, values) if r is not None]
     with conn:  # one transaction: the whole batch or nothing
-        conn.executemany(UPSERT, rows)
+        for left, run in groupby(rows, key=lambda r: r["status"] == LEFT_POPULATION):
+            conn.executemany(LEAVE if left else UPSERT, list(run))
     return len(rows)
 
 

@@ -47,6 +47,7 @@ from leadpulse.stream.outcomes import OutcomeMonitor
 from leadpulse.stream.pending import Pending
 from leadpulse.stream.ranks import ScoreRanks
 from leadpulse.stream.router import Forward, decode_forward, forward_kind
+from leadpulse.stream.serving import serving_of
 from leadpulse.stream.state import KVState
 
 logger = logging.getLogger(__name__)
@@ -469,10 +470,10 @@ class AccountProcessor:
     def _leads_of(self, chunk: list[str], graph, as_of: int, causes: dict[str, str], now: datetime,
                   out: Outputs) -> list[str]:
         """The contacts of ``chunk`` in the model's population as of ``as_of`` (all of them when
-        its task has none: ``population_task``, set by ``stream.worker.load_scorer``). A contact
-        outside is not scored; one whose score was published left the population: its final
-        record (``status`` "left_population") and its book entry dropped (docs/stream.md)."""
-        task = getattr(self.scorer, "population_task", None)
+        its task has none: ``stream.serving.Serving.task``, set by ``stream.worker.load_scorer``).
+        A contact outside is not scored; one whose score was published left the population: its
+        final record (``status`` "left_population") and its book entry dropped (docs/stream.md)."""
+        task = serving_of(self.scorer).task
         if task is None or not task.population or not chunk:
             return chunk
         inside = task.in_population(self.store, chunk, as_of,
@@ -639,11 +640,12 @@ class AccountProcessor:
         company = self._company_at(cid, as_of)
         delta = score - (prev_score or 0.0)
         version = self.scorer.version or "unregistered"
+        percentile = self.percentile(score)
         out.scores.append(LeadScore(contact_id=cid, company_id=company, score=score, tier=tier,
                                     previous_score=prev_score, delta=delta, model_version=version,
                                     as_of=from_micros(as_of), scored_at=now, cause=cause,
                                     top_factors=factors, positive_factors=signed[0], negative_factors=signed[1],
-                                    percentile=self.percentile(score)))
+                                    percentile=percentile))
         kinds = self._alert_kinds(score, tier, prev) if prev else []
         announced = tier if prev is None or any(k == "tier_change" for k, _ in kinds) else announced_tier(prev)
         if left is not None and left != company:
@@ -659,7 +661,8 @@ class AccountProcessor:
             out.alerts.append(LeadAlert(contact_id=cid, company_id=company, kind=kind, score=score,
                                         previous_score=prev_score, delta=delta, threshold=threshold,
                                         model_version=version, as_of=from_micros(as_of),
-                                        top_factors=factors,
+                                        top_factors=factors, positive_factors=signed[0],
+                                        negative_factors=signed[1], percentile=percentile,
                                         previous_company_id=left if kind == "job_change" else None))
 
     def _alert_kinds(self, score: float, tier: str, prev: dict) -> list[tuple[str, float]]:

@@ -44,6 +44,7 @@ from leadpulse.model.calibration import TIERS
 from leadpulse.model.task import DEFAULT_TASK, Task, parse_task
 from leadpulse.schemas.timeutil import to_micros
 from leadpulse.stream.metrics import Metrics
+from leadpulse.stream.serving import serving_of
 from leadpulse.stream.state import KVState
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class OutcomeMonitor:
         for cid in gone:
             if cid in self._open:
                 out.dropped.append((OPEN, cid))
-        default = getattr(processor.scorer, "task", None) or self.default_task
+        default = serving_of(processor.scorer).query or self.default_task
         for s in out.scores:
             cid = s.contact_id
             if cid in self._open or cid in opened or cid in gone:

@@ -38,6 +38,7 @@ from leadpulse.stream.ingest import RawRecord, dead_letter, validate
 from leadpulse.stream.metrics import Metrics
 from leadpulse.stream.positions import PositionGuard
 from leadpulse.stream.router import NEVER_ARRIVED, Router
+from leadpulse.stream.serving import serving_of
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ class ScoringRuntime:
             return None
         async with self.scoring:  # the sweep then rescores every lead under the new version
             self.processor.scorer = scorer
-        self.metrics.set_model(version, getattr(scorer, "auroc", None))
+        self.metrics.set_model(version, serving_of(scorer).auroc)
         logger.info("hot-swapped model %s -> %s", current, version)
         return version
 
@@ -443,10 +444,11 @@ class ScoringRuntime:
 
     def health(self) -> dict:
         scorer = self.processor.scorer
+        serving = serving_of(scorer)
         # the family and the reason tell a rules model serving below the minimum data
         # (docs/model.md#minimum-data) from a learned one
         return {"status": "ok", "model_version": getattr(scorer, "version", None),
-                "model_family": getattr(scorer, "family", None), "model_reason": getattr(scorer, "reason", None),
+                "model_family": serving.family, "model_reason": serving.reason,
                 "account_partitions": sorted(self.processor.local or []),
                 # what each tier means: its cut and how often it converted at validation
                 "tiers": card_of(getattr(scorer, "model", None))}

@@ -43,9 +43,11 @@ def _champion(settings: Settings) -> Optional[str]:
 
 
 def load_scorer(settings: Settings, version: Optional[str] = None):
-    """The scorer of the configured model version, or None when the registry has none yet."""
+    """The scorer of the configured model version, or None when the registry has none yet; its
+    ``serving`` (``stream.serving.Serving``) holds the task, AUROC, family and reason of the version."""
     from leadpulse.model.registry import ModelRegistry, RegistryError
     from leadpulse.model.scorer import Scorer
+    from leadpulse.stream.serving import Serving
 
     registry = ModelRegistry(settings.models_path)
     try:
@@ -55,25 +57,26 @@ def load_scorer(settings: Settings, version: Optional[str] = None):
         return None
     scorer = Scorer(model, num_threads=1)
     # the task the model was trained for travels with it: the worker scores only the leads of its
-    # population (``AccountProcessor.rescore``; docs/stream.md#the-population)
+    # population (``AccountProcessor.rescore``; docs/stream.md#the-population) and judges its
+    # outcomes by it (``stream.outcomes``)
     try:
-        scorer.population_task = _task_of(registry, model.version)
+        task = _task_of(registry, model.version)
     except RegistryError as exc:
         logger.error("not scoring with %s: %s", model.version, exc)
         return None
     # the newest held-out AUROC recorded in the registry: the figure dashboards show beside the version
     windows = sorted(registry.artifact(model.version)["metrics"], key=lambda m: tuple(m["window"])) \
         if model.version else []
-    scorer.auroc = windows[-1]["metrics"].get("auroc") if windows else None
     # what /healthz says about the model: its family and why it is the champion (a rules model
-    # below the minimum data says so, docs/model.md#minimum-data); the task its outcomes are judged by
-    scorer.family = getattr(model, "name", None)
+    # below the minimum data says so, docs/model.md#minimum-data)
     pointer = registry.champion_reason() if model.version == registry.champion() else None
-    scorer.reason = pointer or (f"pinned by LEADPULSE_MODEL_VERSION={settings.model_version}"
-                                if settings.model_version != "champion" else None)
-    scorer.task = registry.artifact(model.version)["task"] if model.version else None
-    if scorer.family == "rules":
-        logger.warning("scoring with the rules model %s: %s", model.version, scorer.reason)
+    serving = Serving(task=task, auroc=windows[-1]["metrics"].get("auroc") if windows else None,
+                      family=getattr(model, "name", None),
+                      reason=pointer or (f"pinned by LEADPULSE_MODEL_VERSION={settings.model_version}"
+                                         if settings.model_version != "champion" else None))
+    scorer.serving = serving  # read through ``stream.serving.serving_of``
+    if serving.family == "rules":
+        logger.warning("scoring with the rules model %s: %s", model.version, serving.reason)
     return scorer
 
 
@@ -131,7 +134,7 @@ def build_worker(settings: Settings, bootstrap: str, data_dir: Optional[Path] = 
     metrics = Metrics()
     scorer = load_scorer(settings)
     if scorer is not None:
-        metrics.set_model(scorer.version or "unregistered", scorer.auroc)
+        metrics.set_model(scorer.version or "unregistered", scorer.serving.auroc)
     processor = AccountProcessor(store, book, scorer, settings.scoring_options(), metrics)
     if settings.outcome_window:  # live outcome monitoring (docs/operating.md#live-outcomes)
         from leadpulse.stream.outcomes import OutcomeMonitor

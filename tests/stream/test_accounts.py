@@ -108,7 +108,7 @@ def _tiny_batches(tiny_world, size: int = 50):
 
 @pytest.mark.parametrize("processor", [{"explain_budget": 4, "explain_per_second": 1e9}], indirect=True)
 def test_each_batch_explains_its_budget_alerts_first(processor, tiny_world):
-    explained_any = False
+    explained_any, alerts_explained = False, 0
     for lo, chunk in _tiny_batches(tiny_world):
         out = processor.process(_records(chunk, lo), 0)
         processor.commit_published(out)
@@ -118,8 +118,19 @@ def test_each_batch_explains_its_budget_alerts_first(processor, tiny_world):
         if len(alerted) <= 4:
             assert alerted <= with_factors
         assert all(a.top_factors for a in out.alerts if a.contact_id in with_factors)
+        scores = {(s.contact_id, s.as_of): s for s in out.scores}
+        for a in out.alerts:  # the signed factors and the percentile of the score that raised it
+            s = scores[(a.contact_id, a.as_of)]
+            assert (a.top_factors, a.positive_factors, a.negative_factors, a.percentile) == \
+                (s.top_factors, s.positive_factors, s.negative_factors, s.percentile)
+            assert a.percentile is not None
+            assert all(f.contribution > 0 for f in a.positive_factors)
+            assert all(f.contribution < 0 for f in a.negative_factors)
+            if a.top_factors:
+                alerts_explained += 1
+                assert a.positive_factors or a.negative_factors
         explained_any |= bool(with_factors)
-    assert explained_any
+    assert explained_any and alerts_explained
 
 
 @pytest.mark.parametrize("processor", [{"explain_budget": 4, "explain_per_second": 0.0}], indirect=True)

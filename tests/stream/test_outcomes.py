@@ -134,3 +134,22 @@ def test_an_erased_lead_leaves_the_monitor(world, tmp_path):
     finally:
         proc.store.close()
         proc.book.close()
+
+
+def test_observations_are_judged_by_the_task_the_model_serves(world, tmp_path):
+    """A model served with its task (``Serving.task``, set by ``stream.worker.load_scorer``)
+    opens its observations with that task's text and horizon, not the default one's."""
+    from leadpulse.stream.serving import Serving
+    events, model = world
+    task = parse_task("PREDICT COUNT(orders.*, 0, 90, DAYS) > 0 FOR EACH contacts.contact_id")
+    proc = _processor(tmp_path, model)
+    proc.scorer.serving = Serving(task=task)
+    try:
+        out = proc.process(_records(events[:400]), 0)
+        proc.commit_published(out)
+        opened = [obs for _, obs in proc.book.scan("oo")]
+        assert opened and {obs["task"] for obs in opened} == {task.query()}
+        assert all(obs["close"] == obs["as_of"] + task.horizon for obs in opened)
+    finally:
+        proc.store.close()
+        proc.book.close()

@@ -67,11 +67,14 @@ def _send(proc, events, offset: int) -> list:
 
 def test_the_worker_applies_the_population_its_model_was_trained_for(processor):
     from leadpulse.model.task import parse_task
-    assert processor.scorer.population_task == parse_task(QUERY)
+    serving = processor.scorer.serving
+    assert serving.task == parse_task(QUERY) and parse_task(serving.query) == serving.task
+    # registered again without held-out metrics, and neither the champion nor pinned
+    assert (serving.family, serving.auroc, serving.reason) == ("gnn", None, None)
 
 
 def test_leads_outside_are_never_published_and_leavers_get_one_final_record(processor):
-    task = processor.scorer.population_task
+    task = processor.scorer.serving.task
     # "quiet" works at an account of its own (an industry of its own, no tech: no peers), so only
     # the decay sweep rescores it once the watermark moves on
     history = [Company(company_id="co", updated_at=_day(-400), industry="software", employees=80),

@@ -12,15 +12,14 @@ import random
 import threading
 import time
 
-import numpy as np
 import pytest
 from kafka import KafkaProducer
 
 from tests.stream.tests_support import (
+    assert_published_equal_full,
     book_matches_reference,
     caught_up,
     consume,
-    full_recompute,
     graph_signature,
     last_scores,
     open_state,
@@ -90,14 +89,81 @@ def test_incremental_equals_full_and_bad_input_is_contained(worker_factory, tiny
             entry = book.get("s", cid)
             assert entry["score"] == pytest.approx(value["score"], abs=1e-12)
             assert value["model_version"] == trained_registry[1][0]
-        from datetime import datetime
+        assert_published_equal_full(store, model, published)
+    finally:
+        store.close()
+        book.close()
 
-        from leadpulse.schemas.timeutil import to_micros
-        times = {cid: to_micros(datetime.fromisoformat(v["as_of"].replace("Z", "+00:00")))
-                 for cid, v in published.items()}
-        reference = full_recompute(store, model, times)
-        diffs = np.array([abs(reference[c] - published[c]["score"]) for c in published])
-        assert diffs.max() <= 1e-5, f"max |incremental - full| = {diffs.max():.2e}"
+
+@pytest.fixture(params=["lgbm_agg", "hybrid"])
+def lgbm_registry(request, tmp_path, tiny_world):
+    """A fresh registry whose champion is ``lgbm_agg`` (or the hybrid of it and a GNN) fitted on
+    the tiny world's split (the split ``trained_registry`` trains its GNNs on), evaluated on its
+    test window and promoted by hand."""
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.baselines import LGBMAggModel, LGBMOptions
+    from leadpulse.model.examples import build_split, data_span
+    from leadpulse.model.pipeline import evaluate_on
+    from leadpulse.model.registry import ModelRegistry
+    from leadpulse.model.task import DEFAULT_TASK, parse_task
+    from leadpulse.schemas.tables import read_tables
+
+    events, _ = read_tables(tiny_world)
+    store = MemoryGraphStore()
+    store.apply(events)
+    task = parse_task(DEFAULT_TASK)
+    split = build_split(store, task, *data_span(events), cache_graphs=True)
+    model = LGBMAggModel(LGBMOptions(min_data_in_leaf=5)).fit(split.train, split.valid, seed=0)
+    assert model.constant is None
+    if request.param == "hybrid":
+        from leadpulse.model.hybrid import HybridModel
+        from leadpulse.model.train import TrainOptions, train_gnn
+        gnn = train_gnn(split.train, split.valid, TrainOptions.of(epochs=8))
+        model = HybridModel(gnn=gnn, agg=model).fit(split.train, split.valid, seed=0)
+    registry = ModelRegistry(tmp_path / "models")
+    window = [int(split.plan.test[0]), int(split.plan.test[-1]) + task.horizon]
+    version = registry.register(model, task.query(), [split.plan.train[0], split.plan.train[-1]],
+                                metrics=[{"window": window, "metrics": evaluate_on(model, split.test)}])
+    registry.promote(version, "test: a LightGBM champion")
+    return registry, version
+
+
+def test_a_lightgbm_or_hybrid_champion_is_served_end_to_end(worker_factory, tiny_world, lgbm_registry):
+    """lgbm_agg reads a lead's 2-hop neighbourhood only, so the worker's incremental scores equal
+    the full recompute as for the GNN; its tiers, tier card and SHAP factors come with them. The
+    hybrid (the GNN and lgbm_agg stacked) likewise, explained by both parts."""
+    from leadpulse.model.calibration import card_of
+    from tests.stream.test_models_cli import models
+
+    registry, version = lgbm_registry
+    shown = json.loads(models("show", "champion", "--json", root=registry.root).stdout)
+    model = registry.load(version)
+    assert shown["artifact"]["version"] == version and shown["tiers"] == card_of(model) == model.tier_card
+
+    run = worker_factory("w1", model_dir=registry.root).start()
+    health = json.loads(run.get("/healthz"))
+    family = model.name
+    assert health["model_family"] == family and health["model_version"] == version
+    assert health["tiers"] == model.tier_card and health["tiers"]["leads"] > 0
+    settle(run, publish(run, tiny_world))
+    total = int(run.metric("leadpulse_scores_published_total"))
+    published = last_scores(consume(run, "leads.scores", total))
+    run.kill()
+
+    assert published and all(v["model_version"] == version for v in published.values())
+    assert version.startswith(f"{family}-")
+    # each score's tier by the model's cut points, and the cuts do split the leads
+    assert all(model.tiers([v["score"]]) == [v["tier"]] for v in published.values())
+    assert len({v["tier"] for v in published.values()}) > 1
+    explained = [v for v in published.values() if v["positive_factors"] or v["negative_factors"]]
+    assert any(v["positive_factors"] for v in explained) and any(v["negative_factors"] for v in explained)
+    for v in explained:  # signed lists, as the GNN's
+        assert all(f["contribution"] > 0 for f in v["positive_factors"])
+        assert all(f["contribution"] < 0 for f in v["negative_factors"])
+
+    store, book = open_state(run)
+    try:
+        assert_published_equal_full(store, model, published)
     finally:
         store.close()
         book.close()
@@ -182,5 +248,10 @@ def test_periodic_retrain_runs_beside_the_worker_and_announces(worker_factory, t
     ok = run.get("/metrics") or ""
     assert 'leadpulse_retrain_runs_total{outcome="ok"}' in ok, (run.data_dir / "worker" / "retrain.log").read_text()
     update = json.loads(consume(run, "models.updates", 1)[0].value)
-    assert update["model_version"].startswith("gnn-v") and isinstance(update["promoted"], bool)
+    # every candidate family was fitted; the update is about the one chosen on validation, and names it
+    from leadpulse.model.registry import FAMILIES
+    assert update["family"] in FAMILIES and update["model_version"].startswith(f"{update['family']}-v")
+    assert isinstance(update["promoted"], bool)
+    retrain_log = (run.data_dir / "worker" / "retrain.log").read_text()
+    assert all(f"candidate {f}-v" in retrain_log for f in FAMILIES if f != update["family"]), retrain_log
     assert update["reason"]

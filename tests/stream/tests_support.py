@@ -97,6 +97,19 @@ def full_recompute(store, model, leads: dict[str, int]) -> dict[str, float]:
 
 
 
+def assert_published_equal_full(store, model, published: dict[str, dict]) -> None:
+    """Every published score (contact -> its last ``leads.scores`` record) equals the full
+    recompute on ``store`` as of the record's ``as_of``, within 1e-5 (invariant 2)."""
+    from datetime import datetime
+
+    from leadpulse.schemas.timeutil import to_micros
+    times = {cid: to_micros(datetime.fromisoformat(v["as_of"].replace("Z", "+00:00")))
+             for cid, v in published.items()}
+    reference = full_recompute(store, model, times)
+    diffs = np.array([abs(reference[c] - published[c]["score"]) for c in published])
+    assert diffs.max() <= 1e-5, f"max |incremental - full| = {diffs.max():.2e}"
+
+
 def caught_up(run, n_events: int) -> bool:
     applied = run.metric("leadpulse_events_applied_total") + run.metric("leadpulse_events_duplicate_total")
     return applied >= n_events
