@@ -11,9 +11,13 @@ started is stopped. The steps:
 4. ``split``    cut the events in event time: history (training) and the rest (live);
 5. ``train``    ``leadpulse train`` on the history, in its own process;
 6. ``worker``   ``leadpulse worker`` in its own process, until it answers /healthz;
-7. ``replay``   publish the history at full speed, then the rest at ``--rate`` (default 300
-                events/s), ``--speedup`` or ``--fast`` while the live view shows top leads,
-                jumps with reasons, events/s and latency.
+7. ``replay``   publish the history at full speed and wait until the worker has caught up
+                with it (every history event applied, deduplicated, dead-lettered or held,
+                nothing unpublished; the live view says so, ``--timeout`` bounds it); then
+                publish the rest at ``--rate`` (default 300 events/s), ``--speedup`` or
+                ``--fast`` while the live view shows top leads, jumps with reasons, events/s and
+                event→publish latency counted from the start of the live part, so it is the
+                live latency, not the backlog's.
 
 ``--events-only`` runs the first three and ``stream`` (publish and count events per topic).
 """
@@ -28,10 +32,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence, TextIO
 
 from leadpulse.stream.config import Settings
 from leadpulse.stream.connection import KafkaConnection, check_reachable
+
+if TYPE_CHECKING:
+    from leadpulse.stream.liveview import LiveView, MetricsSample
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_RATE = 10_000.0  # --events-only
 LIVE_RATE = 300.0  # the live replay after the history
 LATENCY_WINDOW = 10.0  # seconds of the live view's recent latency
+REFRESH = 2.0  # seconds between two screens of the live view
+QUIET = 6.0  # seconds without progress after which the worker's counts are taken as final
 
 
 @dataclass
@@ -55,6 +64,7 @@ class DemoContext:
     seen: dict[str, int] = field(default_factory=dict)
     split: dict[str, tuple[Path, int]] = field(default_factory=dict)
     web: Optional[str] = None
+    worker: Optional[asyncio.subprocess.Process] = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -210,7 +220,8 @@ def _env(ctx: DemoContext, **extra: str) -> dict:
 
 async def step_train(ctx: DemoContext) -> None:
     """Train the first model on the history in a separate process (as a retrain job would)."""
-    ctx.say(f"[train] training the first GNN on the history (max {ctx.args.epochs} epochs) ...")
+    ctx.say(f"[train] training the first model on the history: {ctx.settings.candidates.replace(',', ', ')} "
+            f"(the GNN for at most {ctx.args.epochs} epochs); the best on validation serves ...")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "leadpulse.stream.cli", "train", "--tables", str(ctx.split["history"][0]),
         "--epochs", str(ctx.args.epochs), env=_env(ctx, LEADPULSE_LOG_LEVEL="WARNING"),
@@ -235,7 +246,7 @@ async def step_worker(ctx: DemoContext) -> None:
         stdout=fh, stderr=asyncio.subprocess.STDOUT)
     ctx.stack.push_async_callback(_stop_process, proc)
     ctx.stack.callback(fh.close)
-    ctx.web = f"http://127.0.0.1:{port}"
+    ctx.web, ctx.worker = f"http://127.0.0.1:{port}", proc
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.returncode is not None:
@@ -258,7 +269,8 @@ def _pace(args: argparse.Namespace, default_rate: float) -> tuple[Optional[float
 
 
 async def step_replay(ctx: DemoContext) -> None:
-    """Publish the history at full speed, then the rest at ``--rate``, with the live view."""
+    """Publish the history at full speed, wait until the worker has caught up with it, then
+    replay the rest at ``--rate`` with the live view (its latency is the live part's)."""
     from leadpulse.stream.consume import tail
     from leadpulse.stream.liveview import LiveView
     from leadpulse.stream.publish import publish_async
@@ -278,23 +290,37 @@ async def step_replay(ctx: DemoContext) -> None:
 
     watcher = asyncio.create_task(watch())
     ctx.stack.push_async_callback(_cancel, watcher)
-    ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
-    await publish_async(ctx.split["history"][0], ctx.connection, progress=False, topics=s.topic_map(),
-                        partitions=s.partitions)
     began = time.monotonic()
-    # Live events only after the history is scored, as a deployment backfills before it goes
-    # live: otherwise they queue behind the backfill and the view shows its latency, not theirs.
-    if not await _follow(ctx, view, ctx.split["history"][1], lambda: True, began):
-        ctx.say("[replay] timeout reached")
-    else:
-        rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
-        ctx.say(f"[replay] history scored; replaying {ctx.split['live'][1]:,} later events live at {pace}")
-        live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.connection, rate=rate,  # type: ignore[arg-type]
-                                                 speedup=speedup, progress=False, topics=s.topic_map(),
-                                                 partitions=s.partitions))
-        ctx.stack.push_async_callback(_cancel, live)
-        if not await _follow(ctx, view, ctx.split["history"][1] + ctx.split["live"][1], live.done, began):
-            ctx.say("[replay] timeout reached")
+    ctx.say("[replay] publishing the history at full speed (the worker builds its graph) ...")
+    history = (await publish_async(ctx.split["history"][0], ctx.connection, progress=False,
+                                   topics=s.topic_map(), partitions=s.partitions)).sent
+    # Live events only once the worker has caught up with the history, as a deployment backfills
+    # before it goes live: otherwise they queue behind the backlog and the view shows its latency.
+    caught = await _catch_up(ctx, view, history, began)
+    rate, speedup, pace = _pace(ctx.args, LIVE_RATE)
+    n_live = ctx.split["live"][1]
+    ctx.say(f"[replay] replaying {n_live:,} later events live at {pace} (event→publish latency "
+            f"from here on is the live part's)")
+    baseline = await _metrics(ctx) or caught  # the latency buckets before the first live event
+    sent = [0]
+    live = asyncio.create_task(publish_async(ctx.split["live"][0], ctx.connection, rate=rate,  # type: ignore[arg-type]
+                                             speedup=speedup, progress=False, topics=s.topic_map(),
+                                             partitions=s.partitions,
+                                             on_progress=lambda n: sent.__setitem__(0, n)))
+    ctx.stack.push_async_callback(_cancel, live)
+
+    def note(metrics, applied_per_s) -> str:
+        return f"live part: {sent[0]:,} of {n_live:,} events published at {pace}"
+
+    done, last = await _follow(ctx, view, lambda: history + live.result().sent if live.done() else None,
+                               began, note, baseline)
+    if not done:
+        ctx.say(f"[replay] timeout reached: the live part ran {ctx.args.timeout:.0f} s (--timeout)")
+    live_latency = last.since(baseline) if last is not None else None
+    if live_latency is not None and live_latency.quantile(0.5) is not None:
+        ctx.say(f"[replay] live part: event→publish p50 {live_latency.quantile(0.5) * 1000:,.0f} ms  "
+                f"p99 {live_latency.quantile(0.99) * 1000:,.0f} ms ("
+                f"{live_latency.latency_buckets[-1][1]:,.0f} observations) at {pace}")
     ctx.say(f"[demo] {view.n_scores:,} score changes and {view.n_alerts:,} alerts published")
     keep = ctx.args.keep_running if ctx.args.keep_running is not None else ctx.out.isatty()
     if keep:
@@ -304,45 +330,97 @@ async def step_replay(ctx: DemoContext) -> None:
             await asyncio.sleep(3600)
 
 
-async def _follow(ctx: DemoContext, view, expected: int, published: Callable[[], bool],
-                  began: float) -> bool:
-    """Refresh the live view every 2 s until the worker has worked through ``expected`` input
-    events: all of them consumed, every one that was not rejected applied (or, should the count
-    never get there, no score moved for 6 s). False when ``--timeout`` s passed since ``began``."""
-    from leadpulse.stream.liveview import parse_metrics
+async def _catch_up(ctx: DemoContext, view: LiveView, history: int, began: float) -> MetricsSample:
+    """Wait, with the live view saying so, until the worker has caught up with the ``history``
+    events just published; the sample that says so. A worker that has not within ``--timeout``
+    seconds is stuck, or far too slow for the live part to mean anything: a DemoError says
+    where it stands rather than a live view showing the backlog's latency as the live one."""
+    t = time.monotonic()
 
-    last, quiet_since = None, None
+    def note(metrics, applied_per_s) -> str:
+        if metrics is None:
+            return f"catching up with the history ({history:,} events): waiting for the worker's /metrics"
+        rate = f"{applied_per_s:,.0f} events/s" if applied_per_s is not None else "- events/s"
+        return (f"catching up with the history: applied {metrics.applied:,.0f} of {history:,} events "
+                f"({rate}); the live replay starts when the worker has caught up")
+
+    done, last = await _follow(ctx, view, lambda: history, began, note)
+    if not done:
+        where = (f"consumed {last.consumed:,.0f}, applied {last.applied:,.0f}, dead letters "
+                 f"{last.rejected:,.0f}, held {last.held:,.0f}, unpublished {last.unpublished:,.0f}"
+                 if last is not None else "its /metrics never answered")
+        raise DemoError(f"the worker did not catch up with the {history:,} history events within "
+                        f"{ctx.args.timeout:.0f} s ({where}; log {_state_dir(ctx) / 'worker.log'}); "
+                        f"a slower machine needs a longer --timeout, or try --size tiny")
+    gap = history - (last.applied + last.rejected + last.held)
+    ctx.say(f"[replay] caught up with the history in {time.monotonic() - t:.0f} s: {last.applied:,.0f} of "
+            f"{history:,} events applied, {last.rejected:,.0f} dead letters, {last.held:,.0f} held for a "
+            f"contact not seen yet, nothing unpublished"
+            + (f" ({gap:,.0f} not accounted for; nothing moved for {QUIET:.0f} s)" if gap > 0 else ""))
+    return last
+
+
+def _caught_up(metrics: MetricsSample, expected: int, quiet_for: float) -> bool:
+    """The worker is done with ``expected`` input events: it consumed them all, applied (or
+    deduplicated), dead-lettered or holds every one, and has no score change left unpublished.
+    Should those counts never add up, nothing having moved for QUIET s ends the wait too."""
+    if metrics.consumed < expected or metrics.unpublished > 0:
+        return False
+    return metrics.applied + metrics.rejected + metrics.held >= expected or quiet_for >= QUIET
+
+
+async def _follow(ctx: DemoContext, view: LiveView, expected: Callable[[], Optional[int]], began: float,
+                  note: Callable[[Optional[MetricsSample], Optional[float]], str],
+                  baseline: Optional[MetricsSample] = None) -> tuple[bool, Optional[MetricsSample]]:
+    """Refresh the live view every REFRESH s until the worker has caught up with ``expected()``
+    input events (None while they are still being published). (True, the last /metrics sample)
+    then, (False, the last sample) after ``--timeout`` s. ``baseline``: the sample the view's
+    cumulative latency counts from. A worker that exits ends the demo with a DemoError."""
+    start = last_moved = time.monotonic()
+    last, progress = None, None  # (time, sample) of the previous answer; the counts that move
     window: deque = deque()  # (time, metrics) of the last LATENCY_WINDOW seconds
     while True:
-        await asyncio.sleep(2.0)
-        text = await _get(ctx.web + "/metrics")
-        metrics = parse_metrics(text) if text else None
+        await asyncio.sleep(REFRESH)
+        if ctx.worker is not None and ctx.worker.returncode is not None:
+            raise DemoError(f"the worker exited with code {ctx.worker.returncode} "
+                            f"(log {_state_dir(ctx) / 'worker.log'})")
+        metrics = await _metrics(ctx)
         now = time.monotonic()
-        rate_now, recent = None, None
-        if metrics and last:
-            rate_now = (metrics.consumed - last[1].consumed) / (now - last[0])
-        if metrics:
+        consumed_per_s, applied_per_s, recent = None, None, None
+        if metrics is None:  # a busy worker may not answer /metrics in time: that is not quiet
+            last_moved = now
+        else:
+            if last:
+                consumed_per_s = (metrics.consumed - last[1].consumed) / (now - last[0])
+                applied_per_s = (metrics.applied - last[1].applied) / (now - last[0])
             while window and now - window[0][0] > LATENCY_WINDOW:
                 window.popleft()
             if window:
                 recent = (now - window[0][0], metrics.since(window[0][1]))
             window.append((now, metrics))
-        screen = view.render(metrics, rate_now, now - began, recent)
+            moving = (metrics.consumed, metrics.applied, metrics.rejected, metrics.held,
+                      metrics.unpublished, metrics.published)
+            if moving != progress:
+                progress, last_moved = moving, now
+        screen = view.render(metrics, consumed_per_s, now - began, recent,
+                             note=note(metrics, applied_per_s), baseline=baseline)
         if ctx.out.isatty():
             ctx.out.write("\x1b[2J\x1b[H")
         ctx.say(screen + "\n")
-        # a busy worker may not answer /metrics in time: that never counts as quiet
-        consumed = metrics is not None and metrics.consumed >= expected
-        moved = metrics is None or last is None or metrics.published != last[1].published
-        last = (now, metrics) if metrics else last
-        if published() and consumed:
-            if metrics.applied >= expected - metrics.rejected:
-                return True
-            quiet_since = None if moved else (quiet_since or now)
-            if quiet_since and now - quiet_since >= 6:
-                return True
-        if now - began > ctx.args.timeout:
-            return False
+        last = (now, metrics) if metrics is not None else last
+        n = expected()
+        if metrics is not None and n is not None and _caught_up(metrics, n, now - last_moved):
+            return True, metrics
+        if now - start > ctx.args.timeout:
+            return False, last[1] if last else None
+
+
+async def _metrics(ctx: DemoContext) -> Optional[MetricsSample]:
+    """The worker's /metrics, parsed (None when it does not answer in time)."""
+    from leadpulse.stream.liveview import parse_metrics
+
+    text = await _get(ctx.web + "/metrics")
+    return parse_metrics(text) if text else None
 
 
 async def _get(url: str) -> Optional[str]:
@@ -415,17 +493,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="the whole story on the embedded broker, in one command",
                               description="Attach to KAFKA_BOOTSTRAP or start the embedded broker, "
                                           "simulate a small CRM world, train the first model on its "
-                                          "history, start a worker, replay the rest as a live stream "
-                                          "and show top leads, jumps with reasons, events/s and "
+                                          "history, start a worker, publish the history and wait "
+                                          "until the worker has caught up with it, then replay the "
+                                          "rest as a live stream and show top leads, jumps with "
+                                          "reasons, events/s and the live part's event->publish "
                                           "latency. Ctrl-C stops everything the demo started.")
     p.add_argument("--size", choices=("tiny", "small", "large"), default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tables", default=None, help="publish this table directory instead of simulating")
     add_pacing_arguments(p, default=f"{LIVE_RATE:,.0f} for the live replay, {DEFAULT_RATE:,.0f} with --events-only")
-    p.add_argument("--fast", action="store_true", help="publish as fast as possible")
+    p.add_argument("--fast", action="store_true",
+                   help="publish the live part (with --events-only, the tables) as fast as possible; "
+                        "the history always is")
     p.add_argument("--timeout", type=float, default=600.0,
-                   help="longest run of the replay (scoring the history, then the live part) / of the "
-                        "event count in seconds (default 600)")
+                   help="longest wait in seconds of each replay phase: for the worker to catch up with "
+                        "the history (past it the demo fails, saying where the worker stands), then "
+                        "for the live part (past it the demo ends); with --events-only, of the event "
+                        "count (default 600)")
     p.add_argument("--history", type=float, default=0.6,
                    help="share of the event-time span used as training history (default 0.6)")
     p.add_argument("--epochs", type=int, default=40, help="max training epochs of the first model (default 40)")

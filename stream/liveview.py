@@ -22,6 +22,7 @@ class MetricsSample:
     applied: float = 0.0  # through the account stage: applied to the graph, or duplicates
     latency_buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
     unpublished: float = 0.0  # a gauge: applied events whose scores are not published yet
+    held: float = 0.0  # a gauge: activities and orders waiting for a contact not seen yet
 
     def quantile(self, q: float) -> Optional[float]:
         """Histogram quantile by linear interpolation inside the bucket (as PromQL does)."""
@@ -50,7 +51,7 @@ class MetricsSample:
             return self
         return MetricsSample(self.consumed - earlier.consumed, self.published - earlier.published,
                              self.rejected - earlier.rejected, self.applied - earlier.applied, buckets,
-                             unpublished=self.unpublished)  # a gauge: the current value, not a difference
+                             unpublished=self.unpublished, held=self.held)  # gauges: current values
 
 
 def _latency(sample: MetricsSample) -> Optional[str]:
@@ -72,6 +73,8 @@ def parse_metrics(text: str) -> MetricsSample:
                 sample.applied += s.value
             elif s.name == "leadpulse_unpublished_events":
                 sample.unpublished += s.value
+            elif s.name == "leadpulse_held_events":
+                sample.held += s.value
             elif s.name == "leadpulse_event_to_publish_seconds_bucket":
                 sample.latency_buckets.append((float(s.labels["le"]), s.value))
     sample.latency_buckets.sort()
@@ -103,20 +106,26 @@ class LiveView:
         return max(self.scores.values(), key=lambda v: v["score"])["contact_id"] if self.scores else None
 
     def render(self, metrics: Optional[MetricsSample], events_per_s: Optional[float], elapsed: float,
-               recent: Optional[tuple[float, MetricsSample]] = None) -> str:
-        """The screen. ``recent``: (seconds, what happened in them), e.g. ``metrics.since(older)``."""
+               recent: Optional[tuple[float, MetricsSample]] = None, *, note: Optional[str] = None,
+               baseline: Optional[MetricsSample] = None) -> str:
+        """The screen. ``recent``: (seconds, what happened in them), e.g. ``metrics.since(older)``;
+        ``note``: a line under the title (the demo's phase); ``baseline``: the sample taken when
+        the live part started, so the cumulative latency is the live part's, not the history's."""
         lines = [f"leadpulse live — {elapsed:5.0f} s   scores {self.n_scores:,}   alerts {self.n_alerts:,}"]
+        if note:
+            lines.append(note)
         if metrics is not None:
             rate = f"{events_per_s:,.0f} events/s" if events_per_s is not None else "- events/s"
             lines.append(f"consumed {metrics.consumed:,.0f}  ({rate})   applied {metrics.applied:,.0f}   "
                          f"unpublished {metrics.unpublished:,.0f}   dead letters {metrics.rejected:,.0f}")
-            overall = _latency(metrics)
+            overall = _latency(metrics.since(baseline) if baseline is not None else metrics)
             if overall is None:
                 lines.append("event→publish: no scores yet")
             else:
                 last = _latency(recent[1]) if recent else None
                 window = f"last {recent[0]:.0f} s {last or 'no scores'}   " if recent else ""
-                lines.append(f"event→publish: {window}since start {overall}")
+                since = "since the live part started" if baseline is not None else "since start"
+                lines.append(f"event→publish: {window}{since} {overall}")
         lines.append("")
         lines.append("top leads (latest score)                 tier  score   as of")
         top = sorted(self.scores.values(), key=lambda v: -v["score"])[: self.top_n]

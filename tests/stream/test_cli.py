@@ -150,6 +150,17 @@ def test_full_demo_trains_streams_and_scores_the_tiny_world(tmp_path: Path) -> N
     published = re.search(r"\[demo\] ([\d,]+) score changes", out.stdout)
     assert published and int(published.group(1).replace(",", "")) > 0, out.stdout[-3000:]
     assert "top leads" in out.stdout
+    # the live replay starts once the worker has caught up with the history, and the view says so
+    lines = out.stdout.splitlines()
+    caught = next(i for i, line in enumerate(lines) if line.startswith("[replay] caught up with the history"))
+    live = next(i for i, line in enumerate(lines) if "later events live at 400 events/s" in line)
+    assert caught < live
+    assert any(line.startswith("catching up with the history: applied") for line in lines[:caught])
+    assert not any(line.startswith("catching up") for line in lines[caught:])
+    assert any(line.startswith("live part: ") for line in lines[live:])
+    # its latency is the live part's: counted from the live replay's start, never before it
+    assert not any("since the live part started" in line for line in lines[:live])
+    assert re.search(r"^\[replay\] live part: event→publish p50 [\d,]+ ms  p99 [\d,]+ ms", out.stdout, re.M)
 
 
 @pytest.mark.parametrize("argv, default, expected", [
@@ -166,6 +177,20 @@ def test_demo_pacing(argv: list, default: float, expected: tuple) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert _pace(parser.parse_args(["demo", *argv]), default) == expected
+
+
+@pytest.mark.parametrize("counts, quiet_for, caught_up", [
+    (dict(consumed=100, applied=90, rejected=6, held=4), 0.0, True),  # dead letters and held count
+    (dict(consumed=100, applied=100, unpublished=3), 60.0, False),  # scores still to publish
+    (dict(consumed=99, applied=99), 60.0, False),  # not all consumed
+    (dict(consumed=100, applied=97), 2.0, False),  # still moving
+    (dict(consumed=100, applied=97), 6.0, True),  # counts that never add up: quiet ends the wait
+])
+def test_demo_catch_up_rule(counts: dict, quiet_for: float, caught_up: bool) -> None:
+    """The demo's live part waits until the worker is done with every event published so far."""
+    from leadpulse.stream.demo import _caught_up
+    from leadpulse.stream.liveview import MetricsSample
+    assert _caught_up(MetricsSample(**counts), 100, quiet_for) is caught_up
 
 
 # --------------------------------------------------------------------------- no accidental broker

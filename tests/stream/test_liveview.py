@@ -74,3 +74,22 @@ def test_applied_counts_what_the_account_stage_worked_through() -> None:
     assert sample.applied == 7 and sample.unpublished == 3
     assert "applied 7   unpublished 3" in LiveView().render(sample, None, 1.0)
     assert sample.since(MetricsSample()).unpublished == 3
+
+
+def test_a_baseline_makes_the_cumulative_latency_the_live_parts() -> None:
+    """The demo snapshots the buckets when the live part starts: the history's backlog drops out."""
+    m = Metrics()
+    for _ in range(1000):
+        m.event_to_publish_seconds.observe(20.0)  # the history, scored behind a backlog
+    m.held_events.set_function(lambda: 2)
+    baseline = _sample(m)
+    assert baseline.held == 2
+    for _ in range(300):
+        m.event_to_publish_seconds.observe(0.3)  # the live part
+    screen = LiveView().render(_sample(m), 250.0, 40.0, note="live part: 300 of 300 events published",
+                               baseline=baseline)
+    assert "live part: 300 of 300" in screen.splitlines()[1]
+    latency = next(line for line in screen.splitlines() if line.startswith("event→publish"))
+    assert "since the live part started p50" in latency and "since start" not in latency
+    p99 = _sample(m).since(baseline).quantile(0.99)
+    assert p99 is not None and p99 <= 0.5
