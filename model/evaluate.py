@@ -185,6 +185,10 @@ def evaluate_split(split: TemporalSplit, models: Sequence[Union[str, LeadModel]]
             row["blend"] = model.blend.to_dict()
     champion = champion_row(rows)
     if champion is not None:
+        if split.plan.gap == "relaxed":
+            champion["notes"].append("chosen on the validation cutoffs of a relaxed split, which overlap "
+                                     "the training labels: optimistic for models that remember their "
+                                     "training leads (docs/evaluation.md#the-population)")
         rows.append(champion)
     return rows
 

@@ -72,6 +72,11 @@ def evaluate_on(model: LeadModel, examples: ExampleSet) -> dict:
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
 
 
+#: said with a choice made on the validation cutoffs of a relaxed split (docs/evaluation.md#the-population)
+RELAXED_CHOICE = ("relaxed split: the training labels overlap the validation window, so validation "
+                  "favours the models that remember their training leads; more history gives a strict split")
+
+
 def training_data(train: ExampleSet, valid: ExampleSet = ()) -> dict:
     """``{"examples", "positives"}``: distinct leads with an example in the training and
     validation cutoffs, and with a positive label there (a converter counts once, however many
@@ -123,6 +128,9 @@ def train_challenger(store: GraphStore, start: int, end: int, task: Task, regist
     # short of data the choice is moot: the reason then starts with what was short
     note = (f"chosen among {len(fitted)} candidates on the validation AUROC ({shown})"
             if len(fitted) > 1 and not short else None)
+    if note and split.plan.gap == "relaxed":
+        note += f"; {RELAXED_CHOICE}"
+        logger.warning("%s", RELAXED_CHOICE)
     result = _register(fitted[chosen], split, task, registry, data, minimum, began, note)
     candidates.insert(0, {"version": result.version, "family": chosen, "valid_auroc": valid[chosen],
                           "metrics": result.metrics})
