@@ -63,9 +63,10 @@ def main(argv=None) -> int:
             score, explain = [], []
             for g, b in zip(graphs, batches):
                 t0 = time.perf_counter()
-                scorer.score(g, b)
+                batch = scorer.score(g, b)
                 t1 = time.perf_counter()
-                explain_signed(model, g, b[:args.explain], top_k=5)
+                # as the stream explains: with the rows the scoring encoded (a GNN part's)
+                explain_signed(model, g, b[:args.explain], top_k=5, encoded=batch.encoded)
                 score.append((t1 - t0) * 1e3)
                 explain.append((time.perf_counter() - t1) * 1e3)
             print(f"{n:5d} leads  {name:9s} score {statistics.median(score):7.1f}  "

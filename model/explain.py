@@ -343,7 +343,9 @@ def explain_signed(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str]
         own = getattr(model, "explain_signed", None)
         if own is None:
             return [Explanation([], [], []) for _ in contact_ids]
-        return own(graph, contact_ids, top_k=top_k, min_abs=min_abs)
+        # ``encoded`` is only ever a GNN's rows: set for a model that carries a GNN (the hybrid)
+        extra = {"encoded": encoded} if encoded is not None else {}
+        return own(graph, contact_ids, top_k=top_k, min_abs=min_abs, **extra)
     spec = model.spec
     if spec is None:
         raise RuntimeError("model is not fitted")

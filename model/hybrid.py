@@ -39,6 +39,7 @@ from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.baselines import LGBMAggModel, LGBMOptions
 from leadpulse.model.calibration import assign_tiers, fit_tiers, tier_card
 from leadpulse.model.factors import Explanation, Factor, sign_split
+from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.gnn_options import TrainOptions
 
@@ -105,10 +106,23 @@ class HybridModel(LeadModel):
     def parts(self) -> tuple[LeadModel, LeadModel]:
         return self._gnn(), self.agg
 
-    def part_logits(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
-        """``(n, 2)``: the GNN's and ``lgbm_agg``'s logits of each lead."""
-        return np.column_stack([_logit(np.clip(m.predict_proba(graph, contact_ids), _EPS, 1 - _EPS))
-                                for m in self.parts])
+    def part_logits(self, graph: Subgraph, contact_ids: Sequence[str],
+                    encoded: Optional[Encoded] = None) -> np.ndarray:
+        """``(n, 2)``: the GNN's and ``lgbm_agg``'s logits of each lead. ``encoded``:
+        ``encode_graph(graph, gnn.spec)`` when the caller has it (the stream scores and then
+        explains the same union), so the GNN's rows are built once."""
+        gnn, agg = self.parts
+        if encoded is None:
+            p_gnn = gnn.predict_proba(graph, contact_ids)
+        else:
+            data, seeds = to_hetero_data(graph, gnn.spec, contact_ids, encoded=encoded)
+            p_gnn = gnn.proba_from_data(data, seeds)
+        return np.column_stack([_logit(np.clip(p, _EPS, 1 - _EPS))
+                                for p in (p_gnn, agg.predict_proba(graph, contact_ids))])
+
+    def encode(self, graph: Subgraph) -> Encoded:
+        """The GNN part's encoded rows of ``graph`` (``features.encode_graph``)."""
+        return encode_graph(graph, self._gnn().spec)
 
     # ------------------------------------------------------------------ LeadModel
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "HybridModel":
@@ -153,7 +167,7 @@ class HybridModel(LeadModel):
         return assign_tiers(proba, self.tier_cuts)
 
     def explain_signed(self, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-                       min_abs: float = 1e-4) -> list[Explanation]:
+                       min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[Explanation]:
         """Each lead's factors, in the groups and words both parts share (``model.factors``).
 
         Each part explains itself (the GNN by occlusion, ``lgbm_agg`` by TreeSHAP), each factor
@@ -162,14 +176,15 @@ class HybridModel(LeadModel):
         and brought back to the hybrid's probability as ``p - sigmoid(z - sum)``. The text is
         that of the part whose own contribution has the sign of the sum (the larger one when
         both do), so the words still agree with the sign (a text is chosen by its own part's sign).
+        ``encoded``: the GNN part's rows of ``graph`` (``encode``), reused when given.
         """
         from leadpulse.model.explain import explain_signed  # the GNN's occlusion; lazily, as it is heavy
         ids = list(contact_ids)
         if not ids:
             return []
-        z = self.part_logits(graph, ids)
+        z = self.part_logits(graph, ids, encoded)
         weights = (self.blend.w_gnn, self.blend.w_agg)
-        parts = (explain_signed(self._gnn(), graph, ids, top_k=_ALL, min_abs=0.0),
+        parts = (explain_signed(self._gnn(), graph, ids, top_k=_ALL, min_abs=0.0, encoded=encoded),
                  self.agg.explain_signed(graph, ids, top_k=_ALL, min_abs=0.0))
         out = []
         for i in range(len(ids)):

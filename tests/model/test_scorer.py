@@ -156,7 +156,14 @@ def test_the_hybrid_scores_a_k_hop_union_as_the_snapshot_and_explains_with_both_
             assert batch.tiers == model.tiers(full[pick])
     from leadpulse.model.explain import explain_signed
     ids = ids[:15]
-    explained = explain_signed(model, store.subgraph(ids, end, hops=2), ids, top_k=4)
+    union = store.subgraph(ids, end, hops=2)
+    explained = explain_signed(model, union, ids, top_k=4)
+    # the stream's way: scored first, explained with the GNN rows the scoring encoded, same factors
+    batch = scorer.score(union, ids, top_k=4)
+    assert batch.encoded is not None
+    for got, want in zip(batch.factors, (e.top for e in explained)):
+        assert [f.factor for f in got] == [f.factor for f in want]
+        np.testing.assert_allclose([f.contribution for f in got], [f.contribution for f in want], atol=1e-6)
     assert any(e.positive for e in explained) and any(e.negative for e in explained)
     for e in explained:
         assert all(f.contribution > 0 for f in e.positive) and all(f.contribution < 0 for f in e.negative)
