@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
-from leadpulse.model.calibration import assign_tiers, fit_tiers, tier_card
+from leadpulse.model.calibration import assign_tiers, fit_tier_card
 from leadpulse.model.factors import Explanation
 from leadpulse.model.rules import RulePoints, RulesModel
 from leadpulse.model.tabular import Encoder, RawTable, examples_table, feature_table
@@ -101,11 +101,9 @@ class _Tabular(LeadModel):
     def _fit_tiers(self, X: np.ndarray, y: np.ndarray) -> None:
         """Tier cut points, rates and card on ``X, y`` (the validation cutoffs, else the training
         ones), from the probabilities ``predict_proba`` gives the same leads."""
-        proba = self._proba_matrix(X)
-        tiers = fit_tiers(proba, y)
-        if tiers is not None:
-            self.tier_cuts, self.tier_rates = tiers
-            self.tier_card = tier_card(proba, y, self.tier_cuts)
+        fitted = fit_tier_card(self._proba_matrix(X), y)
+        if fitted is not None:
+            self.tier_cuts, self.tier_rates, self.tier_card = fitted
 
     def tiers(self, proba: np.ndarray) -> list[str]:
         """Tier letter per probability (``tier_cuts``), as ``GNNLeadModel.tiers``."""

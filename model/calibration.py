@@ -28,7 +28,7 @@ from scipy.special import expit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Calibration", "TIERS", "TIER_SHARES", "TIER_ACTIONS", "assign_tiers", "fit_tiers", "tier_card",
+__all__ = ["Calibration", "TIERS", "TIER_SHARES", "TIER_ACTIONS", "assign_tiers", "fit_tiers", "fit_tier_card", "tier_card",
            "card_from_rates", "card_of"]
 
 TIERS = ("A", "B", "C", "D")
@@ -89,6 +89,14 @@ def fit_tiers(proba: np.ndarray, y: np.ndarray) -> Optional[tuple[tuple[float, f
     # None, not NaN, for an empty tier: model.json stays strict JSON
     rates = {t: float(y[tiers == t].mean()) if (tiers == t).any() else None for t in TIERS}
     return cuts, rates
+
+
+def fit_tier_card(proba: np.ndarray, y: np.ndarray) -> Optional[tuple[tuple[float, float, float],
+                                                                      dict[str, Optional[float]], dict]]:
+    """``(cut points, rate per tier, tier card)`` of calibrated validation scores: ``fit_tiers``
+    and the ``tier_card`` of its cuts on the same leads. None without scores."""
+    tiers = fit_tiers(proba, y)
+    return None if tiers is None else (*tiers, tier_card(proba, y, tiers[0]))
 
 
 def tier_card(proba: np.ndarray, y: np.ndarray, cuts: tuple[float, float, float]) -> dict:

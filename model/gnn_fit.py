@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from leadpulse.model.base import CutoffExamples, ExampleSet
-from leadpulse.model.calibration import Calibration, fit_tiers, tier_card
+from leadpulse.model.calibration import Calibration, fit_tier_card
 from leadpulse.model.features import FeatureSpec, RawGraph, extract, khop_subgraph, seed_index
 from leadpulse.model.gnn_net import EnsembleSAGE, HeteroSAGE, edge_index_dict
 from leadpulse.model.gnn_options import Loss, Monitor, OptimOptions, TrainOptions
@@ -169,8 +169,8 @@ def fit(opts: TrainOptions, train: ExampleSet, valid: Optional[ExampleSet] = Non
     logits = np.concatenate([_predict(net, p) for p in cal_set])
     y_cal = np.concatenate([p.labels for p in cal_set])
     calibration = Calibration.fit(logits, y_cal)
-    tiers = fit_tiers(calibration(logits), y_cal)
-    card = tier_card(calibration(logits), y_cal, tiers[0]) if tiers is not None else None
+    fitted = fit_tier_card(calibration(logits), y_cal)
+    tiers, card = (fitted[:2], fitted[2]) if fitted is not None else (None, None)
     logger.info("trained gnn: %d member(s), %d epochs in all, %.1fs", len(members),
                 len(history), time.perf_counter() - t0)
     return Fitted(spec=spec, net=net, calibration=calibration, tiers=tiers, history=history, tier_card=card)

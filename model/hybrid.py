@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.baselines import LGBMAggModel, LGBMOptions
-from leadpulse.model.calibration import assign_tiers, fit_tiers, tier_card
+from leadpulse.model.calibration import assign_tiers, fit_tier_card
 from leadpulse.model.factors import Explanation, Factor, sign_split
 from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
@@ -138,11 +138,9 @@ class HybridModel(LeadModel):
             held, fitted_on = [ex for ex in train if ex.contact_ids], "training"
         z, y, w = self._stack(held)
         self.blend = Blend.fit(z, y, w, fitted_on, seed)
-        proba = self.blend(z)
-        tiers = fit_tiers(proba, y)
-        if tiers is not None:
-            self.tier_cuts, self.tier_rates = tiers
-            self.tier_card = tier_card(proba, y, self.tier_cuts)
+        fitted = fit_tier_card(self.blend(z), y)
+        if fitted is not None:
+            self.tier_cuts, self.tier_rates, self.tier_card = fitted
         return self
 
     def _stack(self, examples: ExampleSet) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -157,10 +155,12 @@ class HybridModel(LeadModel):
         keep = ~np.isnan(y)
         return z[keep], y[keep], (None if np.all(w[keep] == 1.0) else w[keep])
 
-    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str],
+                      encoded: Optional[Encoded] = None) -> np.ndarray:
+        """Probabilities as of ``graph.as_of``; ``encoded`` as for ``part_logits``."""
         if not len(contact_ids):
             return np.zeros(0)
-        return self.blend(self.part_logits(graph, contact_ids))
+        return self.blend(self.part_logits(graph, contact_ids, encoded))
 
     def tiers(self, proba: np.ndarray) -> list[str]:
         """Tier letter per probability (cut points and rates fit on validation, as the GNN's)."""

@@ -117,13 +117,12 @@ def train_challenger(store: GraphStore, start: int, end: int, task: Task, regist
              for name, model in fitted.items()}
     chosen = max(fitted, key=lambda n: (valid[n] if valid[n] is not None else -1.0, -families.index(n)))
     shown = ", ".join(f"{n} {v:.4f}" if v is not None else f"{n} unmeasured" for n, v in valid.items())
-    candidates, versions = [], {}
+    candidates = []
     for name in families:
         if name != chosen:  # registered so it can be promoted by hand; not decided on
             metrics = evaluate_on(fitted[name], split.test)
-            versions[name] = _add(registry, fitted[name], split, task, data, metrics)
-            candidates.append({"version": versions[name], "family": name, "valid_auroc": valid[name],
-                               "metrics": metrics})
+            candidates.append({"version": _add(registry, fitted[name], split, task, data, metrics),
+                               "family": name, "valid_auroc": valid[name], "metrics": metrics})
     short = minimum is not None and minimum.shortfall(data) is not None
     # short of data the choice is moot: the reason then starts with what was short
     note = (f"chosen among {len(fitted)} candidates on the validation AUROC ({shown})"
@@ -169,17 +168,21 @@ def fit_candidates(train: ExampleSet, valid: ExampleSet, families: Sequence[str]
     return out
 
 
+def _test_window(split, task: Task) -> list[int]:
+    """The held-out window the test cutoffs' labels span (what the registry compares on)."""
+    return [int(split.plan.test[0]), int(split.plan.test[-1]) + task.horizon]
+
+
 def _add(registry: ModelRegistry, model: LeadModel, split, task: Task, data: dict, metrics: dict) -> str:
-    window = [int(split.plan.test[0]), int(split.plan.test[-1]) + task.horizon]
     return registry.register(model, task.query(), [split.plan.train[0], split.plan.train[-1]],
-                             metrics=[{"window": window, "metrics": metrics}], parent=registry.champion(),
-                             training_data=data)
+                             metrics=[{"window": _test_window(split, task), "metrics": metrics}],
+                             parent=registry.champion(), training_data=data)
 
 
 def _register(model: LeadModel, split, task: Task, registry: ModelRegistry, data: dict,
               minimum: Optional[MinimumData], began: float, note: Optional[str] = None) -> TrainResult:
     metrics = evaluate_on(model, split.test)
-    window = [int(split.plan.test[0]), int(split.plan.test[-1]) + task.horizon]
+    window = _test_window(split, task)
     version = _add(registry, model, split, task, data, metrics)
     decision = registry.promote_if_better(version, evaluate=lambda champ, _w: evaluate_on(champ, split.test),
                                           minimum=minimum, note=note)

@@ -119,7 +119,7 @@ class Scorer:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
         if isinstance(self.model, HybridModel):  # its GNN part's rows are kept for the explanations
             encoded = self.model.encode(graph)
-            proba = self.model.blend(self.model.part_logits(graph, ids, encoded))
+            proba = self.model.predict_proba(graph, ids, encoded)
             factors = explain(self.model, graph, ids, top_k=top_k, encoded=encoded) if top_k > 0 else None
             return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
         if not isinstance(self.model, GNNLeadModel):  # the rules model, the tabular baselines

@@ -323,7 +323,7 @@ class Settings(BaseSettings):
                     "Fewer families train faster.")
     min_train_positives: int = Field(
         MinimumData.positives, ge=0,
-        description="`train` and `retrain` promote a learned model (the GNN) only when at least this many "
+        description="`train` and `retrain` promote a learned model (any family but `rules`) only when at least this many "
                     "distinct leads have a positive label in its training and validation cutoffs; below it "
                     "the rules model is fitted and decided on instead, and the decision, `models.updates` "
                     "and `/healthz` say why. 0 = no minimum. Why 120: "
