@@ -29,6 +29,8 @@ from tests.stream.tests_support import account_partition, full_recompute, graph_
 
 pytestmark = pytest.mark.slow
 PARTITIONS = 2
+#: the most records the driver hands a stage at once (``getmany(max_records=...)``)
+BATCH = 50
 
 
 class InjectedFault(RuntimeError):
@@ -85,7 +87,7 @@ class Driver:
     """Feeds a runtime from the real broker as the Faust adapter does: both stages in small
     batches, the flush timer, seeks on request."""
 
-    def __init__(self, bootstrap: str, inputs: list[str], account_topic: str, batch: int = 50):
+    def __init__(self, bootstrap: str, inputs: list[str], account_topic: str, batch: int = BATCH):
         self.bootstrap, self.account_topic, self.batch = bootstrap, account_topic, batch
         self.in_tps = [TopicPartition(t, p) for t in inputs for p in range(PARTITIONS)]
         self.acc_tps = [TopicPartition(account_topic, p) for p in range(PARTITIONS)]
@@ -186,8 +188,9 @@ class Outcome:
 def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run: str,
                producer_fault: Optional[dict] = None, commit_fault_after: Optional[int] = None,
                rebalance: bool = False, coalesce: float = 0.0, feeds: Optional[dict] = None,
-               decay_min_age: float = 3600.0) -> Outcome:
-    """One in-process worker over the published world, on its own state and output topics."""
+               decay_min_age: float = 3600.0, batch: int = BATCH) -> Outcome:
+    """One in-process worker over the published world, on its own state and output topics
+    (``batch``: the most records handed to a stage at once)."""
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.model.registry import ModelRegistry
     from leadpulse.model.scorer import Scorer
@@ -229,7 +232,7 @@ def run_worker(tmp_path: Path, broker: str, inputs: dict, registry: Path, *, run
         aio = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=5)
         await aio.start()
         try:
-            async with Driver(broker, list(topics.inputs), topics.accounts) as driver:
+            async with Driver(broker, list(topics.inputs), topics.accounts, batch) as driver:
                 producer = FaultyProducer(aio, **(producer_fault or {}))
                 runtime = ScoringRuntime(Router(router_state), processor, metrics, producer, driver.seek, topics,
                                          batch_size=driver.batch, feeds=feeds)
