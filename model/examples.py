@@ -19,7 +19,11 @@ A short history cannot always afford two gaps. With ``gap="auto"`` (the default)
 strict rule leaves no training cutoff, the train/valid gap is relaxed (the test gap never is):
 valid = the latest cutoff with ``t + end ≤ T``, train = earlier ones with ``t + end ≤ T``.
 Train label windows may then overlap the validation window (validation, used only for early
-stopping, is optimistic), never the test. The split records which rule it used.
+stopping, is optimistic), never the test. The split records which rule it used, and then also
+holds the training cutoffs with their labels **censored** at the first validation cutoff
+(``TemporalSplit.train_censored``: what was known of them then; a cutoff whose window opens
+after it is left out): fits on those judge the candidates on validation honestly
+(docs/model.md#the-hybrid-and-the-champion-family).
 
 Example:
     >>> from leadpulse.schemas.timeutil import MICROS_PER_DAY as D
@@ -34,7 +38,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Iterable, Literal, Optional, Sequence
 
@@ -50,7 +54,8 @@ from leadpulse.schemas.timeutil import MICROS_PER_DAY, from_micros, to_micros
 logger = logging.getLogger(__name__)
 
 __all__ = ["SplitOptions", "SplitPlan", "TemporalSplit", "SplitError", "data_span", "plan_split",
-           "contacts_at", "population_at", "sample_examples", "build_examples", "build_split", "SAMPLE_HOPS"]
+           "contacts_at", "population_at", "sample_examples", "build_examples", "build_split", "censor",
+           "SAMPLE_HOPS"]
 
 
 class SplitError(ValueError):
@@ -112,6 +117,9 @@ class TemporalSplit:
     train: list[CutoffExamples] = field(default_factory=list)
     valid: list[CutoffExamples] = field(default_factory=list)
     test: list[CutoffExamples] = field(default_factory=list)
+    #: a relaxed split's training cutoffs with labels cut at the first validation cutoff (empty
+    #: on a strict split, whose training labels all end by then anyway)
+    train_censored: list[CutoffExamples] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {}
@@ -282,11 +290,20 @@ def build_split(store: GraphStore, task: Task, start: int, end: int,
     the validation and test snapshots are too big to keep.
     """
     plan = plan_split(start, end, task, options)
+    train = build_examples(store, task, plan.train,
+                           cache_graphs=cache_graphs if cache_train is None else cache_train,
+                           max_examples=options.max_train_examples, sample_seed=options.sample_seed)
     return TemporalSplit(
-        plan=plan,
-        train=build_examples(store, task, plan.train,
-                             cache_graphs=cache_graphs if cache_train is None else cache_train,
-                             max_examples=options.max_train_examples, sample_seed=options.sample_seed),
+        plan=plan, train=train,
         valid=build_examples(store, task, plan.valid, cache_graphs=cache_graphs),
         test=build_examples(store, task, plan.test, cache_graphs=cache_graphs),
+        train_censored=censor(store, task, train, plan.valid[0]) if plan.gap == "relaxed" and plan.valid else [],
     )
+
+
+def censor(store: GraphStore, task: Task, examples: Sequence[CutoffExamples], until: int) -> list[CutoffExamples]:
+    """``examples`` relabelled with their label windows cut at ``until`` (the same leads, graphs
+    and weights); a cutoff whose window opens at or after ``until`` has nothing known and is
+    left out."""
+    return [replace(ex, labels=task.label(store, ex.contact_ids, ex.as_of, until=until))
+            for ex in examples if ex.as_of + task.window_micros[0] < until]

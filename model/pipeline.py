@@ -10,7 +10,9 @@ other two. Each is registered (so any can be promoted by hand); the one with the
 the **validation** cutoffs is the challenger the registry decides on against the champion, on
 the newest held-out window (invariant 6). Choosing on validation keeps the held-out figure of
 the chosen one honest: the test window is never used to pick among candidates
-(docs/model.md#the-hybrid-and-the-champion-family).
+(docs/model.md#the-hybrid-and-the-champion-family). On a relaxed split the candidates are
+judged on fits to the training labels censored at the first validation cutoff
+(``model.evaluate.validation_aurocs``), and the fits on the whole labels are registered.
 
 Below the minimum data (``MinimumData``, docs/model.md#minimum-data) the learned challenger is
 registered and refused, and the rules model is fitted on the same split as the fallback: it is
@@ -29,6 +31,7 @@ import numpy as np
 from leadpulse.graph_store.base import GraphStore
 from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.baselines import LGBMAggModel
+from leadpulse.model.evaluate import CENSORED, CENSORED_NOTE, RELAXED_NOTE, validation_aurocs
 from leadpulse.model.examples import SplitOptions, build_split
 from leadpulse.model.metrics import score_metrics
 from leadpulse.model.registry import FAMILIES, Decision, MinimumData, ModelRegistry
@@ -54,7 +57,8 @@ class TrainResult:
     #: the model's family (``LeadModel.name``: "gnn", "lgbm_agg", "hybrid", "rules")
     family: Optional[str] = None
     #: every candidate fitted beside it: ``{"version", "family", "valid_auroc", "metrics"}``,
-    #: the chosen one included (``valid_auroc`` None when validation has a single class)
+    #: the chosen one included (``valid_auroc``: what it was chosen on, from the fit to censored
+    #: labels on a relaxed split; None when validation has a single class)
     candidates: list[dict] = field(default_factory=list)
 
 
@@ -70,11 +74,6 @@ def evaluate_on(model: LeadModel, examples: ExampleSet) -> dict:
         return {}
     m = score_metrics(np.concatenate(labels), np.concatenate(scores)).to_dict()
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
-
-
-#: said with a choice made on the validation cutoffs of a relaxed split (docs/evaluation.md#the-population)
-RELAXED_CHOICE = ("relaxed split: the training labels overlap the validation window, so validation "
-                  "favours the models that remember their training leads; more history gives a strict split")
 
 
 def training_data(train: ExampleSet, valid: ExampleSet = ()) -> dict:
@@ -113,8 +112,8 @@ def train_challenger(store: GraphStore, start: int, end: int, task: Task, regist
     split = build_split(store, task, start, end, split_options, cache_graphs=True)
     data = training_data(split.train, split.valid)
     fitted = fit_candidates(split.train, split.valid, families, train_options)
-    valid = {name: evaluate_on(model, split.valid).get("auroc") if split.valid else None
-             for name, model in fitted.items()}
+    valid, basis = validation_aurocs(split, fitted, lambda censored: fit_candidates(
+        censored, split.valid, families, train_options))
     chosen = max(fitted, key=lambda n: (valid[n] if valid[n] is not None else -1.0, -families.index(n)))
     shown = ", ".join(f"{n} {v:.4f}" if v is not None else f"{n} unmeasured" for n, v in valid.items())
     candidates = []
@@ -128,8 +127,9 @@ def train_challenger(store: GraphStore, start: int, end: int, task: Task, regist
     note = (f"chosen among {len(fitted)} candidates on the validation AUROC ({shown})"
             if len(fitted) > 1 and not short else None)
     if note and split.plan.gap == "relaxed":
-        note += f"; {RELAXED_CHOICE}"
-        logger.warning("%s", RELAXED_CHOICE)
+        note += f"; {CENSORED_NOTE if basis == CENSORED else RELAXED_NOTE}"
+        if basis != CENSORED:
+            logger.warning("%s", RELAXED_NOTE)
     result = _register(fitted[chosen], split, task, registry, data, minimum, began, note)
     candidates.insert(0, {"version": result.version, "family": chosen, "valid_auroc": valid[chosen],
                           "metrics": result.metrics})

@@ -161,14 +161,17 @@ class Task:
 
     # ------------------------------------------------------------------ labels
     def label(self, source: Union[GraphStore, Iterable[InputEvent]], contact_ids: Sequence[str],
-              as_of: int) -> np.ndarray:
+              as_of: int, until: Optional[int] = None) -> np.ndarray:
         """0/1 labels (float64) of ``contact_ids`` for cutoff ``as_of`` (micros).
 
         ``source`` is a ``GraphStore`` (as-of reads at t + start and t + end) or the raw
         events (a brute-force reference: a scan of every event). Both give the same labels.
+        ``until`` censors the label window at that time (its end becomes ``min(t + end,
+        until)``): what the labels looked like then. Default None: the whole window.
         """
-        counts = (self._count_store(source, contact_ids, as_of) if isinstance(source, GraphStore)
-                  else self._count_events(list(source), contact_ids, as_of))
+        window = self._window(as_of, until)
+        counts = (self._count_store(source, contact_ids, as_of, window) if isinstance(source, GraphStore)
+                  else self._count_events(list(source), contact_ids, as_of, window))
         return np.array([float(counts.get(c, 0) > self.threshold) for c in contact_ids])
 
     def _matches(self, attrs: Optional[dict]) -> bool:
@@ -180,8 +183,13 @@ class Task:
         got = attrs.get(column)
         return got is not None and as_text(got) == value
 
-    def _count_store(self, store: GraphStore, contact_ids: Sequence[str], as_of: int) -> dict[str, int]:
+    def _window(self, as_of: int, until: Optional[int]) -> tuple[int, int]:
         lo, hi = (as_of + d for d in self.window_micros)
+        return lo, hi if until is None else min(hi, until)
+
+    def _count_store(self, store: GraphStore, contact_ids: Sequence[str], as_of: int,
+                     window: tuple[int, int]) -> dict[str, int]:
+        lo, hi = window
         counts: dict[str, int] = {}
         if self.table == "orders":
             for cid in contact_ids:
@@ -203,8 +211,9 @@ class Task:
                 self._attribute(end_attrs, contact_ids, by_company, counts)
         return counts
 
-    def _count_events(self, events: list[InputEvent], contact_ids: Sequence[str], as_of: int) -> dict[str, int]:
-        lo, hi = (as_of + d for d in self.window_micros)
+    def _count_events(self, events: list[InputEvent], contact_ids: Sequence[str], as_of: int,
+                      window: tuple[int, int]) -> dict[str, int]:
+        lo, hi = window
         counts: dict[str, int] = {}
         wanted = set(contact_ids)
         if self.table == "orders":

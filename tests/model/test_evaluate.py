@@ -181,3 +181,32 @@ def test_a_population_restricts_every_models_examples(tmp_path, capsys):
     assert main(["--tables", str(tmp_path), "--task", query.replace("-30, 0, DAYS) > 0", "-30, 7, DAYS) > 0")]) == 2
     err = capsys.readouterr().err
     assert "bad WHERE term 'COUNT(activities.*, -30, 7, DAYS) > 0'" in err and "^" in err
+
+
+def test_a_relaxed_split_chooses_the_champion_on_fits_to_censored_labels(tiny_world):
+    """90 days for a 25-day window: the training labels overlap validation, so the candidates
+    are judged on fits to the labels as known at the first validation cutoff."""
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.model.baselines import make_model
+    from leadpulse.model.evaluate import CENSORED_NOTE
+    from leadpulse.model.examples import build_split, data_span
+    from leadpulse.model.metrics import score_metrics
+    from leadpulse.schemas.tables import read_tables
+    events, _ = read_tables(tiny_world)
+    query = "PREDICT COUNT(orders.*, 0, 25, DAYS) > 0 FOR EACH contacts.contact_id"
+    names = ["rules", "logreg", "lgbm_agg"]
+    report = run_evaluation(tiny_world, task=query, models=names, out=io.StringIO())
+    assert report.split["gap"] == "relaxed"
+    champion = report.row("champion")
+    assert champion["chosen"] == max(names, key=lambda n: report.row(n)["valid_auroc"])
+    assert CENSORED_NOTE in champion["notes"]
+    assert all(report.row(n)["valid_auroc_uncensored"] is not None for n in names)
+    # the figure it was chosen on: a fresh fit on the censored labels, judged on validation
+    store = MemoryGraphStore()
+    store.apply(sorted(events, key=lambda e: e.event_time))
+    split = build_split(store, parse_task(query), *data_span(events))
+    assert split.train_censored
+    model = make_model("logreg").fit(split.train_censored, split.valid, seed=0)
+    labels = np.concatenate([ex.labels for ex in split.valid])
+    scores = np.concatenate([model.predict_proba(ex.graph(), ex.contact_ids) for ex in split.valid])
+    assert report.row("logreg")["valid_auroc"] == pytest.approx(score_metrics(labels, scores).auroc, abs=1e-12)

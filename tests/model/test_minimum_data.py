@@ -115,3 +115,29 @@ def _saved(model):
     path = Path(tempfile.mkdtemp())
     model.save(path)
     return path
+
+
+def test_a_relaxed_split_judges_the_candidates_on_censored_labels_and_registers_the_whole_fits(tiny, tmp_path):
+    """90 days of data for a 25-day window: the training labels overlap validation; the
+    candidates are chosen on fits to the labels known at the first validation cutoff
+    (docs/model.md#the-hybrid-and-the-champion-family)."""
+    from leadpulse.model.baselines import LGBMAggModel
+    from leadpulse.model.evaluate import CENSORED_NOTE
+    from leadpulse.model.examples import build_split
+    from leadpulse.model.pipeline import evaluate_on, train_challenger
+    from leadpulse.model.task import parse_task
+    store, (start, end) = tiny
+    task = parse_task("PREDICT COUNT(orders.*, 0, 25, DAYS) > 0 FOR EACH contacts.contact_id")
+    reg = ModelRegistry(tmp_path)
+    result = train_challenger(store, start, end, task, reg, TrainOptions.of(epochs=2))
+    assert CENSORED_NOTE in result.decision.reason
+    chosen = max(result.candidates, key=lambda c: c["valid_auroc"])
+    assert chosen["family"] == result.family and chosen["version"] == result.version
+    # the registered lgbm_agg is the fit on the whole labels: validation shows the other figure
+    split = build_split(store, task, start, end)
+    agg = next(c for c in result.candidates if c["family"] == "lgbm_agg")
+    whole = evaluate_on(reg.load(agg["version"]), split.valid)["auroc"]
+    options = TrainOptions.of(epochs=2)
+    censored = evaluate_on(LGBMAggModel(career=options.career).fit(split.train_censored, split.valid,
+                                                                    seed=options.seed), split.valid)["auroc"]
+    assert agg["valid_auroc"] == pytest.approx(censored, abs=1e-12) and whole != pytest.approx(censored, abs=1e-6)

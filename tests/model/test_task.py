@@ -188,6 +188,39 @@ def test_store_labels_equal_the_brute_force_reference(query, tiny_world, tiny_st
         np.testing.assert_array_equal(task.label(tiny_store, ids, t), task.label(events, ids, t))
 
 
+@pytest.mark.parametrize("query", [DEFAULT_TASK, WON])
+def test_censored_labels_are_the_labels_known_at_the_cut(query, tiny_world, tiny_store):
+    """``until`` cuts the label window: brute force, the labels from the events up to the cut."""
+    task = parse_task(query)
+    events = tiny_world.all_events()
+    start = to_micros(tiny_world.start)
+    for day, cut in ((30, 40), (45, 46), (60, 95)):
+        t, until = start + day * DAY, start + cut * DAY
+        ids = contacts_at(tiny_store, t)
+        known = [e for e in events if to_micros(e.event_time) <= until]
+        censored = task.label(tiny_store, ids, t, until=until)
+        np.testing.assert_array_equal(censored, task.label(known, ids, t))
+        assert (censored <= task.label(tiny_store, ids, t)).all()
+    assert task.label(tiny_store, ids, t, until=t + task.horizon).tolist() == task.label(tiny_store, ids, t).tolist()
+
+
+def test_a_relaxed_split_holds_its_training_labels_censored_at_the_first_validation_cutoff(tiny_world, tiny_store):
+    from leadpulse.model.examples import build_split
+    start, end = to_micros(tiny_world.start), to_micros(tiny_world.start) + 100 * DAY
+    task = parse_task(DEFAULT_TASK)
+    split = build_split(tiny_store, task, start, end)
+    assert split.plan.gap == "relaxed"
+    cut = split.plan.valid[0]
+    opened = [ex for ex in split.train if ex.as_of + task.window_micros[0] < cut]
+    assert [ex.as_of for ex in split.train_censored] == [ex.as_of for ex in opened]
+    for ex, full in zip(split.train_censored, opened):
+        assert ex.contact_ids == full.contact_ids
+        np.testing.assert_array_equal(ex.labels, task.label(tiny_store, ex.contact_ids, ex.as_of, until=cut))
+    overlapping = [ex for ex in opened if ex.as_of + task.horizon > cut]
+    assert overlapping and sum(ex.labels.sum() for ex in split.train_censored) < sum(ex.labels.sum() for ex in opened)
+    assert not build_split(tiny_store, task, start, start + 181 * DAY).train_censored  # strict: nothing to cut
+
+
 # ------------------------------------------------------------------ split
 def test_split_gap_rule_is_strict_when_history_allows():
     task = parse_task(DEFAULT_TASK)
