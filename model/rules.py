@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 
 from leadpulse.graph_store.base import Subgraph
 from leadpulse.model.base import ExampleSet, LeadModel
-from leadpulse.model.calibration import assign_tiers, fit_tiers
+from leadpulse.model.calibration import assign_tiers, fit_tier_card
 from leadpulse.model.factors import Explanation
 from leadpulse.model.tabular import View, seniority
 from leadpulse.model.tabular_explain import explain_points
@@ -73,6 +73,7 @@ class RulesModel(LeadModel):
         self.a, self.b = 0.05, -4.0  # uncalibrated default: 0 points ~ 2 %, 80 points ~ 50 %
         self.tier_cuts: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.tier_rates: dict[str, Optional[float]] = {}
+        self.tier_card: dict = {}  # what each tier meant on validation (``calibration.tier_card``)
         self.version: Optional[str] = None
 
     def points(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
@@ -141,9 +142,9 @@ class RulesModel(LeadModel):
         else:
             proba = 1.0 / (1.0 + np.exp(-(self.a * x + self.b)))
         keep = ~np.isnan(y)
-        tiers = fit_tiers(proba[keep], y[keep])
-        if tiers is not None:
-            self.tier_cuts, self.tier_rates = tiers
+        fitted = fit_tier_card(proba[keep], y[keep])
+        if fitted is not None:
+            self.tier_cuts, self.tier_rates, self.tier_card = fitted
 
     def tiers(self, proba: np.ndarray) -> list[str]:
         """Tier letter per probability (``tier_cuts``), as ``GNNLeadModel.tiers``."""
@@ -158,7 +159,8 @@ class RulesModel(LeadModel):
         path.mkdir(parents=True, exist_ok=True)
         state = {"format_version": FORMAT_VERSION, "name": self.name, "a": self.a, "b": self.b,
                  "points": asdict(self.rules), "tier_cuts": list(self.tier_cuts),
-                 "tier_rates": {k: (None if v is None or v != v else v) for k, v in self.tier_rates.items()}}
+                 "tier_rates": {k: (None if v is None or v != v else v) for k, v in self.tier_rates.items()},
+                 "tier_card": self.tier_card}
         (path / "model.json").write_text(json.dumps(state, indent=1))
 
     @classmethod
@@ -172,4 +174,5 @@ class RulesModel(LeadModel):
         model.a, model.b = state["a"], state["b"]
         model.tier_cuts = tuple(state.get("tier_cuts", model.tier_cuts))
         model.tier_rates = dict(state.get("tier_rates") or {})  # None for an empty tier, as calibration
+        model.tier_card = dict(state.get("tier_card") or {})  # none before: ``card_of`` reads the rates
         return model

@@ -78,6 +78,11 @@ def test_the_tiny_world_gets_the_rules_model_with_the_reason(tiny, tmp_path):
     loaded = reg.load("champion")
     assert isinstance(loaded, RulesModel) and loaded.version == fallback.version
     assert loaded.tier_cuts != (1.0, 1.0, 1.0)  # tiers fitted, so the stream can serve it
+    # and its tier card, measured on validation as every family's (/healthz, models show)
+    from leadpulse.model.calibration import card_of
+    card = card_of(loaded)
+    assert card["basis"] == "validation" and card["leads"] > 0 and card["base_rate"] is not None
+    assert [t["tier"] for t in card["tiers"]] == ["A", "B", "C", "D"] and sum(t["leads"] for t in card["tiers"]) == card["leads"]
 
     # a second run, still short: the rules champion stays (its ranking is the same points table)
     again = train_challenger(store, start, end, parse_task(TASK), reg, TrainOptions.of(epochs=2),
