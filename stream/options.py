@@ -28,7 +28,8 @@ class AppOptions:
         sweep_seconds, sweep_leads: the decay sweep rescores up to ``sweep_leads`` stale leads
             every ``sweep_seconds`` (spread out so it never starves ingestion), and skips its
             tick while the account agent has a backlog (its last batch was full, or it holds
-            a window of leads to score together: ``ScoringOptions.coalesce``).
+            a window of leads to score together: ``ScoringOptions.coalesce``) and took a
+            batch since the previous tick.
         model_poll_seconds: how often the registry's champion is checked for a hot swap.
         retrain_seconds: how often ``retrain`` (a separate process) runs; 0 = never.
         replicate: run the replication reader (``stream.replica``); off only in unit tests.

@@ -126,8 +126,11 @@ class ScoringRuntime:
         #: one writer of the score book at a time: the account stage, the replication reader,
         #: the flush and sweep timers, a model swap, an on-demand explanation
         self.scoring = asyncio.Lock()
-        #: the account stage's last batch was full, or it holds a window: the sweep waits
+        #: the account stage's last batch was full, or it holds a window: the sweep waits, as
+        #: long as batches keep coming (``sweep_tick``)
         self.backlog = False
+        self._batches = 0  # account-stage batches taken, and that count at the last sweep tick
+        self._batches_at_tick = -1
         self.ingest_guard = PositionGuard(router.state.positions())
         self.account_guard = PositionGuard(processor.published_positions())
         self._warned: dict = {}  # (topic, partition) -> the seek target last warned about
@@ -205,6 +208,7 @@ class ScoringRuntime:
                 # caught up, each partition's share is published before the next one is scored
                 held = not await self._take(part, partition) or held
             self.backlog = len(records) >= self.batch_size or held
+            self._batches += 1
 
     async def replicated(self, records: list[RawRecord], partition: int) -> None:
         """A batch of the replication reader (every partition, outside the group)."""
@@ -224,9 +228,16 @@ class ScoringRuntime:
             logger.exception("scoring the pending leads failed; replaying their batches")
 
     async def sweep_tick(self, limit: int) -> None:
-        """Timer: rescore up to ``limit`` leads whose time-relative features decayed."""
-        if self.backlog:
-            return  # ingestion first: the events being applied rescore their leads anyway
+        """Timer: rescore up to ``limit`` leads whose time-relative features decayed.
+
+        Skipped while the account stage has a backlog and took a batch since the previous
+        tick: ingestion first (the events being applied rescore their leads anyway). A backlog
+        flag that no batch followed is over: the last batch was full and the input then went
+        quiet, which is when the decay sweep matters most."""
+        busy = self._batches != self._batches_at_tick
+        self._batches_at_tick = self._batches
+        if self.backlog and busy:
+            return
         async with self.scoring:
             await self._publish(self.processor.sweep(limit))
 

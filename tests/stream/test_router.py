@@ -300,3 +300,52 @@ def _keys_after(tmp_path) -> tuple[list, list]:
         return _keys(state, "h"), _keys(state, "t")
     finally:
         state.close()
+
+
+def test_the_decay_sweep_waits_for_a_backlog_only_while_batches_keep_coming(broker, topic_prefix, tmp_path, state):
+    """A full last batch flags a backlog; if the input then goes quiet, no batch ever clears
+    it, yet the leads still decay: the sweep skips one tick, not every tick after."""
+    from leadpulse.graph_store.memory import MemoryGraphStore
+    from leadpulse.stream.accounts import AccountProcessor
+    from leadpulse.stream.metrics import Metrics
+    from leadpulse.stream.router import Router
+    from leadpulse.stream.runtime import RuntimeTopics, ScoringRuntime
+    from leadpulse.stream.state import KVState
+
+    topics = RuntimeTopics(inputs={CONTACTS: "crm.contacts"}, accounts=topic_prefix + "accounts",
+                           deadletter=topic_prefix + "deadletter", scores=topic_prefix + "scores",
+                           alerts=topic_prefix + "alerts")
+    book = KVState(tmp_path / "scores")
+    processor = AccountProcessor(MemoryGraphStore(), book, None, metrics=Metrics())
+    sweeps: list[int] = []
+    real_sweep = processor.sweep
+    processor.sweep = lambda limit: sweeps.append(limit) or real_sweep(limit)
+    forwards = _route(Router(state), _record(CONTACTS, 0, 0, "c-1", _contact("c-1")),
+                      _record(CONTACTS, 0, 1, "c-2", _contact("c-2")))
+    records = [_record(topics.accounts, 0, i, f.account, f.wire()) for i, f in enumerate(forwards)]
+
+    async def go() -> None:
+        aio = AIOKafkaProducer(bootstrap_servers=broker)
+        await aio.start()
+        try:
+            async def seek(topic: str, partition: int, offset: int) -> None:
+                pass
+            runtime = ScoringRuntime(Router(state), processor, Metrics(), _Producer(aio), seek, topics,
+                                     batch_size=len(records))
+            runtime.assigned([(CONTACTS, 0), (topics.accounts, 0)])
+            await runtime.accounts(records)  # a full batch
+            assert runtime.backlog
+            await runtime.sweep_tick(10)
+            assert sweeps == [], "a batch came since the last tick: ingestion first"
+            await runtime.sweep_tick(10)
+            assert sweeps == [10], "no batch since: the backlog is over and the sweep runs"
+            await runtime.accounts(records)  # busy again (a replay, admitted or not): the next tick waits
+            await runtime.sweep_tick(10)
+            assert sweeps == [10]
+        finally:
+            await aio.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        book.close()
