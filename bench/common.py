@@ -65,9 +65,11 @@ def ensure_model(registry: Path, world: str = "tiny", epochs: int = 2, seed: int
         return registry
     tables = ensure_world(world, seed, cache)
     t0 = time.perf_counter()
-    # the benchmarks measure the GNN: no minimum data (the tiny world would get the rules model)
+    # the benchmarks measure the GNN: the only candidate (on the tiny world the validation
+    # choice may fall on another family), and no minimum data (that would get the rules model)
     env = dict(os.environ, LEADPULSE_MODEL_DIR=str(registry), LEADPULSE_LOG_LEVEL="WARNING",
-               LEADPULSE_MIN_TRAIN_POSITIVES="0", LEADPULSE_MIN_TRAIN_EXAMPLES="0")
+               LEADPULSE_CANDIDATES="gnn", LEADPULSE_MIN_TRAIN_POSITIVES="0",
+               LEADPULSE_MIN_TRAIN_EXAMPLES="0")
     env.pop("KAFKA_BOOTSTRAP", None)  # no announcement: no broker needed
     subprocess.run([sys.executable, "-m", "leadpulse.stream.cli", "train", "--tables", str(tables),
                     "--epochs", str(epochs), "--seed", str(seed)], env=env, check=True,
@@ -331,5 +333,5 @@ def benchmark_model(args) -> Path:
         # the speed of a network the worker no longer trains
         from leadpulse.model.train import TrainOptions
         arch = hashlib.sha256(json.dumps(TrainOptions().to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}-{arch}"
+        args.models = args.cache / f"models-{args.model_world}-e{args.epochs}-gnn-{arch}"
     return ensure_model(args.models, args.model_world, args.epochs, cache=args.cache)
