@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 batch = scorer.score(g, b)
                 t1 = time.perf_counter()
-                # as the stream explains: with the rows the scoring encoded (a GNN part's)
+                # as the stream explains: with the rows the scoring built (each family's own)
                 explain_signed(model, g, b[:args.explain], top_k=5, encoded=batch.encoded)
                 score.append((t1 - t0) * 1e3)
                 explain.append((time.perf_counter() - t1) * 1e3)

@@ -44,7 +44,7 @@ from leadpulse.model.base import ExampleSet, LeadModel
 from leadpulse.model.calibration import assign_tiers, fit_tier_card
 from leadpulse.model.factors import Explanation
 from leadpulse.model.rules import RulePoints, RulesModel
-from leadpulse.model.tabular import Encoder, RawTable, examples_table, feature_table
+from leadpulse.model.tabular import Encoder, RawTable, TableRows, examples_table, feature_table
 from leadpulse.model.tabular_explain import FACT_SETS, explain_columns
 
 logger = logging.getLogger(__name__)
@@ -114,27 +114,41 @@ class _Tabular(LeadModel):
             return np.full(X.shape[0], self.constant)
         return np.clip(self._predict_matrix(X), 0.0, 1.0)
 
-    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str]) -> np.ndarray:
+    def rows(self, graph: Subgraph, contact_ids: Sequence[str]) -> TableRows:
+        """The leads' feature table as of ``graph.as_of`` (``predict_proba(..., rows=)`` and
+        ``explain_signed(..., encoded=)`` reuse it)."""
+        ids = list(contact_ids)
+        return TableRows(ids, self.feature_sets, feature_table(graph, ids, self.feature_sets))
+
+    def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str],
+                      rows: Optional[TableRows] = None) -> np.ndarray:
+        """Probabilities as of ``graph.as_of``; ``rows``: ``self.rows(graph, ...)`` of (at least)
+        these leads when the caller has them."""
         if self.encoder is None:
             raise RuntimeError(f"{self.name}: predict_proba before fit")
         if not contact_ids:
             return np.zeros(0)
         if self.constant is not None:
             return np.full(len(contact_ids), self.constant)
-        X = self.encoder.transform(feature_table(graph, contact_ids, self.feature_sets))
-        return self._proba_matrix(X)
+        raw = rows.rows_of(contact_ids) if rows is not None else feature_table(graph, contact_ids, self.feature_sets)
+        return self._proba_matrix(self.encoder.transform(raw))
 
     def explain_signed(self, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-                       min_abs: float = 1e-4) -> list[Explanation]:
+                       min_abs: float = 1e-4, encoded: Optional[TableRows] = None) -> list[Explanation]:
         """Each lead's factors in the GNN's evidence groups, from its per-column log-odds
-        contributions (``model.tabular_explain``); none for a constant model."""
+        contributions (``model.tabular_explain``); none for a constant model. ``encoded``: the
+        rows the scoring built (``rows``), reused when given."""
         if self.encoder is None:
             raise RuntimeError(f"{self.name}: explain_signed before fit")
         ids = list(contact_ids)
         if self.constant is not None or not ids:
             return [Explanation([], [], []) for _ in ids]
         # one table for the model and the texts: the model's families first, so its columns lead
-        raw = feature_table(graph, ids, self.feature_sets + tuple(s for s in FACT_SETS if s not in self.feature_sets))
+        facts = tuple(s for s in FACT_SETS if s not in self.feature_sets)
+        if encoded is not None and encoded.sets == self.feature_sets:
+            raw = RawTable.beside([encoded.rows_of(ids)] + ([feature_table(graph, ids, facts)] if facts else []))
+        else:
+            raw = feature_table(graph, ids, self.feature_sets + facts)
         n = len(self.encoder.num_cols)
         X = self.encoder.transform(RawTable(raw.num[:, :n], raw.num_cols[:n], raw.cats))
         contrib, logit = self._contributions(X)

@@ -208,7 +208,8 @@ def evaluate_split(split: TemporalSplit, models: Sequence[Union[str, LeadModel]]
 CENSORED = "censored"
 CENSORED_NOTE = ("relaxed split: chosen on fits whose training labels stop at the first validation cutoff "
                  "(what was known then), so validation does not favour the models that remember their "
-                 "training leads; the figures are those of the fits on the whole labels "
+                 "training leads; the validation AUROCs are those fits', every other figure is that of "
+                 "the fits on the whole labels, which are the ones kept "
                  "(docs/model.md#the-hybrid-and-the-champion-family)")
 RELAXED_NOTE = ("relaxed split: chosen on validation cutoffs that overlap the training labels (their censored "
                 "labels have a single class): optimistic for models that remember their training leads "

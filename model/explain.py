@@ -65,7 +65,7 @@ from leadpulse.model.factors import (  # the words and the shapes every model fa
     _steps_order_text,
     sign_split,
 )
-from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
+from leadpulse.model.features import FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
@@ -308,7 +308,7 @@ def _union(parts: list[tuple[dict, dict, int]]) -> tuple[dict, dict, torch.Tenso
 
 
 def explain(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-            min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[list[Factor]]:
+            min_abs: float = 1e-4, encoded: Optional[object] = None) -> list[list[Factor]]:
     """Top factors per contact, largest absolute contribution first (both signs in one list;
     ``explain_signed`` splits them).
 
@@ -319,8 +319,9 @@ def explain(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k
         contact_ids: contacts to explain.
         top_k: factors kept per contact. Default 5.
         min_abs: contributions smaller than this are dropped (and zero ones always). Default 1e-4.
-        encoded: ``encode_graph(graph, model.spec)`` when the caller scored ``graph`` already
-            (``ScoreBatch.encoded``); built here otherwise. Each lead's rows are taken from it.
+        encoded: the rows the caller's scoring of ``graph`` built (``ScoreBatch.encoded``: for
+            the GNN ``encode_graph(graph, model.spec)``, for another family its own rows); built
+            here otherwise. Each lead's rows are taken from it.
 
     Returns:
         One list of ``Factor`` per contact, aligned with ``contact_ids``.
@@ -329,7 +330,7 @@ def explain(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k
 
 
 def explain_signed(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-                   min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[Explanation]:
+                   min_abs: float = 1e-4, encoded: Optional[object] = None) -> list[Explanation]:
     """Per contact, its factors as an ``Explanation``: the ``top_k`` largest of either sign, the
     ``top_k`` largest that raise the score and the ``top_k`` largest that lower it. Arguments
     as ``explain``. A factor's text agrees with its sign (module doc).
@@ -337,13 +338,13 @@ def explain_signed(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str]
     The GNN is explained here, by occlusion. Any other model that has its own
     ``explain_signed(graph, contact_ids, top_k, min_abs)`` explains itself (the LightGBM and
     logistic-regression baselines by their per-column contributions, the rules model by its
-    points: ``model.tabular_explain``); ``encoded`` is the GNN's only. A model without one has
-    no factors: empty lists."""
+    points: ``model.tabular_explain``), given ``encoded`` when the scoring built its rows (a
+    tabular baseline's table, the hybrid's two parts' rows). A model without one has no
+    factors: empty lists."""
     if not isinstance(model, GNNLeadModel):
         own = getattr(model, "explain_signed", None)
         if own is None:
             return [Explanation([], [], []) for _ in contact_ids]
-        # ``encoded`` is only ever a GNN's rows: set for a model that carries a GNN (the hybrid)
         extra = {"encoded": encoded} if encoded is not None else {}
         return own(graph, contact_ids, top_k=top_k, min_abs=min_abs, **extra)
     spec = model.spec

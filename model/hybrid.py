@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -42,6 +43,7 @@ from leadpulse.model.factors import Explanation, Factor, sign_split
 from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.gnn_options import TrainOptions
+from leadpulse.model.tabular import TableRows
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,14 @@ class Blend:
         return {"w_gnn": self.w_gnn, "w_agg": self.w_agg, "b": self.b, "fitted_on": self.fitted_on}
 
 
+@dataclass
+class HybridRows:
+    """What scoring a batch with the hybrid built (``HybridModel.rows``): its GNN part's
+    encoded rows of the graph and its ``lgbm_agg`` part's table of the scored leads."""
+    gnn: Encoded
+    agg: TableRows
+
+
 class HybridModel(LeadModel):
     """The GNN and ``lgbm_agg``, stacked by a logistic head fit on validation.
 
@@ -107,22 +117,22 @@ class HybridModel(LeadModel):
         return self._gnn(), self.agg
 
     def part_logits(self, graph: Subgraph, contact_ids: Sequence[str],
-                    encoded: Optional[Encoded] = None) -> np.ndarray:
-        """``(n, 2)``: the GNN's and ``lgbm_agg``'s logits of each lead. ``encoded``:
-        ``encode_graph(graph, gnn.spec)`` when the caller has it (the stream scores and then
-        explains the same union), so the GNN's rows are built once."""
+                    encoded: Optional[HybridRows] = None) -> np.ndarray:
+        """``(n, 2)``: the GNN's and ``lgbm_agg``'s logits of each lead. ``encoded``: ``rows``
+        of (at least) these leads when the caller has them (the stream scores and then explains
+        the same union), so neither part's rows are built twice."""
         gnn, agg = self.parts
         if encoded is None:
             p_gnn = gnn.predict_proba(graph, contact_ids)
         else:
-            data, seeds = to_hetero_data(graph, gnn.spec, contact_ids, encoded=encoded)
+            data, seeds = to_hetero_data(graph, gnn.spec, contact_ids, encoded=encoded.gnn)
             p_gnn = gnn.proba_from_data(data, seeds)
-        return np.column_stack([_logit(np.clip(p, _EPS, 1 - _EPS))
-                                for p in (p_gnn, agg.predict_proba(graph, contact_ids))])
+        p_agg = agg.predict_proba(graph, contact_ids, rows=encoded.agg if encoded is not None else None)
+        return np.column_stack([_logit(np.clip(p, _EPS, 1 - _EPS)) for p in (p_gnn, p_agg)])
 
-    def encode(self, graph: Subgraph) -> Encoded:
-        """The GNN part's encoded rows of ``graph`` (``features.encode_graph``)."""
-        return encode_graph(graph, self._gnn().spec)
+    def rows(self, graph: Subgraph, contact_ids: Sequence[str]) -> HybridRows:
+        """Both parts' rows: the GNN's encoded ``graph`` and ``lgbm_agg``'s table of the leads."""
+        return HybridRows(encode_graph(graph, self._gnn().spec), self.agg.rows(graph, contact_ids))
 
     # ------------------------------------------------------------------ LeadModel
     def fit(self, train: ExampleSet, valid: Optional[ExampleSet] = None, seed: int = 0) -> "HybridModel":
@@ -156,7 +166,7 @@ class HybridModel(LeadModel):
         return z[keep], y[keep], (None if np.all(w[keep] == 1.0) else w[keep])
 
     def predict_proba(self, graph: Subgraph, contact_ids: Sequence[str],
-                      encoded: Optional[Encoded] = None) -> np.ndarray:
+                      encoded: Optional[HybridRows] = None) -> np.ndarray:
         """Probabilities as of ``graph.as_of``; ``encoded`` as for ``part_logits``."""
         if not len(contact_ids):
             return np.zeros(0)
@@ -167,7 +177,7 @@ class HybridModel(LeadModel):
         return assign_tiers(proba, self.tier_cuts)
 
     def explain_signed(self, graph: Subgraph, contact_ids: Sequence[str], top_k: int = 5,
-                       min_abs: float = 1e-4, encoded: Optional[Encoded] = None) -> list[Explanation]:
+                       min_abs: float = 1e-4, encoded: Optional[HybridRows] = None) -> list[Explanation]:
         """Each lead's factors, in the groups and words both parts share (``model.factors``).
 
         Each part explains itself (the GNN by occlusion, ``lgbm_agg`` by TreeSHAP), each factor
@@ -176,7 +186,7 @@ class HybridModel(LeadModel):
         and brought back to the hybrid's probability as ``p - sigmoid(z - sum)``. The text is
         that of the part whose own contribution has the sign of the sum (the larger one when
         both do), so the words still agree with the sign (a text is chosen by its own part's sign).
-        ``encoded``: the GNN part's rows of ``graph`` (``encode``), reused when given.
+        ``encoded``: both parts' rows (``rows``), reused when given.
         """
         from leadpulse.model.explain import explain_signed  # the GNN's occlusion; lazily, as it is heavy
         ids = list(contact_ids)
@@ -184,8 +194,10 @@ class HybridModel(LeadModel):
             return []
         z = self.part_logits(graph, ids, encoded)
         weights = (self.blend.w_gnn, self.blend.w_agg)
-        parts = (explain_signed(self._gnn(), graph, ids, top_k=_ALL, min_abs=0.0, encoded=encoded),
-                 self.agg.explain_signed(graph, ids, top_k=_ALL, min_abs=0.0))
+        parts = (explain_signed(self._gnn(), graph, ids, top_k=_ALL, min_abs=0.0,
+                                encoded=encoded.gnn if encoded is not None else None),
+                 self.agg.explain_signed(graph, ids, top_k=_ALL, min_abs=0.0,
+                                         encoded=encoded.agg if encoded is not None else None))
         out = []
         for i in range(len(ids)):
             groups: dict[str, list[tuple[float, Factor]]] = {}

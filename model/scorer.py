@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ from leadpulse.model.baselines import _Tabular
 from leadpulse.model.explain import Factor, explain
 from leadpulse.model.features import Encoded, encode_graph, to_hetero_data
 from leadpulse.model.gnn import GNNLeadModel
-from leadpulse.model.hybrid import HybridModel
+from leadpulse.model.hybrid import HybridModel, HybridRows
 from leadpulse.model.rules import RulesModel
+from leadpulse.model.tabular import TableRows
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ class ScoreBatch:
         model_version: version of the model that produced them (None if unregistered).
         contact_ids, scores (calibrated probabilities), tiers ("A".."D").
         factors: per contact, top factors (only when asked for).
-        encoded: the graph's encoded features, for ``explain(..., encoded=)`` of some of these
-            leads afterwards without building them again (the GNN's; None for other models).
+        encoded: the rows this scoring built, for ``explain(..., encoded=)`` of some of these
+            leads afterwards without building them again: the GNN's encoded graph, a tabular
+            baseline's feature table (``model.tabular.TableRows``), both for the hybrid
+            (``model.hybrid.HybridRows``); None for the rules model.
     """
     as_of: int
     model_version: Optional[str]
@@ -60,7 +63,7 @@ class ScoreBatch:
     scores: np.ndarray
     tiers: list[str]
     factors: Optional[list[list[Factor]]] = None
-    encoded: Optional[Encoded] = field(default=None, repr=False)
+    encoded: Union[Encoded, TableRows, HybridRows, None] = field(default=None, repr=False)
 
     def records(self) -> list[dict]:
         """One plain dict per contact (contact_id, score, tier, top_factors)."""
@@ -117,15 +120,20 @@ class Scorer:
         ids = list(contact_ids)
         if not ids:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
-        if isinstance(self.model, HybridModel):  # its GNN part's rows are kept for the explanations
-            encoded = self.model.encode(graph)
+        if isinstance(self.model, HybridModel):  # both parts' rows are kept for the explanations
+            encoded = self.model.rows(graph, ids)
             proba = self.model.predict_proba(graph, ids, encoded)
             factors = explain(self.model, graph, ids, top_k=top_k, encoded=encoded) if top_k > 0 else None
             return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
-        if not isinstance(self.model, GNNLeadModel):  # the rules model, the tabular baselines
+        if isinstance(self.model, RulesModel):
             proba = self.model.predict_proba(graph, ids)
             factors = explain(self.model, graph, ids, top_k=top_k) if top_k > 0 else None
             return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors)
+        if not isinstance(self.model, GNNLeadModel):  # the tabular baselines: their table is kept
+            rows = self.model.rows(graph, ids)
+            proba = self.model.predict_proba(graph, ids, rows=rows)
+            factors = explain(self.model, graph, ids, top_k=top_k, encoded=rows) if top_k > 0 else None
+            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, rows)
         encoded = encode_graph(graph, self.model.spec)
         data, seeds = to_hetero_data(graph, self.model.spec, ids, encoded=encoded)
         proba = self.model.proba_from_data(data, seeds)

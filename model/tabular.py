@@ -49,7 +49,7 @@ from leadpulse.schemas.types import (
     EdgeType,
 )
 
-__all__ = ["RawTable", "Encoder", "View", "feature_table", "examples_table", "seniority",
+__all__ = ["RawTable", "TableRows", "Encoder", "View", "feature_table", "examples_table", "seniority",
            "DECISION_MAKERS", "STAGES"]
 
 DECISION_MAKERS = ("director", "vp", "c_level")
@@ -147,6 +147,32 @@ class RawTable:
         cats = {k: [v for p in parts for v in p.cats[k]] for k in parts[0].cats}
         return RawTable(np.vstack([p.num for p in parts]), cols, cats)
 
+    @staticmethod
+    def beside(parts: Sequence["RawTable"]) -> "RawTable":
+        """The columns of ``parts`` side by side (the same rows in each), as ``feature_table``
+        joins its families."""
+        cats = {k: v for p in parts for k, v in p.cats.items()}
+        return RawTable(np.hstack([p.num for p in parts]), [c for p in parts for c in p.num_cols], cats)
+
+    def take(self, rows: Sequence[int]) -> "RawTable":
+        """These rows, in this order."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return RawTable(self.num[idx], self.num_cols, {k: [v[i] for i in idx.tolist()] for k, v in self.cats.items()})
+
+
+@dataclass
+class TableRows:
+    """A scored batch's feature table (``feature_table(g, contact_ids, sets)``), kept so that
+    explaining some of its leads afterwards takes their rows instead of building them again
+    (every row depends only on its lead and ``g``: ``tests/model/test_scorer.py``)."""
+    contact_ids: list[str]
+    sets: tuple[str, ...]
+    table: RawTable
+
+    def rows_of(self, contact_ids: Sequence[str]) -> RawTable:
+        at = {c: i for i, c in enumerate(self.contact_ids)}
+        return self.table.take([at[c] for c in contact_ids])
+
 
 def _own_fields(view: View, rows: np.ndarray) -> RawTable:
     t = view.g.as_of
@@ -212,10 +238,13 @@ def _account_fields(view: View, rows: np.ndarray) -> RawTable:
     opp = _opportunity_table(view, t)
     peer_cols = []
     peer = np.zeros((n_k, 0))
+    # only the rows' own companies: a k-hop union carries many more (the peers' peers)
+    needed = sorted({int(comp[r]) for r in rows.tolist() if r >= 0 and comp[r] >= 0})
     for etype in (INDUSTRY_PEER, SIMILAR_TO):
         rel = etype[1]
         feats = np.zeros((n_k, 4))
-        for k, ps in enumerate(view.peers[etype]):
+        for k in needed:
+            ps = view.peers[etype][k]
             if ps:
                 idx = np.fromiter(ps, dtype=np.int64)
                 feats[k] = [len(ps), K[idx, 1].sum(), (K[idx, 1] > 0).mean(), K[idx, 2].sum()]
@@ -284,9 +313,7 @@ def feature_table(g: Subgraph, contact_ids: Sequence[str], sets: Sequence[str]) 
     """
     view = View(g)
     rows = view.rows(contact_ids)
-    parts = [_EXTRACTORS[s](view, rows) for s in sets]
-    cats = {k: v for p in parts for k, v in p.cats.items()}
-    return RawTable(np.hstack([p.num for p in parts]), [c for p in parts for c in p.num_cols], cats)
+    return RawTable.beside([_EXTRACTORS[s](view, rows) for s in sets])
 
 
 def examples_table(examples: ExampleSet, sets: Sequence[str]) -> tuple[RawTable, np.ndarray, Optional[np.ndarray]]:

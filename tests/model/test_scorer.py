@@ -123,12 +123,36 @@ def test_tabular_scores_carry_factors_and_unservable_models_are_refused(world_ta
     ids = [c for c in store.node_ids("contact", t) if store.node("contact", c, t)][:12]
     graph = store.subgraph(ids, t, hops=2)
     batch = Scorer(model).score(graph, ids, top_k=3)
-    assert batch.encoded is None and batch.factors == explain(model, graph, ids, top_k=3)
+    assert batch.factors == explain(model, graph, ids, top_k=3)
     assert any(batch.factors) and all(len(fs) <= 3 for fs in batch.factors)
     with pytest.raises(ValueError, match="not fitted"):
         Scorer(LGBMAggModel())
     with pytest.raises(ValueError, match="cannot serve a str: only the GNN, the hybrid, the rules model and the tabular"):
         Scorer("a model")
+
+
+@pytest.mark.parametrize("name", ["lgbm_agg", "lgbm_flat"])
+def test_a_tabular_batch_explains_some_of_its_leads_from_the_table_its_scoring_built(
+        world_tabular, world_store, name):
+    """The stream scores a chunk, then explains the few it publishes with the rows the scoring
+    built (``ScoreBatch.encoded``): the same factors, to the last bit, as explaining them alone
+    (each row depends only on its lead and the graph; a family without the factors' own columns
+    adds them for those leads only)."""
+    from leadpulse.model.explain import explain_signed
+    from leadpulse.model.tabular import TableRows
+    model = world_tabular[name]
+    world, store, _ = world_store
+    t = to_micros(world.end) - 10 * DAY
+    ids = [c for c in store.node_ids("contact", t) if store.node("contact", c, t)][:40]
+    graph = store.subgraph(ids, t, hops=2)
+    batch = Scorer(model).score(graph, ids)
+    assert isinstance(batch.encoded, TableRows) and batch.encoded.contact_ids == ids
+    some = ids[31:36] + ids[3:5]
+    reused = explain_signed(model, graph, some, top_k=4, encoded=batch.encoded)
+    assert reused == explain_signed(model, graph, some, top_k=4)
+    assert any(e.top for e in reused)
+    np.testing.assert_array_equal(model.predict_proba(graph, some, rows=batch.encoded),
+                                  batch.scores[[ids.index(c) for c in some]])
 
 
 def test_the_hybrid_scores_a_k_hop_union_as_the_snapshot_and_explains_with_both_parts(
@@ -158,12 +182,17 @@ def test_the_hybrid_scores_a_k_hop_union_as_the_snapshot_and_explains_with_both_
     ids = ids[:15]
     union = store.subgraph(ids, end, hops=2)
     explained = explain_signed(model, union, ids, top_k=4)
-    # the stream's way: scored first, explained with the GNN rows the scoring encoded, same factors
+    # the stream's way: scored first, explained with both parts' rows the scoring built, same factors
     batch = scorer.score(union, ids, top_k=4)
     assert batch.encoded is not None
     for got, want in zip(batch.factors, (e.top for e in explained)):
         assert [f.factor for f in got] == [f.factor for f in want]
         np.testing.assert_allclose([f.contribution for f in got], [f.contribution for f in want], atol=1e-6)
+    some = ids[9:13]  # a few of the scored leads, as the stream's explanation budget picks them
+    for got, want in zip(explain_signed(model, union, some, top_k=4, encoded=scorer.score(union, ids).encoded),
+                         explain_signed(model, union, some, top_k=4)):
+        assert [f.factor for f in got.top] == [f.factor for f in want.top]
+        np.testing.assert_allclose([f.contribution for f in got.top], [f.contribution for f in want.top], atol=1e-6)
     assert any(e.positive for e in explained) and any(e.negative for e in explained)
     for e in explained:
         assert all(f.contribution > 0 for f in e.positive) and all(f.contribution < 0 for f in e.negative)
