@@ -130,7 +130,7 @@ class Scorer:
             factors = explain(self.model, graph, ids, top_k=top_k) if top_k > 0 else None
             return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors)
         if not isinstance(self.model, GNNLeadModel):  # the tabular baselines: their table is kept
-            rows = self.model.rows(graph, ids)
+            rows = self.model.rows(graph, ids) if self.model.constant is None else None  # a constant reads nothing
             proba = self.model.predict_proba(graph, ids, rows=rows)
             factors = explain(self.model, graph, ids, top_k=top_k, encoded=rows) if top_k > 0 else None
             return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, rows)
