@@ -120,25 +120,25 @@ class Scorer:
         ids = list(contact_ids)
         if not ids:
             return ScoreBatch(graph.as_of, self.version, [], np.zeros(0), [], [] if top_k else None)
-        if isinstance(self.model, HybridModel):  # both parts' rows are kept for the explanations
-            encoded = self.model.rows(graph, ids)
-            proba = self.model.predict_proba(graph, ids, encoded)
-            factors = explain(self.model, graph, ids, top_k=top_k, encoded=encoded) if top_k > 0 else None
-            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
-        if isinstance(self.model, RulesModel):
-            proba = self.model.predict_proba(graph, ids)
-            factors = explain(self.model, graph, ids, top_k=top_k) if top_k > 0 else None
-            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors)
-        if not isinstance(self.model, GNNLeadModel):  # the tabular baselines: their table is kept
-            rows = self.model.rows(graph, ids) if self.model.constant is None else None  # a constant reads nothing
-            proba = self.model.predict_proba(graph, ids, rows=rows)
-            factors = explain(self.model, graph, ids, top_k=top_k, encoded=rows) if top_k > 0 else None
-            return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, rows)
-        encoded = encode_graph(graph, self.model.spec)
-        data, seeds = to_hetero_data(graph, self.model.spec, ids, encoded=encoded)
-        proba = self.model.proba_from_data(data, seeds)
+        proba, encoded = self._proba(graph, ids)
         factors = explain(self.model, graph, ids, top_k=top_k, encoded=encoded) if top_k > 0 else None
         return ScoreBatch(graph.as_of, self.version, ids, proba, self.model.tiers(proba), factors, encoded)
+
+    def _proba(self, graph: Subgraph, ids: list[str]) -> tuple[np.ndarray, Union[Encoded, TableRows, HybridRows, None]]:
+        """The leads' probabilities and the rows the family built for them (kept for the
+        explanations: ``ScoreBatch.encoded``)."""
+        model = self.model
+        if isinstance(model, GNNLeadModel):
+            encoded = encode_graph(graph, model.spec)
+            data, seeds = to_hetero_data(graph, model.spec, ids, encoded=encoded)
+            return model.proba_from_data(data, seeds), encoded
+        if isinstance(model, HybridModel):
+            encoded = model.rows(graph, ids)
+            return model.predict_proba(graph, ids, encoded), encoded
+        if isinstance(model, RulesModel):
+            return model.predict_proba(graph, ids), None
+        rows = model.rows(graph, ids) if model.constant is None else None  # a constant reads nothing
+        return model.predict_proba(graph, ids, rows=rows), rows
 
 
 def score(model: GNNLeadModel | RulesModel | _Tabular | HybridModel, graph: Subgraph, contact_ids: Optional[Sequence[str]] = None,
