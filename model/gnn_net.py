@@ -108,38 +108,98 @@ class HeteroSAGE(nn.Module):
         concatenated with the contact's input projection."""
         h = {t: self.inp[t](x) for t, x in x_dict.items() if t not in self.exclude}
         h0 = h[CONTACT]
-        for layer, (conv, roots) in enumerate(zip(self.convs, self.roots)):
-            msgs = conv(h, edge_index_dict)
-            if self.degree:
-                for e, lin in self.degs[layer].items():
-                    etype = tuple(e.split("__"))
-                    ei = edge_index_dict.get(etype)
-                    if ei is None or etype[2] not in roots:
-                        continue
-                    n = h[etype[2]].shape[0]
-                    deg = torch.zeros(n, dtype=h0.dtype).index_add_(
-                        0, ei[1], torch.ones(ei.shape[1], dtype=h0.dtype))
-                    term = lin(torch.log1p(deg).unsqueeze(-1))
-                    msgs[etype[2]] = msgs[etype[2]] + term if etype[2] in msgs else term
-            new = {}
-            for t, root in roots.items():
-                out = root(h[t])
-                if t in msgs:
-                    out = out + msgs[t]
-                if len(self.norms):
-                    out = self.norms[layer][t](out)
-                out = torch.relu(out)
-                new[t] = nn.functional.dropout(out, self.dropout, self.training)
-            h = new
-        if self.skip:
-            return torch.cat([h[CONTACT], torch.relu(h0)], dim=-1)
-        return h[CONTACT]
+        for layer, conv in enumerate(self.convs):
+            h = self._round(layer, conv(h, edge_index_dict), h, edge_index_dict, h)
+        return self._out(h[CONTACT], h0)
+
+    def _round(self, layer: int, msgs: dict, h: dict, edges: dict, dst: dict) -> dict:
+        """One round's new embeddings of ``dst`` rows (the destination rows of ``edges``) from
+        the messages the round's HeteroConv computed over ``edges``."""
+        roots = self.roots[layer]
+        if self.degree:
+            for e, lin in self.degs[layer].items():
+                etype = tuple(e.split("__"))
+                ei = edges.get(etype)
+                if ei is None or etype[2] not in roots:
+                    continue
+                deg = torch.zeros(dst[etype[2]].shape[0], dtype=h[CONTACT].dtype).index_add_(
+                    0, ei[1], torch.ones(ei.shape[1], dtype=h[CONTACT].dtype))
+                term = lin(torch.log1p(deg).unsqueeze(-1))
+                msgs[etype[2]] = msgs[etype[2]] + term if etype[2] in msgs else term
+        new = {}
+        for t, root in roots.items():
+            out = root(dst[t])
+            if t in msgs:
+                out = out + msgs[t]
+            if len(self.norms):
+                out = self.norms[layer][t](out)
+            out = torch.relu(out)
+            new[t] = nn.functional.dropout(out, self.dropout, self.training)
+        return new
+
+    def _out(self, h: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h, torch.relu(h0)], dim=-1) if self.skip else h
 
     def forward(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self._seeds_only(x_dict, edge_index_dict, seed_idx)
         # the head runs on every contact, then the seeds are picked: a float32 matmul over the
         # seed rows alone can round a row differently depending on where it sits in the block,
         # so a lead's score would depend (~1e-8) on the order leads were requested in
         return self.head(self.embed(x_dict, edge_index_dict)).squeeze(-1)[seed_idx]
+
+    # ------------------------------------------------------------------ inference
+    def _seeds_only(self, x_dict, edge_index_dict, seed_idx: torch.Tensor) -> torch.Tensor:
+        """The seeds' logits, each round computed only for the rows the seeds' logits read.
+
+        Round ``l`` of ``L`` needs the nodes at most ``L - 1 - l`` hops upstream of a seed (the
+        last round: the seeds alone), so rows are put in order of that distance and every round
+        works on a prefix (PyG's ``trim_to_layer`` idea, for an induced union rather than a
+        sampled one). Every edge into a kept row comes from a row kept one round earlier, so a
+        kept row's inputs, degree included, are exactly its inputs on the whole graph: the same
+        logits, with 2 hops of 1 k-hop union (docs/stream.md) a third of the rows in round one
+        and only the seeds in round two. The seeds are kept in graph order, so a lead's logit
+        does not depend on the order leads were requested in. Eval mode only: training keeps
+        the whole-graph path, whose dropout draws a training run's randomness from.
+        """
+        order, sizes = _by_distance(x_dict, edge_index_dict, seed_idx, self.layers, self.exclude)
+        x = {t: x_dict[t][order[t]] for t in order}
+        rank = {t: torch.empty_like(o).index_put_((o,), torch.arange(len(o))) for t, o in order.items()}
+        edges = {e: rank[e[0]][ei[0]].unsqueeze(0) for e, ei in edge_index_dict.items() if e[0] in rank and e[2] in rank}
+        edges = {e: torch.cat([src, rank[e[2]][edge_index_dict[e][1]].unsqueeze(0)]) for e, src in edges.items()}
+        h = {t: self.inp[t](x[t][:sizes[0][t]]) for t in x}
+        h0 = h[CONTACT]
+        for layer, conv in enumerate(self.convs):
+            keep = sizes[layer + 1]
+            live = {e: ei[:, ei[1] < keep[e[2]]] for e, ei in edges.items() if e in conv.convs}
+            live = {e: ei for e, ei in live.items() if ei.shape[1]}  # an empty type adds exactly 0
+            pairs = {e: (h[e[0]], h[e[2]][:keep[e[2]]]) for e in live}
+            dst = {t: h[t][:keep[t]] for t in self.roots[layer]}
+            h = self._round(layer, conv(pairs, live), h, live, dst)
+        n_seeds = keep[CONTACT]
+        logits = self.head(self._out(h[CONTACT], h0[:n_seeds])).squeeze(-1)
+        return logits[rank[CONTACT][seed_idx]]
+
+
+def _by_distance(x_dict: dict, edge_index_dict: dict, seed_idx: torch.Tensor, layers: int,
+                 exclude) -> tuple[dict, list[dict]]:
+    """Rows per node type in order of their distance upstream of the seeds (``layers + 1``
+    meaning "farther"), stably, and per round ``l`` (0 = the input map) how many rows of each
+    type lie within ``layers - l`` hops."""
+    far = layers + 1
+    dist = {t: torch.full((x.shape[0],), far, dtype=torch.long) for t, x in x_dict.items() if t not in exclude}
+    dist[CONTACT][seed_idx] = 0
+    for hop in range(1, layers + 1):
+        for (src, _rel, dst), ei in edge_index_dict.items():
+            if src not in dist or dst not in dist or not ei.numel():
+                continue
+            src_idx = ei[0][dist[dst][ei[1]] == hop - 1]
+            if src_idx.numel():
+                dist[src][src_idx] = torch.minimum(dist[src][src_idx], torch.tensor(hop))
+    order = {t: torch.sort(d, stable=True) for t, d in dist.items()}
+    sizes = [{t: int(torch.searchsorted(o.values, layers - layer, right=True)) for t, o in order.items()}
+             for layer in range(layers + 1)]
+    return {t: o.indices for t, o in order.items()}, sizes
 
 
 class EnsembleSAGE(nn.Module):

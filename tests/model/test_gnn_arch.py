@@ -87,3 +87,32 @@ def test_ema_training_is_deterministic_and_differs_from_raw_weights():
             for e in (0.8, 0.8, 0.0)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.isfinite(runs[0]).all() and not np.allclose(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("arch", [
+    {},  # the default: MLP encoder, mean/max/logsum, degree terms, skip
+    {"encoder": "linear", "aggr": ("mean",), "degree": False, "skip": False},
+    {"norm": "layer", "layers": 3},
+    {"exclude_types": ("opportunity",)},
+], ids=["default", "linear-mean", "layernorm-3-layers", "no-opportunities"])
+def test_inference_computes_only_what_the_seeds_read_and_gives_the_whole_graphs_logits(model, arch):
+    """Eval mode works each round on the rows the seeds' logits read (gnn_net._seeds_only);
+    its logits must be those of the whole-graph rounds training runs, whatever the seeds and
+    their order."""
+    from leadpulse.model.features import to_hetero_data
+    from leadpulse.model.gnn_net import build_net, edge_index_dict
+    from leadpulse.model.gnn_options import ArchOptions
+
+    torch.manual_seed(3)
+    net = build_net(model.spec.dims(), ArchOptions(**{"hidden": 16, **arch})).eval()
+    g, _ = make_graph(14, companies=50)
+    data, _ = to_hetero_data(g, model.spec)
+    x, edges = data.x_dict, edge_index_dict(data)
+    n = len(g.node_ids["contact"])
+    with torch.inference_mode():
+        whole = net.head(net.embed(x, edges)).squeeze(-1)
+        for seeds in ([0], [5, 1, 3], list(range(0, n, 7)), list(range(n))):
+            got = net(x, edges, torch.tensor(seeds))
+            torch.testing.assert_close(got, whole[seeds], atol=1e-6, rtol=0)
+            reordered = net(x, edges, torch.tensor(seeds[::-1]))
+            assert torch.equal(reordered, got.flip(0))  # bit for bit: the request order is irrelevant
