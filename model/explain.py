@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -135,10 +135,6 @@ def _neighbours(sg: Subgraph, etype, src: np.ndarray) -> np.ndarray:
     return np.unique(ei[1][np.isin(ei[0], src)])
 
 
-def _days(t: int, as_of: int) -> float:
-    return (as_of - t) / MICROS_PER_DAY
-
-
 def _silence_copy(spec: FeatureSpec, sub: Subgraph, raw: RawGraph, xs: dict, c: int,
                   row: dict) -> Optional[_Copy]:
     """The lead as it stood right after its last activity, everything else as it is: its own
@@ -179,7 +175,7 @@ def _silence_copy(spec: FeatureSpec, sub: Subgraph, raw: RawGraph, xs: dict, c: 
 
 
 def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: dict) -> list[_Copy]:
-    spec, as_of = model.spec, sub.as_of
+    spec = model.spec
     c = int(sub.seeds[0])
     attrs = sub.attrs[CONTACT][c] or {}
     cnum = raw.nodes[CONTACT]
@@ -195,10 +191,16 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
         new[ntype] = x
         out.append(_Copy(group, label, new, sub.edges, lowers))
 
-    def edge_copy(group, label, drop: Callable[[tuple, np.ndarray], np.ndarray]):
-        edges = {}
+    def nodes_copy(group, label, ntype, nodes: np.ndarray):
+        """The copy without ``nodes`` of ``ntype``: every edge that touches one is removed."""
+        edges = dict(sub.edges)
         for et, ei in sub.edges.items():
-            edges[et] = ei[:, ~np.broadcast_to(drop(et, ei), ei.shape[1:])] if ei.size else ei
+            if ei.size and ntype in (et[0], et[2]):
+                gone = np.zeros(ei.shape[1], dtype=bool)
+                for side in (0, 2):
+                    if et[side] == ntype:
+                        gone |= np.isin(ei[side // 2], nodes)
+                edges[et] = ei[:, ~gone]
         out.append(_Copy(group, label, xs, edges))
 
     order = row["order_pricing_before_demo"]
@@ -236,8 +238,11 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
     company = _neighbours(sub, WORKS_AT, np.array([c]))
     colleagues = np.setdiff1d(_neighbours(sub, reverse(WORKS_AT), company), [c])
     if len(colleagues):
-        n14 = sum(1 for j in colleagues if any(0 <= _days(t, as_of) <= 14
-                                               for t, *_ in sub.timeline(j)))
+        # engaged in the last 14 days: an activity at most 14 days before as_of (the extracted
+        # recency is of activities up to as_of only)
+        cn = {name: i for i, name in enumerate(cnum.num_cols)}
+        n14 = int(np.count_nonzero((cnum.num[colleagues, cn["has_activity"]] > 0)
+                                   & (cnum.num[colleagues, cn["days_since_last_activity"]] <= 14)))
         if n14:
             label = f"{n14} colleague{'s' if n14 != 1 else ''} engaged in the last 14 days"
             lowers = f"only {n14} of {len(colleagues)} colleagues engaged in the last 14 days"
@@ -280,9 +285,7 @@ def _copies(model: GNNLeadModel, sub: Subgraph, raw: RawGraph, xs: dict, blank: 
     if len(opps):
         stage = (sub.attrs[OPPORTUNITY][int(opps[-1])] or {}).get("stage") or "unknown"
         label = f"account has {len(opps)} opportunit{'ies' if len(opps) > 1 else 'y'} (latest stage: {stage})"
-        edge_copy("opportunities", label,
-                  lambda et, ei: ((et[0] == OPPORTUNITY) & np.isin(ei[0], opps))
-                  | ((et[2] == OPPORTUNITY) & np.isin(ei[1], opps)))
+        nodes_copy("opportunities", label, OPPORTUNITY, opps)
     return out
 
 

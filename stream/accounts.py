@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import NamedTuple, Optional, Sequence
@@ -700,15 +701,16 @@ class AccountProcessor:
         # while these outputs were being sent
         self._in_flight = max(0, self._in_flight - out.events)
         self._count_unpublished()
-        for s in out.scores:
-            self.metrics.scores_published.labels(cause=s.cause.split(":", 1)[0]).inc()
-        for a in out.alerts:
-            self.metrics.alerts.labels(kind=a.kind).inc()
-        for before, after in out.tiers:
-            if before is not None:
-                self.metrics.leads_by_tier.labels(tier=before).dec()
-            if after is not None:
-                self.metrics.leads_by_tier.labels(tier=after).inc()
+        # counted per label first: a flush publishes thousands of scores over a handful of labels
+        for cause, n in Counter(s.cause.split(":", 1)[0] for s in out.scores).items():
+            self.metrics.scores_published.labels(cause=cause).inc(n)
+        for kind, n in Counter(a.kind for a in out.alerts).items():
+            self.metrics.alerts.labels(kind=kind).inc(n)
+        moves = Counter(after for _, after in out.tiers if after is not None)
+        moves.subtract(before for before, _ in out.tiers if before is not None)
+        for tier, n in moves.items():
+            if n:
+                self.metrics.leads_by_tier.labels(tier=tier).inc(n)
         for letter, _, kind in out.letters:
             self.metrics.rejected.labels(topic=letter.source_topic, reason=kind).inc()
         for cid in out.tombstones:
