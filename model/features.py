@@ -27,6 +27,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ from leadpulse.graph_store.base import Subgraph
 from leadpulse.model import temporal
 from leadpulse.model.career import CAREER_COLUMNS, career_features
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
-from leadpulse.model.values import as_micros, as_number
+from leadpulse.model.values import as_micros, as_number, as_numbers
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
 from leadpulse.schemas.types import (
     ACTIVITY,
@@ -127,17 +128,27 @@ def _cat_one(v: Any, key: str, multi: bool) -> list[str]:
 
 
 def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
-    # values repeat (types, pages, industries): one computation per distinct value; the lists
-    # may be shared between nodes (nothing downstream mutates them)
+    # values repeat (types, pages, industries, tech stacks): one computation per distinct
+    # value; the lists may be shared between nodes (nothing downstream mutates them)
     cache: dict = {}
+    strings: dict = {}  # the common case, without a (type, value) key to build
     out = []
     for a in attrs:
         v = a.get(key)
-        try:  # keyed with the type too: 1 and True are equal keys but print differently
-            hit = cache.get((type(v), v), _MISS)
+        if type(v) is str:
+            hit = strings.get(v)
+            if hit is None:
+                hit = strings[v] = _cat_one(v, key, multi)
+            out.append(hit)
+            continue
+        # keyed with the type too: 1 and True are equal keys but print differently; a list (a
+        # tech stack) by its items
+        k = (type(v), tuple(v)) if type(v) is list else (type(v), v)
+        try:
+            hit = cache.get(k, _MISS)
             if hit is _MISS:  # (not ``or``: a missing value's [] is falsy and worth caching)
-                hit = cache[(type(v), v)] = _cat_one(v, key, multi)
-        except TypeError:  # unhashable (a list): no memo
+                hit = cache[k] = _cat_one(v, key, multi)
+        except TypeError:  # unhashable (a dict, a list of lists): no memo
             hit = _cat_one(v, key, multi)
         out.append(hit)
     return out
@@ -178,13 +189,17 @@ def _company_numeric(attrs: list[dict], orders: Sequence, as_of: int) -> tuple[n
 
 
 def _activity_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    ages = []
-    for a, t in zip(attrs, times):
-        own = as_micros(a.get("timestamp"))
-        ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
+    own = [a.get("timestamp") for a in attrs]
+    if set(map(type, own)) <= {int}:  # the store's own times: one numpy pass, the same floats
+        ages = np.maximum(0.0, (as_of - np.array(own, dtype=np.int64).reshape(len(own))) / MICROS_PER_DAY)
+    else:
+        ages = []
+        for o, t in zip(own, times):
+            o = as_micros(o)
+            ages.append(_age_days(o if o is not None else (int(t) if t >= 0 else None), as_of))
     parts, names = _missing_pair(ages, "age_days")
     for key in ("duration_s", "sentiment"):
-        p, n = _missing_pair([as_number(a.get(key)) for a in attrs], key)
+        p, n = _missing_pair(as_numbers([a.get(key) for a in attrs]), key)
         parts += p
         names += n
     return np.column_stack(parts), names
@@ -241,6 +256,26 @@ def extract(sg: Subgraph) -> RawGraph:
         cats = {name: _cat_values(attrs, key, multi) for name, key, multi in CATEGORICALS[ntype]}
         nodes[ntype] = RawNodes(cats=cats, num=num, num_cols=cols)
     return RawGraph(subgraph=sg, nodes=nodes)
+
+
+def _one_hot(cats: list[list[str]], values: tuple[str, ...], n: int) -> np.ndarray:
+    """Rows of ``cats`` (token lists) one-hot over ``values`` plus "other". Nodes with the same
+    value share its token list (``_cat_values``), so columns are looked up once per list."""
+    index = {v: i for i, v in enumerate(values)}
+    other = len(values)
+    onehot = np.zeros((n, other + 1))
+    looked: dict[int, list[int]] = {}  # id of a token list -> its columns (the lists outlive the call)
+    cols = []
+    for vals in cats:
+        c = looked.get(id(vals))
+        if c is None:
+            c = looked[id(vals)] = [index.get(v, other) for v in vals]
+        cols.append(c)
+    lens = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
+    if lens.any():
+        flat = np.fromiter(chain.from_iterable(cols), dtype=np.int64, count=int(lens.sum()))
+        onehot[np.repeat(np.arange(len(cols)), lens), flat] = 1.0
+    return onehot
 
 
 # ------------------------------------------------------------------ the spec
@@ -352,14 +387,7 @@ class FeatureSpec:
             / np.asarray(self.std[ntype])
         blocks = [x.reshape(n, len(self.num_cols[ntype]))]
         for field_name, values in self._fields(ntype):
-            index = {v: i for i, v in enumerate(values)}
-            other = len(values)
-            onehot = np.zeros((n, len(values) + 1))
-            rows = [(i, index.get(v, other)) for i, vals in enumerate(raw.cats[field_name]) for v in vals]
-            if rows:
-                r = np.array(rows, dtype=np.int64)
-                onehot[r[:, 0], r[:, 1]] = 1.0
-            blocks.append(onehot)
+            blocks.append(_one_hot(raw.cats[field_name], values, n))
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def encode(self, raw: RawGraph, seed_ids: Optional[Sequence[str]] = None) -> tuple[HeteroData, np.ndarray]:

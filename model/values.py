@@ -44,3 +44,17 @@ def as_number(value: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return out if math.isfinite(out) else math.nan
+
+
+_PLAIN = frozenset((float, int, type(None)))
+
+
+def as_numbers(values: list) -> np.ndarray:
+    """``as_number`` of each value, as one float64 array: in one numpy conversion when every
+    value is a float, an int or None (the store's own values), one by one otherwise."""
+    if set(map(type, values)) <= _PLAIN:
+        out = np.array(values, dtype=np.float64).reshape(len(values))  # None -> NaN
+        out[~np.isfinite(out)] = np.nan
+        return out
+    return np.array([as_number(v) for v in values], dtype=np.float64).reshape(len(values))
+
