@@ -157,16 +157,17 @@ class HeteroSAGE(nn.Module):
         works on a prefix (PyG's ``trim_to_layer`` idea, for an induced union rather than a
         sampled one). Every edge into a kept row comes from a row kept one round earlier, so a
         kept row's inputs, degree included, are exactly its inputs on the whole graph: the same
-        logits, with 2 hops of 1 k-hop union (docs/stream.md) a third of the rows in round one
-        and only the seeds in round two. The seeds are kept in graph order, so a lead's logit
+        logits from about half the rows in round one of the stream's 2-hop unions (colleagues,
+        peer companies and the account's opportunities are only inputs there) and from the
+        seeds alone in round two. The seeds are kept in graph order, so a lead's logit
         does not depend on the order leads were requested in. Eval mode only: training keeps
         the whole-graph path, whose dropout draws a training run's randomness from.
         """
         order, sizes = _by_distance(x_dict, edge_index_dict, seed_idx, self.layers, self.exclude)
         x = {t: x_dict[t][order[t]] for t in order}
         rank = {t: torch.empty_like(o).index_put_((o,), torch.arange(len(o))) for t, o in order.items()}
-        edges = {e: rank[e[0]][ei[0]].unsqueeze(0) for e, ei in edge_index_dict.items() if e[0] in rank and e[2] in rank}
-        edges = {e: torch.cat([src, rank[e[2]][edge_index_dict[e][1]].unsqueeze(0)]) for e, src in edges.items()}
+        edges = {e: torch.stack([rank[e[0]][ei[0]], rank[e[2]][ei[1]]])
+                 for e, ei in edge_index_dict.items() if e[0] in rank and e[2] in rank}
         h = {t: self.inp[t](x[t][:sizes[0][t]]) for t in x}
         h0 = h[CONTACT]
         for layer, conv in enumerate(self.convs):
