@@ -188,16 +188,21 @@ def _company_numeric(attrs: list[dict], orders: Sequence, as_of: int) -> tuple[n
     return np.column_stack(parts), names
 
 
-def _activity_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _event_ages(attrs: list[dict], as_of: int, times: np.ndarray) -> Sequence[float]:
+    """Age in days of each activity or order: its own ``timestamp``, else the time of the edge
+    that brought it (``times``, -1 for none: NaN)."""
     own = [a.get("timestamp") for a in attrs]
     if set(map(type, own)) <= {int}:  # the store's own times: one numpy pass, the same floats
-        ages = np.maximum(0.0, (as_of - np.array(own, dtype=np.int64).reshape(len(own))) / MICROS_PER_DAY)
-    else:
-        ages = []
-        for o, t in zip(own, times):
-            o = as_micros(o)
-            ages.append(_age_days(o if o is not None else (int(t) if t >= 0 else None), as_of))
-    parts, names = _missing_pair(ages, "age_days")
+        return np.maximum(0.0, (as_of - np.array(own, dtype=np.int64).reshape(len(own))) / MICROS_PER_DAY)
+    ages = []
+    for o, t in zip(own, times):
+        o = as_micros(o)
+        ages.append(_age_days(o if o is not None else (int(t) if t >= 0 else None), as_of))
+    return ages
+
+
+def _activity_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    parts, names = _missing_pair(_event_ages(attrs, as_of, times), "age_days")
     for key in ("duration_s", "sentiment"):
         p, n = _missing_pair(as_numbers([a.get(key) for a in attrs]), key)
         parts += p
@@ -216,11 +221,7 @@ def _opportunity_numeric(attrs: list[dict], as_of: int) -> tuple[np.ndarray, lis
 
 def _order_numeric(attrs: list[dict], as_of: int, times: np.ndarray) -> tuple[np.ndarray, list[str]]:
     amount, n1 = _missing_pair([as_number(a.get("amount")) for a in attrs], "amount")
-    ages = []
-    for a, t in zip(attrs, times):
-        own = as_micros(a.get("timestamp"))
-        ages.append(_age_days(own if own is not None else (int(t) if t >= 0 else None), as_of))
-    age, n2 = _missing_pair(ages, "age_days")
+    age, n2 = _missing_pair(_event_ages(attrs, as_of, times), "age_days")
     return np.column_stack(amount + age), n1 + n2
 
 

@@ -109,10 +109,10 @@ class HeteroSAGE(nn.Module):
         h = {t: self.inp[t](x) for t, x in x_dict.items() if t not in self.exclude}
         h0 = h[CONTACT]
         for layer, conv in enumerate(self.convs):
-            h = self._round(layer, conv(h, edge_index_dict), h, edge_index_dict, h)
+            h = self._round(layer, conv(h, edge_index_dict), edge_index_dict, h)
         return self._out(h[CONTACT], h0)
 
-    def _round(self, layer: int, msgs: dict, h: dict, edges: dict, dst: dict) -> dict:
+    def _round(self, layer: int, msgs: dict, edges: dict, dst: dict) -> dict:
         """One round's new embeddings of ``dst`` rows (the destination rows of ``edges``) from
         the messages the round's HeteroConv computed over ``edges``."""
         roots = self.roots[layer]
@@ -122,8 +122,9 @@ class HeteroSAGE(nn.Module):
                 ei = edges.get(etype)
                 if ei is None or etype[2] not in roots:
                     continue
-                deg = torch.zeros(dst[etype[2]].shape[0], dtype=h[CONTACT].dtype).index_add_(
-                    0, ei[1], torch.ones(ei.shape[1], dtype=h[CONTACT].dtype))
+                rows = dst[etype[2]]
+                deg = torch.zeros(rows.shape[0], dtype=rows.dtype).index_add_(
+                    0, ei[1], torch.ones(ei.shape[1], dtype=rows.dtype))
                 term = lin(torch.log1p(deg).unsqueeze(-1))
                 msgs[etype[2]] = msgs[etype[2]] + term if etype[2] in msgs else term
         new = {}
@@ -176,7 +177,7 @@ class HeteroSAGE(nn.Module):
             live = {e: ei for e, ei in live.items() if ei.shape[1]}  # an empty type adds exactly 0
             pairs = {e: (h[e[0]], h[e[2]][:keep[e[2]]]) for e in live}
             dst = {t: h[t][:keep[t]] for t in self.roots[layer]}
-            h = self._round(layer, conv(pairs, live), h, live, dst)
+            h = self._round(layer, conv(pairs, live), live, dst)
         n_seeds = keep[CONTACT]
         logits = self.head(self._out(h[CONTACT], h0[:n_seeds])).squeeze(-1)
         return logits[rank[CONTACT][seed_idx]]

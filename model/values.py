@@ -57,4 +57,3 @@ def as_numbers(values: list) -> np.ndarray:
         out[~np.isfinite(out)] = np.nan
         return out
     return np.array([as_number(v) for v in values], dtype=np.float64).reshape(len(values))
-
