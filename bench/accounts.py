@@ -12,8 +12,16 @@ Reported per batch size: events/s, leads scored and score changes published per 
 the share of wall time in ``apply`` and in subgraph + scoring (from the worker's own
 Prometheus histograms; the rest is affected-lead search, explanations and bookkeeping).
 
+``--phases K`` splits the timed events into K consecutive phases and reports each one's rate
+and leads scored per event: whether an event costs more as the history behind it grows (the
+last phase's rate over the first's). ``--start-at N`` applies the N events after the
+pre-history first, without scoring them, so a short timed run measures the cost per event
+deep in the history (its leads start unscored: every first score is published).
+
     python bench/accounts.py                     # 10k world, 5,000 events, batches of 100 and 1,000
     python bench/accounts.py --quick             # tiny world
+    python bench/accounts.py --world 100k --events 300000 --batches 1000 --phases 6 --name accounts-large
+    python bench/accounts.py --world 100k --start-at 1000000 --events 20000 --batches 1000 --name accounts-deep
 """
 from __future__ import annotations
 
@@ -58,6 +66,20 @@ def _hist_sum(hist) -> float:
     return next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_sum"))
 
 
+def _phase_ends(n: int, batch: int, phases: int) -> set[int]:
+    """Event counts at which each phase ends: whole batches, the last at ``n``."""
+    per = max(batch, -(-n // max(phases, 1) // batch) * batch)
+    return {min(n, k * per) for k in range(1, max(phases, 1) + 1)} | {n}
+
+
+def _phase(mark: tuple, done: int, scored: float) -> dict:
+    """One phase's figures since ``mark`` = (events, wall clock, CPU clock, leads scored)."""
+    events, wall, cpu = done - mark[0], time.perf_counter() - mark[1], time.process_time() - mark[2]
+    return {"events": events, "ends_at": done, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "events_per_s": round(events / wall, 1), "events_per_cpu_s": round(events / cpu, 1),
+            "leads_per_event": round((scored - mark[3]) / events, 2)}
+
+
 def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int) -> dict:
     from leadpulse.graph_store.rocks import RocksDBGraphStore
     from leadpulse.stream.accounts import AccountProcessor
@@ -73,6 +95,13 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
         for lo in range(0, pre, 5000):  # pre-history, untimed
             for p, recs in sorted(account_records(events[lo:min(lo + 5000, pre)], args.partitions, lo, company_of).items()):
                 proc.commit_published(proc.process(recs, p))
+        if args.start_at:  # history to meet, applied without scoring (untimed): nothing is scored yet
+            proc.scorer = None
+            for lo in range(pre, pre + args.start_at, 5000):
+                hi = min(lo + 5000, pre + args.start_at)
+                for p, recs in sorted(account_records(events[lo:hi], args.partitions, lo, company_of).items()):
+                    proc.commit_published(proc.process(recs, p))
+            proc.scorer, pre = scorer, pre + args.start_at
         m = proc.metrics = Metrics()
         live = events[pre:pre + args.events]
         published, alerts = 0, {}
@@ -80,6 +109,8 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
         if prof is not None:
             prof.enable()
         t0, c0 = time.perf_counter(), time.process_time()
+        phases, ends = [], _phase_ends(len(live), batch, args.phases)
+        mark = (0, t0, c0, 0.0)
         for lo in range(0, len(live), batch):
             for p, recs in sorted(account_records(live[lo:lo + batch], args.partitions, pre + lo, company_of).items()):
                 out = proc.process(recs, p)
@@ -87,6 +118,10 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
                 published += len(out.scores)
                 for a in out.alerts:
                     alerts[a.kind] = alerts.get(a.kind, 0) + 1
+            done = min(lo + batch, len(live))
+            if done in ends:
+                phases.append(_phase(mark, done, _hist_sum(m.batch_size)))
+                mark = (done, time.perf_counter(), time.process_time(), _hist_sum(m.batch_size))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if prof is not None:  # the live part only: the pre-history's apply is not what is measured
             prof.disable()
@@ -98,7 +133,9 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
                 "events_per_s": round(len(live) / wall, 1), "leads_scored_per_s": round(scores / wall, 1),
                 "published_per_s": round(published / wall, 1), "alerts": alerts,
                 "apply_share": round(_hist_sum(m.apply_seconds) / wall, 3),
-                "score_share": round(_hist_sum(m.score_seconds) / wall, 3)}
+                "score_share": round(_hist_sum(m.score_seconds) / wall, 3),
+                **({"phases": phases, "last_over_first": round(phases[-1]["events_per_s"] / phases[0]["events_per_s"], 3)}
+                   if len(phases) > 1 else {})}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -118,6 +155,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="LEADPULSE_TIER_HYSTERESIS of the run (default the worker's; 0 = alert on every tier change)")
     ap.add_argument("--book-cache", type=int, default=CACHE_ENTRIES,
                     help="decoded score-book entries cached (default 50000, the worker's; 0 = none)")
+    ap.add_argument("--phases", type=int, default=1,
+                    help="split the timed events into this many phases, each reported (default 1)")
+    ap.add_argument("--start-at", type=int, default=0, metavar="N",
+                    help="apply the N events after the pre-history first, unscored and untimed, so the timed events "
+                         "meet that much history (their leads start without a score); default 0")
+    ap.add_argument("--name", default="accounts", help="the JSON's file stem in --out (default accounts)")
     ap.add_argument("--profile", metavar="PATH", help="cProfile the timed part into PATH.<batch> (slows it down)")
     add_model_args(ap)
     args = ap.parse_args(argv)
@@ -143,10 +186,15 @@ def main(argv=None) -> int:
         print(f"  batch {batch:>5}: {row['events_per_s']:,.0f} events/s, {row['leads_scored_per_s']:,.0f} leads "
               f"scored/s, {row['published_per_s']:,.0f} published/s; apply {row['apply_share']:.0%}, "
               f"subgraph+score {row['score_share']:.0%} of wall; alerts {row['alerts']}", flush=True)
-    write_json(args.out / "accounts.json", {"world": args.world, "seed": args.seed, "pre_history_events": pre,
-                                            "partitions": args.partitions, "threads": args.threads,
-                                            "tier_hysteresis": args.tier_hysteresis, "book_cache": args.book_cache,
-                                            "rows": rows})
+        for ph in row.get("phases", []):
+            print(f"    events to {ph['ends_at']:>7,}: {ph['events_per_s']:,.0f} events/s "
+                  f"({ph['events_per_cpu_s']:,.0f} per CPU second), {ph['leads_per_event']} leads per event",
+                  flush=True)
+    write_json(args.out / f"{args.name}.json", {"world": args.world, "seed": args.seed, "pre_history_events": pre,
+                                                "start_at": args.start_at,
+                                                "partitions": args.partitions, "threads": args.threads,
+                                                "tier_hysteresis": args.tier_hysteresis,
+                                                "book_cache": args.book_cache, "rows": rows})
     return 0
 
 

@@ -147,8 +147,14 @@ def headline_section(data: dict) -> list[str]:
         seeds = [k for k, v in ex.items() if isinstance(v, dict)]
         rows.append([f"exact 2-hop extraction, {' / '.join(seeds)} seeds (p50 ms)",
                      " / ".join(f(ex[k].get("p50_ms"), 2) for k in seeds)])
-    for r in data.get("accounts", {}).get("rows", []):
-        rows.append([f"account stage in-process, batches of {r['batch']} records (events/s)", f(r["events_per_s"])])
+    for key in ACCOUNTS_RESULTS:
+        acc = data.get(key, {})
+        for r in acc.get("rows", []):
+            rows.append([f"account stage in-process, {acc.get('world')} world, {f(r['events'])} events in batches of "
+                         f"{r['batch']} records{_history(acc)} (events/s)", f(r["events_per_s"])])
+            if r.get("phases"):
+                rows.append([f"… per phase of {f(r['phases'][0]['events'])} events (events/s; last / first)",
+                             " / ".join(f(ph["events_per_s"]) for ph in r["phases"]) + f"; {f(r['last_over_first'], 2)}"])
     for key in STREAM_RESULTS:
         rows += _stream_headline(data.get(key))
     for w in data.get("incremental", {}).get("worlds", []):
@@ -199,6 +205,15 @@ def _worker_line(settings: dict) -> str:
             f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).{procs}")
 
 
+def _processed(p: dict) -> str:
+    if p["drained"]:
+        return "yes"
+    if p.get("caught_up") is None:
+        return "**no**"
+    return (f"**no**; caught up {f(p['catch_up_seconds'], 0)} s later" if p["caught_up"]
+            else f"**no**, nor {f(p['catch_up_seconds'], 0)} s later")
+
+
 def stream_section(stream: Optional[dict], out: Path, key: str = "stream") -> list[str]:
     """The stream benchmark's tables; the plots only for the suite's run (``key`` "stream")."""
     title = "## Throughput and latency" + ("" if key == "stream" else f" (`{key}.json`)")
@@ -209,8 +224,9 @@ def stream_section(stream: Optional[dict], out: Path, key: str = "stream") -> li
              f"World `{stream['world']}` (seed {stream['seed']}): {stream['events']['preload']:,} pre-history "
              f"events preloaded, then phases of {f(s['duration_s'])} s per fixed rate and {s['max_events']:,} "
              f"events as fast as possible; {s['partitions']} partitions. Latency: {s['latency']}. "
-             "achieved/s: end to end, for a phase processed within the drain timeout (else *behind*: "
-             "the next phase started with a backlog and its latencies include it); draining/s: events "
+             "achieved/s: end to end, for a phase processed within the drain timeout (else *behind*; the "
+             "next phase started once the worker had caught up with it, untimed, where *processed* says so, "
+             "and on its backlog otherwise, its latencies including it); draining/s: events "
              "through the last stage per second after the phase's last send." + _worker_line(s), ""]
     for app in ("worker", "passthrough"):
         if stream["apps"].get(app, {}).get("error"):
@@ -220,7 +236,7 @@ def stream_section(stream: Optional[dict], out: Path, key: str = "stream") -> li
         rows = [[p["name"], f(p["events"]), f(p["offered_rate"]),
                  f(p["achieved_rate"]) if p["drained"] else "behind", f(p.get("drain_rate")),
                  f(p["latency_ms"]["p50"], 0), f(p["latency_ms"]["p95"], 0), f(p["latency_ms"]["p99"], 0),
-                 f"{p['latency_samples']:,}", "yes" if p["drained"] else "**no**"] for p in phases]
+                 f"{p['latency_samples']:,}", _processed(p)] for p in phases]
         lines += [f"**{app}**", "", table(["phase", "events", "offered/s", "achieved/s", "draining/s", "p50 ms", "p95 ms",
                                            "p99 ms", "latency samples", "processed"], rows), ""]
     if key == "stream":
@@ -320,17 +336,35 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
     return lines
 
 
-def accounts_section(acc: Optional[dict]) -> list[str]:
+#: account-stage results the report shows: the suite's run (10k world), the large world's phases
+#: and the large world deep in its history (``--start-at``)
+ACCOUNTS_RESULTS = ("accounts", "accounts-large", "accounts-deep")
+
+
+def _history(acc: dict) -> str:
+    n = acc.get("start_at")
+    return f", after {n:,} events of history applied unscored (`--start-at`)" if n else ""
+
+
+def accounts_section(acc: Optional[dict], key: str = "accounts") -> list[str]:
     if not acc:
         return []
-    rows = [[r["batch"], f(r["events_per_s"]), f(r["leads_scored_per_s"]), f(r["published_per_s"]),
+    rows = [[r["batch"], f(r["events"]), f(r["events_per_s"]), f(r["leads_scored_per_s"]), f(r["published_per_s"]),
              f(100 * r["apply_share"], 0), f(100 * r["score_share"], 0)] for r in acc.get("rows", [])]
-    return ["## Account stage in-process (no Kafka)", "",
-            f"`bench/accounts.py`: world `{acc.get('world')}`, {acc.get('partitions')} partitions, "
-            f"{acc.get('threads')} torch thread(s); the worker's scoring logic on RocksDB without the "
-            "broker, Faust or the ingest stage — the ceiling the stream figures compare with.", "",
-            table(["records per batch", "events/s", "leads scored/s", "published/s", "apply %",
-                   "subgraph + score %"], rows), ""]
+    lines = [f"## Account stage in-process (no Kafka): `{key}`", "",
+             f"`bench/accounts.py`: world `{acc.get('world')}`, {acc.get('partitions')} partitions, "
+             f"{acc.get('threads')} torch thread(s){_history(acc)}; the worker's scoring logic on RocksDB without the "
+             "broker, Faust or the ingest stage — the ceiling the stream figures compare with.", "",
+             table(["records per batch", "events", "events/s", "leads scored/s", "published/s", "apply %",
+                    "subgraph + score %"], rows), ""]
+    for r in acc.get("rows", []):
+        if r.get("phases"):  # does an event cost more as the history behind it grows?
+            lines += [f"Batches of {r['batch']} records, phase by phase (the history grows from one to the next; "
+                      f"last phase's rate over the first's: {f(r['last_over_first'], 2)}):", "",
+                      table(["events up to", "events/s", "events per CPU second", "leads scored per event"],
+                            [[f(ph["ends_at"]), f(ph["events_per_s"]), f(ph["events_per_cpu_s"]),
+                              f(ph["leads_per_event"], 2)] for ph in r["phases"]]), ""]
+    return lines
 
 
 def write_report(results: Path) -> Path:
@@ -361,7 +395,8 @@ def write_report(results: Path) -> Path:
     lines += headline_section(data)
     for key in STREAM_RESULTS:
         lines += stream_section(data.get(key), results, key)
-    lines += accounts_section(data.get("accounts"))
+    for key in ACCOUNTS_RESULTS:
+        lines += accounts_section(data.get(key), key)
     lines += incremental_section(data.get("incremental"), results)
     lines += accuracy_section(data, results)
     lines += recovery_section(data.get("recovery"))

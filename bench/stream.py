@@ -9,7 +9,9 @@ consumer group) goes through the same phases:
 2. one phase per fixed rate (default 250, 1,000, 2,000 events/s for ``--duration`` s each),
    then a *max* phase: ``--max-events`` sent as fast as the producer goes. Each phase takes the
    next events of the world in event-time order and waits until they are processed (bounded by
-   ``--drain-timeout``) before the next one starts.
+   ``--drain-timeout``) before the next one starts. A phase not processed by then is waited
+   for, untimed (bounded by ``--catch-up-timeout``), so the next phase does not start on its
+   backlog: every phase's rate and latencies are its own.
 
 Latency (one method for both apps): wall-clock Kafka timestamp of the output record minus the
 wall-clock send time of the input record that caused it (both stamped on this machine). The
@@ -22,7 +24,7 @@ the router until its contact arrives is scored phases later; ``outputs_after_set
 
     python bench/stream.py                      # 10k-contact world, 60 s per rate (~15-25 min)
     python bench/stream.py --quick              # tiny world, ~1 s per phase
-    python bench/stream.py --world large --duration 45 --max-events 30000 --name stream-large
+    python bench/stream.py --world large --rates 250,1000 --duration 45 --max-events 30000 --name stream-large
                                                 # 100k-contact world (~15 min)
 """
 from __future__ import annotations
@@ -73,6 +75,10 @@ class Phase:
     sent_ms: list = field(default_factory=list)
     send_seconds: float = 0.0
     drained: bool = False
+    #: for a phase not processed within the drain timeout: whether the worker caught up with it
+    #: before the next phase (None: not waited for), and how long that took
+    caught_up: Optional[bool] = None
+    catch_up_seconds: Optional[float] = None
     settled_ms: Optional[int] = None  # wall time the app was found done with the phase
     drain_seconds: float = 0.0
     polls: list = field(default_factory=list)  # (wall time, events applied or output so far)
@@ -232,6 +238,14 @@ async def run_app(kind: str, bootstrap: KafkaConnection, work: Path, preload: li
             phase.drain_seconds = time.perf_counter() - t0
             print(f"  {kind} {phase.name}: {len(phase.msgs)} events sent in {phase.send_seconds:.1f} s, "
                   f"processed {'yes' if phase.drained else 'NO'} after {phase.drain_seconds:.1f} s", flush=True)
+            if not phase.drained and phase is not phases[-1]:
+                # the next phase starts on a clean slate, or its rate and latencies would be this one's backlog's
+                t1 = time.perf_counter()
+                phase.caught_up = await drain(kind, svcs, collector, Phase("catch-up", None, []), sent,
+                                              args.catch_up_timeout, args.settle)
+                phase.catch_up_seconds = time.perf_counter() - t1
+                print(f"  {kind} {phase.name}: caught up {'yes' if phase.caught_up else 'NO'} after "
+                      f"{phase.catch_up_seconds:.1f} s more (untimed)", flush=True)
             for svc in svcs:
                 if not svc.alive():
                     raise RuntimeError(f"{kind} died:\n{svc.log()}")
@@ -303,6 +317,8 @@ def analyse(kind: str, raw: dict) -> dict:
                     "latency_samples": len(lat), "latency_ms": percentiles(lat),
                     "outputs_after_settled": late,
                     "cdf_ms": cdf, "drained": ph.drained, "drain_seconds": round(ph.drain_seconds, 2),
+                    "caught_up": ph.caught_up,
+                    "catch_up_seconds": round(ph.catch_up_seconds, 2) if ph.catch_up_seconds is not None else None,
                     "metrics_read_ms": {**percentiles(ph.poll_ms), "max": max(ph.poll_ms, default=None),
                                         "reads": len(ph.poll_ms)}})
     return {"preload": out[0], "phases": out[1:]}
@@ -346,7 +362,7 @@ async def run(args: argparse.Namespace) -> dict:
     return {"world": args.world, "seed": args.seed, "tables": str(tables),
             "settings": {"rates": rates, "duration_s": args.duration, "max_events": args.max_events,
                          "partitions": args.partitions, "processes": args.processes,
-                         "drain_timeout_s": args.drain_timeout,
+                         "drain_timeout_s": args.drain_timeout, "catch_up_timeout_s": args.catch_up_timeout,
                          "latency": "output record timestamp - input send timestamp (wall clock, ms)",
                          "worker": _worker_settings()},
             "events": {"preload": len(preload), "pool": len(pool)}, "apps": apps, "headline": headline(apps)}
@@ -368,6 +384,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=None, help="seconds per fixed rate (default 60; quick 1)")
     ap.add_argument("--max-events", type=int, default=None, help="events of the max phase (default 60000)")
     ap.add_argument("--drain-timeout", type=float, default=None, help="longest wait per phase (default 300 s)")
+    ap.add_argument("--catch-up-timeout", type=float, default=None,
+                    help="after a phase not processed within the drain timeout, the longest untimed wait for "
+                         "the worker to catch up before the next phase (default 3 x the drain timeout)")
     ap.add_argument("--settle", type=float, default=None, help="quiet seconds that end a worker phase")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--apps", default="worker,passthrough")
@@ -381,7 +400,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = {"world": "tiny" if q else "10k", "duration": 1.0 if q else 60.0,
                 "max_events": 500 if q else 60_000, "drain_timeout": 60.0 if q else 300.0,
                 "settle": 1.5 if q else 3.0, **model_defaults(q)}
-    return fill_defaults(args, defaults)
+    args = fill_defaults(args, defaults)
+    if args.catch_up_timeout is None:
+        args.catch_up_timeout = 3 * args.drain_timeout
+    return args
 
 
 def main(argv=None) -> int:

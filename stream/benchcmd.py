@@ -29,7 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     # medians over 3 fresh stores: the machine's speed drifts by up to ~1.5x between minutes
     "graph_store": (["--repeat", "3"], ["--scale", "0.02"]),  # (quick: a smaller world fails its 1,000-seed sample)
     "incremental": ([], ["--quick"]),
-    "accounts": (["--batches", "25,100,1000"], ["--quick"]),
+    "accounts": (["--batches", "25,100,1000"], ["--quick", "--phases", "2"]),
     # phases bounded so a worker that cannot keep up costs ~4 x 165 s, not ~4 x 360 s
     "stream": (["--duration", "45", "--max-events", "30000", "--drain-timeout", "120"], ["--quick"]),
     "recovery": ([], ["--quick"]),

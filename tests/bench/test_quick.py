@@ -50,6 +50,9 @@ def test_every_benchmark_ran_and_wrote_json(quick_results):
     assert len(data["recovery"]["kills"]) == 1
     rows = data["accounts"]["rows"]
     assert rows and all(r["events"] > 0 and r["events_per_s"] > 0 and 0 <= r["apply_share"] <= 1 for r in rows)
+    for r in rows:  # --phases 2: the timed events split in two at a whole batch, each phase measured
+        assert [ph["ends_at"] for ph in r["phases"]] == [200, 300] and r["last_over_first"] > 0
+        assert sum(ph["events"] for ph in r["phases"]) == r["events"]
     assert {"worker", "store"} <= set(data["memory"])
     assert "gnn" in data["accuracy-tiny"]["summary"]
     for name in ("stream", "incremental", "accounts", "recovery", "memory"):  # ours carry machine and command
