@@ -106,15 +106,19 @@ def plot_memory(memory: dict, out: Path) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+def _cpu(machine: dict) -> str:
+    model = re.search(r"Model name:\s*(.+)", machine.get("lscpu") or "")
+    return model.group(1).strip() if model else "n/a"
+
+
 def machine_section(data: dict) -> list[str]:
     m = next((d["machine"] for d in data.values() if isinstance(d, dict) and d.get("machine")), None)
     if m is None:
         return ["## Machine", "", "not recorded", ""]
     lscpu = m.get("lscpu") or ""
-    model = re.search(r"Model name:\s*(.+)", lscpu)
     mem = (m.get("meminfo") or {}).get("MemTotal")
     lines = ["## Machine", "", table(["what", "value"], [
-        ["CPU", model.group(1).strip() if model else "n/a"], ["CPUs", m.get("cpus")], ["memory", mem or "n/a"],
+        ["CPU", _cpu(m)], ["CPUs", m.get("cpus")], ["memory", mem or "n/a"],
         ["platform", m.get("platform")], ["python", m.get("python")], ["torch", m.get("torch")],
         ["torch_geometric", m.get("torch_geometric")], ["faust", m.get("faust")],
         ["aiokafka", m.get("aiokafka")], ["rocksdict", m.get("rocksdict")]]), ""]
@@ -123,6 +127,15 @@ def machine_section(data: dict) -> list[str]:
     lines += ["Load average (1 min) when each benchmark finished: "
               + ", ".join(f"{k} {f(v, 2)}" for k, v in loads)
               + f". Above {m.get('cpus')} the machine was shared while measuring: timings are noisy.", ""]
+    cpus = {k: _cpu(d["machine"]) for k, d in data.items()
+            if isinstance(d, dict) and d.get("machine") and _cpu(d["machine"]) != "n/a"}
+    if len(set(cpus.values())) > 1:  # results kept from runs on another machine: compare within a benchmark only
+        by_cpu: dict[str, list[str]] = {}
+        for k, c in cpus.items():
+            by_cpu.setdefault(c, []).append(k)
+        lines += ["The results come from more than one machine (the table above is the first one's): "
+                  + "; ".join(f"{c}: {', '.join(ks)}" for c, ks in by_cpu.items())
+                  + ". Compare figures within one benchmark, or with the pass-through of the same run.", ""]
     if lscpu:
         lines += ["<details><summary>lscpu</summary>", "", "```", lscpu.strip(), "```", "", "</details>", ""]
     return lines
