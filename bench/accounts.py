@@ -66,6 +66,14 @@ def _hist_sum(hist) -> float:
     return next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_sum"))
 
 
+def _feed(proc, events: list, lo: int, hi: int, partitions: int, company_of: dict, chunk: int = 5000) -> None:
+    """Process and commit ``events[lo:hi]`` in chunks, untimed (the history before what is measured)."""
+    for start in range(lo, hi, chunk):
+        end = min(start + chunk, hi)
+        for p, recs in sorted(account_records(events[start:end], partitions, start, company_of).items()):
+            proc.commit_published(proc.process(recs, p))
+
+
 def _phase_ends(n: int, batch: int, phases: int) -> set[int]:
     """Event counts at which each phase ends: whole batches, the last at ``n``."""
     per = max(batch, -(-n // max(phases, 1) // batch) * batch)
@@ -92,15 +100,10 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
         store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores", cache_entries=args.book_cache)
         proc = AccountProcessor(store, book, scorer, ScoringOptions(tier_hysteresis=args.tier_hysteresis),
                                 metrics=Metrics())
-        for lo in range(0, pre, 5000):  # pre-history, untimed
-            for p, recs in sorted(account_records(events[lo:min(lo + 5000, pre)], args.partitions, lo, company_of).items()):
-                proc.commit_published(proc.process(recs, p))
+        _feed(proc, events, 0, pre, args.partitions, company_of)  # pre-history, untimed
         if args.start_at:  # history to meet, applied without scoring (untimed): nothing is scored yet
             proc.scorer = None
-            for lo in range(pre, pre + args.start_at, 5000):
-                hi = min(lo + 5000, pre + args.start_at)
-                for p, recs in sorted(account_records(events[lo:hi], args.partitions, lo, company_of).items()):
-                    proc.commit_published(proc.process(recs, p))
+            _feed(proc, events, pre, pre + args.start_at, args.partitions, company_of)
             proc.scorer, pre = scorer, pre + args.start_at
         m = proc.metrics = Metrics()
         live = events[pre:pre + args.events]
@@ -120,8 +123,9 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
                     alerts[a.kind] = alerts.get(a.kind, 0) + 1
             done = min(lo + batch, len(live))
             if done in ends:
-                phases.append(_phase(mark, done, _hist_sum(m.batch_size)))
-                mark = (done, time.perf_counter(), time.process_time(), _hist_sum(m.batch_size))
+                scored = _hist_sum(m.batch_size)
+                phases.append(_phase(mark, done, scored))
+                mark = (done, time.perf_counter(), time.process_time(), scored)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if prof is not None:  # the live part only: the pre-history's apply is not what is measured
             prof.disable()

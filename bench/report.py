@@ -127,12 +127,11 @@ def machine_section(data: dict) -> list[str]:
     lines += ["Load average (1 min) when each benchmark finished: "
               + ", ".join(f"{k} {f(v, 2)}" for k, v in loads)
               + f". Above {m.get('cpus')} the machine was shared while measuring: timings are noisy.", ""]
-    cpus = {k: _cpu(d["machine"]) for k, d in data.items()
-            if isinstance(d, dict) and d.get("machine") and _cpu(d["machine"]) != "n/a"}
-    if len(set(cpus.values())) > 1:  # results kept from runs on another machine: compare within a benchmark only
-        by_cpu: dict[str, list[str]] = {}
-        for k, c in cpus.items():
-            by_cpu.setdefault(c, []).append(k)
+    by_cpu: dict[str, list[str]] = {}
+    for k, d in data.items():
+        if isinstance(d, dict) and d.get("machine") and _cpu(d["machine"]) != "n/a":
+            by_cpu.setdefault(_cpu(d["machine"]), []).append(k)
+    if len(by_cpu) > 1:  # results kept from runs on another machine: compare within a benchmark only
         lines += ["The results come from more than one machine (the table above is the first one's): "
                   + "; ".join(f"{c}: {', '.join(ks)}" for c, ks in by_cpu.items())
                   + ". Compare figures within one benchmark, or with the pass-through of the same run.", ""]
