@@ -73,3 +73,19 @@ def test_report_links_every_plot_and_reads_every_section(quick_results):
     for name in linked:
         data = (quick_results / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000, name
+
+
+@pytest.mark.timeout(600)
+def test_a_phase_the_worker_did_not_finish_is_waited_for_before_the_next(tmp_path):
+    # a drain timeout far below what a phase takes: every phase is unfinished when it times out,
+    # and each but the last is waited for (untimed) so the next one starts without its backlog
+    proc = subprocess.run([sys.executable, "-m", "leadpulse.bench.stream", "--quick", "--apps", "worker",
+                           "--drain-timeout", "0.3", "--catch-up-timeout", "120", "--name", "catchup",
+                           "--out", str(tmp_path), "--cache", str(tmp_path / "cache")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    phases = json.loads((tmp_path / "catchup.json").read_text())["apps"]["worker"]["phases"]
+    waited = [p for p in phases[:-1] if not p["drained"]]
+    assert waited, [(p["name"], p["drained"]) for p in phases]
+    assert all(p["caught_up"] is True and p["catch_up_seconds"] >= 0 for p in waited)
+    assert all(p["caught_up"] is None for p in phases if p["drained"]) and phases[-1]["caught_up"] is None
