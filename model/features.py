@@ -27,6 +27,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from itertools import chain
 from typing import Any, Optional, Sequence
 
@@ -35,7 +36,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from leadpulse.graph_store.base import Subgraph
-from leadpulse.model import temporal
+from leadpulse.model import memo, temporal
 from leadpulse.model.career import CAREER_COLUMNS, career_features
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.model.values import as_micros, as_number, as_numbers
@@ -128,19 +129,15 @@ def _cat_one(v: Any, key: str, multi: bool) -> list[str]:
 
 
 def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
-    # values repeat (types, pages, industries, tech stacks): one computation per distinct
-    # value; the lists may be shared between nodes (nothing downstream mutates them)
+    # values repeat (types, pages, industries, titles): one computation per distinct value,
+    # kept across calls for strings and missing values (``memo.ByValue``); the lists are shared
+    # between nodes and calls (nothing downstream mutates them)
+    vals = [a.get(key) for a in attrs]
+    if set(map(type, vals)) <= _PLAIN:  # the common case: C-level lookups
+        return list(map(memo.by_value((key, multi), partial(_cat_one, key=key, multi=multi)).__getitem__, vals))
     cache: dict = {}
-    strings: dict = {}  # the common case, without a (type, value) key to build
     out = []
-    for a in attrs:
-        v = a.get(key)
-        if type(v) is str:
-            hit = strings.get(v)
-            if hit is None:
-                hit = strings[v] = _cat_one(v, key, multi)
-            out.append(hit)
-            continue
+    for v in vals:
         # keyed with the type too: 1 and True are equal keys but print differently; a list (a
         # tech stack) by its items
         k = (type(v), tuple(v)) if type(v) is list else (type(v), v)
@@ -155,37 +152,54 @@ def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
 
 
 _MISS = object()
-
-
+_PLAIN = {str, type(None)}
 def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], list[str]]:
     arr = np.asarray(values, dtype=np.float64)
     miss = np.isnan(arr)
     return [np.where(miss, 0.0, arr), miss.astype(np.float64)], [name, f"missing_{name}"]
 
 
-def _contact_numeric(attrs: list[dict], timelines: Sequence, careers: Sequence,
-                     as_of: int) -> tuple[np.ndarray, list[str]]:
+def _contact_numeric(attrs: list[dict], timelines: Sequence, careers: Sequence, as_of: int,
+                     static: Sequence[Sequence]) -> tuple[np.ndarray, list[str]]:
     X, cols = temporal.contact_features(timelines, as_of)
-    tenure = [_age_days(as_micros(a.get("created_at")), as_of) for a in attrs]
-    extra, names = _missing_pair(tenure, "tenure_days")
-    # only a CRM record has its id (a stub, known from an activity or a colleague, has none)
-    stub = np.array([0.0 if a.get("contact_id") else 1.0 for a in attrs])
+    created, stub = static  # _STATIC[CONTACT]
+    extra, names = _missing_pair([_age_days(c, as_of) for c in created], "tenure_days")
+    stub = np.array(stub, dtype=np.float64)
     C, ccols = career_features(careers, timelines, [a.get("company_id") for a in attrs], as_of)
     return np.column_stack([X, *extra, stub, C]), cols + names + ["is_stub"] + ccols
 
 
-def _company_numeric(attrs: list[dict], orders: Sequence, as_of: int) -> tuple[np.ndarray, list[str]]:
+def _company_numeric(orders: Sequence, as_of: int, static: Sequence[Sequence]) -> tuple[np.ndarray, list[str]]:
     X, cols = temporal.company_order_features(orders, as_of)
     parts, names = [X], list(cols)
-    for key in ("employees", "revenue"):
-        p, n = _missing_pair([as_number(a.get(key)) for a in attrs], key)
+    for values, key in zip(static, ("employees", "revenue")):  # _STATIC[COMPANY]
+        p, n = _missing_pair(values, key)
         parts += p
         names += n
-    parts.append(np.array([float(len(a.get("tech_stack") or [])) for a in attrs]))
-    names.append("tech_count")
-    parts.append(np.array([0.0 if a.get("company_id") else 1.0 for a in attrs]))
-    names.append("is_stub")
+    parts += [np.array(static[2], dtype=np.float64), np.array(static[3], dtype=np.float64)]
+    names += ["tech_count", "is_stub"]
     return np.column_stack(parts), names
+
+
+#: per node type, the numbers that depend on the node's attributes alone, one list each
+_STATIC = {
+    # created_at in micros (or None) and is_stub: only a CRM record has its id (a stub, known
+    # from an activity or a colleague, has none)
+    CONTACT: lambda a: (as_micros(a.get("created_at")), 0.0 if a.get("contact_id") else 1.0),
+    # employees, revenue, tech_count, is_stub
+    COMPANY: lambda a: (as_number(a.get("employees")), as_number(a.get("revenue")),
+                        float(len(a.get("tech_stack") or [])), 0.0 if a.get("company_id") else 1.0),
+}
+
+
+def _node_static(ntype: NodeType, attrs: list[dict]) -> list[tuple]:
+    """Per node of ``ntype``: its token list of each categorical field, then its ``_STATIC``
+    numbers (one tuple per node, for ``memo.ByNode``)."""
+    fields = [_cat_values(attrs, key, multi) for _, key, multi in CATEGORICALS[ntype]]
+    numbers = _STATIC.get(ntype)
+    if numbers is not None:
+        fields.append(list(map(numbers, attrs)))
+    return list(zip(*fields))
 
 
 def _event_ages(attrs: list[dict], as_of: int, times: np.ndarray) -> Sequence[float]:
@@ -234,19 +248,34 @@ def _incoming_time(sg: Subgraph, etype, n: int) -> np.ndarray:
     return out
 
 
+_NO_ATTRS: dict = {}  # a stub's attributes, one shared (read-only) dict
+
+
 def extract(sg: Subgraph) -> RawGraph:
     """Raw per-node values of every node type (depends only on each node's own attrs, timeline
     or orders, and as_of)."""
     nodes: dict[NodeType, RawNodes] = {}
     for ntype in NODE_TYPES:
-        attrs = [a or {} for a in sg.attrs.get(ntype, [])]
+        attrs = [a or _NO_ATTRS for a in sg.attrs.get(ntype, [])]
         n = len(sg.node_ids.get(ntype, []))
         if len(attrs) < n:
-            attrs = attrs + [{}] * (n - len(attrs))
+            attrs = attrs + [_NO_ATTRS] * (n - len(attrs))
+        fields = CATEGORICALS[ntype]
+        if ntype == ACTIVITY:  # rebuilt from the store's columns per read: by value only
+            cats = {name: _cat_values(attrs, key, multi) for name, key, multi in fields}
+            static: Sequence = ()
+        else:  # one pass over the nodes: the token lists of every field, then the numbers
+            width = len(fields) + (ntype in _STATIC)
+            rows = memo.by_node((ntype,), partial(_node_static, ntype))(attrs) if width and n else []
+            per_field = list(zip(*rows)) or [()] * width
+            cats = {name: list(values) for (name, _, _), values in zip(fields, per_field)}
+            static = ()
+            if ntype in _STATIC:  # (an empty graph: as many empty columns)
+                static = list(zip(*per_field[-1])) or [()] * len(_STATIC[ntype](_NO_ATTRS))
         if ntype == CONTACT:
-            num, cols = _contact_numeric(attrs, sg.all_timelines(), sg.all_careers(), sg.as_of)
+            num, cols = _contact_numeric(attrs, sg.all_timelines(), sg.all_careers(), sg.as_of, static)
         elif ntype == COMPANY:
-            num, cols = _company_numeric(attrs, sg.all_orders(), sg.as_of)
+            num, cols = _company_numeric(sg.all_orders(), sg.as_of, static)
         elif ntype == ACTIVITY:
             num, cols = _activity_numeric(attrs, sg.as_of, _incoming_time(sg, HAD_ACTIVITY, n))
         elif ntype == OPPORTUNITY:
@@ -254,28 +283,42 @@ def extract(sg: Subgraph) -> RawGraph:
         else:
             num, cols = _order_numeric(attrs, sg.as_of, _incoming_time(sg, PLACED, n))
         num = num.reshape(n, len(cols))
-        cats = {name: _cat_values(attrs, key, multi) for name, key, multi in CATEGORICALS[ntype]}
         nodes[ntype] = RawNodes(cats=cats, num=num, num_cols=cols)
     return RawGraph(subgraph=sg, nodes=nodes)
 
 
 def _one_hot(cats: list[list[str]], values: tuple[str, ...], n: int) -> np.ndarray:
     """Rows of ``cats`` (token lists) one-hot over ``values`` plus "other". Nodes with the same
-    value share its token list (``_cat_values``), so columns are looked up once per list."""
-    index = {v: i for i, v in enumerate(values)}
+    value share its token list (``_cat_values``), so columns are looked up once per distinct
+    list and spread to the rows with numpy. A list is told by its identity: every list of
+    ``cats`` is alive during the call, and a list kept by ``memo.columns`` across calls is held
+    there, so no id is reused while it is a key."""
     other = len(values)
     onehot = np.zeros((n, other + 1))
-    looked: dict[int, list[int]] = {}  # id of a token list -> its columns (the lists outlive the call)
+    if not n:
+        return onehot
+    ids = list(map(id, cats))
+    distinct = dict(zip(ids, cats))  # id -> list, first-seen order
+    known = memo.columns(values)
     cols = []
-    for vals in cats:
-        c = looked.get(id(vals))
-        if c is None:
-            c = looked[id(vals)] = [index.get(v, other) for v in vals]
-        cols.append(c)
-    lens = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
-    if lens.any():
-        flat = np.fromiter(chain.from_iterable(cols), dtype=np.int64, count=int(lens.sum()))
-        onehot[np.repeat(np.arange(len(cols)), lens), flat] = 1.0
+    for i, vals in distinct.items():
+        hit = known.get(i)
+        if hit is None or hit[0] is not vals:
+            if len(known) >= memo.ENTRIES:
+                known.clear()
+            index = memo.index(values)
+            hit = known[i] = (vals, [index.get(v, other) for v in vals])
+        cols.append(hit[1])
+    lens_d = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
+    if not lens_d.any():
+        return onehot
+    code = {i: k for k, i in enumerate(distinct)}
+    codes = np.fromiter(map(code.__getitem__, ids), dtype=np.int64, count=n)
+    flat_d = np.fromiter(chain.from_iterable(cols), dtype=np.int64, count=int(lens_d.sum()))
+    lens = lens_d[codes]
+    # row r holds flat_d[start of its list's columns + 0 .. its length - 1]
+    first = np.repeat((np.cumsum(lens_d) - lens_d)[codes] - (np.cumsum(lens) - lens), lens)
+    onehot[np.repeat(np.arange(n), lens), flat_d[first + np.arange(int(lens.sum()))]] = 1.0
     return onehot
 
 

@@ -44,3 +44,30 @@ def test_one_hot_rows_of_shared_and_distinct_token_lists():
     assert cats[0] is cats[4] and cats[0] == ["aws", "go"] == cats[1] and cats[2] == []
     onehot = _one_hot(cats, ("aws", "go"), len(attrs))
     assert onehot.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 1], [1, 1, 0]]
+
+
+def test_token_lists_kept_across_calls_are_the_ones_computed_afresh(monkeypatch):
+    from leadpulse.model import features, memo
+    stored = [{"tech_stack": ["Go", "aws"], "industry": "SaaS"}, {"tech_stack": ["rust"]}, {}]
+    first = memo.by_node(("tech_stack", True), lambda a: _cat_values(a, "tech_stack", True))(stored)
+    again = memo.by_node(("tech_stack", True), lambda a: _cat_values(a, "tech_stack", True))(stored)
+    assert [x is y for x, y in zip(first, again)] == [True, True, True]  # the same dicts: kept
+    copies = [dict(a) for a in stored]  # equal content, other dicts: computed, the same values
+    fresh = memo.by_node(("tech_stack", True), lambda a: _cat_values(a, "tech_stack", True))(copies)
+    assert fresh == first == [["aws", "go"], ["rust"], []] and fresh[0] is not first[0]
+    monkeypatch.setattr(memo, "ENTRIES", 2)  # over the bound: starts over, same answers
+    many = [{"tech_stack": [f"t{k}"]} for k in range(5)]
+    kept = memo.by_node(("tech_stack", True), lambda a: _cat_values(a, "tech_stack", True))
+    assert kept(many) == kept(many) == [[f"t{k}"] for k in range(5)]
+    titles = [f"VP Sales {k}" for k in range(5)] + [None, ""]
+    assert _cat_values([{"title": t} for t in titles], "title", True) == \
+        [features._cat_one(t, "title", True) for t in titles]
+
+
+def test_one_hot_columns_kept_across_calls_follow_the_vocabulary():
+    attrs = [{"tech": ["Go", "aws"]}, {"tech": ["rust"]}, {}, {"tech": ["Go", "aws"]}]
+    cats = _cat_values(attrs, "tech", True)
+    assert _one_hot(cats, ("aws", "go"), 4).tolist() == [[1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0]]
+    assert _one_hot(cats, ("aws", "go"), 4).tolist() == [[1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0]]
+    assert _one_hot(cats, ("rust",), 4).tolist() == [[0, 1], [1, 0], [0, 0], [0, 1]]  # another vocabulary
+    assert _one_hot([], ("rust",), 0).shape == (0, 2)
