@@ -1,9 +1,9 @@
 """Feature values kept across reads: what depends on a node's attributes alone is computed once.
 
-A lead's 2-hop union holds its company's industry peers and similar-tech companies, and the
-same peers and staff come back union after union (on the large world a scoring union of
-~400 leads held ~1,600 companies and ~1,400 contacts). Their token lists, static numbers and
-one-hot columns do not depend on the scoring time, so ``model.features`` keeps them here:
+A lead's 2-hop union holds its colleagues and its company's ring peers (industry and
+similar-tech companies), and the same staff and peers come back union after union: every
+event of an account rescores its staff. Their token lists, static numbers and one-hot columns
+do not depend on the scoring time, so ``model.features`` keeps them here:
 
 - ``by_value``: per categorical field, a string (or missing) value -> its token list;
 - ``by_node``: per node type, an attribute dict -> what ``compute`` made of it, found again by
