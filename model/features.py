@@ -153,6 +153,8 @@ def _cat_values(attrs: list[dict], key: str, multi: bool) -> list[list[str]]:
 
 _MISS = object()
 _PLAIN = {str, type(None)}
+
+
 def _missing_pair(values: list[float], name: str) -> tuple[list[np.ndarray], list[str]]:
     arr = np.asarray(values, dtype=np.float64)
     miss = np.isnan(arr)
@@ -290,25 +292,15 @@ def extract(sg: Subgraph) -> RawGraph:
 def _one_hot(cats: list[list[str]], values: tuple[str, ...], n: int) -> np.ndarray:
     """Rows of ``cats`` (token lists) one-hot over ``values`` plus "other". Nodes with the same
     value share its token list (``_cat_values``), so columns are looked up once per distinct
-    list and spread to the rows with numpy. A list is told by its identity: every list of
-    ``cats`` is alive during the call, and a list kept by ``memo.columns`` across calls is held
-    there, so no id is reused while it is a key."""
+    list, kept across calls by the list's identity (``memo.by_node``), and spread to the rows
+    with numpy."""
     other = len(values)
     onehot = np.zeros((n, other + 1))
     if not n:
         return onehot
     ids = list(map(id, cats))
     distinct = dict(zip(ids, cats))  # id -> list, first-seen order
-    known = memo.columns(values)
-    cols = []
-    for i, vals in distinct.items():
-        hit = known.get(i)
-        if hit is None or hit[0] is not vals:
-            if len(known) >= memo.ENTRIES:
-                known.clear()
-            index = memo.index(values)
-            hit = known[i] = (vals, [index.get(v, other) for v in vals])
-        cols.append(hit[1])
+    cols = memo.by_node(("columns", values), partial(_columns_of, values))(list(distinct.values()))
     lens_d = np.fromiter(map(len, cols), dtype=np.int64, count=len(cols))
     if not lens_d.any():
         return onehot
@@ -320,6 +312,11 @@ def _one_hot(cats: list[list[str]], values: tuple[str, ...], n: int) -> np.ndarr
     first = np.repeat((np.cumsum(lens_d) - lens_d)[codes] - (np.cumsum(lens) - lens), lens)
     onehot[np.repeat(np.arange(n), lens), flat_d[first + np.arange(int(lens.sum()))]] = 1.0
     return onehot
+
+
+def _columns_of(values: tuple[str, ...], token_lists: list[list[str]]) -> list[list[int]]:
+    index, other = {v: i for i, v in enumerate(values)}, len(values)
+    return [[index.get(v, other) for v in vals] for vals in token_lists]
 
 
 # ------------------------------------------------------------------ the spec

@@ -8,8 +8,7 @@ do not depend on the scoring time, so ``model.features`` keeps them here:
 - ``by_value``: per categorical field, a string (or missing) value -> its token list;
 - ``by_node``: per node type, an attribute dict -> what ``compute`` made of it, found again by
   the dict's identity (a store hands out its stored dicts and never changes them:
-  ``Subgraph.attrs``);
-- ``columns``: per vocabulary, a token list -> its one-hot columns, by the list's identity.
+  ``Subgraph.attrs``); per vocabulary, a token list -> its one-hot columns, the same way.
 
 An identity key is safe because each entry holds the object it was computed from: while the
 entry exists no other object can have that id. Every memo starts over past ``ENTRIES``
@@ -23,11 +22,10 @@ Example:
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from operator import is_, itemgetter
 from typing import Any, Callable, Hashable, Optional
 
-__all__ = ["ENTRIES", "ByValue", "ByNode", "by_value", "by_node", "columns", "index"]
+__all__ = ["ENTRIES", "ByValue", "ByNode", "by_value", "by_node"]
 
 #: entries a memo keeps before it starts over: a CRM's free-text titles are unbounded, the
 #: simulator's fields have at most a few thousand distinct values
@@ -49,10 +47,10 @@ class ByValue(dict):
 
 
 class ByNode:
-    """Per attribute dict, ``compute([dicts]) -> [values]`` (batched), kept by the dict's
-    identity. Each entry holds its dict, and a hit is checked to be that dict. Fresh dicts
-    (activities rebuilt from the store's columns per read) would only fill it: key those by
-    value instead."""
+    """Per object (an attribute dict, a token list), ``compute([objects]) -> [values]``
+    (batched), kept by the object's identity. Each entry holds its object, and a hit is checked
+    to be that object. Objects made afresh per read (activities rebuilt from the store's
+    columns) would only fill it: key those by value instead."""
 
     def __init__(self, compute: Callable[[list[dict]], list]) -> None:
         self.compute = compute
@@ -75,8 +73,6 @@ class ByNode:
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _BY_VALUE: dict[Hashable, ByValue] = {}
 _BY_NODE: dict[Hashable, ByNode] = {}
-#: per vocabulary (a spec's field): id of a token list -> (the list, its columns)
-_COLUMNS: dict[tuple[str, ...], dict[int, tuple[list, list[int]]]] = {}
 
 
 def by_value(name: Hashable, compute: Callable[[Any], Any]) -> ByValue:
@@ -87,26 +83,12 @@ def by_value(name: Hashable, compute: Callable[[Any], Any]) -> ByValue:
     return memo
 
 
-def by_node(name: Hashable, compute: Callable[[list[dict]], list]) -> ByNode:
-    """The memo called ``name`` (made with ``compute`` on first use)."""
+def by_node(name: Hashable, compute: Callable[[list], list]) -> ByNode:
+    """The memo called ``name`` (made with ``compute`` on first use). Names include a model's
+    vocabularies, which change with each retrain: past 64 names every memo starts over."""
     memo = _BY_NODE.get(name)
     if memo is None:
+        if len(_BY_NODE) >= 64:
+            _BY_NODE.clear()
         memo = _BY_NODE[name] = ByNode(compute)
     return memo
-
-
-def columns(values: tuple[str, ...]) -> dict[int, tuple[list, list[int]]]:
-    """The one-hot columns kept for the vocabulary ``values``: id of a token list -> (the
-    list, its columns). The caller fills it, and clears it past ``ENTRIES``."""
-    known = _COLUMNS.get(values)
-    if known is None:
-        if len(_COLUMNS) >= 64:  # a few models' vocabularies at once; more: start over
-            _COLUMNS.clear()
-        known = _COLUMNS[values] = {}
-    return known
-
-
-@lru_cache(maxsize=64)
-def index(values: tuple[str, ...]) -> dict[str, int]:
-    """Column of each value of a vocabulary."""
-    return {v: i for i, v in enumerate(values)}
