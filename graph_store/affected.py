@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from leadpulse.graph_store.records import REFS
-from leadpulse.graph_store.state import GraphState
+from leadpulse.graph_store.state import HAD_ACTIVITY_CODE, GraphState
 from leadpulse.graph_store.table import HOLDER_OF, rows_of
-from leadpulse.schemas.types import CONTACT, NODE_TYPES
+from leadpulse.schemas.types import ACTIVITY, CONTACT, NODE_TYPES
 
 
 def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t: int,
@@ -35,11 +35,16 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
                 levels[1].append((ntype, idx))
     for d in range(hops):
         last = d == hops - 1  # only contacts found by the last step matter
+        # the step before it can pass over a contact's activities: an activity's one contact at t
+        # is the contact it was found from, already counted. That list grows with the person's
+        # history; everything else a contact touches (company, opportunities) does not.
+        skip = _OWN_TIMELINE if d == hops - 2 else _NOTHING
         for node in levels[d]:
-            near = memo.get((node, last))
+            mkey = (node, last, bool(skip))
+            near = memo.get(mkey)
             if near is None:
-                near = memo[(node, last)] = _contacts_at(state, *node, t) if last else \
-                    [(otype, other) for _, otype, other, _ in state.edges_at(*node, t)]
+                near = memo[mkey] = _contacts_at(state, *node, t) if last else \
+                    [(otype, other) for _, otype, other, _ in state.edges_at(*node, t, skip)]
             for key in near:
                 if key not in dist:
                     dist[key] = d + 1
@@ -48,11 +53,17 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
     return {names[i] for (ntype, i) in dist if ntype == CONTACT}
 
 
+_NOTHING: frozenset = frozenset()
+#: the base edge type of a contact's activities (``GraphState.edges_at``'s ``skip``)
+_OWN_TIMELINE = frozenset({HAD_ACTIVITY_CODE})
+
 #: per node type: (reference fields of its versions that name a contact, edge types whose
 #: holder is a contact and whose target is it) — the only ways a node neighbours a contact
 _TO_CONTACT = {kind: ([j for j, ref in enumerate(REFS[kind]) if ref.target == CONTACT],
                       [code for code, (hk, _, ref) in HOLDER_OF.items() if hk == CONTACT and ref.target == kind])
                for kind in NODE_TYPES}
+# what ``_OWN_TIMELINE`` relies on: an activity neighbours no contact but the one it names
+assert len(_TO_CONTACT[ACTIVITY][0]) == 1 and not _TO_CONTACT[ACTIVITY][1]
 
 
 def _contacts_at(state: GraphState, ntype: str, idx: int, t: int) -> list[tuple[str, int]]:

@@ -566,15 +566,16 @@ class GraphState:
             return []
         return [(tv, amount) for tv, _, end, amount in entries if tv <= t < end]
 
-    def edges_at(self, ntype: str, idx: int, t: int) -> Iterator[tuple[int, str, int, int]]:
-        """Every edge of node ``idx`` valid at ``t``: ``(edge type code, other type, other node, time)``."""
-        edges = self._edges_at(ntype, idx, t)
+    def edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset()) -> Iterator[tuple[int, str, int, int]]:
+        """Every edge of node ``idx`` valid at ``t``: ``(edge type code, other type, other node, time)``;
+        ``skip``: base edge types whose holders listed under the node are left out."""
+        edges = self._edges_at(ntype, idx, t, skip)
         if not self.deletes:
             return edges
         alive = self.alive
         return (e for e in edges if alive(e[1], e[2], t))
 
-    def _edges_at(self, ntype: str, idx: int, t: int) -> Iterator[tuple[int, str, int, int]]:
+    def _edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset()) -> Iterator[tuple[int, str, int, int]]:
         """``edges_at`` without the delete filter."""
         tables = self.tables
         tab = tables[ntype]
@@ -585,7 +586,7 @@ class GraphState:
                 if other >= 0:
                     yield (ref.etype if ref.holder_is_src else ref.etype + NB), ref.target, other, tab.vt[r]
         for base, lists in tab.rev.items():
-            held = lists[idx]
+            held = lists[idx] if base not in skip else None
             if held:
                 hk, _, ref = HOLDER_OF[base]
                 htab = tables[hk]
