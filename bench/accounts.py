@@ -98,7 +98,8 @@ def measure(events: list, pre: int, args: argparse.Namespace, scorer, batch: int
     company_of: dict = {}
     try:
         store, book = RocksDBGraphStore(work / "graph"), KVState(work / "scores", cache_entries=args.book_cache)
-        proc = AccountProcessor(store, book, scorer, ScoringOptions(tier_hysteresis=args.tier_hysteresis),
+        proc = AccountProcessor(store, book, scorer, ScoringOptions(tier_hysteresis=args.tier_hysteresis,
+                                                                     max_batch_leads=args.max_batch_leads),
                                 metrics=Metrics())
         _feed(proc, events, 0, pre, args.partitions, company_of)  # pre-history, untimed
         if args.start_at:  # history to meet, applied without scoring (untimed): nothing is scored yet
@@ -155,6 +156,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batches", default=None, help="records per taken batch, comma-separated (default 100,1000)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the worker)")
+    ap.add_argument("--max-batch-leads", type=int, default=ScoringOptions.max_batch_leads,
+                    help="leads per scoring chunk (default the worker's, LEADPULSE_BATCH_SIZE)")
     ap.add_argument("--tier-hysteresis", type=float, default=ScoringOptions.tier_hysteresis,
                     help="LEADPULSE_TIER_HYSTERESIS of the run (default the worker's; 0 = alert on every tier change)")
     ap.add_argument("--book-cache", type=int, default=CACHE_ENTRIES,
@@ -198,7 +201,8 @@ def main(argv=None) -> int:
                                                 "start_at": args.start_at,
                                                 "partitions": args.partitions, "threads": args.threads,
                                                 "tier_hysteresis": args.tier_hysteresis,
-                                                "book_cache": args.book_cache, "rows": rows})
+                                                "book_cache": args.book_cache,
+                                                "max_batch_leads": args.max_batch_leads, "rows": rows})
     return 0
 
 
