@@ -13,7 +13,7 @@ import numpy as np
 
 from leadpulse.graph_store.career import EMPTY, Career
 from leadpulse.schemas.events import InputEvent
-from leadpulse.schemas.types import COMPANY, CONTACT, EdgeType, NodeType
+from leadpulse.schemas.types import COMPANY, CONTACT, WORKS_AT, EdgeType, NodeType
 
 #: (topic, partition) -> next offset to consume (Kafka's committed-offset convention)
 Positions = Mapping[tuple[str, int], int]
@@ -113,6 +113,15 @@ class Subgraph:
     def all_orders(self) -> Sequence[Sequence[tuple]]:
         """One order list per company, ``orders`` itself when it covers them all."""
         return _padded(self.orders, len(self.node_ids.get(COMPANY, ())))
+
+    def employers(self) -> dict[str, str]:
+        """Contact id -> id of the company its ``works_at`` edge names as of ``as_of`` (a
+        contact's version names one); contacts without one are left out."""
+        edges = self.edges.get(WORKS_AT)
+        if edges is None or not edges.shape[1]:
+            return {}
+        contacts, companies = self.node_ids[CONTACT], self.node_ids[COMPANY]
+        return dict(zip(map(contacts.__getitem__, edges[0].tolist()), map(companies.__getitem__, edges[1].tolist())))
 
 
 def _padded(per_node: Sequence, n: int) -> Sequence:

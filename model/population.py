@@ -47,7 +47,7 @@ import numpy as np
 from leadpulse.graph_store.base import GraphStore, Subgraph
 from leadpulse.graph_store.timeline import Timelines
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
-from leadpulse.schemas.types import COMPANY, CONTACT, OPPORTUNITY, OWNS, PLACED, WORKS_AT
+from leadpulse.schemas.types import COMPANY, CONTACT, OPPORTUNITY, OWNS, PLACED
 
 logger = logging.getLogger(__name__)
 
@@ -217,12 +217,8 @@ class _View:
         return out
 
     def _company_of(self) -> list[Optional[str]]:
-        edges = self.graph.edges.get(WORKS_AT)
-        by_contact: dict[int, str] = {}
-        if edges is not None and edges.shape[1]:
-            names = self.graph.node_ids.get(COMPANY, [])
-            by_contact = {int(c): names[int(co)] for c, co in zip(edges[0], edges[1])}
-        return [by_contact.get(i) for i in self.index.tolist()]
+        employers = self.graph.employers()
+        return [employers.get(cid) for cid in self.ids]
 
     def _opportunities(self, companies: list[Optional[str]], lo: int, hi: int) -> np.ndarray:
         edges = self.graph.edges.get(OWNS)

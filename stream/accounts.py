@@ -36,7 +36,7 @@ from leadpulse.schemas.events import Contact, Factor, InputEvent, LeadAlert, Lea
 from leadpulse.schemas.parse import ParseError
 from leadpulse.schemas.tables import format_time
 from leadpulse.schemas.timeutil import from_micros, to_micros
-from leadpulse.schemas.types import COMPANY, CONTACT, WORKS_AT
+from leadpulse.schemas.types import CONTACT, WORKS_AT
 from leadpulse.stream.alerts import announced_tier, tier_alert_cut
 from leadpulse.stream.carry import ACTIVITIES, person_activities
 from leadpulse.stream.erasure import erased_key, person_of
@@ -466,7 +466,9 @@ class AccountProcessor:
             ranks = self.ranks()
             for cid, score, _, _ in moved:  # percentiles among the scores after this chunk
                 ranks.set(cid, score)
-            employer = _employers(graph)
+            # the company each lead's extracted works_at edge names: read already, not looked up
+            # in the store again per published lead (~3 % of the stage on the large world)
+            employer = graph.employers()
             for cid, score, tier, prev in moved:
                 e = explained.get(cid)
                 top, pos, neg = ([_factors(f) for f in (e.top, e.positive, e.negative)] if e is not None
@@ -626,11 +628,15 @@ class AccountProcessor:
                     continue
                 part = owner[0]
             mark = self.watermark(part)
-            account[key[0]] = entry.get("company_id") or ""
             if version and entry.get("checked_version", entry.get("model_version")) != version:
-                picked.setdefault(part, {})[key[0]] = "model_update"
+                cause: Optional[str] = "model_update"
             elif mark is not None and entry.get("checked_as_of", entry["as_of"]) < mark - min_age:
-                picked.setdefault(part, {})[key[0]] = "decay"
+                cause = "decay"
+            else:
+                cause = None
+            if cause is not None:
+                picked.setdefault(part, {})[key[0]] = cause
+                account[key[0]] = entry.get("company_id") or ""
             if sum(len(v) for v in picked.values()) >= limit or seen >= 20 * limit:
                 break
         # each partition's leads by the company of their last score, so that ``rescore``'s chunks
@@ -784,17 +790,6 @@ class _Item(NamedTuple):
     departure: bool = False
     carried: bool = False
     moved_from: Optional[str] = None
-
-
-def _employers(graph) -> dict[str, str]:
-    """Contact id -> company id of the ``works_at`` edges of an extracted graph: a lead's company
-    as of the graph's time, which the extraction has already read (``_company_at`` again, for
-    each published lead, was ~3 % of the account stage on the large world)."""
-    edges = graph.edges.get(WORKS_AT)
-    if edges is None or not edges.shape[1]:
-        return {}
-    contacts, companies = graph.node_ids[CONTACT], graph.node_ids[COMPANY]
-    return dict(zip(map(contacts.__getitem__, edges[0].tolist()), map(companies.__getitem__, edges[1].tolist())))
 
 
 def _factors(factors) -> list[Factor]:
