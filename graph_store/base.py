@@ -6,17 +6,30 @@ explicit ``as_of`` and sees only events whose event time is ``<= as_of``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from leadpulse.graph_store.career import EMPTY, Career
 from leadpulse.schemas.events import InputEvent
-from leadpulse.schemas.types import COMPANY, CONTACT, WORKS_AT, EdgeType, NodeType
+from leadpulse.schemas.timeutil import MICROS_PER_DAY
+from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, EDGE_TYPES, WORKS_AT, EdgeType, NodeType
 
 #: (topic, partition) -> next offset to consume (Kafka's committed-offset convention)
 Positions = Mapping[tuple[str, int], int]
+
+#: edge types with an activity at one end (both directions): what an activity window cuts
+_ACTIVITY_EDGES: tuple[EdgeType, ...] = tuple(e for e in EDGE_TYPES if ACTIVITY in (e[0], e[2]))
+
+
+def activity_cut(as_of: int, activity_days: Optional[float]) -> Optional[int]:
+    """The time an activity window of ``activity_days`` leaves out (an activity whose version
+    time is ``<=`` it is outside), or None for no window. One rule for the store's reads and
+    ``Subgraph.recent_activities``, so a windowed read equals a windowed snapshot."""
+    if activity_days is None:
+        return None
+    return as_of - int(round(activity_days * MICROS_PER_DAY))
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,47 @@ class Subgraph:
         """One order list per company, ``orders`` itself when it covers them all."""
         return _padded(self.orders, len(self.node_ids.get(COMPANY, ())))
 
+    def recent_activities(self, activity_days: Optional[float]) -> "Subgraph":
+        """This graph with only the activity nodes of the last ``activity_days`` (version time
+        after ``activity_cut``) and their edges; itself when none is older (or no window). The
+        contacts' timelines are kept whole: a window bounds the nodes a read carries, not what
+        a contact's aggregates count."""
+        cut = activity_cut(self.as_of, activity_days)
+        n = len(self.node_ids.get(ACTIVITY, ()))
+        if cut is None or not n:
+            return self
+        newest = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        linked = np.zeros(n, dtype=bool)
+        for et in _ACTIVITY_EDGES:
+            ei, times = self.edges.get(et), self.edge_time.get(et)
+            if ei is None or not ei.shape[1] or times is None:
+                continue
+            side = ei[0] if et[0] == ACTIVITY else ei[1]
+            linked[side] = True
+            np.maximum.at(newest, side, times)
+        keep = (newest > cut) | ~linked   # an activity without edges feeds nothing: kept as it is
+        if keep.all():
+            return self
+        remap = np.full(n, -1, dtype=np.int64)
+        kept = np.flatnonzero(keep)
+        remap[kept] = np.arange(len(kept))
+        ids, attrs = self.node_ids[ACTIVITY], self.attrs.get(ACTIVITY, [])
+        edges, edge_time = dict(self.edges), dict(self.edge_time)
+        for et in _ACTIVITY_EDGES:
+            ei = edges.get(et)
+            if ei is None or not ei.shape[1]:
+                continue
+            side = 0 if et[0] == ACTIVITY else 1
+            ok = keep[ei[side]]
+            ei = ei[:, ok].copy()
+            ei[side] = remap[ei[side]]
+            edges[et] = ei
+            if et in edge_time:
+                edge_time[et] = np.asarray(edge_time[et])[ok]
+        return replace(self, node_ids={**self.node_ids, ACTIVITY: [ids[i] for i in kept.tolist()]},
+                       attrs={**self.attrs, ACTIVITY: [attrs[i] for i in kept.tolist() if i < len(attrs)]},
+                       edges=edges, edge_time=edge_time)
+
     def employers(self) -> dict[str, str]:
         """Contact id -> id of the company its ``works_at`` edge names as of ``as_of`` (a
         contact's version names one); contacts without one are left out."""
@@ -188,8 +242,11 @@ class GraphStore(ABC):
         """``(neighbour id, edge time)`` along ``etype`` valid at ``as_of``, sorted by (time, id)."""
 
     @abstractmethod
-    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2) -> Subgraph:
-        """The union of the exact ``hops``-hop neighbourhoods of seed contacts (no sampling)."""
+    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2,
+                 activity_days: Optional[float] = None) -> Subgraph:
+        """The union of the exact ``hops``-hop neighbourhoods of seed contacts (no sampling).
+        ``activity_days``: only the activities of that window (``activity_cut``) are nodes of
+        it, as ``Subgraph.recent_activities`` would leave them; the timelines stay whole."""
 
     @abstractmethod
     def snapshot(self, as_of: int) -> Subgraph:

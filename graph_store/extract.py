@@ -23,11 +23,11 @@ with both ends numbered.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from leadpulse.graph_store.base import Subgraph
+from leadpulse.graph_store.base import Subgraph, activity_cut
 from leadpulse.graph_store.career import careers
 from leadpulse.graph_store.records import ETYPES, NB, REFS, RING_KINDS
 from leadpulse.graph_store.state import _ACTIVITY_CONTACT_J as _CONTACT_J
@@ -220,8 +220,9 @@ def _assemble(state: GraphState, cols: _Cols, t: int, nodes: dict[str, np.ndarra
 class _Bfs:
     """One extraction: local numbering, BFS levels and the emitted edges."""
 
-    def __init__(self, state: GraphState, cols: _Cols, t: int, hops: int) -> None:
+    def __init__(self, state: GraphState, cols: _Cols, t: int, hops: int, activity_cut: Optional[int] = None) -> None:
         self.state, self.cols, self.t, self.hops = state, cols, t, hops
+        self.activity_cut = activity_cut
         self.marks = {k: _marks(state, k) for k in NODE_TYPES}
         self.found: dict[str, list[np.ndarray]] = {k: [] for k in NODE_TYPES}
         self.count = {k: 0 for k in NODE_TYPES}
@@ -296,6 +297,8 @@ class _Bfs:
             hk, _, ref = HOLDER_OF[base]
             vt = cols(hk, "vt")[rows]
             ok = (vt <= t) & (cols(hk, "ve")[rows] > t)
+            if hk == ACTIVITY and self.activity_cut is not None:   # the window: older activities are not nodes
+                ok &= vt > self.activity_cut
             if deletes and hk == ACTIVITY and ok.any():   # a valid row's holder is alive, unless its contact is not
                 _drop(ok, _dead(state, cols, CONTACT, cols(ACTIVITY, "refs", _CONTACT_J)[rows[ok]], t))
             me = np.repeat(mine, lens)[ok]
@@ -342,11 +345,14 @@ class _Bfs:
         return {k: np.concatenate(v) if v else _EMPTY for k, v in self.found.items()}
 
 
-def subgraph(state: GraphState, seeds: Sequence[str], t: int, hops: int = 2) -> Subgraph:
+def subgraph(state: GraphState, seeds: Sequence[str], t: int, hops: int = 2,
+             activity_days: Optional[float] = None) -> Subgraph:
     """Union of exact ``hops``-hop neighbourhoods of the seed contacts that exist at ``t``.
 
     Every edge with an endpoint within ``hops - 1`` is emitted once: by its base source when
-    that is scanned (within ``hops - 1``), else by its destination.
+    that is scanned (within ``hops - 1``), else by its destination. ``activity_days``: an
+    activity is found only when its version time is after ``activity_cut`` (the rest of the
+    read as it was: ``Subgraph.recent_activities`` of the whole union).
     """
     ctab = state.tables[CONTACT]
     seed_ids: list[int] = []
@@ -358,7 +364,7 @@ def subgraph(state: GraphState, seeds: Sequence[str], t: int, hops: int = 2) -> 
         seen.add(i)
         seed_ids.append(i)
     cols = _Cols(state)
-    bfs = _Bfs(state, cols, t, hops)
+    bfs = _Bfs(state, cols, t, hops, activity_cut(t, activity_days))
     try:
         frontier = {}
         if seed_ids:

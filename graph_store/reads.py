@@ -111,11 +111,12 @@ class StateBackedStore(GraphStore):
         idx = self.state.get(CONTACT, contact_id, as_of)
         return career_of(self.state, idx, as_of) if idx is not None else EMPTY
 
-    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2) -> Subgraph:
+    def subgraph(self, seeds: Sequence[str], as_of: int, hops: int = 2,
+                 activity_days: Optional[float] = None) -> Subgraph:
         """Seeds that do not exist at ``as_of`` are left out; ``Subgraph.seeds`` lists the rest
         in request order (duplicates once)."""
         with paused_gc():
-            return extract.subgraph(self.state, seeds, as_of, hops)
+            return extract.subgraph(self.state, seeds, as_of, hops, activity_days)
 
     def snapshot(self, as_of: int) -> Subgraph:
         with paused_gc():

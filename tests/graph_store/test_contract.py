@@ -8,6 +8,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadpulse.graph_store.base import activity_cut
 from leadpulse.graph_store.options import GraphStoreOptions
 from leadpulse.schemas.events import Activity, Company, Contact, Order
 from leadpulse.schemas.timeutil import from_micros
@@ -49,6 +50,19 @@ def _check_reads(store, ref, t, rng):
         g = store.subgraph(seeds, t, hops=hops)
         assert as_sets(g) == ref.subgraph(seeds, t, hops=hops)
         assert [g.node_ids["contact"][i] for i in g.seeds] == [s for s in seeds if s in nodes["contact"]]
+        for days in (0.5, 3.0):   # an activity window read: the union's recent activities, nothing else cut
+            windowed = store.subgraph(seeds, t, hops=hops, activity_days=days)
+            assert _activity_view(windowed) == _activity_view(g.recent_activities(days)), (days, hops, t)
+            times = [windowed.edge_time[e] for e in EDGE_TYPES if "activity" in (e[0], e[2])]
+            assert all((tm > activity_cut(t, days)).all() for tm in times)
+
+
+def _activity_view(g):
+    """What an activity window may change in a read: its activities, their edges, its contacts
+    (with their whole timelines)."""
+    nodes, edges = as_sets(g)
+    return (nodes["activity"], nodes["contact"],
+            {e: edges.get(e, set()) for e in EDGE_TYPES if "activity" in (e[0], e[2])})
 
 
 @PROPS
