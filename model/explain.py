@@ -65,7 +65,7 @@ from leadpulse.model.factors import (  # the words and the shapes every model fa
     _steps_order_text,
     sign_split,
 )
-from leadpulse.model.features import FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
+from leadpulse.model.features import Encoded, FeatureSpec, RawGraph, RawNodes, encode_graph, extract, seed_index
 from leadpulse.model.gnn import GNNLeadModel
 from leadpulse.model.khop import induced_subgraph, khop_nodes, khop_subgraph
 from leadpulse.schemas.timeutil import MICROS_PER_DAY
@@ -353,6 +353,8 @@ def explain_signed(model: LeadModel, graph: Subgraph, contact_ids: Sequence[str]
     spec = model.spec
     if spec is None:
         raise RuntimeError("model is not fitted")
+    # the graph the scores were computed on: the encoded one's, or this one cut to the window
+    graph = encoded.raw.subgraph if isinstance(encoded, Encoded) else spec.window(graph)
     local = seed_index(graph, list(contact_ids))
     blank = _blank_rows(spec, graph.as_of)
     if encoded is None:

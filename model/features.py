@@ -331,6 +331,10 @@ class FeatureSpec:
         log_cols: per node type, which numeric columns are log1p-transformed (by name).
         mean, std: per node type, standardisation constants fit on training nodes.
         format_version: bump when the encoding changes incompatibly.
+        activity_days: the activity window: a graph is encoded with only the activity nodes of
+            its last ``activity_days`` (``Subgraph.recent_activities``; the contacts' timeline
+            aggregates still count every activity). None (a spec saved before the window):
+            every activity.
     """
     vocab: dict[str, dict[str, tuple[str, ...]]]
     num_cols: dict[str, tuple[str, ...]]
@@ -338,11 +342,12 @@ class FeatureSpec:
     mean: dict[str, tuple[float, ...]]
     std: dict[str, tuple[float, ...]]
     format_version: int = FORMAT_VERSION
+    activity_days: Optional[float] = None
 
     # -- fitting
     @classmethod
     def fit(cls, raws: Sequence[RawGraph], min_count: int = 5, max_vocab: int = 50,
-            drop: Sequence[str] = ()) -> "FeatureSpec":
+            drop: Sequence[str] = (), activity_days: Optional[float] = None) -> "FeatureSpec":
         """Learn vocabularies and numeric constants from training graphs only.
 
         Args:
@@ -351,6 +356,8 @@ class FeatureSpec:
             max_vocab: most frequent values kept per field. Default 50.
             drop: feature groups (``DROPPABLE``: ``"career"``) whose columns the spec leaves out
                 (an ablation: the model never sees them). Default none.
+            activity_days: the activity window the spec encodes with (``raws`` extracted from
+                graphs already cut to it: ``window``). Default None (no window).
         """
         unknown = set(drop) - set(DROPPABLE)
         if unknown:
@@ -385,7 +392,8 @@ class FeatureSpec:
             num_cols[ntype], log_cols[ntype] = tuple(cols), logs
             mean[ntype] = tuple(float(x) for x in mu)
             std[ntype] = tuple(float(x) for x in sd)
-        return cls(vocab=vocab, num_cols=num_cols, log_cols=log_cols, mean=mean, std=std)
+        return cls(vocab=vocab, num_cols=num_cols, log_cols=log_cols, mean=mean, std=std,
+                   activity_days=activity_days)
 
     @staticmethod
     def _transform(num: np.ndarray, logs: Sequence[bool]) -> np.ndarray:
@@ -449,7 +457,12 @@ class FeatureSpec:
                    log_cols={t: tuple(bool(x) for x in v) for t, v in d["log_cols"].items()},
                    mean={t: tuple(v) for t, v in d["mean"].items()},
                    std={t: tuple(v) for t, v in d["std"].items()},
-                   format_version=d["format_version"])
+                   format_version=d["format_version"], activity_days=d.get("activity_days"))
+
+    def window(self, sg: Subgraph) -> Subgraph:
+        """``sg`` as this spec encodes it: only the activities of its window (itself when it
+        has none older, or the spec no window)."""
+        return sg.recent_activities(self.activity_days)
 
 
 def _to_data(sg: Subgraph, xs: dict[str, np.ndarray], seed_ids: Optional[Sequence[str]]) -> tuple[HeteroData, np.ndarray]:
@@ -480,11 +493,12 @@ def seed_index(sg: Subgraph, seed_ids: Optional[Sequence[str]] = None) -> np.nda
 def to_hetero_data(sg: Subgraph, spec: FeatureSpec, seed_ids: Optional[Sequence[str]] = None,
                    encoded: Optional["Encoded"] = None) -> tuple[HeteroData, np.ndarray]:
     """Encode ``sg`` with ``spec``: a ``HeteroData`` (every node and edge type present, maybe
-    empty) and the local contact indices of ``seed_ids`` (default ``sg.seeds``). ``encoded``:
-    ``encode_graph(sg, spec)`` when the caller has it already."""
+    empty) and the local contact indices of ``seed_ids`` (default ``sg.seeds``), the graph cut
+    to the spec's activity window first. ``encoded``: ``encode_graph(sg, spec)`` when the
+    caller has it already (its graph is the cut one)."""
     if encoded is None:
-        return spec.encode(extract(sg), seed_ids)
-    return _to_data(sg, encoded.xs, seed_ids)
+        return spec.encode(extract(spec.window(sg)), seed_ids)
+    return _to_data(encoded.raw.subgraph, encoded.xs, seed_ids)
 
 
 @dataclass
@@ -504,5 +518,7 @@ class Encoded:
 
 
 def encode_graph(sg: Subgraph, spec: FeatureSpec) -> Encoded:
-    raw = extract(sg)
+    """``sg`` cut to the spec's activity window (``FeatureSpec.window``), its raw values and
+    encoded rows."""
+    raw = extract(spec.window(sg))
     return Encoded(raw, {t: spec.encode_nodes(t, raw.nodes[t]) for t in NODE_TYPES})

@@ -62,7 +62,7 @@ def _prepare(ex: CutoffExamples, opts: TrainOptions, rng: np.random.Generator, t
     labels = np.asarray(ex.labels, dtype=np.float64)
     weights = ex.example_weights()
     ok = ~np.isnan(labels)
-    sg = ex.graph()
+    sg = ex.graph().recent_activities(opts.activity_days)   # the window the spec will encode with
     pos = {cid: i for i, cid in enumerate(sg.node_ids.get(CONTACT, []))}
     present = np.array([c in pos for c in ex.contact_ids], dtype=bool) if ex.contact_ids else np.zeros(0, bool)
     if len(present) and not present.all():
@@ -143,7 +143,8 @@ def fit(opts: TrainOptions, train: ExampleSet, valid: Optional[ExampleSet] = Non
     va = [p for p in (_prepare(ex, opts, rng, False) for ex in (valid or [])) if p is not None]
     if not tr:
         raise ValueError("no labelled training contacts found in the training graphs")
-    spec = FeatureSpec.fit([p.raw for p in tr], min_count=opts.min_count, drop=() if opts.career else ("career",))
+    spec = FeatureSpec.fit([p.raw for p in tr], min_count=opts.min_count, drop=() if opts.career else ("career",),
+                           activity_days=opts.activity_days)
     for p in tr + va:
         _encode(p, spec)
     y_tr = np.concatenate([p.labels for p in tr])

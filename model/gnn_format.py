@@ -12,6 +12,9 @@ reader guesses what an absent key meant (docs/model.md#options-and-save-format).
 * Version 3: ``options`` has ``career`` (the career features, ``model.career``). The code that
   wrote versions 1 and 2 had no career features: ``migrate_v2`` sets it False. (Scoring reads
   the columns the saved feature spec names, so an older model scores as it did either way.)
+* Version 4: ``options`` has ``activity_days`` (the activity window, ``FeatureSpec.window``).
+  Versions 1 to 3 read every activity: ``migrate_v3`` sets it None (their feature spec, saved
+  without the key, encodes with no window either way).
 
 Example:
     >>> upgrade({"options": {"hidden": 8, "aggr": "mean,max"}})["options"]["arch"]["aggr"]
@@ -19,9 +22,9 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["FORMAT_VERSION", "V1_DEFAULTS", "migrate_v1", "migrate_v2", "upgrade"]
+__all__ = ["FORMAT_VERSION", "V1_DEFAULTS", "migrate_v1", "migrate_v2", "migrate_v3", "upgrade"]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: what a version-1 file meant by an option it does not mention: what the code that wrote it
 #: did. The options added after the first saves (the architecture options, ``ensemble``,
@@ -68,6 +71,11 @@ def migrate_v2(meta: dict) -> dict:
     return {**meta, "options": {**meta["options"], "career": False}, "format_version": 3}
 
 
+def migrate_v3(meta: dict) -> dict:
+    """A version-3 model.json as version 4 (a new dict): no activity window."""
+    return {**meta, "options": {**meta["options"], "activity_days": None}, "format_version": 4}
+
+
 def upgrade(meta: dict) -> dict:
     """``meta`` in the current format, migrated step by step from the version it records."""
     version = meta.get("format_version", 1)  # the key itself arrived with version 2
@@ -75,6 +83,8 @@ def upgrade(meta: dict) -> dict:
         meta, version = migrate_v1(meta), 2
     if version == 2:
         meta, version = migrate_v2(meta), 3
+    if version == 3:
+        meta, version = migrate_v3(meta), 4
     if version != FORMAT_VERSION:
         raise ValueError(f"model.json format_version {version!r}: this code reads up to {FORMAT_VERSION}")
     return meta

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
 
 from leadpulse.schemas.types import CONTACT, NODE_TYPES
 
@@ -185,7 +185,7 @@ class SamplingOptions:
 
 _SECTIONS = {"arch": ArchOptions, "optim": OptimOptions, "sampling": SamplingOptions}
 #: the options outside the sections
-_TOP = ("min_count", "seed", "career")
+_TOP = ("min_count", "seed", "career", "activity_days")
 #: flat option name -> its section (names are unique across sections)
 _SECTION_OF = {f.name: section for section, cls in _SECTIONS.items() for f in fields(cls)}
 
@@ -211,6 +211,11 @@ class TrainOptions:
         career: the contacts' career features (``model.career``: former employers, a purchase
             championed there, days since the move). False leaves them out of the feature spec,
             the ablation of docs/model.md, "Job changes". Default True.
+        activity_days: the activity window: a lead's graph carries only the activities of its
+            last ``activity_days`` as nodes (``FeatureSpec.window``); its timeline aggregates
+            (counts per window, ever, recency, order of key steps) still count every activity.
+            It bounds what scoring an account reads as its history grows
+            (docs/stream.md#known-limits-open-work). None: every activity. Default 30.
     """
     arch: ArchOptions = field(default_factory=ArchOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
@@ -218,6 +223,7 @@ class TrainOptions:
     min_count: int = 5
     seed: int = 0
     career: bool = True
+    activity_days: Optional[float] = 30.0
 
     @classmethod
     def of(cls, **flat: Any) -> "TrainOptions":
@@ -240,10 +246,12 @@ class TrainOptions:
         return replace(self, **sections, **top)
 
     def to_dict(self) -> dict:
-        """JSON form: ``{"arch": {...}, "optim": {...}, "sampling": {...}, "min_count", "seed", "career"}``."""
+        """JSON form: ``{"arch": {...}, "optim": {...}, "sampling": {...}, "min_count", "seed", "career",
+        "activity_days"}``."""
         out: dict[str, Any] = {s: {f.name: _jsonable(getattr(getattr(self, s), f.name))
                                    for f in fields(cls)} for s, cls in _SECTIONS.items()}
-        return {**out, "min_count": self.min_count, "seed": self.seed, "career": self.career}
+        return {**out, "min_count": self.min_count, "seed": self.seed, "career": self.career,
+                "activity_days": self.activity_days}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainOptions":

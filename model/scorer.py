@@ -105,6 +105,17 @@ class Scorer:
     def version(self) -> Optional[str]:
         return self.model.version
 
+    @property
+    def activity_days(self) -> Optional[float]:
+        """The activity window of the model's graphs: a caller reads the union with
+        ``store.subgraph(..., activity_days=)`` and the store leaves out the activities scoring
+        would not read. The GNN's (and the hybrid's) is its feature spec's (``FeatureSpec.window``;
+        None: every activity node); the other families read contacts' timelines, never an
+        activity node, so theirs is 0: none."""
+        model = self.model
+        gnn = model if isinstance(model, GNNLeadModel) else model.gnn if isinstance(model, HybridModel) else None
+        return gnn.spec.activity_days if gnn is not None and gnn.spec is not None else 0.0
+
     def score(self, graph: Subgraph, contact_ids: Optional[Sequence[str]] = None,
               top_k: int = 0) -> ScoreBatch:
         """Score ``contact_ids`` (default: the graph's seeds) as of ``graph.as_of``.

@@ -433,7 +433,8 @@ class AccountProcessor:
         for start in range(0, len(ids), self.options.max_batch_leads):
             chunk = ids[start:start + self.options.max_batch_leads]
             began = time.perf_counter()
-            graph = self.store.subgraph(chunk, as_of, hops=self.options.hops)
+            # the model's activity window read by the store: older activities are never gathered
+            graph = self.store.subgraph(chunk, as_of, hops=self.options.hops, activity_days=self.scorer.activity_days)
             present = set(graph.node_ids.get("contact", ()))
             for cid in chunk:
                 if cid not in present:
@@ -582,7 +583,8 @@ class AccountProcessor:
         entry = self.book.get("s", contact_id)
         if entry is None or self.scorer is None:
             return None
-        graph = self.store.subgraph([contact_id], entry["as_of"], hops=self.options.hops)
+        graph = self.store.subgraph([contact_id], entry["as_of"], hops=self.options.hops,
+                                    activity_days=self.scorer.activity_days)
         e = explain_signed(self.scorer.model, graph, [contact_id],
                            top_k=self.options.top_factors or ScoringOptions.top_factors)[0]
         return {name: [f.model_dump() for f in _factors(fs)]

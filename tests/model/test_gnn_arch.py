@@ -56,7 +56,7 @@ def test_mlp_save_load_identical(model, tmp_path):
 def test_save_records_the_format_version_and_typed_options(model, tmp_path):
     model.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["format_version"] == FORMAT_VERSION == 3
+    assert meta["format_version"] == FORMAT_VERSION == 4
     assert meta["options"]["arch"]["aggr"] == ["mean", "max", "logsum"]
     assert TrainOptions.from_dict(meta["options"]) == model.options
 
@@ -69,11 +69,13 @@ def test_model_saved_without_encoder_option_loads_as_linear(tmp_path):
     meta = json.loads(meta_path.read_text())
     # as the first saves wrote it: format 1 had no version key and no encoder option
     del meta["format_version"]
-    meta["options"] = {k: v for k, v in as_v1(old.options).items() if k not in ("encoder", "career")}
+    meta["options"] = {k: v for k, v in as_v1(old.options).items() if k not in ("encoder", "career", "activity_days")}
     meta_path.write_text(json.dumps(meta))
     loaded = GNNLeadModel.load(tmp_path / "old")
-    # format 1 predates the career features: the options say so, and the saved spec still scores
-    assert loaded.options.arch.encoder is Encoder.LINEAR and loaded.options == old.options.replaced(career=False)
+    # format 1 predates the career features and the activity window: the options say so, and the
+    # saved spec (which records its window) still scores as it did
+    assert loaded.options.arch.encoder is Encoder.LINEAR
+    assert loaded.options == old.options.replaced(career=False, activity_days=None)
     g, _ = make_graph(13)
     ids = g.node_ids["contact"]
     np.testing.assert_array_equal(old.predict_proba(g, ids), loaded.predict_proba(g, ids))

@@ -45,8 +45,9 @@ def _migrated(options: dict) -> TrainOptions:
 
 
 def _before_careers(o: TrainOptions) -> TrainOptions:
-    """``o`` as a file written before the career features means it: without them."""
-    return o.replaced(career=False)
+    """``o`` as a file written before the career features means it: without them (and, older
+    than the activity window too, with every activity)."""
+    return o.replaced(career=False, activity_days=None)
 
 
 def test_defaults_are_typed_and_unchanged():
@@ -58,7 +59,7 @@ def test_defaults_are_typed_and_unchanged():
                                    focal_alpha=0.75, patience=20, monitor=Monitor.AP, ema=0.97)
     assert o.sampling == SamplingOptions(max_full_nodes=200_000, neg_per_pos=20, min_negatives=2_000,
                                          max_valid_seeds=20_000)
-    assert (o.min_count, o.seed, o.career) == (5, 0, True)
+    assert (o.min_count, o.seed, o.career, o.activity_days) == (5, 0, True, 30.0)
 
 
 def test_flat_constructor_routes_names_and_coerces_values():
@@ -109,9 +110,19 @@ def test_v2_file_means_no_career_features():
     o = TrainOptions.of(hidden=16, seed=4)
     v2 = {k: v for k, v in o.to_dict().items() if k != "career"}
     meta = upgrade({"format_version": 2, "options": v2})
-    assert meta["format_version"] == FORMAT_VERSION == 3
-    assert TrainOptions.from_dict(meta["options"]) == o.replaced(career=False)
+    assert meta["format_version"] == FORMAT_VERSION == 4
+    assert TrainOptions.from_dict(meta["options"]) == o.replaced(career=False, activity_days=None)
     assert TrainOptions.of(career=False).to_dict()["career"] is False
+
+
+def test_v3_file_means_no_activity_window():
+    o = TrainOptions.of(hidden=16, seed=4)
+    assert o.activity_days == 30.0 and o.to_dict()["activity_days"] == 30.0
+    v3 = {k: v for k, v in o.to_dict().items() if k != "activity_days"}
+    meta = upgrade({"format_version": 3, "options": v3})
+    assert meta["format_version"] == FORMAT_VERSION == 4
+    assert TrainOptions.from_dict(meta["options"]) == o.replaced(activity_days=None)
+    assert TrainOptions.of(activity_days=7).activity_days == 7
 
 
 def test_v1_file_without_the_later_options_means_the_original_network():
@@ -122,7 +133,7 @@ def test_v1_file_without_the_later_options_means_the_original_network():
     assert o.arch == ArchOptions(encoder=Encoder.LINEAR, aggr=(Aggr.MEAN,), degree=False, skip=False)
     assert o.optim == OptimOptions(ema=0.0)
     meta = upgrade({"options": first})
-    assert meta["format_version"] == FORMAT_VERSION == 3
+    assert meta["format_version"] == FORMAT_VERSION == 4
     assert (meta["tier_rates"], meta["history"], meta["version"]) == ({}, [], None)
 
 

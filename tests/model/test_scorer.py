@@ -75,18 +75,52 @@ def test_scorer_equals_full_on_synthetic_khop(synth_model):
 
 
 def test_incremental_equals_full_with_graph_store(world_model, world_store):
+    _incremental_equals_full(world_model, world_store)
+
+
+@pytest.fixture(scope="module")
+def week_model(world_examples):
+    """A GNN whose graphs carry a week of activities: a window that cuts most of the tiny world's."""
+    return train_gnn(world_examples[:2], world_examples[2:],
+                     TrainOptions.of(epochs=10, patience=5, min_count=2, activity_days=7))
+
+
+def test_an_activity_window_scores_and_explains_a_windowed_read_as_the_snapshot(week_model, world_store):
+    world, store, _ = world_store
+    t = to_micros(world.end) - 10 * DAY
+    scorer = Scorer(week_model)
+    assert scorer.activity_days == 7 and week_model.spec.activity_days == 7
+    snap = store.snapshot(t)
+    cut = snap.recent_activities(7)
+    assert 0 < len(cut.node_ids["activity"]) < len(snap.node_ids["activity"]) / 2   # the window binds
+    _incremental_equals_full(week_model, world_store)
+    seeds = [c for c in snap.node_ids["contact"] if store.node("contact", c, t)][:30]
+    read = store.subgraph(seeds, t, hops=2, activity_days=scorer.activity_days)
+    assert len(read.node_ids["activity"]) < len(store.subgraph(seeds, t, hops=2).node_ids["activity"])
+    batch = scorer.score(read, seeds, top_k=3)
+    np.testing.assert_allclose(batch.scores, week_model.predict_proba(snap, seeds), atol=1e-5, rtol=0)
+    from leadpulse.model.explain import explain
+    for whole, windowed in zip(explain(week_model, snap, seeds[:5], top_k=3), batch.factors[:5]):
+        assert [(f.factor, f.group) for f in whole] == [(f.factor, f.group) for f in windowed]
+        np.testing.assert_allclose([f.contribution for f in whole], [f.contribution for f in windowed], atol=1e-6)
+
+
+def _incremental_equals_full(model, world_store):
+    """Scores of store reads (the model's activity window read by the store, and whole) equal
+    the snapshot's."""
     world, store, _ = world_store
     t = to_micros(world.end) - 10 * DAY
     snap = store.snapshot(t)
     ids = [c for c in snap.node_ids["contact"] if store.node("contact", c, t)]
-    full = world_model.predict_proba(snap, ids)
-    scorer = Scorer(world_model)
+    full = model.predict_proba(snap, ids)
+    scorer = Scorer(model)
     rng = np.random.default_rng(0)
     for k in (1, 5, 40, len(ids)):
         pick = sorted(rng.choice(len(ids), size=k, replace=False).tolist())
         seeds = [ids[i] for i in pick]
-        batch = scorer.score(store.subgraph(seeds, t, hops=2), seeds)
-        np.testing.assert_allclose(batch.scores, full[pick], atol=1e-5, rtol=0)
+        for days in {scorer.activity_days, None}:
+            batch = scorer.score(store.subgraph(seeds, t, hops=2, activity_days=days), seeds)
+            np.testing.assert_allclose(batch.scores, full[pick], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", ["lgbm_agg", "lgbm_flat"])
@@ -112,6 +146,10 @@ def test_tabular_incremental_equals_full_with_graph_store(world_tabular, world_s
                 batch = scorer.score(store.subgraph(seeds, t, hops=2), seeds)
                 np.testing.assert_allclose(batch.scores, full[pick], atol=1e-9, rtol=0)
                 assert batch.tiers == model.tiers(full[pick])
+                # the family reads no activity node: the stream's read carries none, same scores
+                bare = store.subgraph(seeds, t, hops=2, activity_days=scorer.activity_days)
+                assert scorer.activity_days == 0 and not bare.node_ids["activity"]
+                np.testing.assert_array_equal(scorer.score(bare, seeds).scores, batch.scores)
 
 
 def test_tabular_scores_carry_factors_and_unservable_models_are_refused(world_tabular, world_store):
