@@ -22,6 +22,7 @@ deep in the history (its leads start unscored: every first score is published).
     python bench/accounts.py --quick             # tiny world
     python bench/accounts.py --world 100k --events 300000 --batches 1000 --phases 6 --name accounts-large
     python bench/accounts.py --world 100k --start-at 1000000 --events 20000 --batches 1000 --name accounts-deep
+    python bench/accounts.py --world 100k --start-at 500000 --events 300000 --batches 1000 --phases 6 --name accounts-flat
 """
 from __future__ import annotations
 

@@ -349,8 +349,8 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
 
 
 #: account-stage results the report shows: the suite's run (10k world), the large world's phases
-#: and the large world deep in its history (``--start-at``)
-ACCOUNTS_RESULTS = ("accounts", "accounts-large", "accounts-deep")
+#: from its start, deep in its history (``--start-at``) and phase by phase from two months in
+ACCOUNTS_RESULTS = ("accounts", "accounts-large", "accounts-deep", "accounts-flat")
 
 
 def _history(acc: dict) -> str:
