@@ -349,7 +349,7 @@ def graph_store_section(gs: Optional[dict]) -> list[str]:
 
 
 #: account-stage results the report shows: the suite's run (10k world), the large world's phases
-#: from its start, deep in its history (``--start-at``) and phase by phase from two months in
+#: from its start, deep in its history (``--start-at``) and phase by phase from about three months in
 ACCOUNTS_RESULTS = ("accounts", "accounts-large", "accounts-deep", "accounts-flat")
 
 
