@@ -15,42 +15,43 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
              hops: int = 2, memo: Optional[dict] = None) -> set[str]:
     """Contacts within ``hops`` of a feature change or within ``hops - 1`` of an edge change.
 
-    ``memo`` (node -> its neighbours at ``t``) may be shared by calls at the same ``t`` on an
-    unchanged graph: the events of one batch mostly touch the same few companies, whose
-    neighbour lists (every colleague, opportunity and peer) are the costly part.
+    The contacts within ``k`` hops of a set of nodes are the union of those within ``k`` hops of
+    each, so each node's reach is computed once per ``(node, k)`` and kept in ``memo``, which may
+    be shared by calls at the same ``t`` on an unchanged graph: the events of one batch mostly
+    touch the same few companies and contacts, and an event's search is then the union of a few
+    kept sets rather than a walk over every colleague, opportunity and peer again.
     """
     memo = {} if memo is None else memo
-    dist: dict = {}
-    levels: list[list] = [[] for _ in range(hops + 1)]
-    for ntype, nid in feature_nodes:
-        idx = state.get(ntype, nid, t)
-        if idx is not None and (ntype, idx) not in dist:
-            dist[(ntype, idx)] = 0
-            levels[0].append((ntype, idx))
-    if hops >= 1:
-        for ntype, nid in edge_nodes:
+    found: set[str] = set()
+    for nodes, k in ((feature_nodes, hops), (edge_nodes, hops - 1)):
+        if k < 0:
+            continue
+        for ntype, nid in nodes:
             idx = state.get(ntype, nid, t)
-            if idx is not None and (ntype, idx) not in dist:
-                dist[(ntype, idx)] = 1
-                levels[1].append((ntype, idx))
-    for d in range(hops):
-        last = d == hops - 1  # only contacts found by the last step matter
-        # the step before it can pass over a contact's activities: an activity's one contact at t
-        # is the contact it was found from, already counted. That list grows with the person's
-        # history; everything else a contact touches (company, opportunities) does not.
-        skip = _OWN_TIMELINE if d == hops - 2 else _NOTHING
-        for node in levels[d]:
-            mkey = (node, last, bool(skip))
-            near = memo.get(mkey)
-            if near is None:
-                near = memo[mkey] = _contacts_at(state, *node, t) if last else \
-                    [(otype, other) for _, otype, other, _ in state.edges_at(*node, t, skip)]
-            for key in near:
-                if key not in dist:
-                    dist[key] = d + 1
-                    levels[d + 1].append(key)
+            if idx is not None:
+                found |= _reach(state, ntype, idx, k, t, memo)
+    return found
+
+
+def _reach(state: GraphState, ntype: str, idx: int, k: int, t: int, memo: dict) -> frozenset:
+    """The names of the contacts within ``k`` hops of node ``idx`` at ``t`` (itself included)."""
+    key = (ntype, idx, k)
+    got = memo.get(key)
+    if got is not None:
+        return got
     names = state.tables[CONTACT].names
-    return {names[i] for (ntype, i) in dist if ntype == CONTACT}
+    near: set = {names[idx]} if ntype == CONTACT else set()
+    if k == 1:
+        near.update(names[i] for _, i in _contacts_at(state, ntype, idx, t))
+    elif k >= 2:
+        # two hops out, a contact's own activities can be passed over: an activity's one contact
+        # at t is the contact it was found from, already counted. That list grows with the
+        # person's history; everything else a contact touches (company, opportunities) does not.
+        skip = _OWN_TIMELINE if k == 2 else _NOTHING
+        for _, otype, other, _ in state.edges_at(ntype, idx, t, skip):
+            near |= _reach(state, otype, other, k - 1, t, memo)
+    got = memo[key] = frozenset(near)
+    return got
 
 
 _NOTHING: frozenset = frozenset()

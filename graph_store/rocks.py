@@ -101,6 +101,8 @@ class RocksDBGraphStore(StateBackedStore):
         self._wopt.sync = self.options.sync_writes
         self._partitions: set[int] = set()
         self._format = FORMAT
+        if self.options.gc_threshold is not None:
+            gc.set_threshold(*self.options.gc_threshold)
         with paused_gc():
             self._load()
         if self.options.gc_freeze:
