@@ -61,7 +61,6 @@ REPLICATED_TOPICS = frozenset({"crm.companies", "crm.contacts", "crm.opportuniti
 #: the version naming the new account: no partition is known to own the lead yet
 DEPARTED = -1
 REPLICA_SUFFIX = "#replica"
-_UNSEEN = object()
 
 
 @dataclass
@@ -278,14 +277,19 @@ class AccountProcessor:
         # big account's every event reaches the same hundreds of colleagues, most not owned here)
         part_of: dict[str, Optional[int]] = {}
         for t in times:
-            for found, leads in zip(out, self.store.affected_leads_each(groups, t, hops=self.options.hops)):
-                for lead in leads:
-                    part = part_of.get(lead, _UNSEEN)
-                    if part is _UNSEEN:
-                        owner = owners.get(lead) or self._owner(lead)
-                        part = part_of[lead] = owner[0] if self._mine(owner, lead) else None
-                    if part is not None and (t == horizon or marks.get(part) == t):
-                        found[lead] = part
+            each = self.store.affected_leads_each(groups, t, hops=self.options.hops)
+            reached = set().union(*each)
+            for lead in reached - part_of.keys():
+                owner = owners.get(lead) or self._owner(lead)
+                part_of[lead] = owner[0] if self._mine(owner, lead) else None
+            # as of an earlier partition's watermark only that partition's leads count: mostly
+            # none, as an event rarely reaches past its own account
+            kept = {lead for lead in reached if part_of[lead] is not None
+                    and (t == horizon or marks.get(part_of[lead]) == t)}
+            if not kept:
+                continue
+            for found, leads in zip(out, each):
+                found.update((lead, part_of[lead]) for lead in leads & kept)
         return out
 
     def _mine(self, owner: Optional[list], lead: Optional[str] = None) -> bool:
