@@ -117,7 +117,7 @@ def _every_changed_contact_is_affected(make_store, history, batch, t, seed):
     changed = {c for c in set(before) | set(after) if before.get(c) != after.get(c)}
     affected = store.affected_leads(effects, t)
     assert changed <= affected, (changed - affected)
-    # the batched form (one neighbour memo shared by the groups) answers each group alike
+    # the batched form (one memo of node reaches shared by the groups) answers each group alike
     groups = [[e] for e in effects] + [effects]
     assert store.affected_leads_each(groups, t) == [store.affected_leads(g, t) for g in groups]
     # only contacts that exist at t, and those the batch deleted
