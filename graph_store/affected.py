@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from leadpulse.graph_store.records import REFS
+from leadpulse.graph_store.rings import INF
 from leadpulse.graph_store.state import HAD_ACTIVITY_CODE, GraphState
-from leadpulse.graph_store.table import HOLDER_OF, rows_of
+from leadpulse.graph_store.table import HOLDER_OF, at_only, held_at
 from leadpulse.schemas.types import ACTIVITY, CONTACT, NODE_TYPES
 
 
@@ -16,10 +17,12 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
     """Contacts within ``hops`` of a feature change or within ``hops - 1`` of an edge change.
 
     The contacts within ``k`` hops of a set of nodes are the union of those within ``k`` hops of
-    each, so each node's reach is computed once per ``(node, k)`` and kept in ``memo``, which may
-    be shared by calls at the same ``t`` on an unchanged graph: the events of one batch mostly
-    touch the same few companies and contacts, and an event's search is then the union of a few
-    kept sets rather than a walk over every colleague, opportunity and peer again.
+    each, so each node's reach is computed once per ``(node, k)`` and kept in ``memo`` with the
+    interval of time around ``t`` over which it holds: the events of one batch mostly touch the
+    same few companies and contacts, and an event's search is then the union of a few kept sets
+    rather than a walk over every colleague, opportunity and peer again. ``memo`` may be shared
+    by calls on an unchanged graph at any times: the stream searches one batch as of each owned
+    partition's watermark, and a reach found as of one mostly holds for the others.
     """
     memo = {} if memo is None else memo
     found: set[str] = set()
@@ -29,28 +32,42 @@ def affected(state: GraphState, feature_nodes: Iterable, edge_nodes: Iterable, t
         for ntype, nid in nodes:
             idx = state.get(ntype, nid, t)
             if idx is not None:
-                found |= _reach(state, ntype, idx, k, t, memo)
+                found |= _reach(state, ntype, idx, k, t, memo)[0]
     return found
 
 
-def _reach(state: GraphState, ntype: str, idx: int, k: int, t: int, memo: dict) -> frozenset:
-    """The names of the contacts within ``k`` hops of node ``idx`` at ``t`` (itself included)."""
+def _reach(state: GraphState, ntype: str, idx: int, k: int, t: int, memo: dict) -> tuple[frozenset, int, int]:
+    """The names of the contacts within ``k`` hops of node ``idx`` at ``t`` (itself included),
+    and ``[lo, hi)`` around ``t`` over which they are the same: the intersection of the
+    intervals over which each step's neighbour list holds (``GraphState.edges_at``'s ``span``)."""
     key = (ntype, idx, k)
-    got = memo.get(key)
-    if got is not None:
-        return got
+    kept = memo.get(key)
+    if kept is not None:
+        for got in kept:
+            if got[1] <= t < got[2]:
+                return got
     names = state.tables[CONTACT].names
     near: set = {names[idx]} if ntype == CONTACT else set()
+    span = [-INF, INF]
     if k == 1:
-        near.update(names[i] for _, i in _contacts_at(state, ntype, idx, t))
+        near.update(names[i] for i in _contacts_at(state, ntype, idx, t, span))
     elif k >= 2:
         # two hops out, a contact's own activities can be passed over: an activity's one contact
-        # at t is the contact it was found from, already counted. That list grows with the
-        # person's history; everything else a contact touches (company, opportunities) does not.
+        # at any time is the contact it was found from, already counted. That list grows with
+        # the person's history; everything else a contact touches (company, opportunities) does not.
         skip = _OWN_TIMELINE if k == 2 else _NOTHING
-        for _, otype, other, _ in state.edges_at(ntype, idx, t, skip):
-            near |= _reach(state, otype, other, k - 1, t, memo)
-    got = memo[key] = frozenset(near)
+        for _, otype, other, _ in state.edges_at(ntype, idx, t, skip, span):
+            part, lo, hi = _reach(state, otype, other, k - 1, t, memo)
+            near |= part
+            if lo > span[0]:
+                span[0] = lo
+            if hi < span[1]:
+                span[1] = hi
+    got = (frozenset(near), span[0], span[1])
+    if kept is None:
+        memo[key] = [got]
+    else:
+        kept.append(got)
     return got
 
 
@@ -67,24 +84,30 @@ _TO_CONTACT = {kind: ([j for j, ref in enumerate(REFS[kind]) if ref.target == CO
 assert len(_TO_CONTACT[ACTIVITY][0]) == 1 and not _TO_CONTACT[ACTIVITY][1]
 
 
-def _contacts_at(state: GraphState, ntype: str, idx: int, t: int) -> list[tuple[str, int]]:
-    """The contacts adjacent to a node at ``t`` (the part of ``edges_at`` the last BFS step needs;
-    an activity or order names one, a company is named by its staff)."""
+def _contacts_at(state: GraphState, ntype: str, idx: int, t: int, span: list) -> list[int]:
+    """The contacts adjacent to a node at ``t`` (the part of ``edges_at`` the last step needs;
+    an activity or order names one, a company is named by its staff), ``span`` narrowed as in
+    ``edges_at``."""
     refs, held_by = _TO_CONTACT[ntype]
     tab = state.tables[ntype]
     out = []
     if refs:
         r = tab.row_at(idx, t)
         if r >= 0:
-            out += [(CONTACT, tab.refs[j][r]) for j in refs if tab.refs[j][r] >= 0]
+            span[0], span[1] = max(span[0], tab.vt[r]), min(span[1], tab.ve[r])
+            out += [tab.refs[j][r] for j in refs if tab.refs[j][r] >= 0]
+        else:
+            at_only(span, t)
     if held_by:
         ctab = state.tables[CONTACT]
-        vt, ve, vn = ctab.vt, ctab.ve, ctab.vn
+        vn = ctab.vn
         for code in held_by:
             held = tab.rev[code][idx]
             if held:
-                out += [(CONTACT, vn[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
-    if refs and state.deletes:   # a contact an activity or order names may be deleted (staff rows end)
-        ctab = state.tables[CONTACT]
-        out = [x for x in out if not ctab.dead(x[1], t)]
+                out += [vn[h] for h in held_at(held, ctab.vt, ctab.ve, t, span)]
+    if state.deletes:   # a contact an activity or order names may be deleted (staff rows end)
+        at_only(span, t)
+        if refs:
+            ctab = state.tables[CONTACT]
+            out = [c for c in out if not ctab.dead(c, t)]
     return out

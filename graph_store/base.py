@@ -270,6 +270,12 @@ class GraphStore(ABC):
         groups: the stream asks once per batch for each event, to name each lead's cause)."""
         return [self.affected_leads(g, as_of, hops) for g in groups]
 
+    def affected_leads_at(self, groups: Sequence[Sequence[ApplyEffect]], times: Sequence[int],
+                          hops: int = 2) -> list[list[set[str]]]:
+        """``affected_leads_each`` as of each of ``times`` (a store may share work between the
+        times too: the stream searches a batch as of each owned partition's watermark)."""
+        return [self.affected_leads_each(groups, t, hops) for t in times]
+
     def career(self, contact_id: str, as_of: int) -> Career:
         """The contact's former employers as of ``as_of`` (``graph_store.career.Career``: the
         stints it left, each with the orders its company placed during it, and when it joined its

@@ -127,26 +127,30 @@ class StateBackedStore(GraphStore):
 
     def affected_leads_each(self, groups: Sequence[Sequence[ApplyEffect]], as_of: int,
                             hops: int = 2) -> list[set[str]]:
-        memo: dict = {}
-        out = []
+        return self.affected_leads_at(groups, [as_of], hops)[0]
+
+    def affected_leads_at(self, groups: Sequence[Sequence[ApplyEffect]], times: Sequence[int],
+                          hops: int = 2) -> list[list[set[str]]]:
+        memo: dict = {}   # node reaches with the interval each holds for, shared by the times
         with paused_gc():
-            for effects in groups:
-                feats: set = set()
-                edges: set = set()
-                gone: set = set()
-                for eff in effects:
-                    if not eff.changed or (eff.time is not None and eff.time > as_of):
-                        continue
-                    feats |= eff.feature_nodes
-                    edges |= eff.edge_nodes
-                    ev = eff.event
-                    if ev.__class__ is Delete and ev.entity == CONTACT and (CONTACT, ev.entity_id) in eff.feature_nodes:
-                        gone.add(ev.entity_id)
-                found = affected.affected(self.state, feats, edges, as_of, hops, memo) if feats or edges else set()
-                if gone:
-                    found |= self._deleted_contacts(gone, as_of)
-                out.append(found)
-        return out
+            return [[self._affected_group(effects, t, hops, memo) for effects in groups] for t in times]
+
+    def _affected_group(self, effects: Sequence[ApplyEffect], as_of: int, hops: int, memo: dict) -> set[str]:
+        feats: set = set()
+        edges: set = set()
+        gone: set = set()
+        for eff in effects:
+            if not eff.changed or (eff.time is not None and eff.time > as_of):
+                continue
+            feats |= eff.feature_nodes
+            edges |= eff.edge_nodes
+            ev = eff.event
+            if ev.__class__ is Delete and ev.entity == CONTACT and (CONTACT, ev.entity_id) in eff.feature_nodes:
+                gone.add(ev.entity_id)
+        found = affected.affected(self.state, feats, edges, as_of, hops, memo) if feats or edges else set()
+        if gone:
+            found |= self._deleted_contacts(gone, as_of)
+        return found
 
     def _deleted_contacts(self, ids: set, as_of: int) -> set[str]:
         """The contacts of ``ids`` deleted as of ``as_of``: absent from the graph, so no search

@@ -75,7 +75,7 @@ from leadpulse.graph_store.records import (
 )
 from leadpulse.graph_store.records import RING_KINDS as RING_CODES
 from leadpulse.graph_store.rings import INF, Rings
-from leadpulse.graph_store.table import HOLDER_OF, Table, last_row, pack_row, rows_of
+from leadpulse.graph_store.table import HOLDER_OF, Table, at_only, held_at, last_row, pack_row, rows_of
 from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, OPPORTUNITY, ORDER
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
@@ -537,7 +537,7 @@ class GraphState:
             return []
         tab = self.tables[ACTIVITY]
         vt, ve, ttype, tpage, strings = tab.vt, tab.ve, tab.ttype, tab.tpage, self.strings
-        return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in rows_of(held) if vt[r] <= t < ve[r]]
+        return [(vt[r], strings[ttype[r]], strings[tpage[r]]) for r in held_at(held, vt, ve, t)]
 
     def order_rows(self, coidx: int) -> bytes:
         """``corders[coidx]`` as int64 triples (time, end, the amount's float64 bits), in time
@@ -558,7 +558,7 @@ class GraphState:
             return []
         ctab = self.tables[CONTACT]
         vt, ve, vn, names = ctab.vt, ctab.ve, ctab.vn, ctab.names
-        return [names[vn[h]] for h in rows_of(held) if vt[h] <= t < ve[h]]
+        return [names[vn[h]] for h in held_at(held, vt, ve, t)]
 
     def orders(self, coidx: int, t: int) -> list:
         entries = self.corders.get(coidx)
@@ -566,20 +566,34 @@ class GraphState:
             return []
         return [(tv, amount) for tv, _, end, amount in entries if tv <= t < end]
 
-    def edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset()) -> Iterator[tuple[int, str, int, int]]:
+    def edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset(),
+                 span: Optional[list] = None) -> Iterator[tuple[int, str, int, int]]:
         """Every edge of node ``idx`` valid at ``t``: ``(edge type code, other type, other node, time)``;
-        ``skip``: base edge types whose holders listed under the node are left out."""
-        edges = self._edges_at(ntype, idx, t, skip)
+        ``skip``: base edge types whose holders listed under the node are left out.
+
+        ``span``: a ``[lo, hi]`` holding ``t``, narrowed (once the edges are consumed) to an
+        interval around ``t`` over which the same neighbours are found (``table.held_at``); to
+        ``t`` alone where that is not tracked (the derived rings, deletes).
+        """
+        edges = self._edges_at(ntype, idx, t, skip, span)
         if not self.deletes:
             return edges
+        if span is not None:
+            at_only(span, t)
         alive = self.alive
         return (e for e in edges if alive(e[1], e[2], t))
 
-    def _edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset()) -> Iterator[tuple[int, str, int, int]]:
+    def _edges_at(self, ntype: str, idx: int, t: int, skip: frozenset = frozenset(),
+                  span: Optional[list] = None) -> Iterator[tuple[int, str, int, int]]:
         """``edges_at`` without the delete filter."""
         tables = self.tables
         tab = tables[ntype]
         r = tab.row_at(idx, t)
+        if span is not None:
+            if r >= 0:
+                span[0], span[1] = max(span[0], tab.vt[r]), min(span[1], tab.ve[r])
+            else:
+                at_only(span, t)
         if r >= 0:
             for j, ref in enumerate(REFS[ntype]):
                 other = tab.refs[j][r]
@@ -591,11 +605,12 @@ class GraphState:
                 hk, _, ref = HOLDER_OF[base]
                 htab = tables[hk]
                 code = base + NB if ref.holder_is_src else base
-                vt, ve, vn = htab.vt, htab.ve, htab.vn
-                for h in rows_of(held):
-                    if vt[h] <= t < ve[h]:
-                        yield code, hk, vn[h], vt[h]
+                vt, vn = htab.vt, htab.vn
+                for h in held_at(held, vt, htab.ve, t, span):
+                    yield code, hk, vn[h], vt[h]
         if ntype == COMPANY:
+            if span is not None:
+                at_only(span, t)
             ids = tab.ids
             nid = tab.names[idx]
             for k, code in enumerate(RING_CODES):
@@ -622,7 +637,7 @@ class GraphState:
             else:
                 held = self.tables[src_type].rev[base][idx]
                 vt, ve, vn, names = htab.vt, htab.ve, htab.vn, htab.names
-                out = [(names[vn[h]], vt[h]) for h in rows_of(held) if vt[h] <= t < ve[h]]
+                out = [(names[vn[h]], vt[h]) for h in held_at(held, vt, ve, t)]
             if self.deletes:
                 dst = ETYPES[code][2]
                 out = [x for x in out if self.get(dst, x[0], t) is not None]

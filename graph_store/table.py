@@ -37,6 +37,42 @@ def rows_of(held: Optional[bytes]) -> Sequence[int]:
     return memoryview(held).cast("q") if held else ()
 
 
+def held_at(held: Optional[bytes], vt: Sequence[int], ve: Sequence[int], t: int,
+            span: Optional[list] = None) -> list[int]:
+    """The rows of a ``rev`` entry valid at ``t``.
+
+    ``span``, a ``[lo, hi]`` holding ``t``, is narrowed to the interval around ``t`` over which
+    the answer stays the same (each row's ``vt`` and ``ve`` either side of ``t`` bounds it), so
+    a search can reuse what it found at ``t`` for another time inside it.
+    """
+    if span is None:
+        return [h for h in rows_of(held) if vt[h] <= t < ve[h]]
+    lo, hi = span
+    out = []
+    for h in rows_of(held):
+        a = vt[h]
+        if a > t:
+            if a < hi:
+                hi = a
+            continue
+        b = ve[h]
+        if b > t:
+            out.append(h)
+            if a > lo:
+                lo = a
+            if b < hi:
+                hi = b
+        elif b > lo:
+            lo = b
+    span[0], span[1] = lo, hi
+    return out
+
+
+def at_only(span: list, t: int) -> None:
+    """Narrow a ``held_at`` span to ``t`` alone (an answer whose validity is not tracked)."""
+    span[0], span[1] = max(span[0], t), min(span[1], t + 1)
+
+
 class Table:
     """One node type: its nodes (dense ints) and its version rows (columns)."""
     __slots__ = ("kind", "ids", "names", "first", "latest", "vt", "ve", "vp", "vn", "parts", "attrs",

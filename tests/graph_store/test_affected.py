@@ -120,6 +120,10 @@ def _every_changed_contact_is_affected(make_store, history, batch, t, seed):
     # the batched form (one memo of node reaches shared by the groups) answers each group alike
     groups = [[e] for e in effects] + [effects]
     assert store.affected_leads_each(groups, t) == [store.affected_leads(g, t) for g in groups]
+    # and one memo for several times (each reach kept with the interval it holds for) answers
+    # each time as a search of its own does: the stream asks as of every partition's watermark
+    times = sorted({t, *rng.sample(TIMES, 3)})
+    assert store.affected_leads_at(groups, times) == [store.affected_leads_each(groups, u) for u in times]
     # only contacts that exist at t, and those the batch deleted
     deleted = {e.entity_id for e in batch if e.kind == "delete" and e.entity == "contact"}
     assert affected <= set(after) | deleted
