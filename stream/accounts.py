@@ -258,8 +258,8 @@ class AccountProcessor:
         distinct watermark of the owned partitions that is not before the batch (an event
         dated after a watermark moves nothing as of it), each keeping the leads owned by a
         partition at that watermark, and one as of the newest time, keeping every owned lead
-        it finds. One call per time for the whole batch (it shares
-        neighbour lists), one set per event so each lead is credited with the last event that
+        it finds. One call for the whole batch and every time (it shares each node's
+        reach), one set per event and time so each lead is credited with the last event that
         reached it. A duplicate rescores its leads too, replica or not: it is a batch replayed
         from the book's positions after a crash or a discarded window, whose leads were never
         scored.
@@ -276,11 +276,11 @@ class AccountProcessor:
         # a lead's owner does not depend on the search time: one look-up per lead and batch (a
         # big account's every event reaches the same hundreds of colleagues, most not owned here)
         part_of: dict[str, Optional[int]] = {}
-        for t in times:
-            each = self.store.affected_leads_each(groups, t, hops=self.options.hops)
+        # one call for every time: the store keeps each node's reach with the interval it holds
+        # for, so the searches as of the partitions' watermarks mostly reuse each other's
+        for t, each in zip(times, self.store.affected_leads_at(groups, times, hops=self.options.hops)):
             reached = set().union(*each)
-            for lead in reached - part_of.keys():
-                owner = owners.get(lead) or self._owner(lead)
+            for lead, owner in self._owners_of(reached - part_of.keys(), owners).items():
                 part_of[lead] = owner[0] if self._mine(owner, lead) else None
             # as of an earlier partition's watermark only that partition's leads count: mostly
             # none, as an event rarely reaches past its own account
@@ -386,6 +386,20 @@ class AccountProcessor:
     def _owner(self, contact_id: str) -> Optional[list]:
         """[partition, time] of the contact's newest version: pending writes first."""
         return self._pending.book.get(("own", contact_id)) or self.book.get("own", contact_id)
+
+    def _owners_of(self, leads: set[str], owners: dict) -> dict[str, Optional[list]]:
+        """``_owner`` of many leads (the batch's own versions first), the book's in one multi-get."""
+        out, ask = {}, []
+        pending = self._pending.book
+        for lead in leads:
+            owner = owners.get(lead) or pending.get(("own", lead))
+            if owner is None:
+                ask.append(lead)
+            else:
+                out[lead] = owner
+        if ask:
+            out.update(zip(ask, self.book.get_many([("own", lead) for lead in ask])))
+        return out
 
     def _owners(self, decoded: list["_Item"], partition: int) -> dict[str, list]:
         """Contacts whose newest version is in this batch: contact id -> [partition, time].
