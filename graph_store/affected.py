@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 from leadpulse.graph_store.records import REFS
 from leadpulse.graph_store.rings import INF
 from leadpulse.graph_store.state import HAD_ACTIVITY_CODE, GraphState
-from leadpulse.graph_store.table import HOLDER_OF, at_only, held_at
+from leadpulse.graph_store.table import HOLDER_OF, at_only, held_at, narrow, row_span
 from leadpulse.schemas.types import ACTIVITY, CONTACT, NODE_TYPES
 
 
@@ -59,10 +59,7 @@ def _reach(state: GraphState, ntype: str, idx: int, k: int, t: int, memo: dict) 
         for _, otype, other, _ in state.edges_at(ntype, idx, t, skip, span):
             part, lo, hi = _reach(state, otype, other, k - 1, t, memo)
             near |= part
-            if lo > span[0]:
-                span[0] = lo
-            if hi < span[1]:
-                span[1] = hi
+            narrow(span, lo, hi)
     got = (frozenset(near), span[0], span[1])
     if kept is None:
         memo[key] = [got]
@@ -93,11 +90,9 @@ def _contacts_at(state: GraphState, ntype: str, idx: int, t: int, span: list) ->
     out = []
     if refs:
         r = tab.row_at(idx, t)
+        row_span(tab, r, t, span)
         if r >= 0:
-            span[0], span[1] = max(span[0], tab.vt[r]), min(span[1], tab.ve[r])
             out += [tab.refs[j][r] for j in refs if tab.refs[j][r] >= 0]
-        else:
-            at_only(span, t)
     if held_by:
         ctab = state.tables[CONTACT]
         vn = ctab.vn

@@ -75,7 +75,7 @@ from leadpulse.graph_store.records import (
 )
 from leadpulse.graph_store.records import RING_KINDS as RING_CODES
 from leadpulse.graph_store.rings import INF, Rings
-from leadpulse.graph_store.table import HOLDER_OF, Table, at_only, held_at, last_row, pack_row, rows_of
+from leadpulse.graph_store.table import HOLDER_OF, Table, at_only, held_at, last_row, pack_row, row_span, rows_of
 from leadpulse.schemas.types import ACTIVITY, COMPANY, CONTACT, OPPORTUNITY, ORDER
 
 HAD_ACTIVITY_CODE = [r for r in REFS[ACTIVITY] if r.field == "contact_id"][0].etype
@@ -590,10 +590,7 @@ class GraphState:
         tab = tables[ntype]
         r = tab.row_at(idx, t)
         if span is not None:
-            if r >= 0:
-                span[0], span[1] = max(span[0], tab.vt[r]), min(span[1], tab.ve[r])
-            else:
-                at_only(span, t)
+            row_span(tab, r, t, span)
         if r >= 0:
             for j, ref in enumerate(REFS[ntype]):
                 other = tab.refs[j][r]

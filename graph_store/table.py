@@ -68,9 +68,25 @@ def held_at(held: Optional[bytes], vt: Sequence[int], ve: Sequence[int], t: int,
     return out
 
 
+def narrow(span: list, lo: int, hi: int) -> None:
+    """Intersect a ``held_at`` span with ``[lo, hi)`` (what one more step of an answer holds for)."""
+    if lo > span[0]:
+        span[0] = lo
+    if hi < span[1]:
+        span[1] = hi
+
+
 def at_only(span: list, t: int) -> None:
     """Narrow a ``held_at`` span to ``t`` alone (an answer whose validity is not tracked)."""
-    span[0], span[1] = max(span[0], t), min(span[1], t + 1)
+    narrow(span, t, t + 1)
+
+
+def row_span(tab: "Table", r: int, t: int, span: list) -> None:
+    """Narrow ``span`` to where node version row ``r`` (found valid at ``t``; -1: none yet) holds."""
+    if r >= 0:
+        narrow(span, tab.vt[r], tab.ve[r])
+    else:
+        at_only(span, t)
 
 
 class Table:

@@ -385,7 +385,7 @@ class AccountProcessor:
 
     def _owner(self, contact_id: str) -> Optional[list]:
         """[partition, time] of the contact's newest version: pending writes first."""
-        return self._pending.book.get(("own", contact_id)) or self.book.get("own", contact_id)
+        return self._owners_of({contact_id}, {})[contact_id]
 
     def _owners_of(self, leads: set[str], owners: dict) -> dict[str, Optional[list]]:
         """``_owner`` of many leads (the batch's own versions first), the book's in one multi-get."""
