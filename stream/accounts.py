@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import NamedTuple, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 from leadpulse.graph_store.base import ApplyEffect, GraphStore
 from leadpulse.graph_store.history import newest_version_time
@@ -174,10 +174,18 @@ class AccountProcessor:
 
     def flush_due(self) -> bool:
         """Whether the pending leads should be scored now (``ScoringOptions.coalesce``)."""
-        return self._pending.due(self.options.coalesce)
+        return self._pending.due(self.options.coalesce, self.options.coalesce_max)
 
     def flush(self) -> Outputs:
         """Score the pending leads as of their partitions' watermarks; what to publish."""
+        *_, out = self.flush_steps()
+        return out
+
+    def flush_steps(self) -> Iterator[Optional[Outputs]]:
+        """``flush`` in steps: None after each scoring chunk, where the caller may let other
+        work run (the worker's HTTP views and stage 1 while a long window is scored), and
+        what to publish last. The pending set is taken at the first step: batches applied
+        in between start the next one."""
         pending, self._pending = self._pending, Pending()
         out = Outputs(book=pending.book, positions=pending.positions, produced_at=pending.produced_at,
                       events=pending.events, letters=pending.letters, forwards=pending.forwards)
@@ -185,12 +193,14 @@ class AccountProcessor:
         if pending.events:
             self.metrics.flush_events.observe(pending.events)
         with paused_gc():  # as in ``apply``
-            for part, part_causes in sorted(pending.causes.items()):
+            for k, (part, part_causes) in enumerate(sorted(pending.causes.items())):
+                if k:
+                    yield None
                 # a lead whose account changed after it was found (a departure, a replay that
                 # put the store ahead of its owner entry) is scored by its new owner
                 mine = {cid: cause for cid, cause in part_causes.items()
                         if self._still_mine(cid, part, pending.book)}
-                out.merge(self.rescore(mine, self.watermark(part) or 0, part, pending.moves))
+                yield from self._rescore_steps(mine, self.watermark(part) or 0, part, pending.moves, out)
         for cid in sorted(pending.left):
             # the lead moved to an account this worker does not own: the owner scores it now
             prev = self.book.get("s", cid)
@@ -198,7 +208,7 @@ class AccountProcessor:
             if prev is not None and not self._mine(owner) and ("s", cid) not in out.book:
                 out.dropped.append(("s", cid))
                 out.tiers.append((prev["tier"], None))
-        return out
+        yield out
 
     def discard_pending(self) -> None:
         """Forget applied batches whose leads are not scored yet (after a failure or a
@@ -435,10 +445,16 @@ class AccountProcessor:
         ``moves`` (lead -> company it left) are published whether they moved or not, with a
         ``job_change`` alert.
         """
-        moves = moves or {}
         out = Outputs()
+        for _ in self._rescore_steps(causes, as_of, partition, moves or {}, out):
+            pass
+        return out
+
+    def _rescore_steps(self, causes: dict[str, str], as_of: int, partition: int, moves: dict,
+                       out: Outputs) -> Iterator[None]:
+        """``rescore`` into ``out``, one step per scoring chunk."""
         if self.scorer is None or not causes:
-            return out
+            return
         # In the order the leads were found, not sorted by id: an event's leads are its account's
         # staff, found together, so a chunk holds whole accounts. Its union then holds each
         # account's staff and company once, as seeds; sorted by id, every chunk drew on nearly
@@ -449,6 +465,8 @@ class AccountProcessor:
         now = datetime.now(timezone.utc)
         version = self.scorer.version or "unregistered"
         for start in range(0, len(ids), self.options.max_batch_leads):
+            if start:
+                yield None
             chunk = ids[start:start + self.options.max_batch_leads]
             began = time.perf_counter()
             # the model's activity window read by the store: older activities are never gathered
@@ -494,7 +512,6 @@ class AccountProcessor:
                                  else ([], [], []))
                 self._publish(cid, score, tier, prev, top, as_of, partition, causes[cid], now, out, moves.get(cid),
                               signed=(pos, neg), company=employer.get(cid))
-        return out
 
     def _leads_of(self, chunk: list[str], graph, as_of: int, causes: dict[str, str], now: datetime,
                   out: Outputs) -> list[str]:

@@ -289,6 +289,12 @@ class Settings(BaseSettings):
                     "batches it applies — as long as its lag exceeds this, at most this long — and scores "
                     "them together, each once (docs/stream.md, \"Coalescing under backlog\"); `0` scores "
                     "every batch at once.")
+    coalesce_max_ms: float = Field(
+        ScoringOptions.coalesce_max * 1000, ge=0,
+        description="how long a coalescing window may grow when the worker is far behind: the hold is then "
+                    "up to half its lag, at most this (docs/stream.md, \"Coalescing under backlog\"). A "
+                    "longer window scores each lead once for more of the backlog's events; at most "
+                    "`LEADPULSE_COALESCE_MS` when this is not longer.")
     max_future_seconds: float = Field(
         ScoringOptions.max_future, ge=0, allow_inf_nan=False,
         description="how far ahead of the worker's wall clock an event's time (`timestamp`, or `updated_at`) "
@@ -465,7 +471,8 @@ class Settings(BaseSettings):
         """The rescoring options: every setting they have, their own defaults for the rest."""
         return ScoringOptions(epsilon=self.epsilon, jump_threshold=self.jump_threshold,
                               max_batch_leads=self.batch_size, tier_hysteresis=self.tier_hysteresis,
-                              coalesce=self.coalesce_ms / 1000, max_future=self.max_future_seconds,
+                              coalesce=self.coalesce_ms / 1000,
+                              coalesce_max=self.coalesce_max_ms / 1000, max_future=self.max_future_seconds,
                               outcome_window=self.outcome_window)
 
     def families(self) -> tuple[str, ...]:

@@ -115,6 +115,10 @@ class ScoringOptions:
             most of the account stage and costs per lead, so this is what lets a backlog shrink
             (docs/stream.md#measurements-behind-the-code). Not behind, every batch is scored at
             once.
+        coalesce_max: seconds a window may grow to when the worker is far behind: the hold is
+            then up to half the lag, at most this (``Pending.due``; at most ``coalesce`` when
+            this is not longer). On the large world a window of 10,000 records scored 6.0
+            leads an event against 11.7 at 1,000 (docs/stream.md#coalescing-under-backlog).
         max_future: seconds an event's time may be ahead of the worker's wall clock. Stage 1
             dead-letters a later event (``stream.ingest.validate``), and no batch moves a
             partition's watermark past the clock plus this (``AccountProcessor``), so one
@@ -134,5 +138,6 @@ class ScoringOptions:
     tier_hysteresis: float = 0.2
     decay_min_age: float = 3600.0
     coalesce: float = 1.0
+    coalesce_max: float = 10.0
     max_future: float = 3600.0
     outcome_window: int = 2000

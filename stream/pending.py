@@ -44,14 +44,18 @@ class Pending:
                 leads.pop(lead, None)  # the contact moved account meanwhile
         self.causes.setdefault(partition, {})[lead] = cause
 
-    def due(self, window: float) -> bool:
+    def due(self, window: float, longest: float = 0.0) -> bool:
         """Score now? Yes unless the worker is behind its input — the newest record of the last
         batch was more than ``window`` seconds old when it was applied — and the oldest batch
-        has not yet waited as long as that lag exceeds ``window`` (at most ``window``). Just
-        past the threshold the hold is short, so the tail of a worker that keeps up on average
-        does not pay a whole window; far behind it is the whole window. ``window`` 0: always."""
+        has not yet waited its hold. The hold is what the lag exceeds ``window`` by, at most
+        ``window``; further behind, up to half the lag, at most ``longest`` (when that is
+        longer than ``window``). Just past the threshold the hold is short, so the tail of a
+        worker that keeps up on average does not pay a whole window; far behind, a longer
+        window merges more of the backlog's events per lead while adding at most half the
+        delay its events already have. ``window`` 0: always."""
         if self.empty():
             return False
         if window <= 0 or self.lag is None or self.lag <= window:
             return True
-        return time.monotonic() - self.since >= min(window, self.lag - window)
+        hold = min(self.lag - window, max(window, min(longest, self.lag / 2)))
+        return time.monotonic() - self.since >= hold

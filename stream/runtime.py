@@ -222,7 +222,7 @@ class ScoringRuntime:
         try:
             async with self._pending_scored():
                 if self.processor.flush_due():
-                    await self._publish(self.processor.flush())
+                    await self._flush()
                     self.backlog = False  # no batch came to end the window: the sweep may run
         except Exception:  # the next batch's admission seeks back to the book's positions
             logger.exception("scoring the pending leads failed; replaying their batches")
@@ -255,10 +255,20 @@ class ScoringRuntime:
     async def _take(self, records: list[RawRecord], partition: int, replica: bool = False) -> bool:
         # Behind the input, the leads of several batches are scored together
         # (``ScoringOptions.coalesce``); whether this batch's leads were published.
-        out = self.processor.take(records, partition, replica)
-        if out is not None:
-            await self._publish(out)
-        return out is not None
+        self.processor.apply(records, partition, replica)
+        if not self.processor.flush_due():
+            return False
+        await self._flush()
+        return True
+
+    async def _flush(self) -> None:
+        # Between scoring chunks the event loop runs the rest: a window of a worker far behind
+        # holds tens of thousands of leads, seconds of scoring that the HTTP views, the
+        # metrics scrape and stage 1 would otherwise wait out. The scoring lock stays held.
+        for out in self.processor.flush_steps():
+            if out is None:
+                await asyncio.sleep(0)
+        await self._publish(out)
 
     async def _forget_pending(self) -> None:
         # Every batch applied since the last publication is replayed, whichever partition it

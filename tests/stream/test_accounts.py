@@ -210,7 +210,7 @@ def twin_and_proc(tmp_path, trained_registry):
 def _shorten_window(proc, seconds: float = 0.05) -> None:
     """End a coalescing window now rather than waiting it out."""
     import time
-    proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": seconds})
+    proc.options = type(proc.options)(**{**proc.options.__dict__, "coalesce": seconds, "coalesce_max": seconds})
     time.sleep(seconds + 0.01)
     assert proc.flush_due()
 
@@ -260,6 +260,26 @@ def test_behind_the_input_the_leads_of_several_batches_are_scored_once(twin_and_
     assert {s.cause for s in out.scores} <= causes
     reference = full_recompute(proc.store, proc.scorer.model, {cid: mark for cid in ids})
     assert max(abs(s.score - reference[s.contact_id]) for s in out.scores) <= 1e-5
+
+
+def test_a_window_is_scored_in_steps_between_which_other_work_may_run(tmp_path, tiny_world, trained_registry):
+    """The worker awaits between the steps of a flush (``ScoringRuntime._flush``): one step per
+    scoring chunk, the outputs last, the same as a flush in one go."""
+    procs = [_new_processor(trained_registry[0], tmp_path / name, {"max_batch_leads": 7, "explain_budget": 0})
+             for name in ("steps", "whole")]
+    try:
+        for lo, events in _tiny_batches(tiny_world, size=100)[:3]:
+            for proc in procs:
+                proc.apply(_records(events, lo), 0)
+        *between, out = procs[0].flush_steps()
+        whole = procs[1].flush()
+        assert len(between) >= 2 and all(step is None for step in between)
+        assert [(s.contact_id, s.score) for s in out.scores] == [(s.contact_id, s.score) for s in whole.scores]
+        assert out.positions == whole.positions and out.book.keys() == whole.book.keys()
+    finally:
+        for proc in procs:
+            proc.store.close()
+            proc.book.close()
 
 
 def test_a_discarded_window_leaves_its_batches_unpublished(processor, tiny_world):

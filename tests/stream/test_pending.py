@@ -1,5 +1,6 @@
 """When the pending set is due: at once when caught up, after a hold that grows with how far
-behind the worker is, up to the window."""
+behind the worker is, up to the window, and further behind up to half the lag, at most the longest
+window."""
 from __future__ import annotations
 
 import time
@@ -29,6 +30,22 @@ def test_behind_the_hold_grows_with_the_lag_up_to_the_window():
     assert just_behind.due(1.0) and not far_behind.due(1.0)
     far_behind.since -= 0.7  # the whole window has passed for the second too
     assert far_behind.due(1.0)
+
+
+def test_far_behind_the_window_grows_to_half_the_lag_at_most_the_longest():
+    def hold(lag: float, longest: float) -> float:
+        p = _pending(lag)
+        p.since = time.monotonic()
+        for waited in range(0, 40):  # the first whole second it is due after
+            p.since = time.monotonic() - waited - 0.001
+            if p.due(1.0, longest):
+                return waited
+        raise AssertionError("never due")
+    assert hold(1.5, 10.0) == 1  # just behind: what the lag exceeds the window by (0.5 s)
+    assert hold(8.0, 0.0) == 1 and hold(8.0, 1.0) == 1  # no longer window: the window, as before
+    assert hold(8.0, 10.0) == 4  # half the lag
+    assert hold(30.0, 10.0) == 10  # at most the longest
+    assert hold(2.5, 10.0) == 2  # at least the window, at most what the lag exceeds it by (1.5 s)
 
 
 def test_a_lead_that_moves_account_is_pending_under_its_new_partition_only():

@@ -61,7 +61,9 @@ def consume(run, default_topic: str, expected: int, timeout: float = 60):
 
 
 def settle(run, consumed: int, timeout: float = 240) -> None:
-    """Wait until ``consumed`` input events were consumed and no score moved for 6 s."""
+    """Wait until ``consumed`` input events were consumed, no score moved for 6 s and no applied
+    event waits for its scores (a coalescing window held: up to ``LEADPULSE_COALESCE_MAX_MS``
+    while the worker replays old records)."""
     wait_for(lambda: run.metric("leadpulse_events_consumed_total") >= consumed, timeout,
              f"{consumed} events consumed\n{run.log()}")
     last, since = None, time.monotonic()
@@ -70,7 +72,7 @@ def settle(run, consumed: int, timeout: float = 240) -> None:
         now = run.metric("leadpulse_scores_published_total")
         if now != last:
             last, since = now, time.monotonic()
-        elif time.monotonic() - since >= 6:
+        elif time.monotonic() - since >= 6 and run.metric("leadpulse_unpublished_events") == 0:
             return
         time.sleep(1)
     raise AssertionError("scores never settled\n" + run.log())
