@@ -200,7 +200,8 @@ class AccountProcessor:
                 # put the store ahead of its owner entry) is scored by its new owner
                 mine = {cid: cause for cid, cause in part_causes.items()
                         if self._still_mine(cid, part, pending.book)}
-                yield from self._rescore_steps(mine, self.watermark(part) or 0, part, pending.moves, out)
+                yield from self._rescore_steps(mine, self.watermark(part) or 0, part, pending.moves, out,
+                                               pending.reached)
         for cid in sorted(pending.left):
             # the lead moved to an account this worker does not own: the owner scores it now
             prev = self.book.get("s", cid)
@@ -243,6 +244,7 @@ class AccountProcessor:
         late = self._advance(events, partition) if not replica else [False] * len(events)
         each = self._affected(effects, events, owners)
         causes: dict[str, tuple[str, int]] = {}
+        reached: dict[str, int] = {}  # lead -> earliest time of an event that changed the graph near it
         for item, effect, leads, was_late in zip(decoded, effects, each, late):
             topic, event = item.topic, item.event
             if not replica and item.carried:
@@ -255,8 +257,13 @@ class AccountProcessor:
             cause = cause_of(topic, event)
             for lead, owner in leads.items():
                 causes[lead] = (cause, owner)
+            if effect.changed:
+                t = to_micros(event.event_time)
+                for lead in leads:
+                    if t < reached.get(lead, t + 1):
+                        reached[lead] = t
         for lead, (cause, owner) in causes.items():
-            pending.add_lead(lead, owner, cause)
+            pending.add_lead(lead, owner, cause, reached.get(lead))
 
     def _affected(self, effects: list, events: Sequence[InputEvent], owners: dict) -> list[dict[str, int]]:
         """Per event, the owned leads it may move -> their owner partition.
@@ -451,8 +458,13 @@ class AccountProcessor:
         return out
 
     def _rescore_steps(self, causes: dict[str, str], as_of: int, partition: int, moves: dict,
-                       out: Outputs) -> Iterator[None]:
-        """``rescore`` into ``out``, one step per scoring chunk."""
+                       out: Outputs, reached: Optional[dict[str, int]] = None) -> Iterator[None]:
+        """``rescore`` into ``out``, one step per scoring chunk. ``reached``: lead -> the earliest
+        time of an event that changed the graph near it. A lead whose last published score is
+        as of that time or later is published again even if it moved no more than epsilon: the
+        event changed its graph as of that score's ``as_of``, so the record would no longer
+        equal the recompute as of its own time (docs/stream.md#why-the-partition-watermark-is-the-scoring-time)."""
+        reached = reached or {}
         if self.scorer is None or not causes:
             return
         # In the order the leads were found, not sorted by id: an event's leads are its account's
@@ -487,7 +499,8 @@ class AccountProcessor:
             moved = []
             prevs = self.book.get_many([("s", cid) for cid in batch.contact_ids])
             for cid, score, tier, prev in zip(batch.contact_ids, batch.scores.tolist(), batch.tiers, prevs):
-                if prev is None or abs(score - prev["score"]) > self.options.epsilon or cid in moves:
+                if (prev is None or abs(score - prev["score"]) > self.options.epsilon or cid in moves
+                        or reached.get(cid, as_of + 1) <= prev["as_of"]):
                     moved.append((cid, score, tier, prev))
                 else:
                     out.book[("s", cid)] = {**prev, "checked_as_of": as_of, "checked_version": version,

@@ -25,6 +25,7 @@ class Pending:
     forwards: list = field(default_factory=list)  # account-topic records: activities a departure carries
     left: set = field(default_factory=set)  # leads whose newest version is another worker's account now
     moves: dict = field(default_factory=dict)  # lead -> company it left (a job_change alert when scored)
+    reached: dict = field(default_factory=dict)  # lead -> earliest time of an event that changed the graph near it
 
     def empty(self) -> bool:
         return self.since is None
@@ -37,8 +38,11 @@ class Pending:
         self.produced_at += produced_at
         self.lag = time.time() - max(produced_at) if produced_at else None
 
-    def add_lead(self, lead: str, partition: int, cause: str) -> None:
-        """``lead`` is owned by ``partition`` and was last reached by ``cause``."""
+    def add_lead(self, lead: str, partition: int, cause: str, at: Optional[int] = None) -> None:
+        """``lead`` is owned by ``partition`` and was last reached by ``cause``; ``at``: the
+        earliest time of the batch's events that reached it and changed the graph."""
+        if at is not None and at < self.reached.get(lead, at + 1):
+            self.reached[lead] = at
         for other, leads in self.causes.items():  # a handful of partitions at most
             if other != partition:
                 leads.pop(lead, None)  # the contact moved account meanwhile
