@@ -213,8 +213,11 @@ def _worker_line(settings: dict) -> str:
         return ""
     n = settings.get("processes", 1)
     procs = f" {n} processes per app in one consumer group." if n > 1 else ""
+    longest = w.get("coalesce_max_ms")  # not recorded by runs before the window grew with the lag
+    grows = (f", growing with the lag up to {f(longest)} ms (`LEADPULSE_COALESCE_MAX_MS`)"
+             if longest and longest > w["coalesce_ms"] else "")
     return (f" Worker: batches of up to {w['batch_size']:,} records or {w['batch_ms']} ms, coalescing window "
-            f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`).{procs}")
+            f"{f(w['coalesce_ms'])} ms (`LEADPULSE_COALESCE_MS`){grows}.{procs}")
 
 
 def _processed(p: dict) -> str:

@@ -372,7 +372,8 @@ def _worker_settings() -> dict:
     """The worker's batching settings in this run (from the environment it inherits)."""
     from leadpulse.stream.config import Settings
     w = Settings.from_env()
-    return {"batch_size": w.batch_size, "batch_ms": w.batch_ms, "coalesce_ms": w.coalesce_ms}
+    return {"batch_size": w.batch_size, "batch_ms": w.batch_ms, "coalesce_ms": w.coalesce_ms,
+            "coalesce_max_ms": w.coalesce_max_ms}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
