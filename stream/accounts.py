@@ -166,12 +166,6 @@ class AccountProcessor:
         with paused_gc():
             self._apply(records, partition, replica)
 
-    def take(self, records: Sequence[RawRecord], partition: int, replica: bool = False) -> Optional[Outputs]:
-        """Apply a batch (as ``apply``); what to publish if the pending set is due now, else
-        None (it is held: a later batch or ``flush`` scores it)."""
-        self.apply(records, partition, replica)
-        return self.flush() if self.flush_due() else None
-
     def flush_due(self) -> bool:
         """Whether the pending leads should be scored now (``ScoringOptions.coalesce``)."""
         return self._pending.due(self.options.coalesce, self.options.coalesce_max)
@@ -244,7 +238,6 @@ class AccountProcessor:
         late = self._advance(events, partition) if not replica else [False] * len(events)
         each = self._affected(effects, events, owners)
         causes: dict[str, tuple[str, int]] = {}
-        reached: dict[str, int] = {}  # lead -> earliest time of an event that changed the graph near it
         for item, effect, leads, was_late in zip(decoded, effects, each, late):
             topic, event = item.topic, item.event
             if not replica and item.carried:
@@ -258,12 +251,9 @@ class AccountProcessor:
             for lead, owner in leads.items():
                 causes[lead] = (cause, owner)
             if effect.changed:
-                t = to_micros(event.event_time)
-                for lead in leads:
-                    if t < reached.get(lead, t + 1):
-                        reached[lead] = t
+                pending.reach(leads, to_micros(event.event_time))
         for lead, (cause, owner) in causes.items():
-            pending.add_lead(lead, owner, cause, reached.get(lead))
+            pending.add_lead(lead, owner, cause)
 
     def _affected(self, effects: list, events: Sequence[InputEvent], owners: dict) -> list[dict[str, int]]:
         """Per event, the owned leads it may move -> their owner partition.

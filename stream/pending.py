@@ -38,15 +38,20 @@ class Pending:
         self.produced_at += produced_at
         self.lag = time.time() - max(produced_at) if produced_at else None
 
-    def add_lead(self, lead: str, partition: int, cause: str, at: Optional[int] = None) -> None:
-        """``lead`` is owned by ``partition`` and was last reached by ``cause``; ``at``: the
-        earliest time of the batch's events that reached it and changed the graph."""
-        if at is not None and at < self.reached.get(lead, at + 1):
-            self.reached[lead] = at
+    def add_lead(self, lead: str, partition: int, cause: str) -> None:
+        """``lead`` is owned by ``partition`` and was last reached by ``cause``."""
         for other, leads in self.causes.items():  # a handful of partitions at most
             if other != partition:
                 leads.pop(lead, None)  # the contact moved account meanwhile
         self.causes.setdefault(partition, {})[lead] = cause
+
+    def reach(self, leads, at: int) -> None:
+        """An event at time ``at`` that changed the graph reached ``leads``: each keeps the
+        earliest such time."""
+        reached = self.reached
+        for lead in leads:
+            if at < reached.get(lead, at + 1):
+                reached[lead] = at
 
     def due(self, window: float, longest: float = 0.0) -> bool:
         """Score now? Yes unless the worker is behind its input — the newest record of the last

@@ -339,8 +339,9 @@ def _same_history(tiny_world, *procs) -> list:
 
 
 def test_a_held_window_takes_the_replica_batches_in_too(twin_and_proc, tiny_world):
-    # The replication reader goes through ``take`` like the agent: its batches join a held
-    # window instead of publishing it early, and the window's flush commits both positions.
+    # The replication reader goes through the agent's step (``ScoringRuntime._take``: apply, then
+    # score if due): its batches join a held window instead of publishing it early, and the
+    # window's flush commits both positions.
     twin, proc = twin_and_proc
     batches = _same_history(tiny_world, twin, proc)
     (own_lo, own), (rep_lo, rep) = batches[6], batches[7]
@@ -348,8 +349,10 @@ def test_a_held_window_takes_the_replica_batches_in_too(twin_and_proc, tiny_worl
     for out in (twin.process(_records(own, own_lo), 0), twin.process(_records(rep, rep_lo), 0, replica=True)):
         twin.commit_published(out)
         expected.update(_scored(out))
-    assert proc.take(_behind(own, own_lo, 60.0), 0) is None
-    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # held, not flushed
+    proc.apply(_behind(own, own_lo, 60.0), 0)
+    assert not proc.flush_due()
+    proc.apply(_behind(rep, rep_lo, 60.0), 0, replica=True)
+    assert not proc.flush_due()  # held, not flushed
     _shorten_window(proc)
     out = proc.flush()
     proc.commit_published(out)
@@ -374,11 +377,13 @@ def test_replica_batches_replayed_after_a_discard_rescore_their_leads(twin_and_p
     twin.commit_published(out)
     expected = _scored(out)
     assert expected
-    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None
+    proc.apply(_behind(rep, rep_lo, 60.0), 0, replica=True)
+    assert not proc.flush_due()
     before = proc.discards
     proc.discard_pending()
     assert proc.discards == before + 1 and ("acc#replica", 0) not in proc.published_positions()
-    assert proc.take(_behind(rep, rep_lo, 60.0), 0, replica=True) is None  # all duplicates now
+    proc.apply(_behind(rep, rep_lo, 60.0), 0, replica=True)
+    assert not proc.flush_due()  # all duplicates now
     _shorten_window(proc)
     out = proc.flush()
     proc.commit_published(out)

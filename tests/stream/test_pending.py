@@ -50,11 +50,10 @@ def test_far_behind_the_window_grows_to_half_the_lag_at_most_the_longest():
 
 def test_a_lead_keeps_the_earliest_time_of_the_events_that_reached_it():
     p = Pending()
-    p.add_lead("ct_1", 0, "crm.activities:a2", 200)
-    p.add_lead("ct_1", 0, "crm.activities:a1", 100)
-    p.add_lead("ct_1", 0, "crm.activities:a3", 300)
-    p.add_lead("ct_2", 0, "crm.activities:a3")  # a duplicate: changed nothing
-    assert p.reached == {"ct_1": 100}
+    p.reach({"ct_1"}, 200)
+    p.reach({"ct_1", "ct_2"}, 100)
+    p.reach({"ct_1"}, 300)
+    assert p.reached == {"ct_1": 100, "ct_2": 100}
 
 
 def test_a_lead_that_moves_account_is_pending_under_its_new_partition_only():
